@@ -1,0 +1,345 @@
+//! Card data: a Luhn-checked [`Pan`] that masks itself, an [`Expiry`], the card data a
+//! kiosk reads from a magnetic stripe (ISO/IEC 7813 tracks 1 and 2).
+//!
+//! Nothing here keeps track data: the parsers return a [`CardData`] and drop the rest
+//! (service code, discretionary data, CVV-bearing fields).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CardError {
+    #[error("card number must be 12 to 19 digits, got {0} characters")]
+    PanLength(usize),
+    #[error("card number contains a character that is not a digit")]
+    PanNotDigits,
+    #[error("card number fails the Luhn check")]
+    PanLuhn,
+    #[error("expiry must be YYMM with a month 01-12")]
+    Expiry,
+    #[error("track {track} is malformed: {why}")]
+    Track { track: u8, why: &'static str },
+}
+
+/// A primary account number. Only built through [`FromStr`]/[`TryFrom`], which check
+/// its length and Luhn digit. `Debug` and `Display` show only the last four digits.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Pan(String);
+
+fn luhn_ok(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+impl TryFrom<String> for Pan {
+    type Error = CardError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CardError::PanNotDigits);
+        }
+        if !(12..=19).contains(&s.len()) {
+            return Err(CardError::PanLength(s.len()));
+        }
+        if !luhn_ok(&s) {
+            return Err(CardError::PanLuhn);
+        }
+        Ok(Pan(s))
+    }
+}
+
+impl FromStr for Pan {
+    type Err = CardError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let compact: String = s.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        Pan::try_from(compact)
+    }
+}
+
+impl From<Pan> for String {
+    fn from(p: Pan) -> String {
+        p.0
+    }
+}
+
+impl Pan {
+    /// The last four digits, the most any screen, receipt or log may show.
+    pub fn last4(&self) -> &str {
+        self.0.get(self.0.len().saturating_sub(4)..).unwrap_or("")
+    }
+
+    /// `•••• 1111`.
+    pub fn masked(&self) -> String {
+        format!("•••• {}", self.last4())
+    }
+
+    /// The full digits. Only the acquirer's authorisation path and the keyed-hash
+    /// tokeniser call this; never format it into a log line.
+    pub fn expose_digits(&self) -> &str {
+        &self.0
+    }
+
+    pub fn brand(&self) -> CardBrand {
+        CardBrand::of(&self.0)
+    }
+}
+
+impl fmt::Debug for Pan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pan({})", self.masked())
+    }
+}
+
+impl fmt::Display for Pan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Card scheme, from the PAN's issuer identification number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CardBrand {
+    Visa,
+    Mastercard,
+    Jcb,
+    Amex,
+    Other,
+}
+
+impl CardBrand {
+    fn of(digits: &str) -> Self {
+        let prefix = |n: usize| digits.get(..n).and_then(|p| p.parse::<u32>().ok());
+        match (prefix(1), prefix(2), prefix(4)) {
+            (Some(4), _, _) => CardBrand::Visa,
+            (_, Some(34 | 37), _) => CardBrand::Amex,
+            (_, Some(51..=55), _) => CardBrand::Mastercard,
+            (_, _, Some(2221..=2720)) => CardBrand::Mastercard,
+            (_, _, Some(3528..=3589)) => CardBrand::Jcb,
+            _ => CardBrand::Other,
+        }
+    }
+}
+
+impl fmt::Display for CardBrand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CardBrand::Visa => "VISA",
+            CardBrand::Mastercard => "Mastercard",
+            CardBrand::Jcb => "JCB",
+            CardBrand::Amex => "AMEX",
+            CardBrand::Other => "card",
+        })
+    }
+}
+
+/// A card's expiry month. A card is valid through the last day of that month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Expiry {
+    year: u16,
+    month: u8,
+}
+
+impl Expiry {
+    pub fn new(year: u16, month: u8) -> Result<Self, CardError> {
+        if (1..=12).contains(&month) && (2000..=2099).contains(&year) {
+            Ok(Expiry { year, month })
+        } else {
+            Err(CardError::Expiry)
+        }
+    }
+
+    /// Parses the `YYMM` form used on tracks and in ISO 8583 field 14.
+    pub fn from_yymm(s: &str) -> Result<Self, CardError> {
+        if s.len() != 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CardError::Expiry);
+        }
+        let yy: u16 = s
+            .get(..2)
+            .and_then(|v| v.parse().ok())
+            .ok_or(CardError::Expiry)?;
+        let mm: u8 = s
+            .get(2..)
+            .and_then(|v| v.parse().ok())
+            .ok_or(CardError::Expiry)?;
+        Expiry::new(2000 + yy, mm)
+    }
+
+    pub fn year(&self) -> u16 {
+        self.year
+    }
+
+    pub fn month(&self) -> u8 {
+        self.month
+    }
+
+    /// True when `today` is after the last day of the expiry month.
+    pub fn is_expired_on(&self, today: NaiveDate) -> bool {
+        let today_ym = (today.year(), today.month());
+        (i32::from(self.year), u32::from(self.month)) < today_ym
+    }
+}
+
+impl fmt::Display for Expiry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}/{:02}", self.month, self.year % 100)
+    }
+}
+
+/// What the acquirer needs to authorise a card payment. Built from a track read or a
+/// chip read at the kiosk; never stored past authorisation.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardData {
+    pub pan: Pan,
+    pub expiry: Expiry,
+}
+
+impl fmt::Debug for CardData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardData({} exp {})", self.pan.masked(), self.expiry)
+    }
+}
+
+/// Longest track the parsers accept (track 1 is at most 79 characters, track 2 at most
+/// 40, plus sentinels and LRC).
+pub const MAX_TRACK_LEN: usize = 82;
+
+/// Parses ISO/IEC 7813 track 2: `;PAN=YYMMSSS<discretionary>?` (an LRC character may
+/// follow the end sentinel). Returns only the PAN and expiry.
+pub fn parse_track2(track: &str) -> Result<CardData, CardError> {
+    let bad = |why| CardError::Track { track: 2, why };
+    if track.len() > MAX_TRACK_LEN {
+        return Err(bad("too long"));
+    }
+    let body = track
+        .strip_prefix(';')
+        .ok_or(bad("no start sentinel ';'"))?;
+    let end = body.find('?').ok_or(bad("no end sentinel '?'"))?;
+    let body = body.get(..end).ok_or(bad("no end sentinel '?'"))?;
+    if body == "E" {
+        return Err(bad("the reader reported a read error (E)"));
+    }
+    let (pan, rest) = body.split_once('=').ok_or(bad("no field separator '='"))?;
+    let pan: Pan = pan.parse().map_err(|_| bad("card number is invalid"))?;
+    let expiry = rest
+        .get(..4)
+        .ok_or(bad("no expiry date"))
+        .and_then(|yymm| Expiry::from_yymm(yymm).map_err(|_| bad("expiry date is invalid")))?;
+    Ok(CardData { pan, expiry })
+}
+
+/// Parses ISO/IEC 7813 track 1 (format B): `%B<PAN>^<NAME>^YYMMSSS<discretionary>?`.
+/// The cardholder name is dropped: the network never needs it.
+pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
+    let bad = |why| CardError::Track { track: 1, why };
+    if track.len() > MAX_TRACK_LEN {
+        return Err(bad("too long"));
+    }
+    let body = track
+        .strip_prefix('%')
+        .ok_or(bad("no start sentinel '%'"))?;
+    let end = body.find('?').ok_or(bad("no end sentinel '?'"))?;
+    let body = body.get(..end).ok_or(bad("no end sentinel '?'"))?;
+    if body == "E" {
+        return Err(bad("the reader reported a read error (E)"));
+    }
+    let body = body
+        .strip_prefix('B')
+        .ok_or(bad("format code is not 'B'"))?;
+    let mut fields = body.splitn(3, '^');
+    let pan = fields.next().ok_or(bad("no card number"))?;
+    let _name = fields.next().ok_or(bad("no name field"))?;
+    let rest = fields.next().ok_or(bad("no expiry field"))?;
+    let pan: Pan = pan.parse().map_err(|_| bad("card number is invalid"))?;
+    let expiry = rest
+        .get(..4)
+        .ok_or(bad("no expiry date"))
+        .and_then(|yymm| Expiry::from_yymm(yymm).map_err(|_| bad("expiry date is invalid")))?;
+    Ok(CardData { pan, expiry })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_checks_test_pans() {
+        assert!("4111111111111111".parse::<Pan>().is_ok());
+        assert!("3530111333300000".parse::<Pan>().is_ok());
+        assert!("5555 5555 5555 4444".parse::<Pan>().is_ok());
+        assert_eq!("4111111111111112".parse::<Pan>(), Err(CardError::PanLuhn));
+        assert_eq!("41111".parse::<Pan>(), Err(CardError::PanLength(5)));
+        assert_eq!("4111x".parse::<Pan>(), Err(CardError::PanNotDigits));
+    }
+
+    #[test]
+    fn pan_masks_itself() {
+        let pan: Pan = "4111111111111111".parse().unwrap();
+        assert_eq!(format!("{pan}"), "•••• 1111");
+        assert_eq!(format!("{pan:?}"), "Pan(•••• 1111)");
+        assert!(!format!("{pan:?}").contains("411111"));
+        let card = CardData {
+            pan,
+            expiry: Expiry::new(2030, 12).unwrap(),
+        };
+        assert_eq!(format!("{card:?}"), "CardData(•••• 1111 exp 12/30)");
+    }
+
+    #[test]
+    fn brands() {
+        let brand = |s: &str| s.parse::<Pan>().unwrap().brand();
+        assert_eq!(brand("4111111111111111"), CardBrand::Visa);
+        assert_eq!(brand("3530111333300000"), CardBrand::Jcb);
+        assert_eq!(brand("5555555555554444"), CardBrand::Mastercard);
+        assert_eq!(brand("378282246310005"), CardBrand::Amex);
+    }
+
+    #[test]
+    fn pan_deserialisation_validates() {
+        let bad: Result<Pan, _> = Pan::try_from("4111111111111112".to_string());
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn expiry_is_valid_through_end_of_month() {
+        let e = Expiry::from_yymm("2611").unwrap();
+        assert!(!e.is_expired_on(NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()));
+        assert!(e.is_expired_on(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()));
+        assert!(Expiry::from_yymm("2613").is_err());
+        assert!(Expiry::from_yymm("26").is_err());
+    }
+
+    #[test]
+    fn parses_track2() {
+        let card = parse_track2(";4111111111111111=30121015432112345678?").unwrap();
+        assert_eq!(card.pan.last4(), "1111");
+        assert_eq!(card.expiry, Expiry::new(2030, 12).unwrap());
+        assert!(parse_track2("4111111111111111=3012?").is_err());
+        assert!(parse_track2(";4111111111111111=3012").is_err());
+        assert!(parse_track2(";E?").is_err());
+        assert!(parse_track2(";4111111111111112=3012101?").is_err());
+        assert!(parse_track2(&";1".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn parses_track1() {
+        let card = parse_track1("%B3530111333300000^YAMADA/TARO^28071010000000000000?").unwrap();
+        assert_eq!(card.pan.last4(), "0000");
+        assert_eq!(card.expiry, Expiry::new(2028, 7).unwrap());
+        assert!(parse_track1("%A3530111333300000^X^2807?").is_err());
+        assert!(parse_track1("%B3530111333300000^X?").is_err());
+    }
+}

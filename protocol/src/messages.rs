@@ -1,0 +1,391 @@
+//! Version 1 of every message printmesh nodes exchange.
+//!
+//! Request–response protocols (one request, one answer, point to point) each have a
+//! versioned protocol id and their own size caps. Order events travel over gossipsub.
+//! Blobs travel over a raw stream protocol whose control frames are defined here too.
+//!
+//! Enum variants are append-only: never reorder or remove one, the variant index is on
+//! the wire.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::card::CardData;
+use crate::ids::{AuthCode, BlobId, OrderId, StoreId};
+use crate::money::Money;
+use crate::pricing::PrintSize;
+
+/// Protocol ids and their size caps, in one place.
+pub mod proto {
+    /// Node introduction: role, name, network.
+    pub const HELLO: &str = "/printmesh/hello/1";
+    pub const HELLO_MAX_BYTES: usize = 4 * 1024;
+    /// Kiosk → intermediary: order submission.
+    pub const ORDER: &str = "/printmesh/order/1";
+    pub const ORDER_MAX_REQUEST_BYTES: usize = 256 * 1024;
+    pub const ORDER_MAX_RESPONSE_BYTES: usize = 16 * 1024;
+    /// Intermediary → acquirer: authorise, capture, void.
+    pub const AUTH: &str = "/printmesh/auth/1";
+    pub const AUTH_MAX_BYTES: usize = 16 * 1024;
+    /// Intermediary → lab: print jobs.
+    pub const PRINT: &str = "/printmesh/print/1";
+    pub const PRINT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+    pub const PRINT_MAX_RESPONSE_BYTES: usize = 16 * 1024;
+    /// Blob push over a raw stream.
+    pub const BLOB: &str = "/printmesh/blob/1";
+    pub const BLOB_CONTROL_MAX_BYTES: usize = 1024;
+    /// Largest blob a node accepts (a camera JPEG is 3-20 MB).
+    pub const BLOB_MAX_BYTES: u64 = 64 * 1024 * 1024;
+    /// Gossipsub topic for order events.
+    pub const EVENTS_TOPIC: &str = "printmesh/order-events/1";
+    pub const EVENT_MAX_BYTES: usize = 16 * 1024;
+    /// Most lines in one order.
+    pub const MAX_ORDER_LINES: usize = 500;
+}
+
+/// The roles a node can play (DESIGN.md, "The peers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    Kiosk,
+    Intermediary,
+    Acquirer,
+    Lab,
+    Courier,
+    Content,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Kiosk => "kiosk",
+            Role::Intermediary => "intermediary",
+            Role::Acquirer => "acquirer",
+            Role::Lab => "lab",
+            Role::Courier => "courier",
+            Role::Content => "content",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Sent by both sides when a connection opens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Nodes of different networks ignore each other.
+    pub network: String,
+    pub role: Role,
+    pub name: String,
+    pub store: Option<StoreId>,
+}
+
+// ---------------------------------------------------------------- orders (kiosk → intermediary)
+
+/// How the customer pays (patent S505).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PaymentMethod {
+    Credit,
+    Debit,
+    PointCard,
+    IcCard,
+}
+
+/// One photo in an order: which blob, at what size, how many.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub blob: BlobId,
+    /// Blob length in bytes, so the receiver knows what to expect.
+    pub blob_len: u64,
+    /// The file name on the memory card (`PMSH0001.JPG`), for the back print.
+    pub file_name: String,
+    pub size: PrintSize,
+    pub quantity: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitOrder {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub placed_at_ms: i64,
+    pub lines: Vec<OrderLine>,
+    /// The total the customer was shown; the intermediary recomputes it.
+    pub total: Money,
+    pub method: PaymentMethod,
+    pub card: CardData,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderRequest {
+    Submit(SubmitOrder),
+}
+
+/// An approved, accepted order: what the kiosk prints on the receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAccepted {
+    pub order_id: OrderId,
+    pub auth_code: AuthCode,
+    pub amount: Money,
+    pub delivery_date: NaiveDate,
+    pub lab: String,
+}
+
+/// ISO 8583 response codes a decline can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeclineCode {
+    /// 05
+    DoNotHonour,
+    /// 13
+    InvalidAmount,
+    /// 14
+    InvalidCardNumber,
+    /// 51
+    InsufficientFunds,
+    /// 54
+    ExpiredCard,
+    /// 57
+    NotPermitted,
+    /// 62
+    RestrictedCard,
+}
+
+impl DeclineCode {
+    /// The two-digit ISO 8583 field 39 code.
+    pub fn iso8583(self) -> &'static str {
+        match self {
+            DeclineCode::DoNotHonour => "05",
+            DeclineCode::InvalidAmount => "13",
+            DeclineCode::InvalidCardNumber => "14",
+            DeclineCode::InsufficientFunds => "51",
+            DeclineCode::ExpiredCard => "54",
+            DeclineCode::NotPermitted => "57",
+            DeclineCode::RestrictedCard => "62",
+        }
+    }
+
+    /// Plain words for the customer.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeclineCode::DoNotHonour => "the card issuer declined the payment",
+            DeclineCode::InvalidAmount => "the amount cannot be charged to this card",
+            DeclineCode::InvalidCardNumber => "the card number is not recognised",
+            DeclineCode::InsufficientFunds => "the card's limit does not cover this amount",
+            DeclineCode::ExpiredCard => "the card has expired",
+            DeclineCode::NotPermitted => "this card cannot be used for this payment",
+            DeclineCode::RestrictedCard => "the card is blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for DeclineCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.iso8583(), self.describe())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderResponse {
+    /// Final: paid and promised.
+    Accepted(OrderAccepted),
+    /// Final: the card was declined; nothing is held.
+    Declined {
+        order_id: OrderId,
+        code: DeclineCode,
+    },
+    /// Final: the order cannot be made (bad total, no lab could take it); any hold was
+    /// released.
+    Rejected { order_id: OrderId, reason: String },
+    /// Not final: upload these blobs, then submit again.
+    MissingBlobs {
+        order_id: OrderId,
+        blobs: Vec<BlobId>,
+    },
+    /// Not final: a party behind the intermediary is unreachable; submit again later.
+    Unavailable { order_id: OrderId, reason: String },
+}
+
+impl OrderResponse {
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            OrderResponse::Accepted(a) => a.order_id,
+            OrderResponse::Declined { order_id, .. }
+            | OrderResponse::Rejected { order_id, .. }
+            | OrderResponse::MissingBlobs { order_id, .. }
+            | OrderResponse::Unavailable { order_id, .. } => *order_id,
+        }
+    }
+
+    /// A final answer ends the kiosk's retries.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            OrderResponse::Accepted(_)
+                | OrderResponse::Declined { .. }
+                | OrderResponse::Rejected { .. }
+        )
+    }
+}
+
+// ---------------------------------------------------------------- auth (intermediary → acquirer)
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorise {
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub method: PaymentMethod,
+    pub card: CardData,
+    /// The store the sale happened at (merchant location).
+    pub store: StoreId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthRequest {
+    /// Place a hold for the amount.
+    Authorise(Authorise),
+    /// Post the hold (the lab shipped).
+    Capture { order_id: OrderId },
+    /// Release the hold (job rejected, order cancelled).
+    Void { order_id: OrderId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthResponse {
+    Approved {
+        order_id: OrderId,
+        auth_code: AuthCode,
+        amount: Money,
+    },
+    Declined {
+        order_id: OrderId,
+        code: DeclineCode,
+    },
+    Captured {
+        order_id: OrderId,
+    },
+    Voided {
+        order_id: OrderId,
+    },
+    /// The request could not be carried out (no such hold, already voided, …).
+    Refused {
+        order_id: OrderId,
+        reason: String,
+    },
+}
+
+// ---------------------------------------------------------------- print jobs (intermediary → lab)
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrintJob {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub lines: Vec<OrderLine>,
+    pub submitted_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrintRequest {
+    Job(PrintJob),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrintResponse {
+    Accepted {
+        order_id: OrderId,
+        delivery_date: NaiveDate,
+        lab: String,
+    },
+    Rejected {
+        order_id: OrderId,
+        reason: String,
+    },
+    MissingBlobs {
+        order_id: OrderId,
+        blobs: Vec<BlobId>,
+    },
+}
+
+// ---------------------------------------------------------------- blob stream control frames
+
+/// First frame on a blob stream, from the sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobOffer {
+    pub blob: BlobId,
+    pub len: u64,
+}
+
+/// The receiver's answer to an offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobReply {
+    /// Send the bytes from `offset` to the end. `offset == len` means "I have it".
+    SendFrom {
+        offset: u64,
+    },
+    /// Another transfer of the same blob is in progress; try again later.
+    Busy,
+    Refused {
+        reason: String,
+    },
+}
+
+/// The receiver's verdict once the bytes are in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobVerdict {
+    Stored,
+    HashMismatch,
+    Failed { reason: String },
+}
+
+// ---------------------------------------------------------------- order events (gossip)
+
+/// What happened to an order. The state machine in [`crate::order`] gives them meaning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Submitted {
+        store: StoreId,
+        total: Money,
+    },
+    Authorised {
+        auth_code: AuthCode,
+    },
+    Declined {
+        code: DeclineCode,
+    },
+    Accepted {
+        delivery_date: NaiveDate,
+        lab: String,
+    },
+    Rejected {
+        reason: String,
+    },
+    Printed,
+    Shipped,
+    Delivered,
+    Collected,
+    Voided,
+    Expired,
+}
+
+/// An order event as its origin numbered it. Carries no card data, no image bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    /// The emitting node's PeerId bytes.
+    pub origin: Vec<u8>,
+    /// Per-origin sequence number, from 1.
+    pub seq: u64,
+    pub order_id: OrderId,
+    pub at_ms: i64,
+    pub kind: EventKind,
+}
+
+/// An encoded [`OrderEvent`] signed by its origin's identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEvent {
+    /// The codec's encoding of the [`OrderEvent`].
+    pub event: Vec<u8>,
+    /// The origin's public key (libp2p protobuf encoding).
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+}
