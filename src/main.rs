@@ -1,1 +1,256 @@
-fn main() {}
+//! `printmesh`: one binary, one role per node, plus the demo and operator tools. This
+//! file only parses the command line and calls into the crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use printmesh_nodes::cards::load_cards;
+use printmesh_nodes::config::NodeConfig;
+use printmesh_nodes::demo::{default_fixtures_dir, run_orders, DemoNetwork};
+use printmesh_nodes::roles::kiosk::{draft_from_card, order_json};
+use printmesh_protocol::messages::Role;
+use printmesh_protocol::pricing::PrintSize;
+use printmesh_protocol::OrderId;
+
+#[derive(Parser)]
+#[command(
+    name = "printmesh",
+    version,
+    about = "Photo-print ordering and card-payment network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a kiosk node (or, with `order`, place one order and exit).
+    Kiosk {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<KioskAction>,
+    },
+    /// Run an intermediary node.
+    Intermediary {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run an acquirer (settlement institution) node.
+    Acquirer {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a print-lab node.
+    Lab {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The whole network on this machine.
+    Demo {
+        /// Run without the kiosk screen: place orders and print one line per order.
+        #[arg(long)]
+        headless: bool,
+        /// Orders to place.
+        #[arg(long, default_value_t = 4)]
+        orders: usize,
+        /// Where the nodes keep their state (a fresh temporary directory if not given).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The fixtures directory (memory card, test cards, demo configs).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
+    /// Print what a stopped node holds, as JSON.
+    Inspect {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KioskAction {
+    /// Place one order from the memory card in the media slot, wait for the answer,
+    /// print it as JSON, and exit.
+    Order {
+        /// Test card to "swipe" (a name from the kiosk's cards file).
+        #[arg(long)]
+        card: String,
+        /// Print size for every photo (L, 2L, KG, 8x10, A4).
+        #[arg(long, default_value = "L")]
+        size: String,
+        /// Submit under this order id (a customer retrying the same order).
+        #[arg(long)]
+        order_id: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(config: &PathBuf, role: Role) -> Result<NodeConfig> {
+    let config = NodeConfig::load(config)?;
+    if config.role != role {
+        bail!("the config is for a {}, not a {role}", config.role);
+    }
+    Ok(config)
+}
+
+async fn kiosk_order(
+    config: NodeConfig,
+    card: &str,
+    size: &str,
+    order_id: Option<String>,
+    timeout_secs: u64,
+) -> Result<bool> {
+    let kiosk_cfg = config.kiosk.clone().context("no [kiosk] section")?;
+    let cards_path = kiosk_cfg
+        .cards
+        .context("the kiosk config names no test-card file (kiosk.cards)")?;
+    let cards = load_cards(&cards_path)?;
+    let card = cards
+        .iter()
+        .find(|c| c.name == card)
+        .with_context(|| format!("no test card named {card:?} in {}", cards_path.display()))?;
+    let media = kiosk_cfg
+        .media_dir
+        .context("the kiosk config names no media slot (kiosk.media_dir)")?;
+    let size: PrintSize = size.parse()?;
+    let mut draft = draft_from_card(
+        &media,
+        size,
+        card.method(),
+        card.read().map_err(anyhow::Error::msg)?,
+    )?;
+    if let Some(id) = order_id {
+        draft.order_id = Some(id.parse::<OrderId>()?);
+    }
+    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+    let id = kiosk.place_order(draft).await?;
+    let result = kiosk
+        .wait_for_answer(id, Duration::from_secs(timeout_secs))
+        .await;
+    node.shutdown().await;
+    match result {
+        Ok(order) => {
+            println!("{}", order_json(&order));
+            Ok(true)
+        }
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::json!({ "order_id": id.to_string(), "outcome": "pending", "reason": e.to_string() })
+            );
+            Ok(false)
+        }
+    }
+}
+
+async fn demo(
+    headless: bool,
+    orders: usize,
+    data_dir: Option<PathBuf>,
+    fixtures: Option<PathBuf>,
+) -> Result<bool> {
+    if !headless {
+        eprintln!("The kiosk screen arrives with the kiosk issue; running the headless demo.");
+    }
+    let fixtures = fixtures.unwrap_or_else(default_fixtures_dir);
+    let _tmp;
+    let data_dir = match data_dir {
+        Some(d) => d,
+        None => {
+            let t = tempfile::tempdir()?;
+            let path = t.path().to_path_buf();
+            _tmp = t;
+            path
+        }
+    };
+    println!(
+        "printmesh demo: acquirer, lab, intermediary and kiosk on 127.0.0.1; state in {}",
+        data_dir.display()
+    );
+    let net = DemoNetwork::start(&data_dir, &fixtures).await?;
+    let answered = run_orders(&net, orders).await?;
+    net.shutdown().await;
+    println!("{answered} of {orders} orders answered");
+    Ok(answered == orders)
+}
+
+async fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Kiosk { config, action } => {
+            let config = load(&config, Role::Kiosk)?;
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(KioskAction::Order {
+                    card,
+                    size,
+                    order_id,
+                    timeout_secs,
+                }) => return kiosk_order(config, &card, &size, order_id, timeout_secs).await,
+            }
+        }
+        Command::Intermediary { config } => {
+            printmesh_nodes::node::run_until_signal(load(&config, Role::Intermediary)?).await?
+        }
+        Command::Acquirer { config } => {
+            printmesh_nodes::node::run_until_signal(load(&config, Role::Acquirer)?).await?
+        }
+        Command::Lab { config } => {
+            printmesh_nodes::node::run_until_signal(load(&config, Role::Lab)?).await?
+        }
+        Command::Demo {
+            headless,
+            orders,
+            data_dir,
+            fixtures,
+        } => return demo(headless, orders, data_dir, fixtures).await,
+        Command::Inspect { config } => {
+            let config = NodeConfig::load(&config)?;
+            let value = printmesh_nodes::inspect::inspect(&config)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+    }
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match &cli.command {
+        Command::Demo { .. }
+        | Command::Inspect { .. }
+        | Command::Kiosk {
+            action: Some(_), ..
+        } => "warn",
+        _ => "info",
+    };
+    init_logging(default_log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,21 @@
+//! The printmesh node runtime and its roles.
+//!
+//! - [`net`]: the one libp2p swarm loop (`Client` / `EventLoop`), protocols and codec.
+//! - [`store`]: the node's sled database as typed trees.
+//! - [`blobs`]: BLAKE3-addressed images on disk and the resumable stream protocol.
+//! - [`events`]: signed, gossiped order events and each node's event log.
+//! - [`node`]: starting a node from its config and plugging its role in.
+//! - [`roles`]: kiosk, intermediary, acquirer, lab.
+//! - [`demo`]: the whole network in one process.
 
+pub mod blobs;
+pub mod cards;
+pub mod config;
+pub mod demo;
+pub mod events;
+pub mod inspect;
+pub mod media;
+pub mod net;
+pub mod node;
+pub mod roles;
+pub mod store;

@@ -45,6 +45,7 @@ pub mod proto {
 
 /// The roles a node can play (DESIGN.md, "The peers").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Kiosk,
     Intermediary,

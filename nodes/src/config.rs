@@ -1,0 +1,351 @@
+//! A node's configuration file (TOML). Unknown keys are errors, so a typo is reported
+//! with its line instead of being silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Weekday;
+use libp2p::Multiaddr;
+use printmesh_protocol::capacity::CapacityModel;
+use printmesh_protocol::messages::Role;
+use printmesh_protocol::money::Currency;
+use printmesh_protocol::pricing::{PriceEntry, PriceList, PrintSize};
+use printmesh_protocol::StoreId;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn default_network() -> String {
+    "printmesh".to_string()
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/0".to_string()]
+}
+
+/// One node: its role, where its state lives, how it finds its peers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub role: Role,
+    /// Shown to peers and on receipts.
+    pub name: String,
+    /// Nodes only talk to nodes of the same network.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Identity key and sled state. Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// Multiaddrs to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Multiaddrs of peers to dial at start and whenever the connection drops.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Find peers on the LAN by mDNS as well.
+    #[serde(default)]
+    pub mdns: bool,
+    pub kiosk: Option<KioskConfig>,
+    pub intermediary: Option<IntermediaryConfig>,
+    pub acquirer: Option<AcquirerConfig>,
+    pub lab: Option<LabConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskConfig {
+    pub store: StoreId,
+    pub store_name: String,
+    /// The price list (TOML, see [`PriceFile`]).
+    pub prices: PathBuf,
+    /// The media slot: a directory or mount point where a memory card appears.
+    pub media_dir: Option<PathBuf>,
+    /// Test cards the demo can "swipe" (fixtures/cards.toml).
+    pub cards: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntermediaryConfig {
+    pub prices: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquirerConfig {
+    /// Card accounts to seed on first start (fixtures/cards.toml).
+    pub cards: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    pub prints_per_day: u32,
+    /// Jobs accepted at or after this local hour print the next day.
+    pub cutoff_hour: u8,
+    /// `["mon", "wed", "fri"]`.
+    pub courier_days: Vec<String>,
+    #[serde(default)]
+    pub transit_days: u32,
+    /// The lab's local time zone as an offset from UTC.
+    #[serde(default)]
+    pub utc_offset_hours: i8,
+}
+
+impl LabConfig {
+    pub fn capacity(&self) -> Result<CapacityModel, String> {
+        let mut days = Vec::new();
+        for d in &self.courier_days {
+            let day: Weekday = d
+                .parse()
+                .map_err(|_| format!("lab.courier_days: {d:?} is not a day of the week"))?;
+            days.push(day);
+        }
+        if self.cutoff_hour > 24 {
+            return Err(format!(
+                "lab.cutoff_hour {} is not an hour",
+                self.cutoff_hour
+            ));
+        }
+        if !(-12..=14).contains(&self.utc_offset_hours) {
+            return Err(format!(
+                "lab.utc_offset_hours {} is not a time zone",
+                self.utc_offset_hours
+            ));
+        }
+        Ok(CapacityModel {
+            prints_per_day: self.prints_per_day,
+            cutoff_hour: self.cutoff_hour,
+            courier_days: days,
+            transit_days: self.transit_days,
+        })
+    }
+}
+
+/// The price list file: `currency = "JPY"` and a `[prices]` table of size → unit price
+/// in minor units.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceFile {
+    pub currency: String,
+    pub prices: BTreeMap<String, i64>,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Loads a price list file.
+pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
+    let file: PriceFile = parse(path, &read(path)?)?;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let currency: Currency = file.currency.parse().map_err(|e| invalid(format!("{e}")))?;
+    let mut entries = Vec::new();
+    for (size, price) in file.prices {
+        let size: PrintSize = size.parse().map_err(|e| invalid(format!("{e}")))?;
+        if price < 0 {
+            return Err(invalid(format!("price of {size} is negative")));
+        }
+        entries.push(PriceEntry {
+            size,
+            unit_price_minor: price,
+        });
+    }
+    if entries.is_empty() {
+        return Err(invalid("the price list has no prices".into()));
+    }
+    Ok(PriceList { currency, entries })
+}
+
+impl NodeConfig {
+    /// Reads, parses and checks a config file; relative paths in it are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let mut config: NodeConfig = parse(path, &read(path)?)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        if let Some(k) = &mut self.kiosk {
+            fix(&mut k.prices);
+            if let Some(m) = &mut k.media_dir {
+                fix(m);
+            }
+            if let Some(c) = &mut k.cards {
+                fix(c);
+            }
+        }
+        if let Some(i) = &mut self.intermediary {
+            fix(&mut i.prices);
+        }
+        if let Some(a) = &mut self.acquirer {
+            fix(&mut a.cards);
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty".into());
+        }
+        for addr in self.listen.iter().chain(&self.peers) {
+            addr.parse::<Multiaddr>()
+                .map_err(|e| format!("{addr:?} is not a multiaddr: {e}"))?;
+        }
+        let section = match self.role {
+            Role::Kiosk => self.kiosk.is_some(),
+            Role::Intermediary => self.intermediary.is_some(),
+            Role::Acquirer => self.acquirer.is_some(),
+            Role::Lab => self.lab.is_some(),
+            Role::Courier | Role::Content => {
+                return Err(format!("role {} is not available yet", self.role))
+            }
+        };
+        if !section {
+            return Err(format!(
+                "role is {} but the [{}] section is missing",
+                self.role, self.role
+            ));
+        }
+        if let Some(lab) = &self.lab {
+            lab.capacity()?;
+        }
+        Ok(())
+    }
+
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    pub fn peer_addrs(&self) -> Vec<Multiaddr> {
+        self.peers.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn loads_a_lab_config_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "lab.toml",
+            r#"
+role = "lab"
+name = "Lab One"
+data_dir = "data/lab"
+[lab]
+prints_per_day = 500
+cutoff_hour = 15
+courier_days = ["mon", "wed", "fri"]
+transit_days = 1
+utc_offset_hours = 9
+"#,
+        );
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.role, Role::Lab);
+        assert_eq!(c.data_dir, dir.path().join("data/lab"));
+        assert_eq!(c.lab.unwrap().capacity().unwrap().courier_days.len(), 3);
+    }
+
+    #[test]
+    fn a_typo_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "lab.toml",
+            "role = \"lab\"\nname = \"L\"\ndata_dir = \"d\"\n[lab]\nprints_per_dya = 5\ncutoff_hour = 15\ncourier_days = [\"mon\"]\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("prints_per_dya"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_role_section_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "a.toml",
+            "role = \"lab\"\nname = \"L\"\ndata_dir = \"d\"\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("[lab] section is missing"), "{err}");
+        let p = write(
+            dir.path(),
+            "b.toml",
+            "role = \"lab\"\nname = \"L\"\ndata_dir = \"d\"\n[lab]\nprints_per_day = 5\ncutoff_hour = 15\ncourier_days = [\"someday\"]\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("someday"), "{err}");
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "role = \"acquirer\"\nname = \"A\"\ndata_dir = \"d\"\npeers = [\"not an address\"]\n[acquirer]\ncards = \"c.toml\"\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("not a multiaddr"), "{err}");
+    }
+
+    #[test]
+    fn loads_prices() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "prices.toml",
+            "currency = \"JPY\"\n[prices]\nL = 30\n2L = 80\n",
+        );
+        let list = load_prices(&p).unwrap();
+        assert_eq!(list.unit_price(PrintSize::TwoL).unwrap().amount_minor(), 80);
+        let p = write(
+            dir.path(),
+            "bad.toml",
+            "currency = \"JPY\"\n[prices]\nXL = 30\n",
+        );
+        assert!(load_prices(&p).unwrap_err().to_string().contains("XL"));
+    }
+}

@@ -1,0 +1,819 @@
+//! The node's one libp2p swarm loop, behind a `Client` / `EventLoop` split.
+//!
+//! [`build`] returns a cloneable [`Client`], a bounded receiver of [`NodeEvent`]s for the
+//! role, and the [`EventLoop`] that owns the `Swarm`. The client sends [`Command`]s with
+//! a oneshot for the answer; the event loop keeps the maps of pending requests. Roles
+//! never touch the swarm.
+//!
+//! Transport: TCP + noise + yamux. Behaviours: identify, mDNS (optional), gossipsub
+//! (signed messages, strict validation, explicit max transmit size), one
+//! request-response behaviour per protocol with our bincode frame codec and its caps,
+//! and libp2p-stream for blobs.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
+use printmesh_protocol::messages::{
+    proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
+    PrintResponse, Role,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::events::verify_event;
+
+/// Capacity of the command and event channels.
+pub const CHANNEL_CAPACITY: usize = 256;
+/// How long a request may wait for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the loop redials configured peers that are not connected.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum NetError {
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+    #[error("dial failed: {0}")]
+    Dial(String),
+    #[error("publish failed: {0}")]
+    Publish(String),
+    #[error("no {0} is reachable")]
+    NoPeer(Role),
+    #[error("the node is shutting down")]
+    Shutdown,
+}
+
+// ------------------------------------------------------------------ protocols and codec
+
+/// A request-response protocol: its id, its caps, its message types.
+pub trait WireProtocol: Send + 'static {
+    const ID: &'static str;
+    const MAX_REQUEST_BYTES: usize;
+    const MAX_RESPONSE_BYTES: usize;
+    type Request: Serialize + DeserializeOwned + Send + Sync + Debug + 'static;
+    type Response: Serialize + DeserializeOwned + Send + Sync + Debug + 'static;
+}
+
+macro_rules! wire_protocol {
+    ($name:ident, $id:expr, $req_max:expr, $resp_max:expr, $req:ty, $resp:ty) => {
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl WireProtocol for $name {
+            const ID: &'static str = $id;
+            const MAX_REQUEST_BYTES: usize = $req_max;
+            const MAX_RESPONSE_BYTES: usize = $resp_max;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
+}
+
+wire_protocol!(
+    HelloProto,
+    proto::HELLO,
+    proto::HELLO_MAX_BYTES,
+    proto::HELLO_MAX_BYTES,
+    Hello,
+    Hello
+);
+wire_protocol!(
+    OrderProto,
+    proto::ORDER,
+    proto::ORDER_MAX_REQUEST_BYTES,
+    proto::ORDER_MAX_RESPONSE_BYTES,
+    OrderRequest,
+    OrderResponse
+);
+wire_protocol!(
+    AuthProto,
+    proto::AUTH,
+    proto::AUTH_MAX_BYTES,
+    proto::AUTH_MAX_BYTES,
+    AuthRequest,
+    AuthResponse
+);
+wire_protocol!(
+    PrintProto,
+    proto::PRINT,
+    proto::PRINT_MAX_REQUEST_BYTES,
+    proto::PRINT_MAX_RESPONSE_BYTES,
+    PrintRequest,
+    PrintResponse
+);
+
+fn invalid_data(e: codec::CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Reads one frame: the header is checked before the payload is allocated.
+pub async fn read_frame<T, R>(io: &mut R, max: usize) -> io::Result<T>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    io.read_exact(&mut header).await?;
+    let len = codec::parse_header(header, max).map_err(invalid_data)?;
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).await?;
+    codec::decode_payload(&payload).map_err(invalid_data)
+}
+
+/// Writes one frame.
+pub async fn write_frame<T, W>(io: &mut W, value: &T, max: usize) -> io::Result<()>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    let frame = codec::encode_frame(value, max).map_err(invalid_data)?;
+    io.write_all(&frame).await?;
+    io.flush().await
+}
+
+/// The request-response codec: our bincode frames with the protocol's caps.
+pub struct FrameCodec<P>(PhantomData<fn() -> P>);
+
+impl<P> Default for FrameCodec<P> {
+    fn default() -> Self {
+        FrameCodec(PhantomData)
+    }
+}
+
+impl<P> Clone for FrameCodec<P> {
+    fn clone(&self) -> Self {
+        FrameCodec(PhantomData)
+    }
+}
+
+impl<P: WireProtocol> request_response::Codec for FrameCodec<P> {
+    type Protocol = StreamProtocol;
+    type Request = P::Request;
+    type Response = P::Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<P::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, P::MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<P::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, P::MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: P::Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req, P::MAX_REQUEST_BYTES).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: P::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res, P::MAX_RESPONSE_BYTES).await
+    }
+}
+
+type Rr<P> = request_response::Behaviour<FrameCodec<P>>;
+
+fn rr<P: WireProtocol>() -> Rr<P> {
+    request_response::Behaviour::new(
+        [(StreamProtocol::new(P::ID), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+    )
+}
+
+// ------------------------------------------------------------------ behaviour
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    identify: identify::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
+    hello: Rr<HelloProto>,
+    order: Rr<OrderProto>,
+    auth: Rr<AuthProto>,
+    print: Rr<PrintProto>,
+    stream: libp2p_stream::Behaviour,
+}
+
+type Pending<R> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<R, NetError>>)>;
+
+/// Outstanding outbound requests, one map per protocol.
+#[derive(Default)]
+pub struct PendingRequests {
+    order: Pending<OrderResponse>,
+    auth: Pending<AuthResponse>,
+    print: Pending<PrintResponse>,
+}
+
+/// A protocol the event loop serves for roles: where its behaviour and its pending
+/// map live, and how an inbound request reaches the role.
+pub trait Served: WireProtocol + Sized {
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self>;
+    fn pending(p: &mut PendingRequests) -> &mut Pending<Self::Response>;
+    fn inbound(i: Inbound<Self>) -> NodeEvent;
+}
+
+impl Served for OrderProto {
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.order
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<OrderResponse> {
+        &mut p.order
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Order(i)
+    }
+}
+
+impl Served for AuthProto {
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.auth
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<AuthResponse> {
+        &mut p.auth
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Auth(i)
+    }
+}
+
+impl Served for PrintProto {
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.print
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<PrintResponse> {
+        &mut p.print
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Print(i)
+    }
+}
+
+/// A request a peer sent us. Answer it with [`Inbound::respond`]; dropping it without
+/// answering makes the peer's request fail.
+pub struct Inbound<P: WireProtocol> {
+    pub peer: PeerId,
+    pub request: P::Request,
+    reply: oneshot::Sender<P::Response>,
+}
+
+impl<P: WireProtocol> Inbound<P> {
+    pub fn respond(self, response: P::Response) {
+        let _ = self.reply.send(response);
+    }
+
+    /// Splits the request from its answer slot (for handlers that move the request).
+    pub fn into_parts(self) -> (PeerId, P::Request, Responder<P>) {
+        (self.peer, self.request, Responder(self.reply))
+    }
+}
+
+/// The answer slot of an [`Inbound`] request.
+pub struct Responder<P: WireProtocol>(oneshot::Sender<P::Response>);
+
+impl<P: WireProtocol> Responder<P> {
+    pub fn respond(self, response: P::Response) {
+        let _ = self.0.send(response);
+    }
+}
+
+/// What the swarm loop tells the role.
+pub enum NodeEvent {
+    /// A peer of our network introduced itself.
+    PeerReady(PeerInfo),
+    /// The last connection to a peer closed.
+    PeerGone(PeerId),
+    Order(Inbound<OrderProto>),
+    Auth(Inbound<AuthProto>),
+    Print(Inbound<PrintProto>),
+    /// A gossiped order event whose signature and origin checked out.
+    Event(OrderEvent),
+}
+
+/// A connected peer of our network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    pub hello: Hello,
+}
+
+// ------------------------------------------------------------------ client
+
+type SwarmJob = Box<dyn FnOnce(&mut Swarm<Behaviour>, &mut PendingRequests) + Send>;
+
+pub enum Command {
+    /// Work to do on the swarm (send a request, publish, dial).
+    Run(SwarmJob),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Shutdown,
+}
+
+/// A cloneable handle to the swarm loop.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+    stream: libp2p_stream::Control,
+}
+
+impl Client {
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// A handle for opening and accepting raw streams (blobs).
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.stream.clone()
+    }
+
+    async fn command(&self, c: Command) -> Result<(), NetError> {
+        self.commands.send(c).await.map_err(|_| NetError::Shutdown)
+    }
+
+    /// Sends a request and waits for the peer's answer.
+    pub async fn request<P: Served>(
+        &self,
+        peer: PeerId,
+        request: P::Request,
+    ) -> Result<P::Response, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Run(Box::new(move |swarm, pending| {
+            let id = P::behaviour(swarm.behaviour_mut()).send_request(&peer, request);
+            P::pending(pending).insert(id, (peer, tx));
+        })))
+        .await?;
+        rx.await.map_err(|_| NetError::Shutdown)?
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Run(Box::new(move |swarm, _| {
+            let _ = tx.send(swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
+        })))
+        .await?;
+        rx.await.map_err(|_| NetError::Shutdown)?
+    }
+
+    /// Publishes bytes on the order-events topic.
+    pub async fn publish_event(&self, data: Vec<u8>) -> Result<(), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Run(Box::new(move |swarm, _| {
+            let topic = IdentTopic::new(proto::EVENTS_TOPIC);
+            let result = swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic, data)
+                .map(|_| ())
+                .map_err(|e| NetError::Publish(e.to_string()));
+            let _ = tx.send(result);
+        })))
+        .await?;
+        rx.await.map_err(|_| NetError::Shutdown)?
+    }
+
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::Peers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn peers_with_role(&self, role: Role) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.hello.role == role)
+            .collect();
+        peers.sort_by_key(|p| p.peer);
+        peers
+    }
+
+    /// Waits (polling, bounded by `timeout`) until a peer of `role` is ready.
+    pub async fn wait_for_role(&self, role: Role, timeout: Duration) -> Result<PeerInfo, NetError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.peers_with_role(role).await.into_iter().next() {
+                return Ok(p);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::NoPeer(role));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The addresses the node listens on (waits until at least one is known).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        for _ in 0..200 {
+            let (tx, rx) = oneshot::channel();
+            if self.command(Command::ListenAddrs(tx)).await.is_err() {
+                return Vec::new();
+            }
+            let addrs = rx.await.unwrap_or_default();
+            if !addrs.is_empty() {
+                return addrs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Vec::new()
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.command(Command::Shutdown).await;
+    }
+}
+
+// ------------------------------------------------------------------ event loop
+
+/// What a node tells the swarm about itself.
+pub struct NetConfig {
+    pub hello: Hello,
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NodeEvent>,
+    pending: PendingRequests,
+    replies: FuturesUnordered<BoxFuture<'static, Option<SwarmJob>>>,
+    hello: Hello,
+    peers: HashMap<PeerId, PeerInfo>,
+    static_peers: Vec<(Multiaddr, Option<PeerId>)>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+/// Builds the swarm and splits it into a client, the role's event receiver and the
+/// event loop.
+pub fn build(
+    keypair: Keypair,
+    config: NetConfig,
+) -> Result<(Client, mpsc::Receiver<NodeEvent>, EventLoop), BuildError> {
+    let mdns_enabled = config.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_behaviour(|key| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(proto::EVENT_MAX_BYTES)
+                .validation_mode(ValidationMode::Strict)
+                .validate_messages()
+                .heartbeat_interval(Duration::from_secs(1))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+            let mdns = if mdns_enabled {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/printmesh/id/1".into(), key.public())
+                        .with_agent_version(format!("printmesh/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                mdns: Toggle::from(mdns),
+                gossipsub,
+                hello: rr(),
+                order: rr(),
+                auth: rr(),
+                print: rr(),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+        })
+        .map_err(|e| BuildError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(proto::EVENTS_TOPIC))
+        .map_err(|e| BuildError::Behaviour(e.to_string()))?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| BuildError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    let local_peer_id = *swarm.local_peer_id();
+    let stream = swarm.behaviour().stream.new_control();
+    let (command_tx, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (event_tx, event_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let client = Client {
+        commands: command_tx,
+        local_peer_id,
+        stream,
+    };
+    let event_loop = EventLoop {
+        swarm,
+        commands: command_rx,
+        events: event_tx,
+        pending: PendingRequests::default(),
+        replies: FuturesUnordered::new(),
+        hello: config.hello,
+        peers: HashMap::new(),
+        static_peers: config.peers.into_iter().map(|a| (a, None)).collect(),
+        listen_addrs: Vec::new(),
+    };
+    Ok((client, event_rx, event_loop))
+}
+
+impl EventLoop {
+    /// Runs until [`Client::shutdown`] or until every client is dropped.
+    pub async fn run(mut self) {
+        self.redial();
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Run(job)) => job(&mut self.swarm, &mut self.pending),
+                    Some(Command::Peers(tx)) => { let _ = tx.send(self.peers.values().cloned().collect()); }
+                    Some(Command::ListenAddrs(tx)) => { let _ = tx.send(self.listen_addrs.clone()); }
+                    Some(Command::Shutdown) | None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(Some(job)) = self.replies.next(), if !self.replies.is_empty() => {
+                    job(&mut self.swarm, &mut self.pending);
+                }
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        tracing::debug!("swarm loop stopped");
+    }
+
+    fn redial(&mut self) {
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        for (addr, peer) in &self.static_peers {
+            let is_up = peer.is_some_and(|p| connected.contains(&p));
+            if !is_up {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(%addr, "dial: {e}");
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    for (addr, peer) in &mut self.static_peers {
+                        if addr == address || address.to_string().starts_with(&addr.to_string()) {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(%peer_id, "connected");
+                    self.swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_request(&peer_id, self.hello.clone());
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if self.peers.remove(&peer_id).is_some() {
+                    tracing::info!(%peer_id, "peer gone");
+                    let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Hello(e) => self.on_hello(e),
+            BehaviourEvent::Order(e) => self.on_request_response::<OrderProto>(e),
+            BehaviourEvent::Auth(e) => self.on_request_response::<AuthProto>(e),
+            BehaviourEvent::Print(e) => self.on_request_response::<PrintProto>(e),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let acceptance = match verify_event(&message.data) {
+                    Ok(event) => {
+                        if self.events.try_send(NodeEvent::Event(event)).is_err() {
+                            tracing::warn!("event queue full: dropping a gossiped event");
+                        }
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %propagation_source, "rejected gossiped event: {e}");
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::debug!(%peer, %addr, "mDNS discovered");
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+            }
+            _ => {}
+        }
+    }
+
+    fn accept_hello(&mut self, peer: PeerId, hello: Hello) {
+        if hello.network != self.hello.network {
+            tracing::warn!(%peer, network = %hello.network, "peer belongs to another network; disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        let info = PeerInfo { peer, hello };
+        if self.peers.get(&peer) != Some(&info) {
+            tracing::info!(%peer, role = %info.hello.role, name = %info.hello.name, "peer ready");
+            self.peers.insert(peer, info.clone());
+            let _ = self.events.try_send(NodeEvent::PeerReady(info));
+        }
+    }
+
+    fn on_hello(&mut self, event: request_response::Event<Hello, Hello>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_response(channel, self.hello.clone());
+                    self.accept_hello(peer, request);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.accept_hello(peer, response)
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "hello failed: {error}");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(%peer, "bad hello: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request_response<P: Served>(
+        &mut self,
+        event: request_response::Event<P::Request, P::Response>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if !self.peers.contains_key(&peer) {
+                        tracing::warn!(%peer, protocol = P::ID, "request from a peer that has not said hello; ignored");
+                        return;
+                    }
+                    let (tx, rx) = oneshot::channel::<P::Response>();
+                    let inbound = Inbound {
+                        peer,
+                        request,
+                        reply: tx,
+                    };
+                    if self.events.try_send(P::inbound(inbound)).is_err() {
+                        tracing::warn!(%peer, protocol = P::ID, "role is busy: request dropped");
+                        return;
+                    }
+                    self.replies.push(
+                        async move {
+                            let response = rx.await.ok()?;
+                            let job: SwarmJob = Box::new(move |swarm, _| {
+                                if P::behaviour(swarm.behaviour_mut())
+                                    .send_response(channel, response)
+                                    .is_err()
+                                {
+                                    tracing::debug!(
+                                        protocol = P::ID,
+                                        "peer left before the answer"
+                                    );
+                                }
+                            });
+                            Some(job)
+                        }
+                        .boxed(),
+                    );
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, tx)) = P::pending(&mut self.pending).remove(&request_id) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, tx)) = P::pending(&mut self.pending).remove(&request_id) {
+                    let _ = tx.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(%peer, protocol = P::ID, "inbound request failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

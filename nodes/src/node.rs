@@ -1,0 +1,267 @@
+//! Starting a node: its data directory, identity key, sled database, blob store, swarm
+//! loop and blob server; then the role that config names, until a signal stops it.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use printmesh_protocol::messages::{Hello, Role};
+use thiserror::Error;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::blobs::{serve_blobs, BlobStore};
+use crate::config::{ConfigError, NodeConfig};
+use crate::events::{EventError, EventLog};
+use crate::net::{self, BuildError, Client, NetConfig, NodeEvent};
+use crate::store::{Db, StoreError};
+
+/// Most role handlers running at once; further events wait (the swarm loop does not).
+pub const MAX_CONCURRENT_HANDLERS: usize = 64;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error("identity key {path}: {reason}")]
+    Identity { path: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Events(#[from] EventError),
+    #[error(transparent)]
+    Net(#[from] BuildError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Role(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Loads the node's ed25519 identity from `path`, creating it (mode 0600) on first run.
+pub fn load_or_create_identity(path: &Path) -> Result<Keypair, NodeError> {
+    let err = |reason: String| NodeError::Identity {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(format!("unreadable: {e}")))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes).map_err(|e| err(e.to_string()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// A running node's shared parts. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    pub config: Arc<NodeConfig>,
+    pub client: Client,
+    pub db: Db,
+    pub blobs: Arc<BlobStore>,
+    pub events: Arc<EventLog>,
+    pub keypair: Keypair,
+}
+
+impl Node {
+    pub fn peer_id(&self) -> PeerId {
+        self.client.local_peer_id()
+    }
+
+    /// Full dialable addresses (`…/p2p/<peer id>`).
+    pub async fn addresses(&self) -> Vec<Multiaddr> {
+        let peer = self.peer_id();
+        self.client
+            .listen_addrs()
+            .await
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(peer)))
+            .collect()
+    }
+
+    /// Stops the swarm loop and flushes the database.
+    pub async fn shutdown(&self) {
+        self.client.shutdown().await;
+        if let Err(e) = self.db.flush().await {
+            tracing::error!("final flush failed: {e}");
+        }
+    }
+}
+
+/// Opens a node's state and starts its swarm loop and blob server.
+pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let keypair = load_or_create_identity(&data_dir.join("identity.key"))?;
+    let db = Db::open(&data_dir.join("db"))?;
+    let blobs = BlobStore::open(&data_dir.join("blobs")).map_err(|source| NodeError::DataDir {
+        path: data_dir.join("blobs").display().to_string(),
+        source,
+    })?;
+    let events = Arc::new(EventLog::open(&db, keypair.clone())?);
+    let hello = Hello {
+        network: config.network.clone(),
+        role: config.role,
+        name: config.name.clone(),
+        store: config.kiosk.as_ref().map(|k| k.store.clone()),
+    };
+    let (client, rx, event_loop) = net::build(
+        keypair.clone(),
+        NetConfig {
+            hello,
+            listen: config.listen_addrs(),
+            peers: config.peer_addrs(),
+            mdns: config.mdns,
+        },
+    )?;
+    tokio::spawn(event_loop.run());
+    tokio::spawn(serve_blobs(client.stream_control(), blobs.clone()));
+    Ok((
+        Node {
+            config: Arc::new(config),
+            client,
+            db,
+            blobs,
+            events,
+            keypair,
+        },
+        rx,
+    ))
+}
+
+/// A role plugs into the node here: it gets every event the swarm loop delivers and
+/// never touches the swarm.
+pub trait RoleHandler: Send + Sync + 'static {
+    fn handle(self: Arc<Self>, event: NodeEvent) -> impl Future<Output = ()> + Send;
+}
+
+/// Delivers events to the role, each in its own task, at most
+/// [`MAX_CONCURRENT_HANDLERS`] at once. Gossiped events are recorded first.
+pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<NodeEvent>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS));
+    while let Some(event) = rx.recv().await {
+        if let NodeEvent::Event(e) = &event {
+            if let Err(err) = node.events.record(e) {
+                tracing::error!("cannot record event: {err}");
+            }
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let role = role.clone();
+        tokio::spawn(async move {
+            role.handle(event).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Starts the role a config names. Returns the node once its role is serving.
+pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
+    let role = config.role;
+    let (node, rx) = start(config).await?;
+    match role {
+        Role::Acquirer => {
+            let r = Arc::new(crate::roles::acquirer::Acquirer::open(node.clone())?);
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Intermediary => {
+            let r = Arc::new(crate::roles::intermediary::Intermediary::open(
+                node.clone(),
+            )?);
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Lab => {
+            let r = Arc::new(crate::roles::lab::Lab::open(node.clone())?);
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Kiosk => {
+            let kiosk = crate::roles::kiosk::Kiosk::open(node.clone())?;
+            tokio::spawn(kiosk.clone().run_outbox());
+            tokio::spawn(serve(node.clone(), kiosk, rx));
+        }
+        Role::Courier | Role::Content => {
+            return Err(NodeError::Role(format!("role {role} is not available yet")));
+        }
+    }
+    Ok(node)
+}
+
+/// `printmesh <role> --config FILE`: runs one node until a signal, printing one
+/// `listening <multiaddr>` line per address on stdout.
+pub async fn run_until_signal(config: NodeConfig) -> Result<(), NodeError> {
+    let role = config.role;
+    let name = config.name.clone();
+    let node = start_role(config).await?;
+    for addr in node.addresses().await {
+        println!("listening {addr}");
+    }
+    println!("ready {role} {name} {}", node.peer_id());
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Starts a kiosk node and returns its order API too.
+pub async fn start_kiosk(
+    config: NodeConfig,
+) -> Result<(Node, Arc<crate::roles::kiosk::Kiosk>), NodeError> {
+    if config.role != Role::Kiosk {
+        return Err(NodeError::Role(format!(
+            "config is for a {}, not a kiosk",
+            config.role
+        )));
+    }
+    let (node, rx) = start(config).await?;
+    let kiosk = crate::roles::kiosk::Kiosk::open(node.clone())?;
+    tokio::spawn(kiosk.clone().run_outbox());
+    tokio::spawn(serve(node.clone(), kiosk.clone(), rx));
+    Ok((node, kiosk))
+}

@@ -1,0 +1,443 @@
+//! The kiosk (patent terminal 101, store 401), headless first version: an order API
+//! that writes every order to the sled outbox before anything else, then uploads its
+//! images to an intermediary, submits it, and retries until a final answer arrives.
+//! The customer screens arrive with the kiosk issue and call this same API.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use printmesh_protocol::card::{CardBrand, CardData};
+use printmesh_protocol::messages::{
+    OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SubmitOrder,
+};
+use printmesh_protocol::money::Money;
+use printmesh_protocol::pricing::{PriceList, PrintSize};
+use printmesh_protocol::{OrderId, StoreId};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::blobs::{send_blob, BlobError};
+use crate::config::{load_prices, KioskConfig};
+use crate::media::{scan, MediaError};
+use crate::net::{NodeEvent, OrderProto};
+use crate::node::{now_ms, Node, NodeError, RoleHandler};
+use crate::store::{StoreError, Tree};
+
+/// Longest pause between two delivery attempts of one order.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the outbox is looked at when nothing wakes it.
+pub const OUTBOX_TICK: Duration = Duration::from_millis(500);
+/// Rounds of "missing blobs → upload → submit" within one attempt.
+pub const MAX_UPLOAD_ROUNDS: usize = 3;
+
+#[derive(Debug, Error)]
+pub enum KioskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("{0}")]
+    Order(String),
+    #[error("no answer for order {0} yet; it stays in the outbox and will be sent when the network allows")]
+    NoAnswerYet(OrderId),
+}
+
+/// One photo the customer picked.
+#[derive(Clone, Debug)]
+pub struct DraftLine {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub size: PrintSize,
+    pub quantity: u16,
+}
+
+/// An order as the customer composed it at the kiosk.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    /// Given only when the same order is submitted again.
+    pub order_id: Option<OrderId>,
+    pub lines: Vec<DraftLine>,
+    pub method: PaymentMethod,
+    pub card: CardData,
+}
+
+/// A finished order as the kiosk keeps it: what the receipt and the counter need. No
+/// card data beyond the last four digits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskOrder {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub placed_at_ms: i64,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    pub method: PaymentMethod,
+    pub card_last4: String,
+    pub card_brand: CardBrand,
+    pub answer: OrderResponse,
+    pub answered_at_ms: i64,
+}
+
+pub struct Kiosk {
+    node: Node,
+    config: KioskConfig,
+    prices: PriceList,
+    outbox: Tree<SubmitOrder>,
+    orders: Tree<KioskOrder>,
+    wake: Notify,
+    answered: Notify,
+    in_flight: Mutex<HashSet<OrderId>>,
+    backoff: Mutex<HashMap<OrderId, (u32, tokio::time::Instant)>>,
+}
+
+/// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
+/// order selected, with its quantities, or the first photo when there is none.
+pub fn draft_from_card(
+    media_dir: &Path,
+    size: PrintSize,
+    method: PaymentMethod,
+    card: CardData,
+) -> Result<Draft, KioskError> {
+    let images = scan(media_dir)?;
+    let mut lines: Vec<DraftLine> = images
+        .iter()
+        .filter_map(|i| {
+            i.dpof_quantity
+                .filter(|q| *q > 0)
+                .map(|quantity| DraftLine {
+                    path: i.path.clone(),
+                    file_name: i.file_name.clone(),
+                    size,
+                    quantity,
+                })
+        })
+        .collect();
+    if lines.is_empty() {
+        let first = images.first().ok_or_else(|| {
+            KioskError::Order(format!("no photos on the card in {}", media_dir.display()))
+        })?;
+        lines.push(DraftLine {
+            path: first.path.clone(),
+            file_name: first.file_name.clone(),
+            size,
+            quantity: 1,
+        });
+    }
+    Ok(Draft {
+        order_id: None,
+        lines,
+        method,
+        card,
+    })
+}
+
+impl Kiosk {
+    pub fn open(node: Node) -> Result<Arc<Kiosk>, NodeError> {
+        let config = node
+            .config
+            .kiosk
+            .clone()
+            .ok_or_else(|| NodeError::Role("no [kiosk] section".into()))?;
+        Ok(Arc::new(Kiosk {
+            prices: load_prices(&config.prices)?,
+            outbox: node.db.tree("outbox")?,
+            orders: node.db.tree("orders")?,
+            node,
+            config,
+            wake: Notify::new(),
+            answered: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn config(&self) -> &KioskConfig {
+        &self.config
+    }
+
+    pub fn prices(&self) -> &PriceList {
+        &self.prices
+    }
+
+    /// Takes the customer's order: images into the blob store, the order into the
+    /// outbox, flushed to disk, before this returns. Delivery happens in the
+    /// background ([`Kiosk::run_outbox`]).
+    pub async fn place_order(&self, draft: Draft) -> Result<OrderId, KioskError> {
+        if draft.lines.is_empty() {
+            return Err(KioskError::Order("pick at least one photo".into()));
+        }
+        let order_id = draft.order_id.unwrap_or_else(|| {
+            OrderId::from_parts(now_ms().max(0) as u64, rand::thread_rng().gen())
+        });
+        let mut lines = Vec::with_capacity(draft.lines.len());
+        for line in &draft.lines {
+            let (blob, blob_len) = self.node.blobs.import_file(&line.path).await?;
+            lines.push(OrderLine {
+                blob,
+                blob_len,
+                file_name: line.file_name.clone(),
+                size: line.size,
+                quantity: line.quantity,
+            });
+        }
+        let total = self
+            .prices
+            .total(lines.iter().map(|l| (l.size, l.quantity)))
+            .map_err(|e| KioskError::Order(e.to_string()))?;
+        let submit = SubmitOrder {
+            order_id,
+            store: self.config.store.clone(),
+            placed_at_ms: now_ms(),
+            lines,
+            total,
+            method: draft.method,
+            card: draft.card,
+        };
+        self.outbox.insert(order_id.to_bytes(), &submit)?;
+        self.node.db.flush().await?;
+        tracing::info!(%order_id, total = %total, card = %submit.card.pan, "order in outbox");
+        self.wake.notify_one();
+        Ok(order_id)
+    }
+
+    pub fn order(&self, id: OrderId) -> Result<Option<KioskOrder>, StoreError> {
+        self.orders.get(id.to_bytes())
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Waits for the final answer to an order, at most `timeout`.
+    pub async fn wait_for_answer(
+        &self,
+        id: OrderId,
+        timeout: Duration,
+    ) -> Result<KioskOrder, KioskError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.outbox.contains(id.to_bytes())? {
+                if let Some(order) = self.order(id)? {
+                    return Ok(order);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(KioskError::NoAnswerYet(id));
+            }
+        }
+    }
+
+    /// Drains the outbox for as long as the node runs.
+    pub async fn run_outbox(self: Arc<Self>) {
+        loop {
+            let now = tokio::time::Instant::now();
+            let due: Vec<SubmitOrder> = self
+                .outbox
+                .entries()
+                .filter_map(|r| match r {
+                    Ok((_, s)) => Some(s),
+                    Err(e) => {
+                        tracing::error!("unreadable outbox entry: {e}");
+                        None
+                    }
+                })
+                .filter(|s| {
+                    let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                    backoff.get(&s.order_id).is_none_or(|(_, at)| *at <= now)
+                })
+                .collect();
+            for submit in due {
+                let claimed = self
+                    .in_flight
+                    .lock()
+                    .map(|mut set| set.insert(submit.order_id))
+                    .unwrap_or(false);
+                if claimed {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let id = submit.order_id;
+                        me.attempt(submit).await;
+                        if let Ok(mut set) = me.in_flight.lock() {
+                            set.remove(&id);
+                        }
+                    });
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(OUTBOX_TICK) => {}
+            }
+        }
+    }
+
+    fn back_off(&self, id: OrderId, reason: &str) {
+        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let tries = map.get(&id).map(|(n, _)| n + 1).unwrap_or(1);
+        let delay =
+            (Duration::from_millis(250) * 2u32.saturating_pow(tries.min(8))).min(MAX_BACKOFF);
+        tracing::info!(order_id = %id, attempt = tries, retry_in_ms = delay.as_millis() as u64, "not delivered yet: {reason}");
+        map.insert(id, (tries, tokio::time::Instant::now() + delay));
+    }
+
+    /// One delivery attempt: upload, submit, record a final answer.
+    async fn attempt(&self, submit: SubmitOrder) {
+        let order_id = submit.order_id;
+        let Some(peer) = self
+            .node
+            .client
+            .peers_with_role(Role::Intermediary)
+            .await
+            .into_iter()
+            .next()
+        else {
+            self.back_off(order_id, "no intermediary is reachable");
+            return;
+        };
+        let mut control = self.node.client.stream_control();
+        let mut to_send: Vec<_> = submit.lines.iter().map(|l| l.blob).collect();
+        for _ in 0..MAX_UPLOAD_ROUNDS {
+            for blob in &to_send {
+                match send_blob(&mut control, &self.node.blobs, peer.peer, *blob).await {
+                    Ok(outcome) => tracing::debug!(blob = %blob.short(), ?outcome, "uploaded"),
+                    Err(e) => {
+                        self.back_off(order_id, &format!("upload failed: {e}"));
+                        return;
+                    }
+                }
+            }
+            let response = match self
+                .node
+                .client
+                .request::<OrderProto>(peer.peer, OrderRequest::Submit(submit.clone()))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    self.back_off(order_id, &e.to_string());
+                    return;
+                }
+            };
+            match response {
+                OrderResponse::MissingBlobs { blobs, .. } => to_send = blobs,
+                OrderResponse::Unavailable { reason, .. } => {
+                    self.back_off(order_id, &reason);
+                    return;
+                }
+                final_answer => {
+                    if let Err(e) = self.record_answer(&submit, final_answer).await {
+                        tracing::error!(%order_id, "cannot record the answer: {e}");
+                        self.back_off(order_id, "local store failed");
+                    }
+                    return;
+                }
+            }
+        }
+        self.back_off(order_id, "images still missing after uploading them");
+    }
+
+    async fn record_answer(
+        &self,
+        submit: &SubmitOrder,
+        answer: OrderResponse,
+    ) -> Result<(), StoreError> {
+        let order_id = submit.order_id;
+        if let Some(previous) = self.orders.get(order_id.to_bytes())? {
+            if previous.answer != answer {
+                tracing::error!(%order_id, "the network answered this order differently the second time");
+            }
+        }
+        let order = KioskOrder {
+            order_id,
+            store: submit.store.clone(),
+            placed_at_ms: submit.placed_at_ms,
+            lines: submit.lines.clone(),
+            total: submit.total,
+            method: submit.method,
+            card_last4: submit.card.pan.last4().to_string(),
+            card_brand: submit.card.pan.brand(),
+            answer,
+            answered_at_ms: now_ms(),
+        };
+        let bytes = self.orders.encode(&order)?;
+        let key = order_id.to_bytes();
+        // The answer and the end of the card data in the outbox land together.
+        (self.orders.raw(), self.outbox.raw())
+            .transaction(|(orders, outbox)| {
+                orders.insert(&key, bytes.clone())?;
+                outbox.remove(&key)?;
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error)?;
+        self.node.db.flush().await?;
+        if let Ok(mut map) = self.backoff.lock() {
+            map.remove(&order_id);
+        }
+        tracing::info!(%order_id, answer = %crate::roles::intermediary::summary(&order.answer), "answered");
+        self.answered.notify_waiters();
+        Ok(())
+    }
+}
+
+impl RoleHandler for Kiosk {
+    async fn handle(self: Arc<Self>, event: NodeEvent) {
+        if let NodeEvent::PeerReady(_) = event {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// JSON for one finished order (as `kiosk order` prints it and `inspect` lists it).
+pub fn order_json(o: &KioskOrder) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "order_id": o.order_id.to_string(), "store": o.store.to_string(),
+        "total_minor": o.total.amount_minor(), "currency": o.total.currency().code(),
+        "card": format!("{} {}", o.card_brand, o.card_last4),
+        "lines": o.lines.iter().map(|l| serde_json::json!({
+            "file_name": l.file_name, "blob": l.blob.to_hex(), "size": l.size.code(), "quantity": l.quantity,
+        })).collect::<Vec<_>>(),
+    });
+    let extra = match &o.answer {
+        OrderResponse::Accepted(a) => serde_json::json!({
+            "outcome": "approved", "auth_code": a.auth_code.to_string(),
+            "delivery_date": a.delivery_date.to_string(), "lab": a.lab,
+        }),
+        OrderResponse::Declined { code, .. } => serde_json::json!({
+            "outcome": "declined", "code": code.iso8583(), "reason": code.describe(),
+        }),
+        OrderResponse::Rejected { reason, .. } => {
+            serde_json::json!({ "outcome": "rejected", "reason": reason })
+        }
+        other => {
+            serde_json::json!({ "outcome": "pending", "reason": crate::roles::intermediary::summary(other) })
+        }
+    };
+    if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    v
+}
+
+/// What `printmesh inspect` shows of a kiosk: finished orders and the outbox size.
+pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
+    let orders: Tree<KioskOrder> = db.tree("orders")?;
+    let outbox: Tree<SubmitOrder> = db.tree("outbox")?;
+    let mut out = Vec::new();
+    for entry in orders.entries() {
+        out.push(order_json(&entry?.1));
+    }
+    let waiting: Vec<String> = outbox
+        .entries()
+        .filter_map(|r| r.ok())
+        .map(|(_, s)| s.order_id.to_string())
+        .collect();
+    Ok(serde_json::json!({ "role": "kiosk", "orders": out, "outbox": waiting }))
+}

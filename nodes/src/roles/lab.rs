@@ -1,0 +1,228 @@
+//! The print lab (patent 105/404), first version: accepts print jobs whose images it
+//! holds and can decode, books them into a capacity calendar and promises a delivery
+//! date. Rendering and printer output arrive with the lab issue.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use chrono::{FixedOffset, NaiveDate};
+use printmesh_protocol::capacity::{CapacityModel, Promise};
+use printmesh_protocol::messages::{
+    proto, EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse,
+};
+use printmesh_protocol::{OrderId, StoreId};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::net::{Inbound, NodeEvent, PrintProto};
+use crate::node::{now_ms, Node, NodeError, RoleHandler};
+use crate::store::{StoreError, Tree};
+
+/// Largest image the lab agrees to decode, per side.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabJob {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub lines: Vec<OrderLine>,
+    pub promise: Promise,
+    pub received_at_ms: i64,
+    /// `(width, height)` of each line's image as decoded at intake.
+    pub dimensions: Vec<(u32, u32)>,
+}
+
+pub struct Lab {
+    node: Node,
+    capacity: CapacityModel,
+    offset: FixedOffset,
+    jobs: Tree<LabJob>,
+    /// `YYYY-MM-DD` → prints booked that day.
+    calendar: Tree<u32>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn day_key(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// Reads a JPEG's header and checks it is a sane, decodable size.
+pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format() != Some(image::ImageFormat::Jpeg) {
+        return Err("not a JPEG".into());
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
+    if w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(format!("{w}×{h} is outside the sizes the lab prints"));
+    }
+    Ok((w, h))
+}
+
+impl Lab {
+    pub fn open(node: Node) -> Result<Lab, NodeError> {
+        let config = node
+            .config
+            .lab
+            .clone()
+            .ok_or_else(|| NodeError::Role("no [lab] section".into()))?;
+        let capacity = config.capacity().map_err(NodeError::Role)?;
+        let offset = FixedOffset::east_opt(i32::from(config.utc_offset_hours) * 3600)
+            .ok_or_else(|| NodeError::Role("bad utc_offset_hours".into()))?;
+        Ok(Lab {
+            jobs: node.db.tree("jobs")?,
+            calendar: node.db.tree("calendar")?,
+            node,
+            capacity,
+            offset,
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn name(&self) -> String {
+        self.node.config.name.clone()
+    }
+
+    /// Takes a job, or says why not. Idempotent per order id.
+    pub async fn intake(&self, job: PrintJob) -> Result<PrintResponse, StoreError> {
+        let order_id = job.order_id;
+        let guard = self.lock.lock().await;
+        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+            return Ok(PrintResponse::Accepted {
+                order_id,
+                delivery_date: existing.promise.delivery_date,
+                lab: self.name(),
+            });
+        }
+        let reject = |reason: String| {
+            tracing::warn!(%order_id, "job rejected: {reason}");
+            Ok(PrintResponse::Rejected { order_id, reason })
+        };
+        if job.lines.is_empty() || job.lines.len() > proto::MAX_ORDER_LINES {
+            return reject(format!("a job needs 1 to {} lines", proto::MAX_ORDER_LINES));
+        }
+        let missing: Vec<_> = job
+            .lines
+            .iter()
+            .map(|l| l.blob)
+            .filter(|b| !self.node.blobs.has(b))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(PrintResponse::MissingBlobs {
+                order_id,
+                blobs: missing,
+            });
+        }
+        let mut dimensions = Vec::with_capacity(job.lines.len());
+        for line in &job.lines {
+            let bytes = match self.node.blobs.read(&line.blob).await {
+                Ok(b) => b,
+                Err(e) => return reject(format!("{}: {e}", line.file_name)),
+            };
+            match check_image(&bytes) {
+                Ok(d) => dimensions.push(d),
+                Err(e) => return reject(format!("{} cannot be printed: {e}", line.file_name)),
+            }
+        }
+        let prints: u32 = job.lines.iter().map(|l| u32::from(l.quantity)).sum();
+        let now_local = chrono::Utc::now().with_timezone(&self.offset).naive_local();
+        let calendar = &self.calendar;
+        let promise = match self.capacity.promise(now_local, prints, |d| {
+            calendar.get(day_key(d)).ok().flatten().unwrap_or(0)
+        }) {
+            Ok(p) => p,
+            Err(e) => return reject(e.to_string()),
+        };
+        let record = LabJob {
+            order_id,
+            store: job.store,
+            lines: job.lines,
+            promise: promise.clone(),
+            received_at_ms: now_ms(),
+            dimensions,
+        };
+        let job_bytes = self.jobs.encode(&record)?;
+        let mut bookings = Vec::new();
+        for (day, n) in &promise.bookings {
+            let already = calendar.get(day_key(*day))?.unwrap_or(0);
+            bookings.push((day_key(*day), calendar.encode(&(already + n))?));
+        }
+        (self.jobs.raw(), self.calendar.raw())
+            .transaction(|(jobs, cal)| {
+                jobs.insert(&order_id.to_bytes(), job_bytes.clone())?;
+                for (k, v) in &bookings {
+                    cal.insert(k.as_bytes(), v.clone())?;
+                }
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error)?;
+        self.node.db.flush().await?;
+        drop(guard);
+        tracing::info!(%order_id, prints, delivery = %promise.delivery_date, "job accepted");
+        let kind = EventKind::Accepted {
+            delivery_date: promise.delivery_date,
+            lab: self.name(),
+        };
+        if let Err(e) = self
+            .node
+            .events
+            .emit(&self.node.client, order_id, kind, now_ms())
+            .await
+        {
+            tracing::error!(%order_id, "cannot record event: {e}");
+        }
+        Ok(PrintResponse::Accepted {
+            order_id,
+            delivery_date: promise.delivery_date,
+            lab: self.name(),
+        })
+    }
+
+    async fn on_print(&self, inbound: Inbound<PrintProto>) {
+        let (peer, PrintRequest::Job(job), responder) = inbound.into_parts();
+        let order_id = job.order_id;
+        match self.intake(job).await {
+            Ok(r) => responder.respond(r),
+            Err(e) => {
+                tracing::error!(%peer, %order_id, "cannot take job: {e}");
+                // No answer: the intermediary's request fails and it retries later.
+            }
+        }
+    }
+}
+
+impl RoleHandler for Lab {
+    async fn handle(self: Arc<Self>, event: NodeEvent) {
+        if let NodeEvent::Print(inbound) = event {
+            self.on_print(inbound).await;
+        }
+    }
+}
+
+/// What `printmesh inspect` shows of a lab: its jobs with their promised dates and the
+/// blobs it holds.
+pub fn inspect(
+    db: &crate::store::Db,
+    blobs: &crate::blobs::BlobStore,
+) -> Result<serde_json::Value, StoreError> {
+    let jobs: Tree<LabJob> = db.tree("jobs")?;
+    let mut out = Vec::new();
+    for entry in jobs.entries() {
+        let (_, j) = entry?;
+        out.push(serde_json::json!({
+            "order_id": j.order_id.to_string(), "store": j.store.to_string(),
+            "delivery_date": j.promise.delivery_date.to_string(), "ship_date": j.promise.ship_date.to_string(),
+            "prints": j.lines.iter().map(|l| u32::from(l.quantity)).sum::<u32>(),
+            "lines": j.lines.iter().zip(&j.dimensions).map(|(l, d)| serde_json::json!({
+                "file_name": l.file_name, "blob": l.blob.to_hex(), "size": l.size.code(), "quantity": l.quantity,
+                "width": d.0, "height": d.1,
+                "blob_path": blobs.path(&l.blob).display().to_string(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(
+        serde_json::json!({ "role": "lab", "jobs": out, "blobs": blobs.list().iter().map(|b| b.to_hex()).collect::<Vec<_>>() }),
+    )
+}

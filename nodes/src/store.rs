@@ -1,0 +1,193 @@
+//! A node's sled database, seen as typed trees. Every value is stored through the
+//! protocol codec with a format-version byte, so a later release can still read it.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use printmesh_protocol::codec::{decode_stored, encode_stored, CodecError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("tree {tree}: stored value cannot be read: {source}")]
+    Codec {
+        tree: &'static str,
+        source: CodecError,
+    },
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+}
+
+/// The node's database.
+#[derive(Clone)]
+pub struct Db {
+    db: sled::Db,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        Ok(Db { db })
+    }
+
+    /// Opens (creating if needed) the tree `name` holding values of type `V`.
+    pub fn tree<V>(&self, name: &'static str) -> Result<Tree<V>, StoreError> {
+        Ok(Tree {
+            name,
+            tree: self.db.open_tree(name)?,
+            _value: PhantomData,
+        })
+    }
+
+    /// Waits until everything written so far is on disk. Acknowledge nothing durable
+    /// before this returns.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn raw(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+/// A sled tree whose values are `V`.
+pub struct Tree<V> {
+    name: &'static str,
+    tree: sled::Tree,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> Clone for Tree<V> {
+    fn clone(&self) -> Self {
+        Tree {
+            name: self.name,
+            tree: self.tree.clone(),
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<V: Serialize + DeserializeOwned> Tree<V> {
+    pub fn encode(&self, value: &V) -> Result<Vec<u8>, StoreError> {
+        encode_stored(value).map_err(|source| StoreError::Codec {
+            tree: self.name,
+            source,
+        })
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<V, StoreError> {
+        decode_stored(bytes).map_err(|source| StoreError::Codec {
+            tree: self.name,
+            source,
+        })
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<V>, StoreError> {
+        match self.tree.get(key)? {
+            Some(bytes) => Ok(Some(self.decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: &V) -> Result<(), StoreError> {
+        let bytes = self.encode(value)?;
+        self.tree.insert(key.as_ref(), bytes)?;
+        Ok(())
+    }
+
+    /// Inserts only if the key is absent; returns false if it was present.
+    pub fn insert_new(&self, key: impl AsRef<[u8]>, value: &V) -> Result<bool, StoreError> {
+        let bytes = self.encode(value)?;
+        let swapped =
+            self.tree
+                .compare_and_swap(key.as_ref(), None as Option<&[u8]>, Some(bytes))?;
+        Ok(swapped.is_ok())
+    }
+
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key)?)
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, V), StoreError>> + '_ {
+        self.tree.iter().map(move |r| {
+            let (k, v) = r?;
+            Ok((k.to_vec(), self.decode(&v)?))
+        })
+    }
+
+    /// Entries whose key starts with `prefix`.
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, V), StoreError>> + '_ {
+        self.tree.scan_prefix(prefix).map(move |r| {
+            let (k, v) = r?;
+            Ok((k.to_vec(), self.decode(&v)?))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    pub fn raw(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+/// Turns a failed sled transaction into a [`StoreError`].
+pub fn transaction_error(e: sled::transaction::TransactionError<()>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        sled::transaction::TransactionError::Abort(()) => StoreError::Aborted("aborted".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn typed_values_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            let t: Tree<(String, u32)> = db.tree("things").unwrap();
+            t.insert(b"a", &("one".into(), 1)).unwrap();
+            assert!(!t.insert_new(b"a", &("two".into(), 2)).unwrap());
+            assert!(t.insert_new(b"b", &("two".into(), 2)).unwrap());
+            db.flush().await.unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let t: Tree<(String, u32)> = db.tree("things").unwrap();
+        assert_eq!(t.get(b"a").unwrap(), Some(("one".into(), 1)));
+        assert_eq!(t.len(), 2);
+        let keys: Vec<Vec<u8>> = t.entries().map(|r| r.unwrap().0).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_value_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let t: Tree<u64> = db.tree("n").unwrap();
+        t.raw().insert(b"x", &[9u8, 1, 2][..]).unwrap();
+        let err = t.get(b"x").unwrap_err().to_string();
+        assert!(err.contains("unsupported message version 9"), "{err}");
+    }
+}
