@@ -422,7 +422,14 @@ pub async fn send_blob(
     send_blob_cut(control, store, peer, blob, None).await
 }
 
+/// How often a sender retries a blob the receiver is already receiving from someone
+/// else, and how long it waits between tries.
+pub const BUSY_RETRIES: u32 = 300;
+pub const BUSY_WAIT: Duration = Duration::from_millis(100);
+
 /// [`send_blob`] that stops after `stop_after` data bytes, for tests of resumption.
+/// When the receiver is busy with the same blob (another kiosk order uploading the
+/// same photo), waits and offers again: the second offer usually finds it stored.
 pub async fn send_blob_cut(
     control: &mut libp2p_stream::Control,
     store: &BlobStore,
@@ -430,14 +437,23 @@ pub async fn send_blob_cut(
     blob: BlobId,
     stop_after: Option<u64>,
 ) -> Result<SendOutcome, BlobError> {
-    let mut stream = control
-        .open_stream(peer, blob_protocol())
-        .await
-        .map_err(|e| BlobError::Open {
-            peer,
-            reason: e.to_string(),
-        })?;
-    send_over(&mut stream, store, blob, stop_after).await
+    let mut tries = 0;
+    loop {
+        let mut stream = control
+            .open_stream(peer, blob_protocol())
+            .await
+            .map_err(|e| BlobError::Open {
+                peer,
+                reason: e.to_string(),
+            })?;
+        match send_over(&mut stream, store, blob, stop_after).await {
+            Err(BlobError::Busy(_)) if tries < BUSY_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(BUSY_WAIT).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Accepts pushed blobs until the node stops, at most [`MAX_CONCURRENT_RECEIVES`] at
@@ -460,6 +476,9 @@ pub async fn serve_blobs(mut control: libp2p_stream::Control, store: Arc<BlobSto
         tokio::spawn(async move {
             match receive_over(&mut stream, &store).await {
                 Ok(blob) => tracing::debug!(%peer, blob = %blob.short(), "blob stored"),
+                Err(BlobError::Busy(blob)) => {
+                    tracing::debug!(%peer, blob = %blob.short(), "busy; sender will offer again")
+                }
                 Err(e) => tracing::warn!(%peer, "blob receive failed: {e}"),
             }
             drop(permit);

@@ -1,0 +1,268 @@
+//! One order path across four separate OS processes of the real binary, on 127.0.0.1
+//! with OS-chosen ports: approved orders, a decline over the limit, a decline for an
+//! expired card, and a resubmitted order. Afterwards every party's sled state is read
+//! back with `printmesh inspect` and checked.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{bin, fixtures, inspect, write_config, NodeProc};
+use serde_json::Value;
+
+fn kiosk_order(config: &Path, card: &str, size: &str, order_id: Option<&str>) -> Value {
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "kiosk",
+        "--config",
+        config.to_str().unwrap(),
+        "order",
+        "--card",
+        card,
+        "--size",
+        size,
+    ]);
+    if let Some(id) = order_id {
+        cmd.args(["--order-id", id]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "kiosk order with {card} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn file_hash(path: &Path) -> blake3::Hash {
+    blake3::hash(&std::fs::read(path).unwrap())
+}
+
+#[test]
+fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = fixtures();
+    let network = format!("e2e-{}", std::process::id());
+
+    let acquirer_cfg = write_config(
+        d,
+        "acquirer",
+        &network,
+        &[],
+        &format!(
+            "[acquirer]\ncards = \"{}\"",
+            fx.join("cards.toml").display()
+        ),
+    );
+    let lab_cfg = write_config(
+        d,
+        "lab",
+        &network,
+        &[],
+        "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\", \"wed\", \"fri\"]\ntransit_days = 1\nutc_offset_hours = 9",
+    );
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    let intermediary_cfg = write_config(
+        d,
+        "intermediary",
+        &network,
+        &[acquirer.addrs[0].clone(), lab.addrs[0].clone()],
+        &format!(
+            "[intermediary]\nprices = \"{}\"",
+            fx.join("demo/prices.toml").display()
+        ),
+    );
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    let kiosk_cfg = write_config(
+        d,
+        "kiosk",
+        &network,
+        &[intermediary.addrs[0].clone()],
+        &format!(
+            "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
+            fx.join("demo/prices.toml").display(),
+            fx.join("memory-card").display(),
+            fx.join("cards.toml").display()
+        ),
+    );
+
+    // The fixture card's DPOF order: PMSH0001 ×2 and PMSH0003 ×1. L is 30 yen a print.
+    let approved = kiosk_order(&kiosk_cfg, "visa-ok", "L", None);
+    assert_eq!(approved["outcome"], "approved", "{approved}");
+    assert_eq!(approved["total_minor"], 90);
+    assert_eq!(approved["card"], "VISA 1111");
+    assert_eq!(approved["auth_code"].as_str().unwrap().len(), 6);
+    assert!(approved["delivery_date"]
+        .as_str()
+        .unwrap()
+        .starts_with("20"));
+
+    let over_limit = kiosk_order(&kiosk_cfg, "mc-over-limit", "L", None);
+    assert_eq!(over_limit["outcome"], "declined", "{over_limit}");
+    assert_eq!(over_limit["code"], "51");
+
+    let expired = kiosk_order(&kiosk_cfg, "visa-expired", "2L", None);
+    assert_eq!(expired["outcome"], "declined", "{expired}");
+    assert_eq!(expired["code"], "54");
+
+    // A customer's retry of the same order (same id): the first answer, not a second hold.
+    let first = kiosk_order(&kiosk_cfg, "jcb-ok", "KG", None);
+    assert_eq!(first["outcome"], "approved", "{first}");
+    let id = first["order_id"].as_str().unwrap();
+    let again = kiosk_order(&kiosk_cfg, "jcb-ok", "KG", Some(id));
+    assert_eq!(again["order_id"], first["order_id"]);
+    assert_eq!(again["auth_code"], first["auth_code"]);
+    assert_eq!(again["delivery_date"], first["delivery_date"]);
+
+    intermediary.stop();
+    lab.stop();
+    acquirer.stop();
+
+    // The acquirer: one authorisation per order id, holds only for approved ones.
+    let acq = inspect(&acquirer_cfg);
+    let auths = acq["authorisations"].as_array().unwrap();
+    assert_eq!(auths.len(), 4, "{acq:#}");
+    let auth_of = |order: &Value| {
+        auths
+            .iter()
+            .find(|a| a["order_id"] == order["order_id"])
+            .unwrap()
+            .clone()
+    };
+    let a = auth_of(&approved);
+    assert_eq!(
+        (
+            a["outcome"].as_str(),
+            a["hold"].as_str(),
+            a["amount_minor"].as_i64()
+        ),
+        (Some("approved"), Some("held"), Some(90))
+    );
+    assert_eq!(a["code"], approved["auth_code"]);
+    assert_eq!(auth_of(&over_limit)["hold"], "none");
+    assert_eq!(auth_of(&over_limit)["code"], "51");
+    assert_eq!(auth_of(&expired)["code"], "54");
+    assert_eq!(
+        auths
+            .iter()
+            .filter(|a| a["order_id"] == first["order_id"])
+            .count(),
+        1
+    );
+    let jcb = acq["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["last4"] == "0000")
+        .unwrap();
+    assert_eq!(
+        jcb["held_minor"], 150,
+        "exactly one hold of 3 × KG (50) for the resubmitted order"
+    );
+    let visa = acq["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["last4"] == "1111")
+        .unwrap();
+    assert_eq!(visa["held_minor"], 90);
+    let acq_text = acq.to_string();
+    for pan in [
+        "4111111111111111",
+        "3530111333300000",
+        "5555555555554444",
+        "4012888888881881",
+    ] {
+        assert!(
+            !acq_text.contains(pan),
+            "a full PAN leaked into the acquirer's state"
+        );
+    }
+
+    // The lab: a job per approved order; the image bytes are the memory card's.
+    let lab_state = inspect(&lab_cfg);
+    let jobs = lab_state["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{lab_state:#}");
+    let card_dir = fx.join("memory-card/DCIM/100PMESH");
+    for job in jobs {
+        let lines = job["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), 2);
+        for line in lines {
+            let original = card_dir.join(line["file_name"].as_str().unwrap());
+            let held = Path::new(line["blob_path"].as_str().unwrap());
+            assert_eq!(
+                file_hash(held),
+                file_hash(&original),
+                "{} differs at the lab",
+                line["file_name"]
+            );
+            assert_eq!(
+                line["blob"].as_str().unwrap(),
+                file_hash(&original).to_hex().as_str()
+            );
+        }
+        let delivered = jobs
+            .iter()
+            .map(|j| j["delivery_date"].as_str().unwrap())
+            .collect::<Vec<_>>();
+        assert!(delivered.contains(&approved["delivery_date"].as_str().unwrap()));
+    }
+
+    // The kiosk: the answers it printed are the answers it kept; nothing left to send.
+    let kiosk = inspect(&kiosk_cfg);
+    assert_eq!(kiosk["outbox"].as_array().unwrap().len(), 0);
+    let kept = kiosk["orders"].as_array().unwrap();
+    assert_eq!(kept.len(), 4);
+    for printed in [&approved, &over_limit, &expired, &first] {
+        let k = kept
+            .iter()
+            .find(|o| o["order_id"] == printed["order_id"])
+            .unwrap();
+        assert_eq!(k["outcome"], printed["outcome"]);
+        assert_eq!(k["auth_code"], printed["auth_code"]);
+        assert_eq!(k["delivery_date"], printed["delivery_date"]);
+    }
+
+    // The intermediary routed four orders and answered each once.
+    let im = inspect(&intermediary_cfg);
+    assert_eq!(im["orders"].as_array().unwrap().len(), 4, "{im:#}");
+    assert!(im["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["stage"].as_str().unwrap().starts_with("answered")));
+    // Events were gossiped: the intermediary saw the acquirer's and the lab's too.
+    assert!(im["events"].as_u64().unwrap() >= 4 + 4 + 2, "{im:#}");
+}
+
+#[test]
+fn a_config_typo_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lab.toml");
+    std::fs::write(
+        &cfg,
+        "role = \"lab\"\nname = \"L\"\ndata_dir = \"d\"\n[lab]\nprints_per_dya = 5\ncutoff_hour = 15\ncourier_days = [\"mon\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["lab", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("prints_per_dya") && err.contains("line 5"),
+        "{err}"
+    );
+}
