@@ -100,7 +100,7 @@ fn init_logging(default: &str) {
         .init();
 }
 
-fn load(config: &PathBuf, role: Role) -> Result<NodeConfig> {
+fn load(config: &std::path::Path, role: Role) -> Result<NodeConfig> {
     let config = NodeConfig::load(config)?;
     if config.role != role {
         bail!("the config is for a {}, not a {role}", config.role);

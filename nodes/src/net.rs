@@ -645,11 +645,9 @@ impl EventLoop {
                 peer_id,
                 num_established: 0,
                 ..
-            } => {
-                if self.peers.remove(&peer_id).is_some() {
-                    tracing::info!(%peer_id, "peer gone");
-                    let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
-                }
+            } if self.peers.remove(&peer_id).is_some() => {
+                tracing::info!(%peer_id, "peer gone");
+                let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "outgoing connection failed: {error}");
