@@ -266,3 +266,109 @@ fn a_config_typo_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The uplink is down: the kiosk still takes the order into its outbox and says it is
+/// pending; when an intermediary appears, a restarted kiosk delivers it.
+#[test]
+fn an_order_taken_offline_is_delivered_when_the_intermediary_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = fixtures();
+    let network = format!("offline-{}", std::process::id());
+    let acquirer_cfg = write_config(
+        d,
+        "acquirer",
+        &network,
+        &[],
+        &format!(
+            "[acquirer]\ncards = \"{}\"",
+            fx.join("cards.toml").display()
+        ),
+    );
+    let lab_cfg = write_config(
+        d,
+        "lab",
+        &network,
+        &[],
+        "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"tue\"]\ntransit_days = 0",
+    );
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    // The intermediary's port is chosen now; nothing listens there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let im_addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let kiosk_cfg = write_config(
+        d,
+        "kiosk",
+        &network,
+        std::slice::from_ref(&im_addr),
+        &format!(
+            "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
+            fx.join("demo/prices.toml").display(),
+            fx.join("memory-card").display(),
+            fx.join("cards.toml").display()
+        ),
+    );
+
+    let out = Command::new(bin())
+        .args([
+            "kiosk",
+            "--config",
+            kiosk_cfg.to_str().unwrap(),
+            "order",
+            "--card",
+            "visa-ok",
+            "--timeout-secs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pending["outcome"], "pending");
+    let outbox = inspect(&kiosk_cfg);
+    assert_eq!(outbox["outbox"], serde_json::json!([pending["order_id"]]));
+
+    // The intermediary comes up on the port the kiosk knows.
+    let im_text = format!(
+        "role = \"intermediary\"\nname = \"Late intermediary\"\nnetwork = \"{network}\"\ndata_dir = \"{}\"\nlisten = [\"{im_addr}\"]\npeers = [{:?}, {:?}]\n[intermediary]\nprices = \"{}\"\n",
+        d.join("intermediary").display(),
+        acquirer.addrs[0],
+        lab.addrs[0],
+        fx.join("demo/prices.toml").display()
+    );
+    let im_cfg = d.join("intermediary.toml");
+    std::fs::write(&im_cfg, im_text).unwrap();
+    let intermediary = NodeProc::start("intermediary", &im_cfg, d);
+
+    // The kiosk node restarts and drains its outbox.
+    let kiosk = NodeProc::start("kiosk", &kiosk_cfg, d);
+    let mut delivered = false;
+    for _ in 0..300 {
+        let log = std::fs::read_to_string(&kiosk.log).unwrap_or_default();
+        if log.contains("answered") {
+            delivered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    kiosk.stop();
+    assert!(delivered, "the outbox was not drained");
+    let state = inspect(&kiosk_cfg);
+    assert_eq!(state["outbox"].as_array().unwrap().len(), 0);
+    let order = &state["orders"][0];
+    assert_eq!(order["order_id"], pending["order_id"]);
+    assert_eq!(order["outcome"], "approved", "{state:#}");
+    intermediary.stop();
+    lab.stop();
+    acquirer.stop();
+}

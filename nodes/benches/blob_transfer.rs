@@ -3,7 +3,12 @@
 //! against raw TCP copies of the same bytes measured in the same run.
 //!
 //! `cargo bench -p printmesh-nodes --bench blob_transfer`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -96,7 +101,11 @@ async fn main() {
     let receiver = bare(dir.path(), "receiver", vec![]).await;
     let addr = receiver.addresses().await[0].to_string();
     let sender = bare(dir.path(), "sender", vec![addr]).await;
-    sender.client.wait_for_role(Role::Kiosk, Duration::from_secs(10)).await.unwrap();
+    sender
+        .client
+        .wait_for_role(Role::Kiosk, Duration::from_secs(10))
+        .await
+        .unwrap();
     let mut control = sender.client.stream_control();
 
     let mut bytes = vec![0u8; BLOB_BYTES];
@@ -111,7 +120,9 @@ async fn main() {
         let blob = sender.blobs.import_bytes(&bytes).await.unwrap();
 
         let t = Instant::now();
-        let outcome = send_blob(&mut control, &sender.blobs, receiver.peer_id(), blob).await.unwrap();
+        let outcome = send_blob(&mut control, &sender.blobs, receiver.peer_id(), blob)
+            .await
+            .unwrap();
         let libp2p = t.elapsed();
         assert_eq!(outcome.bytes_sent, BLOB_BYTES as u64);
         assert!(receiver.blobs.has(&blob));
