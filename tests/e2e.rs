@@ -14,7 +14,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{bin, fixtures, inspect, write_config, NodeProc};
+use common::{
+    acquirer_config, bin, fixtures, inspect, intermediary_config, kiosk_config, lab_config,
+    NodeProc,
+};
 use serde_json::Value;
 
 fn kiosk_order(config: &Path, card: &str, size: &str, order_id: Option<&str>) -> Value {
@@ -71,48 +74,14 @@ fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
     let fx = fixtures();
     let network = format!("e2e-{}", std::process::id());
 
-    let acquirer_cfg = write_config(
-        d,
-        "acquirer",
-        &network,
-        &[],
-        &format!(
-            "[acquirer]\ncards = \"{}\"",
-            fx.join("cards.toml").display()
-        ),
-    );
-    let lab_cfg = write_config(
-        d,
-        "lab",
-        &network,
-        &[],
-        "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\", \"wed\", \"fri\"]\ntransit_days = 1\nutc_offset_hours = 9",
-    );
+    let acquirer_cfg = acquirer_config(d, &network);
+    let lab_cfg = lab_config(d, &network, r#"["mon", "wed", "fri"]"#);
     let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
     let lab = NodeProc::start("lab", &lab_cfg, d);
-    let intermediary_cfg = write_config(
-        d,
-        "intermediary",
-        &network,
-        &[acquirer.addrs[0].clone(), lab.addrs[0].clone()],
-        &format!(
-            "[intermediary]\nprices = \"{}\"",
-            fx.join("demo/prices.toml").display()
-        ),
-    );
+    let peers = [acquirer.addrs[0].clone(), lab.addrs[0].clone()];
+    let intermediary_cfg = intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
     let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
-    let kiosk_cfg = write_config(
-        d,
-        "kiosk",
-        &network,
-        &[intermediary.addrs[0].clone()],
-        &format!(
-            "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
-            fx.join("demo/prices.toml").display(),
-            fx.join("memory-card").display(),
-            fx.join("cards.toml").display()
-        ),
-    );
+    let kiosk_cfg = kiosk_config(d, &network, &intermediary.addrs[0]);
 
     // The fixture card's DPOF order: PMSH0001 ×2 and PMSH0003 ×1. L is 30 yen a print.
     let approved = kiosk_order(&kiosk_cfg, "visa-ok", "L", None);
@@ -320,25 +289,9 @@ fn a_config_typo_is_a_clear_error() {
 fn an_order_taken_offline_is_delivered_when_the_intermediary_appears() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let fx = fixtures();
     let network = format!("offline-{}", std::process::id());
-    let acquirer_cfg = write_config(
-        d,
-        "acquirer",
-        &network,
-        &[],
-        &format!(
-            "[acquirer]\ncards = \"{}\"",
-            fx.join("cards.toml").display()
-        ),
-    );
-    let lab_cfg = write_config(
-        d,
-        "lab",
-        &network,
-        &[],
-        "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"tue\"]\ntransit_days = 0",
-    );
+    let acquirer_cfg = acquirer_config(d, &network);
+    let lab_cfg = lab_config(d, &network, r#"["tue"]"#);
     let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
     let lab = NodeProc::start("lab", &lab_cfg, d);
     // The intermediary's port is chosen now; nothing listens there yet.
@@ -348,18 +301,7 @@ fn an_order_taken_offline_is_delivered_when_the_intermediary_appears() {
         .unwrap()
         .port();
     let im_addr = format!("/ip4/127.0.0.1/tcp/{port}");
-    let kiosk_cfg = write_config(
-        d,
-        "kiosk",
-        &network,
-        std::slice::from_ref(&im_addr),
-        &format!(
-            "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
-            fx.join("demo/prices.toml").display(),
-            fx.join("memory-card").display(),
-            fx.join("cards.toml").display()
-        ),
-    );
+    let kiosk_cfg = kiosk_config(d, &network, &im_addr);
 
     let out = Command::new(bin())
         .args([
@@ -386,15 +328,8 @@ fn an_order_taken_offline_is_delivered_when_the_intermediary_appears() {
     assert_eq!(outbox["outbox"], serde_json::json!([pending["order_id"]]));
 
     // The intermediary comes up on the port the kiosk knows.
-    let im_text = format!(
-        "role = \"intermediary\"\nname = \"Late intermediary\"\nnetwork = \"{network}\"\ndata_dir = \"{}\"\nlisten = [\"{im_addr}\"]\npeers = [{:?}, {:?}]\n[intermediary]\nprices = \"{}\"\n",
-        d.join("intermediary").display(),
-        acquirer.addrs[0],
-        lab.addrs[0],
-        fx.join("demo/prices.toml").display()
-    );
-    let im_cfg = d.join("intermediary.toml");
-    std::fs::write(&im_cfg, im_text).unwrap();
+    let peers = [acquirer.addrs[0].clone(), lab.addrs[0].clone()];
+    let im_cfg = intermediary_config(d, &network, &im_addr, &peers);
     let intermediary = NodeProc::start("intermediary", &im_cfg, d);
 
     // The kiosk node restarts and drains its outbox.

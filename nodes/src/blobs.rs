@@ -124,6 +124,11 @@ impl BlobStore {
         self.path(blob).is_file()
     }
 
+    /// The blobs among `wanted` that are not stored here, in order.
+    pub fn missing(&self, wanted: impl IntoIterator<Item = BlobId>) -> Vec<BlobId> {
+        wanted.into_iter().filter(|b| !self.has(b)).collect()
+    }
+
     /// Length of a verified blob.
     pub fn len_of(&self, blob: &BlobId) -> Option<u64> {
         std::fs::metadata(self.path(blob)).ok().map(|m| m.len())

@@ -99,6 +99,22 @@ impl Node {
             .collect()
     }
 
+    /// Records, signs and gossips an order event of ours. A failure is logged: the
+    /// order's own records are the source of truth, events are its shadow.
+    pub async fn emit(
+        &self,
+        order_id: printmesh_protocol::OrderId,
+        kind: printmesh_protocol::messages::EventKind,
+    ) {
+        if let Err(e) = self
+            .events
+            .emit(&self.client, order_id, kind, now_ms())
+            .await
+        {
+            tracing::error!(%order_id, "cannot record event: {e}");
+        }
+    }
+
     /// Stops the swarm loop and flushes the database.
     pub async fn shutdown(&self) {
         self.client.shutdown().await;

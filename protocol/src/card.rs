@@ -217,45 +217,47 @@ impl fmt::Debug for CardData {
 /// 40, plus sentinels and LRC).
 pub const MAX_TRACK_LEN: usize = 82;
 
-/// Parses ISO/IEC 7813 track 2: `;PAN=YYMMSSS<discretionary>?` (an LRC character may
-/// follow the end sentinel). Returns only the PAN and expiry.
-pub fn parse_track2(track: &str) -> Result<CardData, CardError> {
-    let bad = |why| CardError::Track { track: 2, why };
-    if track.len() > MAX_TRACK_LEN {
+/// The characters between a track's start sentinel and its end sentinel `?` (an LRC
+/// character may follow the end sentinel). `E` alone is a reader's read error.
+fn track_body(track: u8, text: &str, start: char) -> Result<&str, CardError> {
+    let bad = |why| CardError::Track { track, why };
+    if text.len() > MAX_TRACK_LEN {
         return Err(bad("too long"));
     }
-    let body = track
-        .strip_prefix(';')
-        .ok_or(bad("no start sentinel ';'"))?;
+    let body = text.strip_prefix(start).ok_or(bad("no start sentinel"))?;
     let end = body.find('?').ok_or(bad("no end sentinel '?'"))?;
     let body = body.get(..end).ok_or(bad("no end sentinel '?'"))?;
     if body == "E" {
         return Err(bad("the reader reported a read error (E)"));
     }
-    let (pan, rest) = body.split_once('=').ok_or(bad("no field separator '='"))?;
+    Ok(body)
+}
+
+/// The PAN field and the `YYMM…` field that follows it.
+fn pan_and_expiry(track: u8, pan: &str, rest: &str) -> Result<CardData, CardError> {
+    let bad = |why| CardError::Track { track, why };
     let pan: Pan = pan.parse().map_err(|_| bad("card number is invalid"))?;
-    let expiry = rest
-        .get(..4)
-        .ok_or(bad("no expiry date"))
-        .and_then(|yymm| Expiry::from_yymm(yymm).map_err(|_| bad("expiry date is invalid")))?;
+    let yymm = rest.get(..4).ok_or(bad("no expiry date"))?;
+    let expiry = Expiry::from_yymm(yymm).map_err(|_| bad("expiry date is invalid"))?;
     Ok(CardData { pan, expiry })
+}
+
+/// Parses ISO/IEC 7813 track 2: `;PAN=YYMMSSS<discretionary>?`. Returns only the PAN
+/// and expiry.
+pub fn parse_track2(track: &str) -> Result<CardData, CardError> {
+    let body = track_body(2, track, ';')?;
+    let (pan, rest) = body.split_once('=').ok_or(CardError::Track {
+        track: 2,
+        why: "no field separator '='",
+    })?;
+    pan_and_expiry(2, pan, rest)
 }
 
 /// Parses ISO/IEC 7813 track 1 (format B): `%B<PAN>^<NAME>^YYMMSSS<discretionary>?`.
 /// The cardholder name is dropped: the network never needs it.
 pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
     let bad = |why| CardError::Track { track: 1, why };
-    if track.len() > MAX_TRACK_LEN {
-        return Err(bad("too long"));
-    }
-    let body = track
-        .strip_prefix('%')
-        .ok_or(bad("no start sentinel '%'"))?;
-    let end = body.find('?').ok_or(bad("no end sentinel '?'"))?;
-    let body = body.get(..end).ok_or(bad("no end sentinel '?'"))?;
-    if body == "E" {
-        return Err(bad("the reader reported a read error (E)"));
-    }
+    let body = track_body(1, track, '%')?;
     let body = body
         .strip_prefix('B')
         .ok_or(bad("format code is not 'B'"))?;
@@ -263,12 +265,7 @@ pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
     let pan = fields.next().ok_or(bad("no card number"))?;
     let _name = fields.next().ok_or(bad("no name field"))?;
     let rest = fields.next().ok_or(bad("no expiry field"))?;
-    let pan: Pan = pan.parse().map_err(|_| bad("card number is invalid"))?;
-    let expiry = rest
-        .get(..4)
-        .ok_or(bad("no expiry date"))
-        .and_then(|yymm| Expiry::from_yymm(yymm).map_err(|_| bad("expiry date is invalid")))?;
-    Ok(CardData { pan, expiry })
+    pan_and_expiry(1, pan, rest)
 }
 
 #[cfg(test)]

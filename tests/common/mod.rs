@@ -104,9 +104,21 @@ pub fn write_config(
     peers: &[String],
     section: &str,
 ) -> PathBuf {
+    write_config_listening(dir, role, network, "/ip4/127.0.0.1/tcp/0", peers, section)
+}
+
+/// [`write_config`] with a given listen address.
+pub fn write_config_listening(
+    dir: &Path,
+    role: &str,
+    network: &str,
+    listen: &str,
+    peers: &[String],
+    section: &str,
+) -> PathBuf {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
     let text = format!(
-        "role = \"{role}\"\nname = \"Test {role}\"\nnetwork = \"{network}\"\ndata_dir = \"{}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [{}]\n\n{section}\n",
+        "role = \"{role}\"\nname = \"Test {role}\"\nnetwork = \"{network}\"\ndata_dir = \"{}\"\nlisten = [\"{listen}\"]\npeers = [{}]\n\n{section}\n",
         dir.join(role).display(),
         peers.join(", "),
     );
@@ -127,4 +139,42 @@ pub fn inspect(config: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The acquirer's config, seeded from the fixture test cards.
+pub fn acquirer_config(dir: &Path, network: &str) -> PathBuf {
+    let cards = fixtures().join("cards.toml");
+    write_config(
+        dir,
+        "acquirer",
+        network,
+        &[],
+        &format!("[acquirer]\ncards = \"{}\"", cards.display()),
+    )
+}
+
+/// A lab that prints today whatever the hour, with the courier on `courier_days`.
+pub fn lab_config(dir: &Path, network: &str, courier_days: &str) -> PathBuf {
+    let section = format!(
+        "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = {courier_days}\ntransit_days = 1\nutc_offset_hours = 9"
+    );
+    write_config(dir, "lab", network, &[], &section)
+}
+
+pub fn intermediary_config(dir: &Path, network: &str, listen: &str, peers: &[String]) -> PathBuf {
+    let prices = fixtures().join("demo/prices.toml");
+    let section = format!("[intermediary]\nprices = \"{}\"", prices.display());
+    write_config_listening(dir, "intermediary", network, listen, peers, &section)
+}
+
+/// A kiosk with the fixture memory card in its slot and the test cards to swipe.
+pub fn kiosk_config(dir: &Path, network: &str, intermediary: &str) -> PathBuf {
+    let fx = fixtures();
+    let section = format!(
+        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
+        fx.join("demo/prices.toml").display(),
+        fx.join("memory-card").display(),
+        fx.join("cards.toml").display()
+    );
+    write_config(dir, "kiosk", network, &[intermediary.to_string()], &section)
 }

@@ -271,14 +271,7 @@ impl Acquirer {
     }
 
     async fn emit(&self, order_id: OrderId, kind: EventKind) {
-        if let Err(e) = self
-            .node
-            .events
-            .emit(&self.node.client, order_id, kind, now_ms())
-            .await
-        {
-            tracing::error!(%order_id, "cannot record event: {e}");
-        }
+        self.node.emit(order_id, kind).await;
     }
 
     async fn on_auth(&self, inbound: Inbound<AuthProto>) {

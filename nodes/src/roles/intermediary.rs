@@ -93,14 +93,7 @@ impl Intermediary {
     }
 
     async fn emit(&self, order_id: OrderId, kind: EventKind) {
-        if let Err(e) = self
-            .node
-            .events
-            .emit(&self.node.client, order_id, kind, now_ms())
-            .await
-        {
-            tracing::error!(%order_id, "cannot record event: {e}");
-        }
+        self.node.emit(order_id, kind).await;
     }
 
     /// Handles one submission end to end.
@@ -163,12 +156,7 @@ impl Intermediary {
                             .await;
                     }
                 }
-                let missing: Vec<_> = submit
-                    .lines
-                    .iter()
-                    .map(|l| l.blob)
-                    .filter(|b| !self.node.blobs.has(b))
-                    .collect();
+                let missing = self.node.blobs.missing(submit.lines.iter().map(|l| l.blob));
                 if !missing.is_empty() {
                     return Ok(OrderResponse::MissingBlobs {
                         order_id,

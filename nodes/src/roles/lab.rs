@@ -103,12 +103,7 @@ impl Lab {
         if job.lines.is_empty() || job.lines.len() > proto::MAX_ORDER_LINES {
             return reject(format!("a job needs 1 to {} lines", proto::MAX_ORDER_LINES));
         }
-        let missing: Vec<_> = job
-            .lines
-            .iter()
-            .map(|l| l.blob)
-            .filter(|b| !self.node.blobs.has(b))
-            .collect();
+        let missing = self.node.blobs.missing(job.lines.iter().map(|l| l.blob));
         if !missing.is_empty() {
             return Ok(PrintResponse::MissingBlobs {
                 order_id,
@@ -165,14 +160,7 @@ impl Lab {
             delivery_date: promise.delivery_date,
             lab: self.name(),
         };
-        if let Err(e) = self
-            .node
-            .events
-            .emit(&self.node.client, order_id, kind, now_ms())
-            .await
-        {
-            tracing::error!(%order_id, "cannot record event: {e}");
-        }
+        self.node.emit(order_id, kind).await;
         Ok(PrintResponse::Accepted {
             order_id,
             delivery_date: promise.delivery_date,
