@@ -461,6 +461,14 @@ impl Client {
 
 // ------------------------------------------------------------------ event loop
 
+/// An address without its trailing `/p2p/<peer id>`, for matching a configured peer
+/// address against the address a connection was dialled on.
+fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
+}
+
 /// What a node tells the swarm about itself.
 pub struct NetConfig {
     pub hello: Hello,
@@ -628,7 +636,7 @@ impl EventLoop {
             } => {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     for (addr, peer) in &mut self.static_peers {
-                        if addr == address || address.to_string().starts_with(&addr.to_string()) {
+                        if without_p2p(addr) == without_p2p(address) {
                             *peer = Some(peer_id);
                         }
                     }
@@ -813,5 +821,20 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_addresses_match_exactly_with_or_without_peer_id() {
+        let peer = PeerId::random();
+        let a: Multiaddr = "/ip4/127.0.0.1/tcp/4710".parse().unwrap();
+        let b: Multiaddr = "/ip4/127.0.0.1/tcp/47101".parse().unwrap();
+        let a_full = a.clone().with(libp2p::multiaddr::Protocol::P2p(peer));
+        assert_eq!(without_p2p(&a_full), a);
+        assert_ne!(without_p2p(&a), without_p2p(&b));
     }
 }
