@@ -161,9 +161,13 @@ impl BlobStore {
         if self.has(&blob) {
             return Ok(blob);
         }
-        let tmp = self
-            .partial_dir
-            .join(format!("import-{}-{}", blob.to_hex(), std::process::id()));
+        static IMPORTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = IMPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.partial_dir.join(format!(
+            "import-{}-{}-{n}",
+            blob.to_hex(),
+            std::process::id()
+        ));
         let mut file = tokio::fs::File::create(&tmp).await?;
         file.write_all(bytes).await?;
         file.sync_all().await?;
@@ -195,6 +199,20 @@ impl BlobStore {
                 BlobError::Io(e)
             }
         })
+    }
+
+    /// The first `max` bytes of a blob (all of it if shorter).
+    pub async fn read_prefix(&self, blob: &BlobId, max: usize) -> Result<Vec<u8>, BlobError> {
+        let file = tokio::fs::File::open(self.path(blob)).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                BlobError::NotFound(*blob)
+            } else {
+                BlobError::Io(e)
+            }
+        })?;
+        let mut out = Vec::new();
+        file.take(max as u64).read_to_end(&mut out).await?;
+        Ok(out)
     }
 
     /// Blob ids stored here.
@@ -347,6 +365,19 @@ where
     if offset > offer.len {
         offset = 0;
     }
+    if offset == offer.len && offset > 0 {
+        // Every byte arrived before, but it was never verified (a crash between the
+        // last write and the commit): verify now rather than claim to hold it.
+        match store.commit(&blob, &partial).await {
+            Ok(()) => {
+                let reply = BlobReply::SendFrom { offset: offer.len };
+                timed(write_frame(stream, &reply, proto::BLOB_CONTROL_MAX_BYTES)).await?;
+                return Ok(blob);
+            }
+            Err(BlobError::HashMismatch(_)) => offset = 0,
+            Err(e) => return Err(e),
+        }
+    }
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -461,9 +492,11 @@ pub async fn send_blob_cut(
     }
 }
 
-/// Accepts pushed blobs until the node stops, at most [`MAX_CONCURRENT_RECEIVES`] at
-/// once. A failed transfer is logged; it never stops the server.
-pub async fn serve_blobs(mut control: libp2p_stream::Control, store: Arc<BlobStore>) {
+/// Accepts pushed blobs from peers of our network (they said hello) until the node
+/// stops, at most [`MAX_CONCURRENT_RECEIVES`] at once. A failed transfer is logged; it
+/// never stops the server.
+pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>) {
+    let mut control = client.stream_control();
     let mut incoming = match control.accept(blob_protocol()) {
         Ok(incoming) => incoming,
         Err(e) => {
@@ -473,6 +506,10 @@ pub async fn serve_blobs(mut control: libp2p_stream::Control, store: Arc<BlobSto
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECEIVES));
     while let Some((peer, mut stream)) = incoming.next().await {
+        if !client.peers().await.iter().any(|p| p.peer == peer) {
+            tracing::warn!(%peer, "blob stream from a peer that has not said hello; refused");
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many blob transfers at once; refusing one");
             continue;

@@ -225,8 +225,19 @@ impl NodeConfig {
             return Err("name is empty".into());
         }
         for addr in self.listen.iter().chain(&self.peers) {
-            addr.parse::<Multiaddr>()
+            let parsed = addr
+                .parse::<Multiaddr>()
                 .map_err(|e| format!("{addr:?} is not a multiaddr: {e}"))?;
+            use libp2p::multiaddr::Protocol;
+            let mut parts = parsed.iter();
+            let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+            let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
+            let rest_ok = parts.all(|p| matches!(p, Protocol::P2p(_)));
+            if !(ip && tcp && rest_ok) {
+                return Err(format!(
+                    "{addr:?}: printmesh nodes speak TCP; use /ip4/ADDR/tcp/PORT (optionally /p2p/PEER_ID)"
+                ));
+            }
         }
         let section = match self.role {
             Role::Kiosk => self.kiosk.is_some(),
@@ -329,6 +340,13 @@ utc_offset_hours = 9
         );
         let err = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("not a multiaddr"), "{err}");
+        let p = write(
+            dir.path(),
+            "d.toml",
+            "role = \"acquirer\"\nname = \"A\"\ndata_dir = \"d\"\npeers = [\"/dns4/lab.example/tcp/1\"]\n[acquirer]\ncards = \"c.toml\"\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("speak TCP"), "{err}");
     }
 
     #[test]

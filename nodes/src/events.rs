@@ -1,7 +1,7 @@
 //! Order events: signed by the node that emits them, numbered per origin, gossiped, and
 //! kept in every node's sled so each can fold an order's state.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
@@ -73,7 +73,9 @@ pub struct EventLog {
     origin: Vec<u8>,
     events: Tree<OrderEvent>,
     meta: Tree<u64>,
-    seq: AtomicU64,
+    /// Our last sequence number; taken and stored under the lock, so two emits can
+    /// never store them out of order.
+    seq: Mutex<u64>,
 }
 
 impl EventLog {
@@ -86,7 +88,7 @@ impl EventLog {
             keypair,
             events,
             meta,
-            seq: AtomicU64::new(seq),
+            seq: Mutex::new(seq),
         })
     }
 
@@ -99,8 +101,13 @@ impl EventLog {
         kind: EventKind,
         at_ms: i64,
     ) -> Result<(), EventError> {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        self.meta.insert(b"seq", &seq)?;
+        let seq = {
+            let mut last = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            let next = *last + 1;
+            self.meta.insert(b"seq", &next)?;
+            *last = next;
+            next
+        };
         let event = OrderEvent {
             origin: self.origin.clone(),
             seq,

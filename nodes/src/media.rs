@@ -142,7 +142,8 @@ pub fn parse_dpof(text: &str) -> Result<HashMap<String, u16>, String> {
     let mut src: Option<String> = None;
     let mut flush = |qty: &mut Option<u16>, src: &mut Option<String>| {
         if let (Some(q), Some(s)) = (qty.take(), src.take()) {
-            *out.entry(s).or_insert(0) += q;
+            let total: &mut u16 = out.entry(s).or_insert(0);
+            *total = total.saturating_add(q).min(99);
         }
     };
     for (n, raw) in text.lines().enumerate() {
@@ -196,6 +197,13 @@ mod tests {
         let m = parse_dpof("[JOB]\nPRT QTY = 003\n<IMG SRC = \"../DCIM/100ABCDE/ABCD0001.JPG\">\n")
             .unwrap();
         assert_eq!(m.get("100ABCDE/ABCD0001.JPG"), Some(&3));
+    }
+
+    #[test]
+    fn dpof_quantities_are_capped_not_overflowed() {
+        let job = "[JOB]\nPRT QTY = 099\n<IMG SRC = \"../DCIM/100ABCDE/ABCD0001.JPG\">\n";
+        let m = parse_dpof(&job.repeat(1000)).unwrap();
+        assert_eq!(m.get("100ABCDE/ABCD0001.JPG"), Some(&99));
     }
 
     #[test]

@@ -241,12 +241,16 @@ pub struct PendingRequests {
 /// A protocol the event loop serves for roles: where its behaviour and its pending
 /// map live, and how an inbound request reaches the role.
 pub trait Served: WireProtocol + Sized {
+    /// The roles that may send this request. (The role is the one the peer announced
+    /// in its hello; certificates that prove it come with the membership issue.)
+    const FROM: &'static [Role];
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self>;
     fn pending(p: &mut PendingRequests) -> &mut Pending<Self::Response>;
     fn inbound(i: Inbound<Self>) -> NodeEvent;
 }
 
 impl Served for OrderProto {
+    const FROM: &'static [Role] = &[Role::Kiosk];
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
         &mut b.order
     }
@@ -259,6 +263,7 @@ impl Served for OrderProto {
 }
 
 impl Served for AuthProto {
+    const FROM: &'static [Role] = &[Role::Intermediary];
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
         &mut b.auth
     }
@@ -271,6 +276,7 @@ impl Served for AuthProto {
 }
 
 impl Served for PrintProto {
+    const FROM: &'static [Role] = &[Role::Intermediary];
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
         &mut b.print
     }
@@ -743,7 +749,10 @@ impl EventLoop {
                 }
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "hello failed: {error}");
+                // Without a hello the peer is useless to us: drop the connection so a
+                // configured peer is dialled again and greets again.
+                tracing::info!(%peer, "hello failed: {error}; disconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::warn!(%peer, "bad hello: {error}");
@@ -761,8 +770,12 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    if !self.peers.contains_key(&peer) {
+                    let Some(info) = self.peers.get(&peer) else {
                         tracing::warn!(%peer, protocol = P::ID, "request from a peer that has not said hello; ignored");
+                        return;
+                    };
+                    if !P::FROM.contains(&info.hello.role) {
+                        tracing::warn!(%peer, role = %info.hello.role, protocol = P::ID, "request from a role that may not send it; ignored");
                         return;
                     }
                     let (tx, rx) = oneshot::channel::<P::Response>();

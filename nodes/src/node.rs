@@ -44,6 +44,19 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Writes a secret file atomically (temporary file, mode 0600, rename).
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Loads the node's ed25519 identity from `path`, creating it (mode 0600) on first run.
 pub fn load_or_create_identity(path: &Path) -> Result<Keypair, NodeError> {
     let err = |reason: String| NodeError::Identity {
@@ -57,15 +70,7 @@ pub fn load_or_create_identity(path: &Path) -> Result<Keypair, NodeError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes).map_err(|e| err(e.to_string()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| err(e.to_string()))?;
-            }
-            std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+            write_secret_file(path, &bytes).map_err(|e| err(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
@@ -154,7 +159,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         },
     )?;
     tokio::spawn(event_loop.run());
-    tokio::spawn(serve_blobs(client.stream_control(), blobs.clone()));
+    tokio::spawn(serve_blobs(client.clone(), blobs.clone()));
     Ok((
         Node {
             config: Arc::new(config),

@@ -62,9 +62,10 @@ async fn addr(node: &Node) -> String {
     node.addresses().await[0].to_string()
 }
 
-/// A bare node (no role running) connected to `peer_addr`, used as a test client.
-async fn client_node(dir: &Path, network: &str, peer_addr: String) -> Node {
-    let (node, mut rx) = start(config(dir, Role::Kiosk, network, vec![peer_addr]))
+/// A bare node (no role running) announcing `role`, connected to `peer_addr`, used as a
+/// test client.
+async fn client_node(dir: &Path, network: &str, role: Role, peer_addr: String) -> Node {
+    let (node, mut rx) = start(config(dir, role, network, vec![peer_addr]))
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -76,7 +77,13 @@ async fn two_nodes(dir: &Path) -> (Node, Node) {
     let receiver = start_role(config(&dir.join("r"), Role::Acquirer, &network, vec![]))
         .await
         .unwrap();
-    let sender = client_node(&dir.join("s"), &network, addr(&receiver).await).await;
+    let sender = client_node(
+        &dir.join("s"),
+        &network,
+        Role::Intermediary,
+        addr(&receiver).await,
+    )
+    .await;
     sender
         .client
         .wait_for_role(Role::Acquirer, Duration::from_secs(10))
@@ -296,7 +303,13 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
     ))
     .await
     .unwrap();
-    let kiosk = client_node(&dir.path().join("k"), &network, addr(&intermediary).await).await;
+    let kiosk = client_node(
+        &dir.path().join("k"),
+        &network,
+        Role::Kiosk,
+        addr(&intermediary).await,
+    )
+    .await;
     let peer = kiosk
         .client
         .wait_for_role(Role::Intermediary, Duration::from_secs(10))
@@ -352,4 +365,90 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
         ),
         other => panic!("expected a rejection, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_request_from_a_role_that_may_not_send_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let acquirer = start_role(config(
+        &dir.path().join("a"),
+        Role::Acquirer,
+        &network,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let kiosk = client_node(
+        &dir.path().join("k"),
+        &network,
+        Role::Kiosk,
+        addr(&acquirer).await,
+    )
+    .await;
+    kiosk
+        .client
+        .wait_for_role(Role::Acquirer, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let answer = kiosk
+        .client
+        .request::<AuthProto>(
+            acquirer.peer_id(),
+            authorise(OrderId::from_parts(6, 6), 100),
+        )
+        .await;
+    assert!(
+        answer.is_err(),
+        "a kiosk must not get an authorisation answered: {answer:?}"
+    );
+    let held: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::AuthRecord> =
+        acquirer.db.tree("auths").unwrap();
+    assert_eq!(held.len(), 0);
+}
+
+#[tokio::test]
+async fn a_complete_but_unverified_partial_is_verified_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, receiver) = two_nodes(dir.path()).await;
+    let mut control = sender.client.stream_control();
+
+    // Every byte arrived before a crash, but was never committed.
+    let good = random_bytes(300_000);
+    let blob = sender.blobs.import_bytes(&good).await.unwrap();
+    std::fs::write(
+        dir.path()
+            .join("r/acquirer/blobs/partial")
+            .join(blob.to_hex()),
+        &good,
+    )
+    .unwrap();
+    let outcome = send_blob(&mut control, &sender.blobs, receiver.peer_id(), blob)
+        .await
+        .unwrap();
+    assert!(outcome.already_had);
+    assert_eq!(receiver.blobs.read(&blob).await.unwrap(), good);
+
+    // A full-length partial with the wrong bytes is thrown away and sent again.
+    let other = random_bytes(300_000);
+    let blob = sender.blobs.import_bytes(&other).await.unwrap();
+    std::fs::write(
+        dir.path()
+            .join("r/acquirer/blobs/partial")
+            .join(blob.to_hex()),
+        random_bytes(300_000),
+    )
+    .unwrap();
+    let outcome = send_blob(&mut control, &sender.blobs, receiver.peer_id(), blob)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.already_had,
+            outcome.resumed_from,
+            outcome.bytes_sent
+        ),
+        (false, 0, 300_000)
+    );
+    assert_eq!(receiver.blobs.read(&blob).await.unwrap(), other);
 }

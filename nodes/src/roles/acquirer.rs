@@ -75,18 +75,20 @@ pub struct Acquirer {
 /// The tokenisation key: random, per acquirer, kept in its data directory.
 fn load_token_key(node: &Node) -> Result<[u8; 32], NodeError> {
     let path = node.config.data_dir.join("token.key");
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(key);
+    let err = |why: String| NodeError::Role(format!("{}: {why}", path.display()));
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| err("not a 32-byte key".into()))
         }
-        return Err(NodeError::Role(format!(
-            "{} is not a 32-byte key",
-            path.display()
-        )));
+        // Only a missing key is made anew: any other error must not replace the key
+        // that every stored token depends on.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::thread_rng().gen();
+            crate::node::write_secret_file(&path, &key).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
     }
-    let key: [u8; 32] = rand::thread_rng().gen();
-    std::fs::write(&path, key).map_err(|e| NodeError::Role(format!("{}: {e}", path.display())))?;
-    Ok(key)
 }
 
 impl Acquirer {
@@ -259,7 +261,12 @@ impl Acquirer {
         if to == HoldState::Captured {
             account.posted_minor += amount;
         }
-        assert!(account.held_minor >= 0, "a hold resolved twice");
+        if account.held_minor < 0 {
+            tracing::error!(%order_id, "invariant broken: hold larger than the account's held total");
+            return Ok(refuse(
+                "the account's holds do not add up; refer to the acquirer",
+            ));
+        }
         record.hold = to;
         self.write(order_id, &record, Some((token, &account)))?;
         self.node.db.flush().await?;

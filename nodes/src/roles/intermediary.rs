@@ -32,9 +32,12 @@ use crate::store::{StoreError, Tree};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     Received,
+    /// Held at `acquirer`. `lab` is the lab chosen for the job, recorded before the
+    /// job is sent, so a retry goes to the same lab and the order is printed once.
     Authorised {
         auth_code: AuthCode,
         acquirer: Vec<u8>,
+        lab: Option<Vec<u8>>,
     },
     Answered(OrderResponse),
 }
@@ -204,6 +207,7 @@ impl Intermediary {
                     order.stage = Stage::Authorised {
                         auth_code,
                         acquirer: acquirer.peer.to_bytes(),
+                        lab: None,
                     };
                     self.save(&mut order).await?;
                 }
@@ -221,19 +225,30 @@ impl Intermediary {
         let Stage::Authorised {
             auth_code,
             acquirer,
+            lab: chosen,
         } = order.stage.clone()
         else {
             return unavailable("order is in an unexpected stage".into());
         };
-        let Some(lab) = self
-            .node
-            .client
-            .peers_with_role(Role::Lab)
-            .await
-            .into_iter()
-            .next()
-        else {
-            return unavailable("no lab is reachable".into());
+        let labs = self.node.client.peers_with_role(Role::Lab).await;
+        let lab = match &chosen {
+            // A retry: only the lab that may already have the job.
+            Some(bytes) => match labs.into_iter().find(|l| l.peer.to_bytes() == *bytes) {
+                Some(lab) => lab,
+                None => return unavailable("the lab that has this job is not reachable".into()),
+            },
+            None => {
+                let Some(lab) = labs.into_iter().next() else {
+                    return unavailable("no lab is reachable".into());
+                };
+                order.stage = Stage::Authorised {
+                    auth_code: auth_code.clone(),
+                    acquirer: acquirer.clone(),
+                    lab: Some(lab.peer.to_bytes()),
+                };
+                self.save(&mut order).await?;
+                lab
+            }
         };
         let mut control = self.node.client.stream_control();
         for line in &order.lines {
@@ -262,9 +277,13 @@ impl Intermediary {
                     .await
             }
             Ok(PrintResponse::Rejected { reason, .. }) => {
+                // The answer is recorded first: a retry can then never send the job
+                // again after its hold is released.
+                let answer = self
+                    .answer(&mut order, OrderResponse::Rejected { order_id, reason })
+                    .await;
                 self.void(order_id, &acquirer).await;
-                self.answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                    .await
+                answer
             }
             Ok(PrintResponse::MissingBlobs { .. }) => {
                 unavailable("the lab lost the images; will resend".into())

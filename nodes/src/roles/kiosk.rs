@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use printmesh_protocol::card::{CardBrand, CardData};
+use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
-    OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SubmitOrder,
+    proto, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SubmitOrder,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::pricing::{PriceList, PrintSize};
@@ -172,6 +173,12 @@ impl Kiosk {
         if draft.lines.is_empty() {
             return Err(KioskError::Order("pick at least one photo".into()));
         }
+        if draft.lines.len() > proto::MAX_ORDER_LINES {
+            return Err(KioskError::Order(format!(
+                "an order can hold at most {} photos",
+                proto::MAX_ORDER_LINES
+            )));
+        }
         let order_id = draft.order_id.unwrap_or_else(|| {
             OrderId::from_parts(now_ms().max(0) as u64, rand::thread_rng().gen())
         });
@@ -199,6 +206,13 @@ impl Kiosk {
             method: draft.method,
             card: draft.card,
         };
+        // An order the network would refuse to carry never enters the outbox.
+        let request = OrderRequest::Submit(submit.clone());
+        if let Err(e) = encode_frame(&request, proto::ORDER_MAX_REQUEST_BYTES) {
+            return Err(KioskError::Order(format!(
+                "the order is too large to send: {e}"
+            )));
+        }
         self.outbox.insert(order_id.to_bytes(), &submit)?;
         self.node.db.flush().await?;
         tracing::info!(%order_id, total = %total, card = %submit.card.pan, "order in outbox");
@@ -350,11 +364,14 @@ impl Kiosk {
         answer: OrderResponse,
     ) -> Result<(), StoreError> {
         let order_id = submit.order_id;
-        if let Some(previous) = self.orders.get(order_id.to_bytes())? {
-            if previous.answer != answer {
-                tracing::error!(%order_id, "the network answered this order differently the second time");
+        // The first answer stands: a different second answer is reported, not kept.
+        let answer = match self.orders.get(order_id.to_bytes())? {
+            Some(previous) if previous.answer != answer => {
+                tracing::error!(%order_id, "the network answered this order differently the second time; keeping the first answer");
+                previous.answer
             }
-        }
+            _ => answer,
+        };
         let order = KioskOrder {
             order_id,
             store: submit.store.clone(),

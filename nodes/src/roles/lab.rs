@@ -18,6 +18,9 @@ use crate::net::{Inbound, NodeEvent, PrintProto};
 use crate::node::{now_ms, Node, NodeError, RoleHandler};
 use crate::store::{StoreError, Tree};
 
+/// How much of an image file intake reads to check its header (the EXIF segment is
+/// at most 64 KiB; the frame header follows it).
+pub const IMAGE_HEADER_BYTES: usize = 1024 * 1024;
 /// Largest image the lab agrees to decode, per side.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 
@@ -88,18 +91,13 @@ impl Lab {
     /// Takes a job, or says why not. Idempotent per order id.
     pub async fn intake(&self, job: PrintJob) -> Result<PrintResponse, StoreError> {
         let order_id = job.order_id;
-        let guard = self.lock.lock().await;
-        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
-            return Ok(PrintResponse::Accepted {
-                order_id,
-                delivery_date: existing.promise.delivery_date,
-                lab: self.name(),
-            });
-        }
         let reject = |reason: String| {
             tracing::warn!(%order_id, "job rejected: {reason}");
             Ok(PrintResponse::Rejected { order_id, reason })
         };
+        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+            return Ok(self.accepted(order_id, &existing));
+        }
         if job.lines.is_empty() || job.lines.len() > proto::MAX_ORDER_LINES {
             return reject(format!("a job needs 1 to {} lines", proto::MAX_ORDER_LINES));
         }
@@ -110,16 +108,26 @@ impl Lab {
                 blobs: missing,
             });
         }
+        // Check the images before taking the lock: this reads files.
         let mut dimensions = Vec::with_capacity(job.lines.len());
         for line in &job.lines {
-            let bytes = match self.node.blobs.read(&line.blob).await {
+            let head = match self
+                .node
+                .blobs
+                .read_prefix(&line.blob, IMAGE_HEADER_BYTES)
+                .await
+            {
                 Ok(b) => b,
                 Err(e) => return reject(format!("{}: {e}", line.file_name)),
             };
-            match check_image(&bytes) {
+            match check_image(&head) {
                 Ok(d) => dimensions.push(d),
                 Err(e) => return reject(format!("{} cannot be printed: {e}", line.file_name)),
             }
+        }
+        let guard = self.lock.lock().await;
+        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+            return Ok(self.accepted(order_id, &existing));
         }
         let prints: u32 = job.lines.iter().map(|l| u32::from(l.quantity)).sum();
         let now_local = chrono::Utc::now().with_timezone(&self.offset).naive_local();
@@ -166,6 +174,14 @@ impl Lab {
             delivery_date: promise.delivery_date,
             lab: self.name(),
         })
+    }
+
+    fn accepted(&self, order_id: OrderId, job: &LabJob) -> PrintResponse {
+        PrintResponse::Accepted {
+            order_id,
+            delivery_date: job.promise.delivery_date,
+            lab: self.name(),
+        }
     }
 
     async fn on_print(&self, inbound: Inbound<PrintProto>) {
