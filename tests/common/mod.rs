@@ -32,8 +32,21 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `printmesh <role> --config <config>` and waits for its `ready` line.
     pub fn start(role: &str, config: &Path, dir: &Path) -> NodeProc {
+        NodeProc::start_in(None, role, config, dir)
+    }
+
+    /// [`NodeProc::start`] inside a network namespace (`ip netns exec NAME …`).
+    pub fn start_in(netns: Option<&str>, role: &str, config: &Path, dir: &Path) -> NodeProc {
         let log = dir.join(format!("{role}.log"));
-        let mut child = Command::new(bin())
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .args([role, "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
