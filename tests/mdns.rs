@@ -107,7 +107,15 @@ fn an_intermediary_finds_an_acquirer_by_mdns_without_configured_peers() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let logs = format!(
+        "--- intermediary\n{}\n--- acquirer\n{}",
+        std::fs::read_to_string(&intermediary.log).unwrap_or_default(),
+        std::fs::read_to_string(&acquirer.log).unwrap_or_default()
+    );
     intermediary.stop();
     acquirer.stop();
-    assert!(found, "the intermediary did not find the acquirer by mDNS");
+    assert!(
+        found,
+        "the intermediary did not find the acquirer by mDNS\n{logs}"
+    );
 }

@@ -42,6 +42,9 @@ use crate::events::verify_event;
 pub const CHANNEL_CAPACITY: usize = 256;
 /// How long a request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often mDNS asks the LAN who is there. The library's default (5 minutes) means
+/// two nodes whose first queries cross miss each other for minutes.
+pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop redials configured peers that are not connected.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -493,6 +496,8 @@ pub struct EventLoop {
     hello: Hello,
     peers: HashMap<PeerId, PeerInfo>,
     static_peers: Vec<(Multiaddr, Option<PeerId>)>,
+    /// Peers mDNS found, until it says they expired; redialled while not connected.
+    discovered: HashMap<PeerId, Multiaddr>,
     listen_addrs: Vec<Multiaddr>,
 }
 
@@ -533,7 +538,10 @@ pub fn build(
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
+                    mdns::Config {
+                        query_interval: MDNS_QUERY_INTERVAL,
+                        ..mdns::Config::default()
+                    },
                     key.public().to_peer_id(),
                 )?)
             } else {
@@ -588,6 +596,7 @@ pub fn build(
         hello: config.hello,
         peers: HashMap::new(),
         static_peers: config.peers.into_iter().map(|a| (a, None)).collect(),
+        discovered: HashMap::new(),
         listen_addrs: Vec::new(),
     };
     Ok((client, event_rx, event_loop))
@@ -618,6 +627,13 @@ impl EventLoop {
 
     fn redial(&mut self) {
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        for (peer, addr) in &self.discovered {
+            if !connected.contains(peer) {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(%peer, %addr, "dial: {e}");
+                }
+            }
+        }
         for (addr, peer) in &self.static_peers {
             let is_up = peer.is_some_and(|p| connected.contains(&p));
             if !is_up {
@@ -703,11 +719,21 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let local = *self.swarm.local_peer_id();
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) {
-                        tracing::debug!(%peer, %addr, "mDNS discovered");
+                    tracing::debug!(%peer, %addr, "mDNS discovered");
+                    self.discovered.insert(peer, addr.clone());
+                    // Both sides discover each other at once; if both dial, both
+                    // handshakes can fail. The lower peer id dials now; the redial
+                    // tick covers the rest.
+                    if local < peer && !self.swarm.is_connected(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.discovered.remove(&peer);
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {

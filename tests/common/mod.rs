@@ -48,7 +48,10 @@ impl NodeProc {
         };
         let mut child = command
             .args([role, "--config", config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("PM_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
