@@ -217,8 +217,24 @@ impl fmt::Debug for CardData {
 /// 40, plus sentinels and LRC).
 pub const MAX_TRACK_LEN: usize = 82;
 
-/// The characters between a track's start sentinel and its end sentinel `?` (an LRC
-/// character may follow the end sentinel). `E` alone is a reader's read error.
+/// The ISO/IEC 7813 longitudinal redundancy check of a track, from its start sentinel
+/// through its end sentinel: the XOR of every character's data bits (6 bits on track 1,
+/// 4 on track 2), written back as a character of the track's set.
+pub fn lrc(track: u8, sentinel_to_end: &str) -> char {
+    let (base, mask) = if track == 1 {
+        (0x20u8, 0x3fu8)
+    } else {
+        (0x30u8, 0x0fu8)
+    };
+    let x = sentinel_to_end
+        .bytes()
+        .fold(0u8, |acc, c| acc ^ (c.wrapping_sub(base) & mask));
+    char::from(base + x)
+}
+
+/// The characters between a track's start sentinel and its end sentinel `?`. An LRC
+/// character after the end sentinel is checked when the reader sends one. `E` alone is
+/// the reader's way of saying the track could not be read.
 fn track_body(track: u8, text: &str, start: char) -> Result<&str, CardError> {
     let bad = |why| CardError::Track { track, why };
     if text.len() > MAX_TRACK_LEN {
@@ -226,6 +242,18 @@ fn track_body(track: u8, text: &str, start: char) -> Result<&str, CardError> {
     }
     let body = text.strip_prefix(start).ok_or(bad("no start sentinel"))?;
     let end = body.find('?').ok_or(bad("no end sentinel '?'"))?;
+    let after = body.get(end + 1..).unwrap_or_default();
+    let mut after_chars = after.chars();
+    match (after_chars.next(), after_chars.next()) {
+        (None, _) => {}
+        (Some(got), None) => {
+            let framed = text.get(..start.len_utf8() + end + 1).unwrap_or_default();
+            if got != lrc(track, framed) {
+                return Err(bad("the LRC check failed: the swipe was misread"));
+            }
+        }
+        (Some(_), Some(_)) => return Err(bad("characters after the end sentinel")),
+    }
     let body = body.get(..end).ok_or(bad("no end sentinel '?'"))?;
     if body == "E" {
         return Err(bad("the reader reported a read error (E)"));
@@ -329,6 +357,29 @@ mod tests {
         assert!(parse_track2(";E?").is_err());
         assert!(parse_track2(";4111111111111112=3012101?").is_err());
         assert!(parse_track2(&";1".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn lrc_matches_published_examples_and_is_checked() {
+        // MagTek manual examples.
+        assert_eq!(lrc(2, ";0?"), '4');
+        assert_eq!(lrc(1, "%AT3?"), '<');
+        let t2 = ";4111111111111111=30121010000000000000?";
+        let with_lrc = format!("{t2}{}", lrc(2, t2));
+        assert!(parse_track2(&with_lrc).is_ok());
+        let wrong = format!("{t2}{}", if lrc(2, t2) == '0' { '1' } else { '0' });
+        assert_eq!(
+            parse_track2(&wrong),
+            Err(CardError::Track {
+                track: 2,
+                why: "the LRC check failed: the swipe was misread"
+            })
+        );
+        let t1 = "%B4111111111111111^DOE/JOHN^2512101000000000000?";
+        assert_eq!(lrc(1, t1), '+');
+        assert!(parse_track1(&format!("{t1}+")).is_ok());
+        assert!(parse_track1(&format!("{t1}-")).is_err());
+        assert!(parse_track1(&format!("{t1}++")).is_err());
     }
 
     #[test]

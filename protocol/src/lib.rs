@@ -13,6 +13,7 @@ pub mod ids;
 pub mod messages;
 pub mod money;
 pub mod order;
+pub mod pinblock;
 pub mod pricing;
 
 pub use card::{CardData, Expiry, Pan};
