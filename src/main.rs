@@ -65,10 +65,27 @@ enum Command {
         #[arg(long)]
         fixtures: Option<PathBuf>,
     },
+    /// Memory-card tools for operators.
+    Media {
+        #[command(subcommand)]
+        action: MediaAction,
+    },
     /// Print what a stopped node holds, as JSON.
     Inspect {
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MediaAction {
+    /// List a memory card's photos (DCF) with their EXIF facts and DPOF quantities.
+    Scan {
+        /// The card's root (the folder holding DCIM/).
+        dir: PathBuf,
+        /// One JSON object per image instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -219,6 +236,34 @@ async fn run(cli: Cli) -> Result<bool> {
             data_dir,
             fixtures,
         } => return demo(headless, orders, data_dir, fixtures).await,
+        Command::Media {
+            action: MediaAction::Scan { dir, json },
+        } => {
+            let infos = printmesh_nodes::media::scan_info(&dir)?;
+            for i in &infos {
+                if json {
+                    println!("{}", serde_json::to_string(i)?);
+                } else {
+                    let size = match (i.width, i.height) {
+                        (Some(w), Some(h)) => format!("{w}x{h}"),
+                        _ => "-".into(),
+                    };
+                    let thumb = serde_json::to_value(i.thumbnail)?;
+                    println!(
+                        "{:<24} {:>11}  orient {}  {:<19}  thumb {:<6}  dpof {:<2}  {}",
+                        i.dcf_name,
+                        size,
+                        i.orientation,
+                        i.taken_at.as_deref().unwrap_or("-"),
+                        thumb.as_str().unwrap_or("-"),
+                        i.dpof_quantity
+                            .map(|q| q.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        i.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
         Command::Inspect { config } => {
             let config = NodeConfig::load(&config)?;
             let value = printmesh_nodes::inspect::inspect(&config)?;

@@ -221,3 +221,206 @@ mod tests {
         assert!(!is_dcf_jpeg("notes.txt"));
     }
 }
+
+/// Largest image file the kiosk reads.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest EXIF thumbnail the kiosk accepts.
+pub const MAX_THUMBNAIL_BYTES: usize = 256 * 1024;
+
+/// Where the grid's thumbnail of an image comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThumbnailSource {
+    /// The JPEG thumbnail the camera embedded in the EXIF data (fast).
+    Exif,
+    /// No embedded thumbnail: the image itself is decoded and scaled, off the UI task.
+    Decode,
+    /// The file cannot be read as an image.
+    None,
+}
+
+/// What the kiosk knows of one image without decoding it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    pub path: String,
+    pub dcf_name: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// EXIF orientation 1-8 (1 when absent).
+    pub orientation: u8,
+    /// `YYYY-MM-DDTHH:MM:SS` from DateTimeOriginal, camera local time.
+    pub taken_at: Option<String>,
+    pub thumbnail: ThumbnailSource,
+    pub dpof_quantity: Option<u16>,
+    /// Why the file cannot be used, if it cannot.
+    pub error: Option<String>,
+}
+
+/// The EXIF facts the kiosk uses, and where the embedded thumbnail sits.
+struct ExifFacts {
+    orientation: u8,
+    taken_at: Option<String>,
+    thumbnail: Option<Vec<u8>>,
+}
+
+fn read_exif(reader: &mut (impl std::io::BufRead + std::io::Seek)) -> Option<ExifFacts> {
+    use exif::{In, Tag, Value};
+    let exif = exif::Reader::new().read_from_container(reader).ok()?;
+    let orientation = exif
+        .get_field(Tag::Orientation, In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .filter(|o| (1..=8).contains(o))
+        .unwrap_or(1) as u8;
+    let taken_at = exif
+        .get_field(Tag::DateTimeOriginal, In::PRIMARY)
+        .and_then(|f| match &f.value {
+            Value::Ascii(v) => v
+                .first()
+                .and_then(|s| exif::DateTime::from_ascii(s).ok())
+                .and_then(|d| {
+                    let ok = (1..=12).contains(&d.month)
+                        && (1..=31).contains(&d.day)
+                        && d.hour < 24
+                        && d.minute < 60
+                        && d.second < 61;
+                    ok.then(|| {
+                        format!(
+                            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                            d.year, d.month, d.day, d.hour, d.minute, d.second
+                        )
+                    })
+                }),
+            _ => None,
+        });
+    let offset = exif
+        .get_field(Tag::JPEGInterchangeFormat, In::THUMBNAIL)
+        .and_then(|f| f.value.get_uint(0));
+    let len = exif
+        .get_field(Tag::JPEGInterchangeFormatLength, In::THUMBNAIL)
+        .and_then(|f| f.value.get_uint(0));
+    let thumbnail = match (offset, len) {
+        (Some(o), Some(l)) if (l as usize) <= MAX_THUMBNAIL_BYTES => {
+            let start = o as usize;
+            start
+                .checked_add(l as usize)
+                .and_then(|end| exif.buf().get(start..end))
+                .filter(|t| t.starts_with(&[0xff, 0xd8]))
+                .map(<[u8]>::to_vec)
+        }
+        _ => None,
+    };
+    Some(ExifFacts {
+        orientation,
+        taken_at,
+        thumbnail,
+    })
+}
+
+/// Reads an image's header and EXIF: size, orientation, date taken, thumbnail source.
+/// Never decodes the image; a bad file yields an `error`, never a panic.
+pub fn read_info(image: &MediaImage) -> ImageInfo {
+    let mut info = ImageInfo {
+        path: image.path.display().to_string(),
+        dcf_name: image.dcf_name.clone(),
+        width: None,
+        height: None,
+        orientation: 1,
+        taken_at: None,
+        thumbnail: ThumbnailSource::None,
+        dpof_quantity: image.dpof_quantity,
+        error: None,
+    };
+    let fail = |mut info: ImageInfo, why: String| {
+        info.error = Some(why.trim_end().to_string());
+        info
+    };
+    let len = match std::fs::metadata(&image.path) {
+        Ok(m) => m.len(),
+        Err(e) => return fail(info, format!("cannot read the file: {e}")),
+    };
+    if len > MAX_IMAGE_FILE_BYTES {
+        return fail(info, format!("{len} bytes is larger than a photo can be"));
+    }
+    let open = || std::fs::File::open(&image.path).map(std::io::BufReader::new);
+    let dims = open()
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            image::ImageReader::new(r)
+                .with_guessed_format()
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|r| {
+            if r.format() != Some(image::ImageFormat::Jpeg) {
+                return Err("not a JPEG image".to_string());
+            }
+            r.into_dimensions().map_err(|e| e.to_string())
+        });
+    let (w, h) = match dims {
+        Ok(d) => d,
+        Err(e) => return fail(info, format!("unreadable image: {e}")),
+    };
+    info.width = Some(w);
+    info.height = Some(h);
+    info.thumbnail = ThumbnailSource::Decode;
+    if let Some(facts) = open().ok().and_then(|mut r| read_exif(&mut r)) {
+        info.orientation = facts.orientation;
+        info.taken_at = facts.taken_at;
+        if facts.thumbnail.is_some() {
+            info.thumbnail = ThumbnailSource::Exif;
+        }
+    }
+    info
+}
+
+/// The EXIF thumbnail's JPEG bytes, if the camera embedded one.
+pub fn exif_thumbnail(path: &Path) -> Option<Vec<u8>> {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    read_exif(&mut r)?.thumbnail
+}
+
+/// Scans a card and reads every image's info: `printmesh media scan DIR --json`.
+pub fn scan_info(root: &Path) -> Result<Vec<ImageInfo>, MediaError> {
+    Ok(scan(root)?.iter().map(read_info).collect())
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    }
+
+    #[test]
+    fn reads_orientation_date_size_and_thumbnail_source() {
+        let infos = scan_info(&fixtures().join("memory-card")).unwrap();
+        let orientations: Vec<u8> = infos.iter().map(|i| i.orientation).collect();
+        assert_eq!(orientations, vec![1, 3, 6, 8, 1, 2]);
+        assert_eq!(infos[0].taken_at.as_deref(), Some("2026-01-17T09:12:05"));
+        assert_eq!((infos[0].width, infos[0].height), (Some(480), Some(320)));
+        assert_eq!((infos[4].width, infos[4].height), (Some(320), Some(480)));
+        let sources: Vec<ThumbnailSource> = infos.iter().map(|i| i.thumbnail).collect();
+        use ThumbnailSource::{Decode, Exif};
+        assert_eq!(sources, vec![Exif, Exif, Exif, Exif, Decode, Exif]);
+        assert!(infos.iter().all(|i| i.error.is_none()));
+        let thumb = exif_thumbnail(Path::new(&infos[0].path)).unwrap();
+        let decoded = image::load_from_memory(&thumb).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (160, 120));
+        assert!(exif_thumbnail(Path::new(&infos[4].path)).is_none());
+    }
+
+    #[test]
+    fn corrupt_files_are_reported_and_do_not_stop_the_scan() {
+        let infos = scan_info(&fixtures().join("bad-media")).unwrap();
+        assert_eq!(infos.len(), 2);
+        for i in &infos {
+            assert!(i.error.is_some(), "{i:?}");
+            assert_eq!(i.thumbnail, ThumbnailSource::None);
+        }
+        assert!(
+            infos[1].error.as_deref().unwrap().contains("not a JPEG"),
+            "{:?}",
+            infos[1]
+        );
+    }
+}
