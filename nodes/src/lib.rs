@@ -6,6 +6,7 @@
 //! - [`events`]: signed, gossiped order events and each node's event log.
 //! - [`node`]: starting a node from its config and plugging its role in.
 //! - [`roles`]: kiosk, intermediary, acquirer, lab.
+//! - [`kiosk`]: the kiosk's devices and customer screens.
 //! - [`demo`]: the whole network in one process.
 
 pub mod blobs;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod inspect;
+pub mod kiosk;
 pub mod media;
 pub mod net;
 pub mod node;

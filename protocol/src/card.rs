@@ -296,6 +296,18 @@ pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
     pan_and_expiry(1, pan, rest)
 }
 
+/// Parses an EMV "track 2 equivalent" (tag 57) as a chip reader reports it, in hex
+/// nibbles: `PAN D YYMM SSS discretionary [F]`.
+pub fn parse_track2_equivalent(hex_digits: &str) -> Result<CardData, CardError> {
+    let bad = |why| CardError::Track { track: 2, why };
+    if hex_digits.len() > 2 * 19 + 2 {
+        return Err(bad("too long"));
+    }
+    let upper = hex_digits.trim_end_matches(['F', 'f']).to_ascii_uppercase();
+    let (pan, rest) = upper.split_once('D').ok_or(bad("no field separator 'D'"))?;
+    pan_and_expiry(2, pan, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +392,15 @@ mod tests {
         assert!(parse_track1(&format!("{t1}+")).is_ok());
         assert!(parse_track1(&format!("{t1}-")).is_err());
         assert!(parse_track1(&format!("{t1}++")).is_err());
+    }
+
+    #[test]
+    fn parses_chip_track2_equivalent() {
+        let card = parse_track2_equivalent("4111111111111111D30121010000000000000F").unwrap();
+        assert_eq!(card.pan.last4(), "1111");
+        assert_eq!(card.expiry, Expiry::new(2030, 12).unwrap());
+        assert!(parse_track2_equivalent("4111111111111111=3012").is_err());
+        assert!(parse_track2_equivalent("").is_err());
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! IC (chip) cards are read through [`ChipReader`]. [`FileChipReader`] is the fake the
+//! demo and the tests use: a directory standing for the reader's slot, where a file
+//! `card.toml` appearing means a card was inserted. Its `track2_equivalent` is what a
+//! real reader returns for EMV tag 57. Cryptogram verification is out of scope.
+
+use std::path::{Path, PathBuf};
+
+use printmesh_protocol::card::{parse_track2_equivalent, CardData};
+use serde::Deserialize;
+
+/// Largest chip file read.
+pub const MAX_CHIP_FILE_BYTES: u64 = 4096;
+
+/// What the slot holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChipRead {
+    Empty,
+    Card(CardData),
+    /// A card is in the slot but cannot be read; the reason is safe to show.
+    Unreadable(String),
+}
+
+pub trait ChipReader: Send {
+    /// Looks at the slot now.
+    fn poll(&mut self) -> ChipRead;
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChipFile {
+    track2_equivalent: String,
+}
+
+/// A chip reader simulated by a directory.
+pub struct FileChipReader {
+    slot: PathBuf,
+}
+
+impl FileChipReader {
+    pub fn new(slot: &Path) -> FileChipReader {
+        FileChipReader {
+            slot: slot.to_path_buf(),
+        }
+    }
+
+    pub fn card_file(&self) -> PathBuf {
+        self.slot.join("card.toml")
+    }
+}
+
+impl ChipReader for FileChipReader {
+    fn poll(&mut self) -> ChipRead {
+        let path = self.card_file();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return ChipRead::Empty;
+        };
+        if meta.len() > MAX_CHIP_FILE_BYTES {
+            return ChipRead::Unreadable("the chip did not answer correctly".into());
+        }
+        let parsed = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| toml::from_str::<ChipFile>(&t).ok())
+            .map(|f| parse_track2_equivalent(&f.track2_equivalent));
+        match parsed {
+            Some(Ok(card)) => ChipRead::Card(card),
+            _ => ChipRead::Unreadable(
+                "the chip could not be read; please remove the card and try again".into(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_appears_and_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reader = FileChipReader::new(dir.path());
+        assert_eq!(reader.poll(), ChipRead::Empty);
+        std::fs::write(
+            reader.card_file(),
+            "track2_equivalent = \"3530111333300000D28071010000000000000F\"\n",
+        )
+        .unwrap();
+        assert!(matches!(reader.poll(), ChipRead::Card(c) if c.pan.last4() == "0000"));
+        std::fs::write(reader.card_file(), "garbage").unwrap();
+        assert!(matches!(reader.poll(), ChipRead::Unreadable(_)));
+        std::fs::remove_file(reader.card_file()).unwrap();
+        assert_eq!(reader.poll(), ChipRead::Empty);
+    }
+}

@@ -1,0 +1,109 @@
+//! The PIN pad: digits typed on the PIN screen are held only until Enter, then turned
+//! into an ISO 9564 PIN block at once and wiped. The screen sees only how many digits
+//! were typed.
+
+use printmesh_protocol::card::Pan;
+use printmesh_protocol::pinblock::{format4, Pin, PinError};
+
+/// Most digits a PIN may have.
+pub const MAX_PIN_DIGITS: usize = 12;
+
+/// An encrypted PIN block (format 4) ready to travel with the card data.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinBlock(pub [u8; 16]);
+
+impl std::fmt::Debug for PinBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinBlock(<encrypted>)")
+    }
+}
+
+/// Digits being typed.
+#[derive(Default)]
+pub struct PinPad {
+    digits: Vec<u8>,
+}
+
+impl Drop for PinPad {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl PinPad {
+    pub fn push(&mut self, digit: char) -> bool {
+        if digit.is_ascii_digit() && self.digits.len() < MAX_PIN_DIGITS {
+            self.digits.push(digit as u8);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn backspace(&mut self) {
+        if let Some(d) = self.digits.last_mut() {
+            *d = std::hint::black_box(0);
+        }
+        self.digits.pop();
+    }
+
+    /// How many digits are typed (the screen shows this many dots).
+    pub fn len(&self) -> usize {
+        self.digits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digits.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        for d in self.digits.iter_mut() {
+            *d = std::hint::black_box(0);
+        }
+        self.digits.clear();
+    }
+
+    /// Enter: the PIN becomes a format 4 block under `key` and the digits are wiped,
+    /// whether or not the block could be made.
+    pub fn finish(&mut self, pan: &Pan, key: &[u8], random: [u8; 8]) -> Result<PinBlock, PinError> {
+        let result = Pin::new(&self.digits).and_then(|pin| format4(&pin, pan, key, random));
+        self.clear();
+        result.map(PinBlock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use printmesh_protocol::pinblock::open_format4;
+
+    #[test]
+    fn digits_become_a_block_and_are_wiped() {
+        let pan: Pan = "4111111111111111".parse().unwrap();
+        let key = [3u8; 16];
+        let mut pad = PinPad::default();
+        for c in "12a34".chars() {
+            pad.push(c);
+        }
+        assert_eq!(pad.len(), 4);
+        pad.backspace();
+        pad.push('9');
+        let block = pad.finish(&pan, &key, [0; 8]).unwrap();
+        assert!(pad.is_empty());
+        assert!(open_format4(&block.0, &pan, &key).unwrap().matches(b"1239"));
+        assert_eq!(format!("{block:?}"), "PinBlock(<encrypted>)");
+    }
+
+    #[test]
+    fn a_short_pin_is_refused_and_still_wiped() {
+        let pan: Pan = "4111111111111111".parse().unwrap();
+        let mut pad = PinPad::default();
+        pad.push('1');
+        assert_eq!(pad.finish(&pan, &[0; 16], [0; 8]), Err(PinError::Length));
+        assert!(pad.is_empty());
+        for _ in 0..20 {
+            pad.push('1');
+        }
+        assert_eq!(pad.len(), MAX_PIN_DIGITS);
+    }
+}
