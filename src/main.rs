@@ -103,6 +103,13 @@ enum KioskAction {
         /// Submit under this order id (a customer retrying the same order).
         #[arg(long)]
         order_id: Option<String>,
+        /// The PIN to "type" on the PIN pad (test cards only); it is turned into an
+        /// encrypted PIN block at once, as the kiosk screen does.
+        #[arg(long)]
+        pin: Option<String>,
+        /// How to pay: credit, debit, point or ic (default: the test card's kind).
+        #[arg(long)]
+        method: Option<String>,
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
@@ -126,13 +133,24 @@ fn load(config: &std::path::Path, role: Role) -> Result<NodeConfig> {
     Ok(config)
 }
 
-async fn kiosk_order(
-    config: NodeConfig,
-    card: &str,
-    size: &str,
+struct OrderArgs {
+    card: String,
+    size: String,
     order_id: Option<String>,
+    pin: Option<String>,
+    method: Option<String>,
     timeout_secs: u64,
-) -> Result<bool> {
+}
+
+async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
+    let OrderArgs {
+        card,
+        size,
+        order_id,
+        pin,
+        method,
+        timeout_secs,
+    } = args;
     let kiosk_cfg = config.kiosk.clone().context("no [kiosk] section")?;
     let cards_path = kiosk_cfg
         .cards
@@ -146,16 +164,25 @@ async fn kiosk_order(
         .media_dir
         .context("the kiosk config names no media slot (kiosk.media_dir)")?;
     let size: PrintSize = size.parse()?;
-    let mut draft = draft_from_card(
-        &media,
-        size,
-        card.method(),
-        card.read().map_err(anyhow::Error::msg)?,
-    )?;
+    let method = match method.as_deref() {
+        None => card.method(),
+        Some(m) => printmesh_nodes::cards::parse_method(m)
+            .with_context(|| format!("--method {m:?}: use credit, debit, point or ic"))?,
+    };
+    let data = card.read().map_err(anyhow::Error::msg)?;
+    let pan = data.pan.clone();
+    let mut draft = draft_from_card(&media, size, method, data)?;
     if let Some(id) = order_id {
         draft.order_id = Some(id.parse::<OrderId>()?);
     }
     let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+    if let Some(pin) = pin {
+        let mut pad = printmesh_nodes::kiosk::pinpad::PinPad::default();
+        for c in pin.chars() {
+            pad.push(c);
+        }
+        draft.pin_block = Some(kiosk.encrypt_pin(&mut pad, &pan)?);
+    }
     let id = kiosk.place_order(draft).await?;
     let result = kiosk
         .wait_for_answer(id, Duration::from_secs(timeout_secs))
@@ -217,8 +244,20 @@ async fn run(cli: Cli) -> Result<bool> {
                     card,
                     size,
                     order_id,
+                    pin,
+                    method,
                     timeout_secs,
-                }) => return kiosk_order(config, &card, &size, order_id, timeout_secs).await,
+                }) => {
+                    let args = OrderArgs {
+                        card,
+                        size,
+                        order_id,
+                        pin,
+                        method,
+                        timeout_secs,
+                    };
+                    return kiosk_order(config, args).await;
+                }
             }
         }
         Command::Intermediary { config } => {

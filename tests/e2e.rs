@@ -21,6 +21,14 @@ use common::{
 use serde_json::Value;
 
 fn kiosk_order(config: &Path, card: &str, size: &str, order_id: Option<&str>) -> Value {
+    let extra: Vec<&str> = match order_id {
+        Some(id) => vec!["--order-id", id],
+        None => vec![],
+    };
+    kiosk_order_with(config, card, size, &extra)
+}
+
+fn kiosk_order_with(config: &Path, card: &str, size: &str, extra: &[&str]) -> Value {
     let mut cmd = Command::new(bin());
     cmd.args([
         "kiosk",
@@ -32,9 +40,7 @@ fn kiosk_order(config: &Path, card: &str, size: &str, order_id: Option<&str>) ->
         "--size",
         size,
     ]);
-    if let Some(id) = order_id {
-        cmd.args(["--order-id", id]);
-    }
+    cmd.args(extra);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -260,6 +266,74 @@ fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
         .all(|o| o["stage"].as_str().unwrap().starts_with("answered")));
     // Events were gossiped: the intermediary saw the acquirer's and the lab's too.
     assert!(im["events"].as_u64().unwrap() >= 4 + 4 + 2, "{im:#}");
+}
+
+/// Debit needs the cardholder's PIN: the kiosk's PIN pad encrypts it (format 4), the
+/// intermediary passes the block on, the acquirer verifies it against its verification
+/// value. The PIN and its blocks appear in no log and no node's files.
+#[test]
+fn debit_orders_are_verified_by_pin_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let network = format!("e2e-pin-{}", std::process::id());
+    let acquirer_cfg = acquirer_config(d, &network);
+    let lab_cfg = lab_config(d, &network, r#"["mon", "tue", "wed", "thu", "fri"]"#);
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    let peers = [acquirer.addrs[0].clone(), lab.addrs[0].clone()];
+    let intermediary_cfg = intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    let kiosk_cfg = kiosk_config(d, &network, &intermediary.addrs[0]);
+
+    // jcb-ok's PIN is 4321 (fixtures/cards.toml).
+    let debit = ["--method", "debit"];
+    let right = kiosk_order_with(
+        &kiosk_cfg,
+        "jcb-ok",
+        "L",
+        &[&debit[..], &["--pin", "4321"]].concat(),
+    );
+    assert_eq!(right["outcome"], "approved", "{right}");
+    let wrong = kiosk_order_with(
+        &kiosk_cfg,
+        "jcb-ok",
+        "L",
+        &[&debit[..], &["--pin", "4329"]].concat(),
+    );
+    assert_eq!(
+        (wrong["outcome"].as_str(), wrong["code"].as_str()),
+        (Some("declined"), Some("55")),
+        "{wrong}"
+    );
+    assert_eq!(wrong["reason"], "the PIN was not correct");
+    let none = kiosk_order_with(&kiosk_cfg, "jcb-ok", "L", &debit);
+    assert_eq!(none["code"], "55", "{none}");
+    // Credit with the PIN the customer chose to enter is checked too.
+    let credit = kiosk_order_with(&kiosk_cfg, "jcb-ok", "L", &["--pin", "4321"]);
+    assert_eq!(credit["outcome"], "approved", "{credit}");
+
+    intermediary.stop();
+    lab.stop();
+    acquirer.stop();
+    let acq = inspect(&acquirer_cfg);
+    let jcb = acq["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["last4"] == "0000")
+        .unwrap()
+        .clone();
+    assert_eq!(jcb["held_minor"], 2 * 90, "{acq:#}");
+    for entry in walk(d) {
+        if entry.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            assert!(
+                !text.contains("4321") && !text.contains("4329"),
+                "a PIN in {}",
+                entry.display()
+            );
+        }
+    }
 }
 
 #[test]

@@ -44,18 +44,24 @@ impl TestCard {
     }
 
     pub fn method(&self) -> PaymentMethod {
-        match self.kind.as_str() {
-            "debit" => PaymentMethod::Debit,
-            "point" => PaymentMethod::PointCard,
-            "ic" => PaymentMethod::IcCard,
-            _ => PaymentMethod::Credit,
-        }
+        parse_method(&self.kind).unwrap_or(PaymentMethod::Credit)
     }
 
     pub fn currency(&self) -> Result<Currency, String> {
         self.currency
             .parse()
             .map_err(|e| format!("card {}: {e}", self.name))
+    }
+}
+
+/// `credit`, `debit`, `point`, `ic`.
+pub fn parse_method(name: &str) -> Option<PaymentMethod> {
+    match name {
+        "credit" => Some(PaymentMethod::Credit),
+        "debit" => Some(PaymentMethod::Debit),
+        "point" => Some(PaymentMethod::PointCard),
+        "ic" => Some(PaymentMethod::IcCard),
+        _ => None,
     }
 }
 

@@ -73,6 +73,9 @@ pub struct KioskConfig {
     pub media_dir: Option<PathBuf>,
     /// Test cards the demo can "swipe" (fixtures/cards.toml).
     pub cards: Option<PathBuf>,
+    /// The PIN pad's PIN encryption key (hex, AES-128/192/256), shared with the
+    /// acquirer. Without it the kiosk takes no PIN.
+    pub pin_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +89,9 @@ pub struct IntermediaryConfig {
 pub struct AcquirerConfig {
     /// Card accounts to seed on first start (fixtures/cards.toml).
     pub cards: PathBuf,
+    /// The PIN encryption key shared with the kiosks' PIN pads (hex). Without it every
+    /// PIN-verified payment is declined.
+    pub pin_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -181,6 +187,24 @@ pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
     Ok(PriceList { currency, entries })
 }
 
+/// Loads a PIN encryption key: 32, 48 or 64 hex digits (AES-128, -192, -256) on one
+/// line. The error never shows the key.
+pub fn load_pin_key(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let text = read(path)?;
+    let invalid = |message: &str| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    let key = hex::decode(text.trim())
+        .map_err(|_| invalid("a PIN key file holds one line of hex digits"))?;
+    if ![16, 24, 32].contains(&key.len()) {
+        return Err(invalid(
+            "a PIN key is 16, 24 or 32 bytes (32, 48 or 64 hex digits)",
+        ));
+    }
+    Ok(key)
+}
+
 impl NodeConfig {
     /// Reads, parses and checks a config file; relative paths in it are resolved
     /// against the file's directory.
@@ -211,12 +235,18 @@ impl NodeConfig {
             if let Some(c) = &mut k.cards {
                 fix(c);
             }
+            if let Some(c) = &mut k.pin_key {
+                fix(c);
+            }
         }
         if let Some(i) = &mut self.intermediary {
             fix(&mut i.prices);
         }
         if let Some(a) = &mut self.acquirer {
             fix(&mut a.cards);
+            if let Some(c) = &mut a.pin_key {
+                fix(c);
+            }
         }
     }
 
@@ -347,6 +377,21 @@ utc_offset_hours = 9
         );
         let err = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("speak TCP"), "{err}");
+    }
+
+    #[test]
+    fn loads_pin_keys_and_refuses_bad_ones_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(dir.path(), "k", "00112233445566778899aabbccddeeff\n");
+        assert_eq!(load_pin_key(&good).unwrap().len(), 16);
+        let short = write(dir.path(), "s", "0011223344\n");
+        let err = load_pin_key(&short).unwrap_err().to_string();
+        assert!(
+            err.contains("16, 24 or 32 bytes") && !err.contains("0011"),
+            "{err}"
+        );
+        let bad = write(dir.path(), "b", "zz112233445566778899aabbccddeeff");
+        assert!(load_pin_key(&bad).unwrap_err().to_string().contains("hex"));
     }
 
     #[test]

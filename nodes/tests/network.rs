@@ -19,8 +19,8 @@ use printmesh_nodes::node::{start, start_role, Node};
 use printmesh_protocol::card::{CardData, Expiry};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
-    proto, AuthRequest, AuthResponse, Authorise, OrderLine, OrderRequest, OrderResponse,
-    PaymentMethod, Role, SubmitOrder,
+    proto, AuthRequest, AuthResponse, Authorise, DeclineCode, OrderLine, OrderRequest,
+    OrderResponse, PaymentMethod, Role, SubmitOrder,
 };
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::pricing::PrintSize;
@@ -47,12 +47,14 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
             prices: fx.join("demo/prices.toml"),
             media_dir: Some(fx.join("memory-card")),
             cards: Some(fx.join("cards.toml")),
+            pin_key: Some(fx.join("demo/pin.key")),
         }),
         intermediary: (role == Role::Intermediary).then(|| IntermediaryConfig {
             prices: fx.join("demo/prices.toml"),
         }),
         acquirer: (role == Role::Acquirer).then(|| AcquirerConfig {
             cards: fx.join("cards.toml"),
+            pin_key: Some(fx.join("demo/pin.key")),
         }),
         lab: None,
     }
@@ -451,4 +453,119 @@ async fn a_complete_but_unverified_partial_is_verified_not_trusted() {
         (false, 0, 300_000)
     );
     assert_eq!(receiver.blobs.read(&blob).await.unwrap(), other);
+}
+
+fn pin_block(pin: &str, pan: &str) -> printmesh_protocol::pinblock::EncryptedPinBlock {
+    let key = printmesh_nodes::config::load_pin_key(&fixtures().join("demo/pin.key")).unwrap();
+    let pin = printmesh_protocol::pinblock::Pin::new(pin.as_bytes()).unwrap();
+    let pan = pan.parse().unwrap();
+    printmesh_protocol::pinblock::EncryptedPinBlock(
+        printmesh_protocol::pinblock::format4(&pin, &pan, &key, rand::random()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_acquirer_verifies_pins_and_keeps_no_pin_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, receiver) = two_nodes(dir.path()).await;
+    let peer = receiver.peer_id();
+    let sent = std::sync::Mutex::new(Vec::new());
+    let with_pin = |n: u64, method: PaymentMethod, pin: Option<&str>| {
+        let AuthRequest::Authorise(mut auth) = authorise(OrderId::from_parts(n, n as u128), 100)
+        else {
+            unreachable!()
+        };
+        auth.method = method;
+        match pin {
+            Some(pin) => {
+                let block = pin_block(pin, "4111111111111111");
+                sent.lock().unwrap().push(block.0);
+                AuthRequest::AuthoriseWithPin {
+                    auth,
+                    pin_block: block,
+                }
+            }
+            None => AuthRequest::Authorise(auth),
+        }
+    };
+    let ask = |req| sender.client.request::<AuthProto>(peer, req);
+    // visa-ok's PIN in fixtures/cards.toml is 1234.
+    let right = ask(with_pin(10, PaymentMethod::Debit, Some("1234")))
+        .await
+        .unwrap();
+    assert!(matches!(right, AuthResponse::Approved { .. }), "{right:?}");
+    let wrong = ask(with_pin(11, PaymentMethod::Debit, Some("1235")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            wrong,
+            AuthResponse::Declined {
+                code: DeclineCode::IncorrectPin,
+                ..
+            }
+        ),
+        "{wrong:?}"
+    );
+    // Debit without a PIN is declined; credit without one is not.
+    let none = ask(with_pin(12, PaymentMethod::Debit, None)).await.unwrap();
+    assert!(matches!(
+        none,
+        AuthResponse::Declined {
+            code: DeclineCode::IncorrectPin,
+            ..
+        }
+    ));
+    let credit = ask(with_pin(13, PaymentMethod::Credit, None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(credit, AuthResponse::Approved { .. }),
+        "{credit:?}"
+    );
+    // A block made for another card does not open for this one.
+    let AuthRequest::Authorise(auth) = authorise(OrderId::from_parts(14, 14), 100) else {
+        unreachable!()
+    };
+    let other = ask(AuthRequest::AuthoriseWithPin {
+        auth,
+        pin_block: pin_block("1234", "3530111333300000"),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        other,
+        AuthResponse::Declined {
+            code: DeclineCode::IncorrectPin,
+            ..
+        }
+    ));
+
+    // None of the PIN blocks it was sent is in the acquirer's files.
+    assert_eq!(sent.lock().unwrap().len(), 2);
+    receiver.shutdown().await;
+    let db_dir = dir.path().join("r").join("acquirer");
+    for entry in walk(&db_dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for block in sent.lock().unwrap().iter() {
+            assert!(
+                !bytes.windows(16).any(|w| w == block),
+                "{}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -71,8 +71,19 @@ impl FromStr for Pan {
 }
 
 impl From<Pan> for String {
-    fn from(p: Pan) -> String {
-        p.0
+    fn from(mut p: Pan) -> String {
+        std::mem::take(&mut p.0)
+    }
+}
+
+impl Drop for Pan {
+    /// The digits are overwritten before the memory is released, so a card number does
+    /// not linger in freed memory after a session ends.
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        for b in bytes.iter_mut() {
+            *b = std::hint::black_box(0);
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::card::CardData;
 use crate::ids::{AuthCode, BlobId, OrderId, StoreId};
 use crate::money::Money;
+use crate::pinblock::EncryptedPinBlock;
 use crate::pricing::PrintSize;
 
 /// Protocol ids and their size caps, in one place.
@@ -122,6 +123,27 @@ pub struct SubmitOrder {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderRequest {
     Submit(SubmitOrder),
+    /// A submission whose cardholder entered a PIN on the kiosk's PIN pad. The block
+    /// is format 4, encrypted at the PIN pad; the intermediary passes it on untouched.
+    SubmitWithPin {
+        order: SubmitOrder,
+        pin_block: EncryptedPinBlock,
+    },
+}
+
+impl OrderRequest {
+    pub fn order(&self) -> &SubmitOrder {
+        match self {
+            OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => order,
+        }
+    }
+
+    pub fn pin_block(&self) -> Option<&EncryptedPinBlock> {
+        match self {
+            OrderRequest::Submit(_) => None,
+            OrderRequest::SubmitWithPin { pin_block, .. } => Some(pin_block),
+        }
+    }
 }
 
 /// An approved, accepted order: what the kiosk prints on the receipt.
@@ -151,6 +173,8 @@ pub enum DeclineCode {
     NotPermitted,
     /// 62
     RestrictedCard,
+    /// 55
+    IncorrectPin,
 }
 
 impl DeclineCode {
@@ -164,6 +188,7 @@ impl DeclineCode {
             DeclineCode::ExpiredCard => "54",
             DeclineCode::NotPermitted => "57",
             DeclineCode::RestrictedCard => "62",
+            DeclineCode::IncorrectPin => "55",
         }
     }
 
@@ -177,6 +202,7 @@ impl DeclineCode {
             DeclineCode::ExpiredCard => "the card has expired",
             DeclineCode::NotPermitted => "this card cannot be used for this payment",
             DeclineCode::RestrictedCard => "the card is blocked",
+            DeclineCode::IncorrectPin => "the PIN was not correct",
         }
     }
 }
@@ -250,6 +276,11 @@ pub enum AuthRequest {
     Capture { order_id: OrderId },
     /// Release the hold (job rejected, order cancelled).
     Void { order_id: OrderId },
+    /// [`AuthRequest::Authorise`] with the PIN block the cardholder entered.
+    AuthoriseWithPin {
+        auth: Authorise,
+        pin_block: EncryptedPinBlock,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use printmesh_protocol::codec::{decode_frame, encode_frame, MAX_FRAME_BYTES};
 use printmesh_protocol::ids::{AuthCode, BlobId, OrderId, StoreId};
 use printmesh_protocol::messages::*;
 use printmesh_protocol::money::{Currency, Money};
+use printmesh_protocol::pinblock::EncryptedPinBlock;
 use printmesh_protocol::pricing::PrintSize;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
@@ -83,6 +84,45 @@ fn golden_order_request() {
             card: card(),
         }),
         "016f00000000019ab697e8000000000000000000002a0973746f72652d303031fd00d02f6d35030000015e8bbae7e88e4ae1d5e34720d270c86b3d584c0334cdc6d71539322026828913fbe4680c504d5348303030312e4a504700027800001034313131313131313131313131313131fbee070c",
+    );
+}
+
+#[test]
+fn golden_order_request_with_pin() {
+    golden(
+        OrderRequest::SubmitWithPin {
+            order: SubmitOrder {
+                order_id: order_id(),
+                store: store(),
+                placed_at_ms: 1_764_000_000_000,
+                lines: vec![line()],
+                total: yen(60),
+                method: PaymentMethod::Debit,
+                card: card(),
+            },
+            pin_block: EncryptedPinBlock([0xa5; 16]),
+        },
+        "017f00000001019ab697e8000000000000000000002a0973746f72652d303031fd00d02f6d35030000015e8bbae7e88e4ae1d5e34720d270c86b3d584c0334cdc6d71539322026828913fbe4680c504d5348303030312e4a504700027800011034313131313131313131313131313131fbee070ca5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5",
+    );
+    golden(
+        AuthRequest::AuthoriseWithPin {
+            auth: Authorise {
+                order_id: order_id(),
+                amount: yen(60),
+                method: PaymentMethod::IcCard,
+                card: card(),
+                store: store(),
+            },
+            pin_block: EncryptedPinBlock([0x5a; 16]),
+        },
+        "014300000003019ab697e8000000000000000000002a7800031034313131313131313131313131313131fbee070c0973746f72652d3030315a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+    );
+    golden(
+        OrderResponse::Declined {
+            order_id: order_id(),
+            code: DeclineCode::IncorrectPin,
+        },
+        "011200000001019ab697e8000000000000000000002a07",
     );
 }
 
@@ -311,7 +351,8 @@ fn arb_decline() -> impl Strategy<Value = DeclineCode> {
         Just(DeclineCode::InsufficientFunds),
         Just(DeclineCode::ExpiredCard),
         Just(DeclineCode::NotPermitted),
-        Just(DeclineCode::RestrictedCard)
+        Just(DeclineCode::RestrictedCard),
+        Just(DeclineCode::IncorrectPin)
     ]
 }
 fn arb_submit() -> impl Strategy<Value = SubmitOrder> {
@@ -367,8 +408,9 @@ proptest! {
     }
 
     #[test]
-    fn order_requests_round_trip(submit in arb_submit()) {
-        round_trip(&OrderRequest::Submit(submit));
+    fn order_requests_round_trip(submit in arb_submit(), pin in any::<[u8; 16]>()) {
+        round_trip(&OrderRequest::Submit(submit.clone()));
+        round_trip(&OrderRequest::SubmitWithPin { order: submit, pin_block: EncryptedPinBlock(pin) });
     }
 
     #[test]
@@ -384,7 +426,9 @@ proptest! {
     #[test]
     fn auth_messages_round_trip(id in arb_order_id(), amount in arb_money(), method in arb_method(), card in arb_card(),
         store in arb_store(), code in arb_code(), decline in arb_decline(), reason in ".{0,40}") {
-        round_trip(&AuthRequest::Authorise(Authorise { order_id: id, amount, method, card, store }));
+        let auth = Authorise { order_id: id, amount, method, card, store };
+        round_trip(&AuthRequest::Authorise(auth.clone()));
+        round_trip(&AuthRequest::AuthoriseWithPin { auth, pin_block: EncryptedPinBlock([7; 16]) });
         round_trip(&AuthRequest::Capture { order_id: id });
         round_trip(&AuthRequest::Void { order_id: id });
         round_trip(&AuthResponse::Approved { order_id: id, auth_code: code, amount });

@@ -165,7 +165,11 @@ pub fn acquirer_config(dir: &Path, network: &str) -> PathBuf {
         "acquirer",
         network,
         &[],
-        &format!("[acquirer]\ncards = \"{}\"", cards.display()),
+        &format!(
+            "[acquirer]\ncards = \"{}\"\npin_key = \"{}\"",
+            cards.display(),
+            fixtures().join("demo/pin.key").display()
+        ),
     )
 }
 
@@ -187,10 +191,11 @@ pub fn intermediary_config(dir: &Path, network: &str, listen: &str, peers: &[Str
 pub fn kiosk_config(dir: &Path, network: &str, intermediary: &str) -> PathBuf {
     let fx = fixtures();
     let section = format!(
-        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"",
+        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"\npin_key = \"{}\"",
         fx.join("demo/prices.toml").display(),
         fx.join("memory-card").display(),
-        fx.join("cards.toml").display()
+        fx.join("cards.toml").display(),
+        fx.join("demo/pin.key").display()
     );
     write_config(dir, "kiosk", network, &[intermediary.to_string()], &section)
 }

@@ -3,20 +3,10 @@
 //! were typed.
 
 use printmesh_protocol::card::Pan;
-use printmesh_protocol::pinblock::{format4, Pin, PinError};
+use printmesh_protocol::pinblock::{format4, EncryptedPinBlock, Pin, PinError};
 
 /// Most digits a PIN may have.
 pub const MAX_PIN_DIGITS: usize = 12;
-
-/// An encrypted PIN block (format 4) ready to travel with the card data.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PinBlock(pub [u8; 16]);
-
-impl std::fmt::Debug for PinBlock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PinBlock(<encrypted>)")
-    }
-}
 
 /// Digits being typed.
 #[derive(Default)]
@@ -65,10 +55,15 @@ impl PinPad {
 
     /// Enter: the PIN becomes a format 4 block under `key` and the digits are wiped,
     /// whether or not the block could be made.
-    pub fn finish(&mut self, pan: &Pan, key: &[u8], random: [u8; 8]) -> Result<PinBlock, PinError> {
+    pub fn finish(
+        &mut self,
+        pan: &Pan,
+        key: &[u8],
+        random: [u8; 8],
+    ) -> Result<EncryptedPinBlock, PinError> {
         let result = Pin::new(&self.digits).and_then(|pin| format4(&pin, pan, key, random));
         self.clear();
-        result.map(PinBlock)
+        result.map(EncryptedPinBlock)
     }
 }
 
@@ -91,7 +86,7 @@ mod tests {
         let block = pad.finish(&pan, &key, [0; 8]).unwrap();
         assert!(pad.is_empty());
         assert!(open_format4(&block.0, &pan, &key).unwrap().matches(b"1239"));
-        assert_eq!(format!("{block:?}"), "PinBlock(<encrypted>)");
+        assert_eq!(format!("{block:?}"), "EncryptedPinBlock(<encrypted>)");
     }
 
     #[test]

@@ -3,19 +3,24 @@
 //! checks, capture and void. Replays of any request return the first result.
 //!
 //! Stored PANs are a keyed hash (token) plus the last four digits; nothing else of the
-//! card is kept.
+//! card is kept. PINs are verified against a keyed-hash verification value (never the
+//! PIN itself); the PIN block is opened in memory and dropped with the request.
 
 use std::sync::Arc;
 
 use printmesh_protocol::card::{CardBrand, CardData, Expiry};
-use printmesh_protocol::messages::{AuthRequest, AuthResponse, Authorise, DeclineCode, EventKind};
+use printmesh_protocol::messages::{
+    AuthRequest, AuthResponse, Authorise, DeclineCode, EventKind, PaymentMethod,
+};
 use printmesh_protocol::money::{Currency, Money};
+use printmesh_protocol::pinblock::{open_format4, pin_verification_value, EncryptedPinBlock, Pin};
 use printmesh_protocol::{AuthCode, OrderId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use crate::cards::load_cards;
+use crate::config::load_pin_key;
 use crate::net::{AuthProto, Inbound, NodeEvent};
 use crate::node::{now_ms, Node, NodeError, RoleHandler};
 use crate::store::{StoreError, Tree};
@@ -66,7 +71,11 @@ pub struct Acquirer {
     node: Node,
     accounts: Tree<Account>,
     auths: Tree<AuthRecord>,
+    /// PAN token → PIN verification value.
+    pins: Tree<[u8; 32]>,
     token_key: [u8; 32],
+    /// The PIN encryption key shared with the kiosks' PIN pads.
+    pin_key: Option<Vec<u8>>,
     /// Authorisations are serialised: one account's available credit is checked and
     /// changed as one step.
     lock: tokio::sync::Mutex<()>,
@@ -98,10 +107,16 @@ impl Acquirer {
             .acquirer
             .clone()
             .ok_or_else(|| NodeError::Role("no [acquirer] section".into()))?;
+        let pin_key = match &config.pin_key {
+            Some(path) => Some(load_pin_key(path)?),
+            None => None,
+        };
         let acquirer = Acquirer {
             accounts: node.db.tree("accounts")?,
             auths: node.db.tree("auths")?,
+            pins: node.db.tree("pins")?,
             token_key: load_token_key(&node)?,
+            pin_key,
             node,
             lock: tokio::sync::Mutex::new(()),
         };
@@ -119,6 +134,10 @@ impl Acquirer {
             };
             // Seeding never overwrites an account that already has history.
             acquirer.accounts.insert_new(token, &account)?;
+            let pin = Pin::new(card.pin.as_bytes())
+                .map_err(|e| NodeError::Role(format!("card {}: {e}", card.name)))?;
+            let pvv = pin_verification_value(&acquirer.token_key, &data.pan, &pin);
+            acquirer.pins.insert_new(token, &pvv)?;
         }
         Ok(acquirer)
     }
@@ -128,7 +147,50 @@ impl Acquirer {
         *blake3::keyed_hash(&self.token_key, card.pan.expose_digits().as_bytes()).as_bytes()
     }
 
-    fn decide(&self, req: &Authorise, account: Option<&Account>) -> Result<(), DeclineCode> {
+    /// Checks the cardholder's PIN. Debit and IC cards must carry one; a credit card is
+    /// checked when the cardholder chose to enter it.
+    fn verify_pin(
+        &self,
+        req: &Authorise,
+        token: &[u8; 32],
+        pin_block: Option<&EncryptedPinBlock>,
+    ) -> Result<(), DeclineCode> {
+        let order_id = req.order_id;
+        let Some(block) = pin_block else {
+            return match req.method {
+                PaymentMethod::Debit | PaymentMethod::IcCard => Err(DeclineCode::IncorrectPin),
+                PaymentMethod::Credit | PaymentMethod::PointCard => Ok(()),
+            };
+        };
+        let Some(key) = &self.pin_key else {
+            tracing::error!(%order_id, "a PIN arrived but this acquirer has no PIN key (acquirer.pin_key)");
+            return Err(DeclineCode::NotPermitted);
+        };
+        let Some(expected) = self.pins.get(token).ok().flatten() else {
+            return Err(DeclineCode::NotPermitted);
+        };
+        // A block that does not open under our key for this PAN is a wrong PIN as far
+        // as the cardholder can tell; it is logged for the operator without its bytes.
+        let pin = open_format4(&block.0, &req.card.pan, key).map_err(|e| {
+            tracing::warn!(%order_id, "PIN block does not open: {e}");
+            DeclineCode::IncorrectPin
+        })?;
+        let got = blake3::Hash::from(pin_verification_value(&self.token_key, &req.card.pan, &pin));
+        // blake3::Hash compares in constant time.
+        if got == blake3::Hash::from(expected) {
+            Ok(())
+        } else {
+            Err(DeclineCode::IncorrectPin)
+        }
+    }
+
+    fn decide(
+        &self,
+        req: &Authorise,
+        token: &[u8; 32],
+        account: Option<&Account>,
+        pin_block: Option<&EncryptedPinBlock>,
+    ) -> Result<(), DeclineCode> {
         let today = chrono::Utc::now().date_naive();
         if req.card.expiry.is_expired_on(today) {
             return Err(DeclineCode::ExpiredCard);
@@ -137,6 +199,7 @@ impl Acquirer {
         if account.expiry != req.card.expiry {
             return Err(DeclineCode::ExpiredCard);
         }
+        self.verify_pin(req, token, pin_block)?;
         if account.currency != req.amount.currency() || req.amount.amount_minor() <= 0 {
             return Err(DeclineCode::InvalidAmount);
         }
@@ -147,7 +210,11 @@ impl Acquirer {
     }
 
     /// Places a hold, or declines. A replay returns the first answer.
-    pub async fn authorise(&self, req: Authorise) -> Result<AuthResponse, StoreError> {
+    pub async fn authorise(
+        &self,
+        req: Authorise,
+        pin_block: Option<EncryptedPinBlock>,
+    ) -> Result<AuthResponse, StoreError> {
         let order_id = req.order_id;
         let guard = self.lock.lock().await;
         if let Some(record) = self.auths.get(order_id.to_bytes())? {
@@ -156,7 +223,8 @@ impl Acquirer {
         }
         let token = self.token(&req.card);
         let mut account = self.accounts.get(token)?;
-        let (response, hold) = match self.decide(&req, account.as_ref()) {
+        let (response, hold) = match self.decide(&req, &token, account.as_ref(), pin_block.as_ref())
+        {
             Ok(()) => {
                 let code = AuthCode::from_random(rand::thread_rng().gen());
                 if let Some(a) = account.as_mut() {
@@ -284,11 +352,14 @@ impl Acquirer {
     async fn on_auth(&self, inbound: Inbound<AuthProto>) {
         let (peer, request, responder) = inbound.into_parts();
         let order_id = match &request {
-            AuthRequest::Authorise(a) => a.order_id,
+            AuthRequest::Authorise(a) | AuthRequest::AuthoriseWithPin { auth: a, .. } => a.order_id,
             AuthRequest::Capture { order_id } | AuthRequest::Void { order_id } => *order_id,
         };
         let result = match request {
-            AuthRequest::Authorise(a) => self.authorise(a).await,
+            AuthRequest::Authorise(a) => self.authorise(a, None).await,
+            AuthRequest::AuthoriseWithPin { auth, pin_block } => {
+                self.authorise(auth, Some(pin_block)).await
+            }
             AuthRequest::Capture { order_id } => self.resolve(order_id, HoldState::Captured).await,
             AuthRequest::Void { order_id } => self.resolve(order_id, HoldState::Voided).await,
         };

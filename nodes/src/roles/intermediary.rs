@@ -14,7 +14,7 @@ use libp2p::PeerId;
 use printmesh_protocol::card::CardBrand;
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Authorise, EventKind, OrderAccepted, OrderLine, OrderRequest,
-    OrderResponse, PaymentMethod, PrintJob, PrintRequest, PrintResponse, Role, SubmitOrder,
+    OrderResponse, PaymentMethod, PrintJob, PrintRequest, PrintResponse, Role,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::pricing::PriceList;
@@ -100,7 +100,11 @@ impl Intermediary {
     }
 
     /// Handles one submission end to end.
-    pub async fn submit(&self, submit: SubmitOrder) -> Result<OrderResponse, StoreError> {
+    pub async fn submit(&self, request: OrderRequest) -> Result<OrderResponse, StoreError> {
+        let pin_block = request.pin_block().cloned();
+        let submit = match request {
+            OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => order,
+        };
         let order_id = submit.order_id;
         let _guard = self.locks.lock(order_id).await;
         let existing = self.orders.get(order_id.to_bytes())?;
@@ -190,13 +194,18 @@ impl Intermediary {
             else {
                 return unavailable("no acquirer is reachable".into());
             };
-            let request = AuthRequest::Authorise(Authorise {
+            let auth = Authorise {
                 order_id,
                 amount: order.total,
                 method: order.method,
                 card: submit.card.clone(),
                 store: order.store.clone(),
-            });
+            };
+            // The PIN block goes on as it came: only the acquirer can open it.
+            let request = match pin_block {
+                Some(pin_block) => AuthRequest::AuthoriseWithPin { auth, pin_block },
+                None => AuthRequest::Authorise(auth),
+            };
             match self
                 .node
                 .client
@@ -310,9 +319,9 @@ impl Intermediary {
     }
 
     async fn on_order(&self, inbound: Inbound<OrderProto>) {
-        let (peer, OrderRequest::Submit(submit), responder) = inbound.into_parts();
-        let order_id = submit.order_id;
-        match self.submit(submit).await {
+        let (peer, request, responder) = inbound.into_parts();
+        let order_id = request.order().order_id;
+        match self.submit(request).await {
             Ok(r) => responder.respond(r),
             Err(e) => {
                 tracing::error!(%peer, %order_id, "order failed: {e}");

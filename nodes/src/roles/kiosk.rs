@@ -14,6 +14,7 @@ use printmesh_protocol::messages::{
     proto, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SubmitOrder,
 };
 use printmesh_protocol::money::Money;
+use printmesh_protocol::pinblock::EncryptedPinBlock;
 use printmesh_protocol::pricing::{PriceList, PrintSize};
 use printmesh_protocol::{OrderId, StoreId};
 use rand::Rng;
@@ -67,6 +68,8 @@ pub struct Draft {
     pub lines: Vec<DraftLine>,
     pub method: PaymentMethod,
     pub card: CardData,
+    /// The PIN the cardholder entered, already a format 4 block from the PIN pad.
+    pub pin_block: Option<EncryptedPinBlock>,
 }
 
 /// A finished order as the kiosk keeps it: what the receipt and the counter need. No
@@ -88,8 +91,11 @@ pub struct KioskOrder {
 pub struct Kiosk {
     node: Node,
     config: KioskConfig,
+    /// The PIN pad's PIN encryption key.
+    pin_key: Option<Vec<u8>>,
     prices: PriceList,
-    outbox: Tree<SubmitOrder>,
+    /// Order id → the exact request to send, until a final answer arrives.
+    outbox: Tree<OrderRequest>,
     orders: Tree<KioskOrder>,
     wake: Notify,
     answered: Notify,
@@ -135,6 +141,7 @@ pub fn draft_from_card(
         lines,
         method,
         card,
+        pin_block: None,
     })
 }
 
@@ -145,7 +152,12 @@ impl Kiosk {
             .kiosk
             .clone()
             .ok_or_else(|| NodeError::Role("no [kiosk] section".into()))?;
+        let pin_key = match &config.pin_key {
+            Some(path) => Some(crate::config::load_pin_key(path)?),
+            None => None,
+        };
         Ok(Arc::new(Kiosk {
+            pin_key,
             prices: load_prices(&config.prices)?,
             outbox: node.db.tree("outbox")?,
             orders: node.db.tree("orders")?,
@@ -164,6 +176,28 @@ impl Kiosk {
 
     pub fn prices(&self) -> &PriceList {
         &self.prices
+    }
+
+    /// Whether this kiosk's PIN pad can take PINs (it has a PIN encryption key).
+    pub fn takes_pins(&self) -> bool {
+        self.pin_key.is_some()
+    }
+
+    /// Enter on the PIN pad: the typed digits become a format 4 block under the PIN
+    /// encryption key and are wiped, whatever the outcome.
+    pub fn encrypt_pin(
+        &self,
+        pad: &mut crate::kiosk::pinpad::PinPad,
+        pan: &printmesh_protocol::Pan,
+    ) -> Result<EncryptedPinBlock, KioskError> {
+        let Some(key) = &self.pin_key else {
+            pad.clear();
+            return Err(KioskError::Order(
+                "this kiosk has no PIN key (kiosk.pin_key) and cannot take PINs".into(),
+            ));
+        };
+        pad.finish(pan, key, rand::thread_rng().gen())
+            .map_err(|e| KioskError::Order(e.to_string()))
     }
 
     /// Takes the customer's order: images into the blob store, the order into the
@@ -206,14 +240,20 @@ impl Kiosk {
             method: draft.method,
             card: draft.card,
         };
+        let request = match draft.pin_block {
+            Some(pin_block) => OrderRequest::SubmitWithPin {
+                order: submit.clone(),
+                pin_block,
+            },
+            None => OrderRequest::Submit(submit.clone()),
+        };
         // An order the network would refuse to carry never enters the outbox.
-        let request = OrderRequest::Submit(submit.clone());
         if let Err(e) = encode_frame(&request, proto::ORDER_MAX_REQUEST_BYTES) {
             return Err(KioskError::Order(format!(
                 "the order is too large to send: {e}"
             )));
         }
-        self.outbox.insert(order_id.to_bytes(), &submit)?;
+        self.outbox.insert(order_id.to_bytes(), &request)?;
         self.node.db.flush().await?;
         tracing::info!(%order_id, total = %total, card = %submit.card.pan, "order in outbox");
         self.wake.notify_one();
@@ -254,7 +294,7 @@ impl Kiosk {
     pub async fn run_outbox(self: Arc<Self>) {
         loop {
             let now = tokio::time::Instant::now();
-            let due: Vec<SubmitOrder> = self
+            let due: Vec<OrderRequest> = self
                 .outbox
                 .entries()
                 .filter_map(|r| match r {
@@ -266,20 +306,22 @@ impl Kiosk {
                 })
                 .filter(|s| {
                     let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-                    backoff.get(&s.order_id).is_none_or(|(_, at)| *at <= now)
+                    backoff
+                        .get(&s.order().order_id)
+                        .is_none_or(|(_, at)| *at <= now)
                 })
                 .collect();
-            for submit in due {
+            for request in due {
+                let id = request.order().order_id;
                 let claimed = self
                     .in_flight
                     .lock()
-                    .map(|mut set| set.insert(submit.order_id))
+                    .map(|mut set| set.insert(id))
                     .unwrap_or(false);
                 if claimed {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let id = submit.order_id;
-                        me.attempt(submit).await;
+                        me.attempt(request).await;
                         if let Ok(mut set) = me.in_flight.lock() {
                             set.remove(&id);
                         }
@@ -303,7 +345,8 @@ impl Kiosk {
     }
 
     /// One delivery attempt: upload, submit, record a final answer.
-    async fn attempt(&self, submit: SubmitOrder) {
+    async fn attempt(&self, request: OrderRequest) {
+        let submit = request.order();
         let order_id = submit.order_id;
         let Some(peer) = self
             .node
@@ -331,7 +374,7 @@ impl Kiosk {
             let response = match self
                 .node
                 .client
-                .request::<OrderProto>(peer.peer, OrderRequest::Submit(submit.clone()))
+                .request::<OrderProto>(peer.peer, request.clone())
                 .await
             {
                 Ok(r) => r,
@@ -347,7 +390,7 @@ impl Kiosk {
                     return;
                 }
                 final_answer => {
-                    if let Err(e) = self.record_answer(&submit, final_answer).await {
+                    if let Err(e) = self.record_answer(submit, final_answer).await {
                         tracing::error!(%order_id, "cannot record the answer: {e}");
                         self.back_off(order_id, "local store failed");
                     }
@@ -446,7 +489,7 @@ pub fn order_json(o: &KioskOrder) -> serde_json::Value {
 /// What `printmesh inspect` shows of a kiosk: finished orders and the outbox size.
 pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
     let orders: Tree<KioskOrder> = db.tree("orders")?;
-    let outbox: Tree<SubmitOrder> = db.tree("outbox")?;
+    let outbox: Tree<OrderRequest> = db.tree("outbox")?;
     let mut out = Vec::new();
     for entry in orders.entries() {
         out.push(order_json(&entry?.1));
@@ -454,7 +497,7 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
     let waiting: Vec<String> = outbox
         .entries()
         .filter_map(|r| r.ok())
-        .map(|(_, s)| s.order_id.to_string())
+        .map(|(_, s)| s.order().order_id.to_string())
         .collect();
     Ok(serde_json::json!({ "role": "kiosk", "orders": out, "outbox": waiting }))
 }
