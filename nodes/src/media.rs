@@ -319,6 +319,12 @@ fn read_exif(reader: &mut (impl std::io::BufRead + std::io::Seek)) -> Option<Exi
 /// Reads an image's header and EXIF: size, orientation, date taken, thumbnail source.
 /// Never decodes the image; a bad file yields an `error`, never a panic.
 pub fn read_info(image: &MediaImage) -> ImageInfo {
+    read_info_and_thumbnail(image).0
+}
+
+/// [`read_info`], plus the EXIF thumbnail's JPEG bytes when the camera embedded one,
+/// from one read of the EXIF segment.
+pub fn read_info_and_thumbnail(image: &MediaImage) -> (ImageInfo, Option<Vec<u8>>) {
     let mut info = ImageInfo {
         path: image.path.display().to_string(),
         dcf_name: image.dcf_name.clone(),
@@ -332,7 +338,7 @@ pub fn read_info(image: &MediaImage) -> ImageInfo {
     };
     let fail = |mut info: ImageInfo, why: String| {
         info.error = Some(why.trim_end().to_string());
-        info
+        (info, None)
     };
     let len = match std::fs::metadata(&image.path) {
         Ok(m) => m.len(),
@@ -362,14 +368,16 @@ pub fn read_info(image: &MediaImage) -> ImageInfo {
     info.width = Some(w);
     info.height = Some(h);
     info.thumbnail = ThumbnailSource::Decode;
+    let mut thumbnail = None;
     if let Some(facts) = open().ok().and_then(|mut r| read_exif(&mut r)) {
         info.orientation = facts.orientation;
         info.taken_at = facts.taken_at;
         if facts.thumbnail.is_some() {
             info.thumbnail = ThumbnailSource::Exif;
         }
+        thumbnail = facts.thumbnail;
     }
-    info
+    (info, thumbnail)
 }
 
 /// The EXIF thumbnail's JPEG bytes, if the camera embedded one.

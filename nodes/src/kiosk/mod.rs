@@ -6,6 +6,8 @@
 //! reader reports the EMV track-2 equivalent, a receipt printer takes ESC/POS.
 
 pub mod chip;
+pub mod i18n;
 pub mod pinpad;
 pub mod receipt;
 pub mod swipe;
+pub mod thumbs;
