@@ -184,6 +184,8 @@ pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
     if entries.is_empty() {
         return Err(invalid("the price list has no prices".into()));
     }
+    // Smallest paper first, whatever order the file lists them in.
+    entries.sort_by_key(|e| e.size);
     Ok(PriceList { currency, entries })
 }
 

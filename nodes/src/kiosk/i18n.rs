@@ -529,6 +529,10 @@ impl Lang {
         self.pick("レシートをお受け取りください", "Please take your receipt")
     }
 
+    pub fn receipt_keys(self) -> &'static str {
+        self.pick("↑↓ スクロール  Enter 終了", "↑↓ scroll  Enter finish")
+    }
+
     pub fn receipt_printing(self) -> &'static str {
         self.pick("レシートを印刷しています…", "Printing your receipt…")
     }

@@ -5,9 +5,11 @@
 //! devices send: a keyboard-wedge reader types its tracks into the key stream, a chip
 //! reader reports the EMV track-2 equivalent, a receipt printer takes ESC/POS.
 
+pub mod app;
 pub mod chip;
 pub mod i18n;
 pub mod pinpad;
 pub mod receipt;
 pub mod swipe;
 pub mod thumbs;
+pub mod ui;

@@ -309,14 +309,11 @@ fn worker(shared: Arc<(Mutex<Queue>, Condvar)>, sink: Sink, gate: Arc<Mutex<()>>
         };
         match job {
             Job::Grid(generation, index, image) => {
-                let (info, exif) = read_info_and_thumbnail(&image);
-                let thumb = thumb_for(&info, exif.as_deref(), &image.path, GRID_THUMB_MAX, &gate);
-                let item = Loaded { index, info, thumb };
+                let item = load_grid(index, &image, &gate);
                 sink(LoaderEvent::Loaded { generation, item });
             }
             Job::Preview(generation, index, image) => {
-                let (info, exif) = read_info_and_thumbnail(&image);
-                let thumb = thumb_for(&info, exif.as_deref(), &image.path, PREVIEW_MAX, &gate);
+                let thumb = load_preview(&image, &gate);
                 sink(LoaderEvent::Preview {
                     generation,
                     index,
@@ -325,6 +322,20 @@ fn worker(shared: Arc<(Mutex<Queue>, Condvar)>, sink: Sink, gate: Arc<Mutex<()>>
             }
         }
     }
+}
+
+/// One photo's facts and grid thumbnail (what a loader worker does for each photo).
+/// `gate` keeps whole-photo decodes one at a time.
+pub fn load_grid(index: usize, image: &MediaImage, gate: &Mutex<()>) -> Loaded {
+    let (info, exif) = read_info_and_thumbnail(image);
+    let thumb = thumb_for(&info, exif.as_deref(), &image.path, GRID_THUMB_MAX, gate);
+    Loaded { index, info, thumb }
+}
+
+/// One photo's preview image.
+pub fn load_preview(image: &MediaImage, gate: &Mutex<()>) -> Option<Thumb> {
+    let (info, exif) = read_info_and_thumbnail(image);
+    thumb_for(&info, exif.as_deref(), &image.path, PREVIEW_MAX, gate)
 }
 
 fn thumb_for(

@@ -51,6 +51,17 @@ pub enum KioskError {
     NoAnswerYet(OrderId),
 }
 
+/// How far the delivery of one order has come (for the kiosk's progress bar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadProgress {
+    pub photos: usize,
+    pub photos_sent: usize,
+    pub bytes: u64,
+    pub bytes_sent: u64,
+    /// Every photo is at the intermediary and the order has been submitted.
+    pub submitted: bool,
+}
+
 /// One photo the customer picked.
 #[derive(Clone, Debug)]
 pub struct DraftLine {
@@ -101,6 +112,7 @@ pub struct Kiosk {
     answered: Notify,
     in_flight: Mutex<HashSet<OrderId>>,
     backoff: Mutex<HashMap<OrderId, (u32, tokio::time::Instant)>>,
+    progress: Mutex<HashMap<OrderId, UploadProgress>>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -167,6 +179,7 @@ impl Kiosk {
             answered: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -268,6 +281,17 @@ impl Kiosk {
         self.outbox.len()
     }
 
+    /// How far an order in the outbox has come, while it is being delivered.
+    pub fn progress(&self, id: OrderId) -> Option<UploadProgress> {
+        self.progress.lock().ok()?.get(&id).copied()
+    }
+
+    fn set_progress(&self, id: OrderId, f: impl FnOnce(&mut UploadProgress)) {
+        if let Ok(mut map) = self.progress.lock() {
+            f(map.entry(id).or_default());
+        }
+    }
+
     /// Waits for the final answer to an order, at most `timeout`.
     pub async fn wait_for_answer(
         &self,
@@ -361,16 +385,32 @@ impl Kiosk {
         };
         let mut control = self.node.client.stream_control();
         let mut to_send: Vec<_> = submit.lines.iter().map(|l| l.blob).collect();
+        let bytes: u64 = submit.lines.iter().map(|l| l.blob_len).sum();
+        self.set_progress(order_id, |p| {
+            *p = UploadProgress {
+                photos: to_send.len(),
+                bytes,
+                ..UploadProgress::default()
+            }
+        });
         for _ in 0..MAX_UPLOAD_ROUNDS {
             for blob in &to_send {
                 match send_blob(&mut control, &self.node.blobs, peer.peer, *blob).await {
-                    Ok(outcome) => tracing::debug!(blob = %blob.short(), ?outcome, "uploaded"),
+                    Ok(outcome) => {
+                        tracing::debug!(blob = %blob.short(), ?outcome, "uploaded");
+                        let len = self.node.blobs.len_of(blob).unwrap_or(0);
+                        self.set_progress(order_id, |p| {
+                            p.photos_sent = (p.photos_sent + 1).min(p.photos);
+                            p.bytes_sent = (p.bytes_sent + len).min(p.bytes);
+                        });
+                    }
                     Err(e) => {
                         self.back_off(order_id, &format!("upload failed: {e}"));
                         return;
                     }
                 }
             }
+            self.set_progress(order_id, |p| p.submitted = true);
             let response = match self
                 .node
                 .client
@@ -439,6 +479,9 @@ impl Kiosk {
             .map_err(crate::store::transaction_error)?;
         self.node.db.flush().await?;
         if let Ok(mut map) = self.backoff.lock() {
+            map.remove(&order_id);
+        }
+        if let Ok(mut map) = self.progress.lock() {
             map.remove(&order_id);
         }
         tracing::info!(%order_id, answer = %crate::roles::intermediary::summary(&order.answer), "answered");

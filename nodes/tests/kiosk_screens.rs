@@ -1,0 +1,606 @@
+//! The kiosk's screens, driven through the pure state machine exactly as the runtime
+//! drives it (keys, the media slot, the chip reader, the network's answers), drawn on a
+//! ratatui `TestBackend` of 80×24 and pinned by insta snapshots, in both languages.
+//! Behaviour tests check what the customer would see and what leaves the kiosk.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use printmesh_nodes::cards::load_cards;
+use printmesh_nodes::config::load_prices;
+use printmesh_nodes::kiosk::app::{
+    Action, App, AppConfig, CounterRow, CreditPin, DemoCard, Effect, Key, Notice, Problem, Screen,
+};
+use printmesh_nodes::kiosk::chip::ChipRead;
+use printmesh_nodes::kiosk::i18n::Lang;
+use printmesh_nodes::kiosk::thumbs::{load_grid, load_preview};
+use printmesh_nodes::media::scan;
+use printmesh_nodes::roles::kiosk::{KioskOrder, UploadProgress};
+use printmesh_protocol::card::CardBrand;
+use printmesh_protocol::messages::{
+    DeclineCode, OrderAccepted, OrderLine, OrderResponse, PaymentMethod,
+};
+use printmesh_protocol::money::{Currency, Money};
+use printmesh_protocol::order::OrderState;
+use printmesh_protocol::{AuthCode, OrderId};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+/// 2026-11-25 05:03:00 UTC (14:03 in Tokyo).
+const T0: i64 = 1_795_582_980_000;
+const VISA_SWIPE: &str = "%B4111111111111111^PRINTMESH/TEST VISA^30121010000000000000?;4111111111111111=30121010000000000000?";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn config(lang: Lang) -> AppConfig {
+    let cards = load_cards(&fixtures().join("cards.toml")).unwrap();
+    AppConfig {
+        store_name: "printmesh Shibuya".into(),
+        kiosk_name: "Kiosk 1".into(),
+        prices: load_prices(&fixtures().join("demo/prices.toml")).unwrap(),
+        lang,
+        credit_pin: CreditPin::Optional,
+        pin_pad: true,
+        idle_timeout_ms: 120_000,
+        thanks_timeout_ms: 10_000,
+        offline_floor_limit_minor: 0,
+        staff_pin: Some("2468".into()),
+        demo_cards: cards.iter().map(DemoCard::from_test_card).collect(),
+        utc_offset_hours: 9,
+    }
+}
+
+fn order_id() -> OrderId {
+    "01KAZ3Q7M1X5V8T2B6N4C9D0EF".parse().unwrap()
+}
+
+/// Runs effects the way the runtime would, synchronously, for what the screens need.
+struct Kiosk {
+    app: App,
+    placed: Vec<printmesh_nodes::kiosk::app::OrderPlan>,
+    printed: usize,
+    chip_inserts: Vec<String>,
+}
+
+impl Kiosk {
+    fn new(lang: Lang) -> Kiosk {
+        let mut app = App::new(config(lang), T0);
+        app.update(Action::Network { online: true });
+        Kiosk {
+            app,
+            placed: Vec::new(),
+            printed: 0,
+            chip_inserts: Vec::new(),
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        let effects = self.app.update(action);
+        self.run(effects);
+    }
+
+    fn run(&mut self, effects: Vec<Effect>) {
+        let gate = Mutex::new(());
+        for e in effects {
+            match e {
+                Effect::ScanMedia { generation } => {
+                    let result = scan(&fixtures().join("memory-card")).map_err(|e| e.to_string());
+                    let images = result.clone().unwrap_or_default();
+                    self.act(Action::MediaScanned { generation, result });
+                    for (index, image) in images.iter().enumerate() {
+                        let item = load_grid(index, image, &gate);
+                        self.act(Action::Loaded { generation, item });
+                    }
+                }
+                Effect::WantPreview { generation, index } => {
+                    let images = scan(&fixtures().join("memory-card")).unwrap();
+                    let thumb = images.get(index).and_then(|i| load_preview(i, &gate));
+                    self.act(Action::Preview {
+                        generation,
+                        index,
+                        thumb,
+                    });
+                }
+                Effect::PlaceOrder(plan) => self.placed.push(*plan),
+                Effect::PrintReceipt(_) => self.printed += 1,
+                Effect::DemoInsertChip { track2_equivalent } => {
+                    self.chip_inserts.push(track2_equivalent)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn key(&mut self, key: Key) {
+        self.act(Action::Key(key));
+    }
+
+    fn keys(&mut self, keys: &[Key]) {
+        for k in keys {
+            self.key(*k);
+        }
+    }
+
+    fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(Key::Char(c));
+        }
+    }
+
+    fn at(&mut self, ms_after_t0: i64) {
+        self.act(Action::Tick {
+            now_ms: T0 + ms_after_t0,
+        });
+    }
+
+    fn screen(&self) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal
+            .draw(|f| f.render_widget(&self.app, f.area()))
+            .unwrap();
+        terminal.backend().to_string()
+    }
+
+    /// Insert the fixture card and go through S502-S504 to the payment screens.
+    fn go_to_method(&mut self) {
+        self.act(Action::MediaPresent(true));
+        // To the Next button and on: sizes, then total, then pay.
+        self.keys(&[Key::Down, Key::Down, Key::Enter]);
+        assert_eq!(self.app.screen, Screen::Sizes);
+        self.keys(&[Key::Down, Key::Down, Key::Down, Key::Enter]);
+        assert_eq!(self.app.screen, Screen::Total);
+        self.key(Key::Enter);
+        assert_eq!(self.app.screen, Screen::Method);
+    }
+
+    fn answer(&mut self, answer: OrderResponse) {
+        let id = order_id();
+        self.act(Action::OrderSaved(id));
+        let order = KioskOrder {
+            order_id: id,
+            store: "store-shibuya".parse().unwrap(),
+            placed_at_ms: T0,
+            lines: Vec::<OrderLine>::new(),
+            total: Money::new(90, Currency::Jpy),
+            method: PaymentMethod::Credit,
+            card_last4: "1111".into(),
+            card_brand: CardBrand::Visa,
+            answer,
+            answered_at_ms: T0,
+        };
+        self.act(Action::OrderAnswered(Box::new(order)));
+    }
+}
+
+fn accepted() -> OrderResponse {
+    OrderResponse::Accepted(OrderAccepted {
+        order_id: order_id(),
+        auth_code: AuthCode::try_from("7UCEPP".to_string()).unwrap(),
+        amount: Money::new(90, Currency::Jpy),
+        delivery_date: NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+        lab: "Shibuya Photo Lab".into(),
+    })
+}
+
+fn snap(name: &str, lang: Lang, k: &Kiosk) {
+    insta::assert_snapshot!(format!("{name}_{}", lang.code()), k.screen());
+}
+
+#[test]
+fn every_screen_in_both_languages() {
+    for lang in [Lang::Ja, Lang::En] {
+        let mut k = Kiosk::new(lang);
+        snap("s501_insert", lang, &k);
+        k.act(Action::MediaPresent(true));
+        assert_eq!(k.app.screen, Screen::Select);
+        snap("s502_select", lang, &k);
+        k.keys(&[Key::Right, Key::Char('3')]);
+        snap("s502_select_second_photo", lang, &k);
+        k.keys(&[Key::Down, Key::Down, Key::Enter]);
+        k.keys(&[Key::Down, Key::Right]);
+        snap("s503_sizes", lang, &k);
+        k.keys(&[Key::Down, Key::Down, Key::Down, Key::Down, Key::Enter]);
+        snap("s504_total", lang, &k);
+        k.key(Key::Enter);
+        snap("s505_method", lang, &k);
+        k.key(Key::Enter);
+        snap("s506_card", lang, &k);
+        k.type_text(VISA_SWIPE);
+        k.key(Key::Enter);
+        assert_eq!(k.app.screen, Screen::Pin);
+        k.type_text("12");
+        snap("s507_pin", lang, &k);
+        k.type_text("34");
+        k.key(Key::Enter);
+        assert_eq!(k.app.screen, Screen::Sending);
+        let id = order_id();
+        k.act(Action::OrderSaved(id));
+        k.act(Action::Progress(
+            id,
+            UploadProgress {
+                photos: 3,
+                photos_sent: 1,
+                bytes: 90_000,
+                bytes_sent: 30_000,
+                submitted: false,
+            },
+        ));
+        snap("sending", lang, &k);
+        k.answer(accepted());
+        assert_eq!(k.app.screen, Screen::Done);
+        snap("s508_done", lang, &k);
+        k.key(Key::Enter);
+        k.act(Action::ReceiptPrinted(Ok("spool".into())));
+        snap("s509_receipt", lang, &k);
+        k.key(Key::Enter);
+        snap("s510_thanks", lang, &k);
+
+        // A declined card, in plain words.
+        let mut k = Kiosk::new(lang);
+        k.go_to_method();
+        k.key(Key::Enter);
+        k.type_text(VISA_SWIPE);
+        k.keys(&[Key::Enter, Key::Enter]);
+        k.answer(OrderResponse::Declined {
+            order_id: order_id(),
+            code: DeclineCode::InsufficientFunds,
+        });
+        snap("declined", lang, &k);
+
+        // Counter mode.
+        let mut k = Kiosk::new(lang);
+        k.key(Key::F(9));
+        k.type_text("24");
+        snap("staff_pin", lang, &k);
+        k.type_text("68");
+        k.key(Key::Enter);
+        k.act(Action::CounterRows(counter_rows()));
+        snap("counter", lang, &k);
+    }
+}
+
+fn counter_rows() -> Vec<CounterRow> {
+    let row = |n: u128, state, date: Option<u32>| CounterRow {
+        order_id: OrderId::from_parts(1_764_000_000_000 + n as u64, n),
+        placed_at_ms: T0,
+        prints: 3,
+        total: Money::new(90, Currency::Jpy),
+        card_brand: CardBrand::Visa,
+        card_last4: "1111".into(),
+        delivery_date: date.map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap()),
+        state,
+    };
+    vec![
+        row(3, OrderState::Delivered, Some(27)),
+        row(2, OrderState::Accepted, Some(28)),
+        row(1, OrderState::Declined, None),
+    ]
+}
+
+#[test]
+fn the_cameras_dpof_order_comes_preselected() {
+    let mut k = Kiosk::new(Lang::En);
+    k.act(Action::MediaPresent(true));
+    let picks: Vec<(usize, u16)> = k
+        .app
+        .session
+        .picks
+        .iter()
+        .map(|(i, p)| (*i, p.quantity))
+        .collect();
+    assert_eq!(picks, vec![(0, 2), (2, 1)]);
+    assert!(k
+        .screen()
+        .contains("Photos marked in the camera are already picked"));
+    assert_eq!(k.app.total(), Some(Money::new(90, Currency::Jpy)));
+}
+
+#[test]
+fn two_digits_in_a_row_make_one_quantity_and_zero_unpicks() {
+    let mut k = Kiosk::new(Lang::En);
+    k.act(Action::MediaPresent(true));
+    k.key(Key::Right);
+    k.type_text("12");
+    assert_eq!(k.app.session.picks[&1].quantity, 12);
+    // A pause: the next digit starts again.
+    k.at(5_000);
+    k.key(Key::Char('4'));
+    assert_eq!(k.app.session.picks[&1].quantity, 4);
+    k.at(10_000);
+    k.key(Key::Char('0'));
+    assert!(!k.app.session.picks.contains_key(&1));
+    // Enter toggles.
+    k.key(Key::Enter);
+    assert_eq!(k.app.session.picks[&1].quantity, 1);
+    k.key(Key::Enter);
+    assert!(!k.app.session.picks.contains_key(&1));
+}
+
+#[test]
+fn the_swipe_and_pin_reach_the_order_and_nothing_else() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2')); // debit
+    assert_eq!(k.app.screen, Screen::Card);
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Pin);
+    k.type_text("1234");
+    let screen = k.screen();
+    assert!(screen.contains("● ● ● ●"), "{screen}");
+    assert!(!screen.contains("1234"), "the PIN is never shown: {screen}");
+    assert!(!screen.contains("4111111111111111"));
+    assert!(screen.contains("•••• 1111"));
+    k.key(Key::Enter);
+    let plan = k.placed.pop().unwrap();
+    assert_eq!(plan.method, PaymentMethod::Debit);
+    assert_eq!(plan.card.pan.last4(), "1111");
+    assert_eq!(plan.pin.as_ref().map(|p| p.len()), Some(4));
+    assert_eq!(plan.lines.len(), 2);
+    assert_eq!(
+        plan.lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    // The session no longer holds the digits.
+    assert!(k.app.session.pin.is_empty());
+}
+
+#[test]
+fn a_debit_card_needs_a_pin_and_a_credit_card_may_skip_it() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    k.key(Key::Enter); // no digits
+    assert_eq!(k.app.screen, Screen::Pin);
+    assert_eq!(k.app.notice, Some(Notice::PinTooShort));
+    assert!(k.placed.is_empty());
+
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('1'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert!(k
+        .screen()
+        .contains("To go on without a PIN, just press Enter"));
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Sending);
+    assert!(k.placed.pop().unwrap().pin.is_none());
+}
+
+#[test]
+fn three_wrong_pins_end_the_payment_and_forget_the_card() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    for attempt in 1..=3u8 {
+        assert_eq!(k.app.screen, Screen::Pin, "attempt {attempt}");
+        k.type_text("9999");
+        k.key(Key::Enter);
+        k.answer(OrderResponse::Declined {
+            order_id: order_id(),
+            code: DeclineCode::IncorrectPin,
+        });
+        if attempt < 3 {
+            assert_eq!(k.app.notice, Some(Notice::PinWrong(3 - attempt)));
+            let screen = k.screen();
+            assert!(
+                screen.contains(&format!("You can try {} more time", 3 - attempt)),
+                "{screen}"
+            );
+        }
+    }
+    assert_eq!(k.app.screen, Screen::Problem(Problem::PinLocked));
+    assert!(k.app.session.card.is_none());
+    snap("pin_locked", Lang::En, &k);
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Thanks);
+    assert_eq!(k.placed.len(), 3);
+}
+
+#[test]
+fn a_declined_card_can_be_replaced_by_another() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Enter);
+    k.type_text(VISA_SWIPE);
+    k.keys(&[Key::Enter, Key::Enter]);
+    k.answer(OrderResponse::Declined {
+        order_id: order_id(),
+        code: DeclineCode::ExpiredCard,
+    });
+    assert!(k.screen().contains("This card has expired"));
+    assert!(k.app.session.card.is_none());
+    k.key(Key::Enter); // "Pay with another card"
+    assert_eq!(k.app.screen, Screen::Method);
+    assert_eq!(k.app.session.picks.len(), 2, "the photos are still picked");
+}
+
+#[test]
+fn a_swipe_outside_the_card_screen_is_dropped() {
+    let mut k = Kiosk::new(Lang::En);
+    k.act(Action::MediaPresent(true));
+    let before = k.app.session.picks.clone();
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert_eq!(k.app.notice, Some(Notice::SwipeElsewhere));
+    assert_eq!(
+        k.app.session.picks, before,
+        "no digit of the swipe became a quantity"
+    );
+    assert!(k.app.session.card.is_none());
+    // A garbled swipe on the card screen is explained, not taken.
+    k.keys(&[Key::Down, Key::Down, Key::Enter]);
+    k.keys(&[
+        Key::Down,
+        Key::Down,
+        Key::Down,
+        Key::Enter,
+        Key::Enter,
+        Key::Enter,
+    ]);
+    assert_eq!(k.app.screen, Screen::Card);
+    k.type_text(";4111111111111112=3012?");
+    k.key(Key::Enter);
+    assert!(matches!(k.app.notice, Some(Notice::CardReadError(_))));
+    assert_eq!(k.app.screen, Screen::Card);
+}
+
+#[test]
+fn an_idle_session_is_cleared_with_its_card_data() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    k.type_text("12");
+    assert!(k.app.session.card.is_some());
+    k.at(119_000);
+    assert_eq!(k.app.screen, Screen::Pin);
+    k.at(121_000);
+    assert_eq!(k.app.screen, Screen::Insert);
+    assert_eq!(k.app.notice, Some(Notice::TimedOut));
+    assert!(k.app.session.card.is_none() && k.app.session.pin.is_empty());
+    assert!(k.app.session.picks.is_empty());
+    // The card is still in the slot: Enter starts again.
+    assert!(k.screen().contains("A card is in the slot"));
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Select);
+}
+
+#[test]
+fn pulling_the_memory_card_ends_the_session_and_the_thanks_screen_times_out() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.act(Action::MediaPresent(false));
+    assert_eq!(k.app.screen, Screen::Insert);
+    assert_eq!(k.app.notice, Some(Notice::MediaRemoved));
+
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Enter);
+    k.type_text(VISA_SWIPE);
+    k.keys(&[Key::Enter, Key::Enter]);
+    k.answer(accepted());
+    assert_eq!(
+        k.printed, 1,
+        "the receipt prints as soon as the order is approved"
+    );
+    // The customer walks away from S508: the kiosk moves on by itself.
+    k.at(130_000);
+    assert_eq!(k.app.screen, Screen::Thanks);
+    k.at(141_000);
+    assert_eq!(k.app.screen, Screen::Insert);
+    assert!(k.app.session.receipt.is_none());
+}
+
+#[test]
+fn offline_only_small_credit_orders_are_taken_and_the_date_comes_later() {
+    let mut cfg = config(Lang::En);
+    cfg.offline_floor_limit_minor = 100;
+    let mut k = Kiosk::new(Lang::En);
+    k.app = App::new(cfg, T0);
+    k.act(Action::Network { online: false });
+    k.go_to_method();
+    k.key(Key::Char('2')); // debit: never offline
+    assert!(matches!(k.app.notice, Some(Notice::OfflineOnlyCredit(_))));
+    assert_eq!(k.app.screen, Screen::Method);
+    k.key(Key::Char('1'));
+    assert_eq!(k.app.screen, Screen::Card);
+    k.type_text(VISA_SWIPE);
+    k.keys(&[Key::Enter, Key::Enter]);
+    k.act(Action::OrderSaved(order_id()));
+    assert_eq!(k.app.screen, Screen::Done);
+    let screen = k.screen();
+    assert!(
+        screen.contains("The date will be confirmed later"),
+        "{screen}"
+    );
+    snap("s508_pending", Lang::En, &k);
+}
+
+#[test]
+fn ic_cards_are_read_by_the_chip_reader_and_removing_one_stops_the_payment() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('4'));
+    assert_eq!(k.app.screen, Screen::Card);
+    // A swipe is not how an IC payment is made.
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Card);
+    // The demo panel's first card goes into the simulated chip reader.
+    k.key(Key::Char('1'));
+    assert_eq!(
+        k.chip_inserts,
+        vec!["4111111111111111D30121010000000000000F"]
+    );
+    let card = printmesh_protocol::card::parse_track2_equivalent(&k.chip_inserts[0]).unwrap();
+    k.act(Action::Chip(ChipRead::Card(card)));
+    assert_eq!(k.app.screen, Screen::Pin);
+    k.type_text("12");
+    k.act(Action::Chip(ChipRead::Empty));
+    assert_eq!(k.app.screen, Screen::Method);
+    assert_eq!(k.app.notice, Some(Notice::IcRemoved));
+    assert!(k.app.session.card.is_none() && k.app.session.pin.is_empty());
+}
+
+#[test]
+fn the_language_key_switches_every_text() {
+    let mut k = Kiosk::new(Lang::Ja);
+    assert!(k.screen().contains("メモリーカードを差し込んでください"));
+    k.key(Key::F(2));
+    assert!(k
+        .screen()
+        .contains("Please insert your camera's memory card"));
+    k.key(Key::F(2));
+    assert!(k.screen().contains("メモリーカード"));
+}
+
+#[test]
+fn counter_mode_needs_the_staff_pin_and_hands_over_only_delivered_orders() {
+    let mut k = Kiosk::new(Lang::En);
+    for _ in 0..3 {
+        k.key(Key::F(9));
+        k.type_text("1111");
+        k.key(Key::Enter);
+    }
+    assert_eq!(
+        k.app.screen,
+        Screen::Insert,
+        "three wrong staff PINs: back out"
+    );
+    k.key(Key::F(9));
+    k.type_text("2468");
+    let fx = k.app.update(Action::Key(Key::Enter));
+    assert!(matches!(fx.as_slice(), [Effect::CounterRefresh]));
+    assert_eq!(k.app.screen, Screen::Counter);
+    k.act(Action::CounterRows(counter_rows()));
+    // Not delivered yet: refused with a reason.
+    k.key(Key::Down);
+    let fx = k.app.update(Action::Key(Key::Enter));
+    assert!(fx.is_empty());
+    assert_eq!(k.app.notice, Some(Notice::CounterNotReady));
+    // Search by the end of the id, as typed from the receipt.
+    let delivered = counter_rows()[0].order_id.to_string();
+    k.type_text(&delivered[20..].to_lowercase());
+    assert_eq!(k.app.counter.matching().len(), 1);
+    let fx = k.app.update(Action::Key(Key::Enter));
+    assert!(
+        matches!(fx.as_slice(), [Effect::MarkCollected(id)] if id.to_string() == delivered),
+        "{fx:?}"
+    );
+}
