@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::NodeConfig;
-use printmesh_nodes::demo::{default_fixtures_dir, run_orders, DemoNetwork};
+use printmesh_nodes::demo::{default_fixtures_dir, run_orders, DemoMode, DemoNetwork};
 use printmesh_nodes::roles::kiosk::{draft_from_card, order_json};
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::pricing::PrintSize;
@@ -28,10 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a kiosk node (or, with `order`, place one order and exit).
+    /// Run a kiosk: the customer screen in this terminal (or, with --headless, only
+    /// the node that delivers its outbox; with `order`, place one order and exit).
     Kiosk {
         #[arg(long)]
         config: PathBuf,
+        /// No screen: run the kiosk node and deliver its outbox.
+        #[arg(long)]
+        headless: bool,
         #[command(subcommand)]
         action: Option<KioskAction>,
     },
@@ -50,7 +54,7 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// The whole network on this machine.
+    /// The whole network on this machine, with the kiosk screen in this terminal.
     Demo {
         /// Run without the kiosk screen: place orders and print one line per order.
         #[arg(long)]
@@ -115,14 +119,32 @@ enum KioskAction {
     },
 }
 
-fn init_logging(default: &str) {
+/// Logs go to stderr, or to a file while the kiosk screen owns the terminal.
+fn init_logging(default: &str, file: Option<&std::path::Path>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let opened = file.and_then(|path| {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    match opened {
+        Some(f) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn load(config: &std::path::Path, role: Role) -> Result<NodeConfig> {
@@ -206,40 +228,58 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
 async fn demo(
     headless: bool,
     orders: usize,
-    data_dir: Option<PathBuf>,
+    data_dir: PathBuf,
     fixtures: Option<PathBuf>,
 ) -> Result<bool> {
-    if !headless {
-        eprintln!("The kiosk screen arrives with the kiosk issue; running the headless demo.");
-    }
     let fixtures = fixtures.unwrap_or_else(default_fixtures_dir);
-    let _tmp;
-    let data_dir = match data_dir {
-        Some(d) => d,
-        None => {
-            let t = tempfile::tempdir()?;
-            let path = t.path().to_path_buf();
-            _tmp = t;
-            path
+    if !headless {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            bail!("the kiosk screen needs a terminal; use --headless to run the demo without it");
         }
-    };
+        let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Screen).await?;
+        let demo = net.screen_demo();
+        let result =
+            printmesh_nodes::kiosk::run::run(net.kiosk_node.clone(), net.kiosk.clone(), Some(demo))
+                .await;
+        net.shutdown().await;
+        result?;
+        println!(
+            "printmesh demo ended. Receipts: {}; log: {}",
+            data_dir.join("kiosk").join("receipts").display(),
+            data_dir.join("demo.log").display()
+        );
+        return Ok(true);
+    }
     println!(
         "printmesh demo: acquirer, lab, intermediary and kiosk on 127.0.0.1; state in {}",
         data_dir.display()
     );
-    let net = DemoNetwork::start(&data_dir, &fixtures).await?;
+    let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Headless).await?;
     let answered = run_orders(&net, orders).await?;
     net.shutdown().await;
     println!("{answered} of {orders} orders answered");
     Ok(answered == orders)
 }
 
-async fn run(cli: Cli) -> Result<bool> {
+async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
     match cli.command {
-        Command::Kiosk { config, action } => {
+        Command::Kiosk {
+            config,
+            headless,
+            action,
+        } => {
             let config = load(&config, Role::Kiosk)?;
             match action {
-                None => printmesh_nodes::node::run_until_signal(config).await?,
+                None if headless => printmesh_nodes::node::run_until_signal(config).await?,
+                None => {
+                    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        bail!("the kiosk screen needs a terminal; use --headless to run only the node");
+                    }
+                    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+                    let result = printmesh_nodes::kiosk::run::run(node.clone(), kiosk, None).await;
+                    node.shutdown().await;
+                    result?;
+                }
                 Some(KioskAction::Order {
                     card,
                     size,
@@ -272,9 +312,12 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Demo {
             headless,
             orders,
-            data_dir,
             fixtures,
-        } => return demo(headless, orders, data_dir, fixtures).await,
+            ..
+        } => {
+            let data_dir = demo_dir.context("no data directory for the demo")?;
+            return demo(headless, orders, data_dir, fixtures).await;
+        }
         Command::Media {
             action: MediaAction::Scan { dir, json },
         } => {
@@ -315,14 +358,47 @@ async fn run(cli: Cli) -> Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match &cli.command {
-        Command::Demo { .. }
+        Command::Demo { headless: true, .. }
         | Command::Inspect { .. }
         | Command::Kiosk {
             action: Some(_), ..
         } => "warn",
         _ => "info",
     };
-    init_logging(default_log);
+    // The demo's state: the directory given, or a fresh one removed at the end.
+    let mut _demo_tmp = None;
+    let demo_dir = match &cli.command {
+        Command::Demo {
+            data_dir: Some(d), ..
+        } => Some(d.clone()),
+        Command::Demo { data_dir: None, .. } => match tempfile::tempdir() {
+            Ok(t) => {
+                let path = t.path().to_path_buf();
+                _demo_tmp = Some(t);
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("error: cannot make a directory for the demo: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    // While a kiosk screen owns the terminal, logs go to a file.
+    let log_file = match &cli.command {
+        Command::Kiosk {
+            config,
+            headless: false,
+            action: None,
+        } => NodeConfig::load(config)
+            .ok()
+            .map(|c| c.data_dir.join("kiosk.log")),
+        Command::Demo {
+            headless: false, ..
+        } => demo_dir.as_ref().map(|d| d.join("demo.log")),
+        _ => None,
+    };
+    init_logging(default_log, log_file.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -330,7 +406,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, demo_dir)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {

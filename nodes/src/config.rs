@@ -14,6 +14,11 @@ use printmesh_protocol::StoreId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::kiosk::app::CreditPin;
+use crate::kiosk::i18n::Lang;
+use crate::kiosk::reader::CardReaderConfig;
+use crate::kiosk::receipt::PrinterConfig;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -74,8 +79,105 @@ pub struct KioskConfig {
     /// Test cards the demo can "swipe" (fixtures/cards.toml).
     pub cards: Option<PathBuf>,
     /// The PIN pad's PIN encryption key (hex, AES-128/192/256), shared with the
-    /// acquirer. Without it the kiosk takes no PIN.
+    /// acquirer. Without it the kiosk takes no PIN (and so no debit or IC cards).
     pub pin_key: Option<PathBuf>,
+    /// The screen's language until the customer presses F2: `ja` or `en`.
+    #[serde(default)]
+    pub language: Lang,
+    /// A session with no key pressed for this long is cleared.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// How long the thank-you screen stays.
+    #[serde(default = "default_thanks_timeout_secs")]
+    pub thanks_timeout_secs: u64,
+    /// How long the customer waits for the network's answer before the order is
+    /// left in the outbox and the receipt says the date will be confirmed.
+    #[serde(default = "default_answer_timeout_secs")]
+    pub answer_timeout_secs: u64,
+    /// PIN on credit cards: `required`, `optional` or `never`.
+    #[serde(default)]
+    pub credit_pin: CreditPin,
+    /// Offline, credit orders up to this amount are still taken (0: none).
+    #[serde(default)]
+    pub offline_floor_limit_minor: i64,
+    /// Digits that open counter mode (F9). Without it there is no counter mode.
+    pub staff_pin: Option<String>,
+    /// The store's time zone, for receipts.
+    #[serde(default)]
+    pub utc_offset_hours: i8,
+    /// How the magnetic-stripe reader is attached.
+    #[serde(default)]
+    pub card_reader: CardReaderConfig,
+    /// The IC card reader's slot (the file-backed reader: a directory where
+    /// `card.toml` appears when a card is inserted).
+    pub chip_slot: Option<PathBuf>,
+    /// Where receipts are printed. They are always saved as text in the data
+    /// directory too.
+    pub receipt_printer: Option<PrinterConfig>,
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    120
+}
+
+fn default_thanks_timeout_secs() -> u64 {
+    12
+}
+
+fn default_answer_timeout_secs() -> u64 {
+    60
+}
+
+impl KioskConfig {
+    /// A kiosk with every optional setting at its default.
+    pub fn new(store: StoreId, store_name: &str, prices: PathBuf) -> KioskConfig {
+        KioskConfig {
+            store,
+            store_name: store_name.to_string(),
+            prices,
+            media_dir: None,
+            cards: None,
+            pin_key: None,
+            language: Lang::default(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            thanks_timeout_secs: default_thanks_timeout_secs(),
+            answer_timeout_secs: default_answer_timeout_secs(),
+            credit_pin: CreditPin::default(),
+            offline_floor_limit_minor: 0,
+            staff_pin: None,
+            utc_offset_hours: 0,
+            card_reader: CardReaderConfig::default(),
+            chip_slot: None,
+            receipt_printer: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(pin) = &self.staff_pin {
+            if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("kiosk.staff_pin must be 4 to 12 digits".into());
+            }
+        }
+        for (name, secs) in [
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("thanks_timeout_secs", self.thanks_timeout_secs),
+            ("answer_timeout_secs", self.answer_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(format!("kiosk.{name} must be 1 to 86400 seconds"));
+            }
+        }
+        if self.offline_floor_limit_minor < 0 {
+            return Err("kiosk.offline_floor_limit_minor cannot be negative".into());
+        }
+        if !(-12..=14).contains(&self.utc_offset_hours) {
+            return Err(format!(
+                "kiosk.utc_offset_hours {} is not a time zone",
+                self.utc_offset_hours
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -240,6 +342,21 @@ impl NodeConfig {
             if let Some(c) = &mut k.pin_key {
                 fix(c);
             }
+            if let Some(c) = &mut k.chip_slot {
+                fix(c);
+            }
+            match &mut k.card_reader {
+                CardReaderConfig::Keyboard => {}
+                CardReaderConfig::Serial { path } | CardReaderConfig::InputEvent { path } => {
+                    fix(path)
+                }
+            }
+            match &mut k.receipt_printer {
+                Some(PrinterConfig::File { dir: p }) | Some(PrinterConfig::Device { path: p }) => {
+                    fix(p)
+                }
+                _ => {}
+            }
         }
         if let Some(i) = &mut self.intermediary {
             fix(&mut i.prices);
@@ -288,6 +405,9 @@ impl NodeConfig {
         }
         if let Some(lab) = &self.lab {
             lab.capacity()?;
+        }
+        if let Some(kiosk) = &self.kiosk {
+            kiosk.validate()?;
         }
         Ok(())
     }

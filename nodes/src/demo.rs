@@ -24,7 +24,31 @@ pub fn default_fixtures_dir() -> PathBuf {
         .join("fixtures")
 }
 
+/// With the kiosk screen, or headless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoMode {
+    /// The kiosk's media slot, chip reader and receipt printer are folders of the
+    /// demo's own, with the fixture memory card copied into the slot.
+    Screen,
+    Headless,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 pub struct DemoNetwork {
+    pub data_dir: PathBuf,
     pub acquirer: Node,
     pub lab: Node,
     pub intermediary: Node,
@@ -61,18 +85,39 @@ async fn addr_of(node: &Node) -> Result<String, NodeError> {
 impl DemoNetwork {
     /// Starts the four roles and waits until the kiosk sees an intermediary that sees
     /// an acquirer and a lab.
-    pub async fn start(data_dir: &Path, fixtures: &Path) -> Result<DemoNetwork, NodeError> {
+    pub async fn start(
+        data_dir: &Path,
+        fixtures: &Path,
+        mode: DemoMode,
+    ) -> Result<DemoNetwork, NodeError> {
         let acquirer = start_role(demo_config(fixtures, "acquirer", data_dir, vec![])?).await?;
         let lab = start_role(demo_config(fixtures, "lab", data_dir, vec![])?).await?;
         let peers = vec![addr_of(&acquirer).await?, addr_of(&lab).await?];
         let intermediary =
             start_role(demo_config(fixtures, "intermediary", data_dir, peers)?).await?;
-        let kiosk_config = demo_config(
+        let mut kiosk_config = demo_config(
             fixtures,
             "kiosk",
             data_dir,
             vec![addr_of(&intermediary).await?],
         )?;
+        if mode == DemoMode::Screen {
+            let io = |path: &Path| {
+                let path = path.display().to_string();
+                move |source| NodeError::DataDir { path, source }
+            };
+            let slot = data_dir.join("slot");
+            if !slot.join("DCIM").is_dir() {
+                copy_dir(&fixtures.join("memory-card"), &slot).map_err(io(&slot))?;
+            }
+            if let Some(k) = kiosk_config.kiosk.as_mut() {
+                k.media_dir = Some(slot);
+                k.chip_slot = Some(data_dir.join("chip"));
+                k.receipt_printer = Some(crate::kiosk::receipt::PrinterConfig::File {
+                    dir: data_dir.join("printer"),
+                });
+            }
+        }
         let kiosk_section = kiosk_config
             .kiosk
             .clone()
@@ -103,6 +148,7 @@ impl DemoNetwork {
             .media_dir
             .unwrap_or_else(|| fixtures.join("memory-card"));
         Ok(DemoNetwork {
+            data_dir: data_dir.to_path_buf(),
             acquirer,
             lab,
             intermediary,
@@ -111,6 +157,19 @@ impl DemoNetwork {
             cards: load_cards(&cards_path)?,
             media_dir,
         })
+    }
+
+    /// What the kiosk screen shows and does in the demo: the test cards to "swipe"
+    /// and a shelf for the memory card when F5 takes it out.
+    pub fn screen_demo(&self) -> crate::kiosk::run::Demo {
+        crate::kiosk::run::Demo {
+            cards: self
+                .cards
+                .iter()
+                .map(crate::kiosk::app::DemoCard::from_test_card)
+                .collect(),
+            card_shelf: self.data_dir.join("shelf"),
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -42,12 +42,14 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
         peers,
         mdns: false,
         kiosk: (role == Role::Kiosk).then(|| KioskConfig {
-            store: "store-test".parse().unwrap(),
-            store_name: "Test".into(),
-            prices: fx.join("demo/prices.toml"),
             media_dir: Some(fx.join("memory-card")),
             cards: Some(fx.join("cards.toml")),
             pin_key: Some(fx.join("demo/pin.key")),
+            ..KioskConfig::new(
+                "store-test".parse().unwrap(),
+                "Test",
+                fx.join("demo/prices.toml"),
+            )
         }),
         intermediary: (role == Role::Intermediary).then(|| IntermediaryConfig {
             prices: fx.join("demo/prices.toml"),

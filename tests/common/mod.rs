@@ -46,8 +46,12 @@ impl NodeProc {
             }
             None => Command::new(bin()),
         };
+        command.args([role, "--config", config.to_str().unwrap()]);
+        if role == "kiosk" {
+            // The node only: the screen has its own test (tests/kiosk_tmux.rs).
+            command.arg("--headless");
+        }
         let mut child = command
-            .args([role, "--config", config.to_str().unwrap()])
             .env(
                 "RUST_LOG",
                 std::env::var("PM_TEST_LOG").unwrap_or_else(|_| "info".into()),

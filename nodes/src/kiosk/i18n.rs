@@ -79,6 +79,13 @@ impl Lang {
         )
     }
 
+    pub fn demo_media_hint(self) -> &'static str {
+        self.pick(
+            "デモ：F5 でメモリーカードを入れる／抜く",
+            "Demo: F5 puts the memory card in or takes it out",
+        )
+    }
+
     pub fn reading_card(self) -> &'static str {
         self.pick("カードを読み込んでいます…", "Reading the card…")
     }

@@ -314,6 +314,11 @@ fn render_insert(app: &App, area: Rect, buf: &mut Buffer) {
             status,
             Line::from(""),
             Line::from(Span::styled(l.switch_label(), theme::muted())),
+            Line::from(if app.cfg.demo_cards.is_empty() {
+                Span::raw("")
+            } else {
+                Span::styled(l.demo_media_hint(), Style::new().fg(theme::WARN))
+            }),
         ],
         area,
         buf,
@@ -526,9 +531,7 @@ fn render_sizes(app: &App, area: Rect, buf: &mut Buffer) {
     let lines = app.priced_lines();
     let row_focus = |r: usize| app.session.focus == Focus::Body && app.session.size_row == r;
     let first_size = lines.first().map(|line| line.pick.size);
-    let all_same = lines
-        .iter()
-        .all(|line| Some(line.pick.size) == first_size);
+    let all_same = lines.iter().all(|line| Some(line.pick.size) == first_size);
     let mut rows: Vec<Line> = Vec::new();
     let size_cell = |size: Option<printmesh_protocol::pricing::PrintSize>, focused: bool| {
         let name = size.map(|s| l.size_name(s)).unwrap_or_else(|| "—".into());
@@ -1084,6 +1087,12 @@ fn render_thanks(app: &App, area: Rect, buf: &mut Buffer) {
             Line::from(Span::styled("▲  ▲", Style::new().fg(theme::ACCENT).bold())),
             Line::from(""),
             Line::from(Span::styled(format!("{left_s}…"), theme::muted())),
+            Line::from(""),
+            Line::from(if app.cfg.demo_cards.is_empty() {
+                Span::raw("")
+            } else {
+                Span::styled(l.demo_media_hint(), Style::new().fg(theme::WARN))
+            }),
         ],
         area,
         buf,

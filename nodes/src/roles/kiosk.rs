@@ -277,6 +277,79 @@ impl Kiosk {
         self.orders.get(id.to_bytes())
     }
 
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Every order this kiosk took, newest first, with its state as the order events
+    /// this node has seen tell it: what counter mode lists.
+    pub fn counter_rows(&self) -> Result<Vec<crate::kiosk::app::CounterRow>, KioskError> {
+        use printmesh_protocol::order::OrderState;
+        let mut rows = Vec::new();
+        let state_of = |id: OrderId, fallback: OrderState| -> OrderState {
+            match self.node.events.state_of(id) {
+                Ok(OrderState::Draft) | Err(_) => fallback,
+                Ok(state) => state,
+            }
+        };
+        for entry in self.orders.entries() {
+            let (_, o) = entry?;
+            let (fallback, delivery_date) = match &o.answer {
+                OrderResponse::Accepted(a) => (OrderState::Accepted, Some(a.delivery_date)),
+                OrderResponse::Declined { .. } => (OrderState::Declined, None),
+                OrderResponse::Rejected { .. } => (OrderState::Rejected, None),
+                _ => (OrderState::Submitted, None),
+            };
+            rows.push(crate::kiosk::app::CounterRow {
+                order_id: o.order_id,
+                placed_at_ms: o.placed_at_ms,
+                prints: o.lines.iter().map(|l| u32::from(l.quantity)).sum(),
+                total: o.total,
+                card_brand: o.card_brand,
+                card_last4: o.card_last4.clone(),
+                delivery_date,
+                state: state_of(o.order_id, fallback),
+            });
+        }
+        for entry in self.outbox.entries() {
+            let (_, request) = entry?;
+            let s = request.order();
+            rows.push(crate::kiosk::app::CounterRow {
+                order_id: s.order_id,
+                placed_at_ms: s.placed_at_ms,
+                prints: s.lines.iter().map(|l| u32::from(l.quantity)).sum(),
+                total: s.total,
+                card_brand: s.card.pan.brand(),
+                card_last4: s.card.pan.last4().to_string(),
+                delivery_date: None,
+                state: state_of(s.order_id, OrderState::Draft),
+            });
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.order_id));
+        Ok(rows)
+    }
+
+    /// Counter mode: the customer has their prints. Only an order the courier
+    /// delivered to this store can be handed over; the hand-over is an order event.
+    pub async fn mark_collected(&self, id: OrderId) -> Result<(), KioskError> {
+        use printmesh_protocol::order::OrderState;
+        let state = self
+            .node
+            .events
+            .state_of(id)
+            .map_err(|e| KioskError::Order(e.to_string()))?;
+        if state != OrderState::Delivered {
+            return Err(KioskError::Order(format!(
+                "order {id} is {state:?}, not delivered to the store"
+            )));
+        }
+        self.node
+            .emit(id, printmesh_protocol::messages::EventKind::Collected)
+            .await;
+        tracing::info!(order_id = %id, "collected at the counter");
+        Ok(())
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }

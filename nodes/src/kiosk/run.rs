@@ -1,0 +1,539 @@
+//! The kiosk screen in a real terminal: crossterm input, the devices, the node, and the
+//! [`App`] state machine between them.
+//!
+//! Every source of events runs in its own task or thread and sends [`Action`]s into one
+//! bounded channel: the keyboard (and a keyboard-wedge card reader typing into it),
+//! a clock tick, the media-slot watcher, the chip reader, a serial or input-event card
+//! reader, the network's state, the thumbnail workers, and the tasks that carry out
+//! effects (placing an order, printing a receipt). The loop applies each action,
+//! carries out the effects it returns, and redraws. Nothing slow runs on the loop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use futures::StreamExt;
+use printmesh_protocol::messages::Role;
+use ratatui::layout::Size;
+use tokio::sync::mpsc;
+
+use super::app::{Action, App, AppConfig, DemoCard, Effect, Key, OrderPlan, Screen};
+use super::chip::{ChipRead, ChipReader, FileChipReader};
+use super::receipt;
+use super::thumbs::{LoaderEvent, ThumbLoader};
+use super::ui::{preview_area, Ui};
+use crate::media::scan;
+use crate::node::{now_ms, Node};
+use crate::roles::kiosk::{Draft, Kiosk};
+
+/// How often the media slot is looked at.
+pub const SLOT_POLL: Duration = Duration::from_millis(400);
+/// How often the chip reader is polled.
+pub const CHIP_POLL: Duration = Duration::from_millis(300);
+/// The screen's clock.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Most actions waiting for the loop.
+pub const ACTION_QUEUE: usize = 4096;
+/// Thumbnail worker threads.
+pub const THUMB_WORKERS: usize = 2;
+
+/// What the demo adds to the kiosk screen.
+pub struct Demo {
+    pub cards: Vec<DemoCard>,
+    /// F5 takes the memory card out of the slot (into this directory) and puts it
+    /// back.
+    pub card_shelf: PathBuf,
+}
+
+enum Msg {
+    App(Action),
+    Quit,
+    DemoToggleMedia,
+}
+
+/// The richer-protocol preview: rebuilt when the photo or the area changes.
+struct RichPreview {
+    picker: ratatui_image::picker::Picker,
+    built_for: Option<(u64, usize, ratatui::layout::Rect)>,
+    protocol: Option<ratatui_image::protocol::Protocol>,
+}
+
+fn app_config(node: &Node, kiosk: &Kiosk, demo: Option<&Demo>) -> AppConfig {
+    let k = kiosk.config();
+    AppConfig {
+        store_name: k.store_name.clone(),
+        kiosk_name: node.config.name.clone(),
+        prices: kiosk.prices().clone(),
+        lang: k.language,
+        credit_pin: k.credit_pin,
+        pin_pad: kiosk.takes_pins(),
+        idle_timeout_ms: (k.idle_timeout_secs * 1000) as i64,
+        thanks_timeout_ms: (k.thanks_timeout_secs * 1000) as i64,
+        offline_floor_limit_minor: k.offline_floor_limit_minor,
+        staff_pin: k.staff_pin.clone(),
+        demo_cards: demo.map(|d| d.cards.clone()).unwrap_or_default(),
+        utc_offset_hours: k.utc_offset_hours,
+    }
+}
+
+fn map_key(ev: KeyEvent) -> Option<Result<Key, ()>> {
+    if ev.kind != KeyEventKind::Press {
+        return None;
+    }
+    if ev.modifiers.contains(KeyModifiers::CONTROL) && ev.code == KeyCode::Char('c') {
+        return Some(Err(()));
+    }
+    Some(Ok(match ev.code {
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::Left => Key::Left,
+        KeyCode::Right => Key::Right,
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Backspace => Key::Backspace,
+        KeyCode::Char(c) => Key::Char(c),
+        KeyCode::F(n) => Key::F(n),
+        _ => return None,
+    }))
+}
+
+fn media_present(dir: &Path) -> bool {
+    dir.join("DCIM").is_dir()
+}
+
+/// Runs the kiosk screen until Ctrl-C (or SIGTERM). The terminal is restored on the
+/// way out, also after a panic.
+pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::Result<()> {
+    let cfg = kiosk.config().clone();
+    let mut app = App::new(app_config(&node, &kiosk, demo.as_ref()), now_ms());
+    let (tx, mut rx) = mpsc::channel::<Msg>(ACTION_QUEUE);
+
+    let mut terminal = ratatui::try_init()?;
+    let picker = if std::env::var("PRINTMESH_GRAPHICS").as_deref() == Ok("halfblocks") {
+        None
+    } else {
+        ratatui_image::picker::Picker::from_query_stdio()
+            .ok()
+            .filter(|p| p.protocol_type() != ratatui_image::picker::ProtocolType::Halfblocks)
+    };
+    let mut rich = picker.map(|picker| RichPreview {
+        picker,
+        built_for: None,
+        protocol: None,
+    });
+    let size = terminal.size().unwrap_or(Size::new(80, 24));
+    app.update(Action::Resize {
+        width: size.width,
+        height: size.height,
+    });
+
+    // The keyboard, and a keyboard-wedge reader typing into it.
+    let keys_tx = tx.clone();
+    let demo_mode = demo.is_some();
+    tokio::spawn(async move {
+        let mut events = EventStream::new();
+        while let Some(Ok(event)) = events.next().await {
+            let msg = match event {
+                Event::Key(k) if demo_mode && k.code == KeyCode::F(5) => {
+                    (k.kind == KeyEventKind::Press).then_some(Msg::DemoToggleMedia)
+                }
+                Event::Key(k) => match map_key(k) {
+                    Some(Ok(key)) => Some(Msg::App(Action::Key(key))),
+                    Some(Err(())) => Some(Msg::Quit),
+                    None => None,
+                },
+                Event::Resize(width, height) => Some(Msg::App(Action::Resize { width, height })),
+                _ => None,
+            };
+            if let Some(msg) = msg {
+                if keys_tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    // The clock.
+    let tick_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            every.tick().await;
+            let tick = Msg::App(Action::Tick { now_ms: now_ms() });
+            if tick_tx.send(tick).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // The media slot.
+    if let Some(dir) = cfg.media_dir.clone() {
+        let slot_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut every = tokio::time::interval(SLOT_POLL);
+            loop {
+                every.tick().await;
+                let d = dir.clone();
+                let present = tokio::task::spawn_blocking(move || media_present(&d))
+                    .await
+                    .unwrap_or(false);
+                if last != Some(present) {
+                    last = Some(present);
+                    if slot_tx
+                        .send(Msg::App(Action::MediaPresent(present)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    // The IC card reader.
+    if let Some(slot) = cfg.chip_slot.clone() {
+        let chip_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut reader = FileChipReader::new(&slot);
+            let mut last = ChipRead::Empty;
+            let mut every = tokio::time::interval(CHIP_POLL);
+            loop {
+                every.tick().await;
+                let read = reader.poll();
+                if read != last {
+                    let send = match &read {
+                        ChipRead::Empty => ChipRead::Empty,
+                        ChipRead::Card(c) => ChipRead::Card(c.clone()),
+                        ChipRead::Unreadable(w) => ChipRead::Unreadable(w.clone()),
+                    };
+                    last = read;
+                    if chip_tx.send(Msg::App(Action::Chip(send))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    // A serial or input-event card reader.
+    let reader_tx = tx.clone();
+    let _reader = super::reader::spawn(&cfg.card_reader, move |swipe| {
+        let _ = reader_tx.blocking_send(Msg::App(Action::Swipe(swipe)));
+    });
+
+    // The network: is an intermediary reachable?
+    let net_tx = tx.clone();
+    let client = node.client.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let online = !client.peers_with_role(Role::Intermediary).await.is_empty();
+            if net_tx
+                .send(Msg::App(Action::Network { online }))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    // Thumbnails.
+    let thumb_tx = tx.clone();
+    let loader = ThumbLoader::new(THUMB_WORKERS, move |event| {
+        let action = match event {
+            LoaderEvent::Loaded { generation, item } => Action::Loaded { generation, item },
+            LoaderEvent::Preview {
+                generation,
+                index,
+                thumb,
+            } => Action::Preview {
+                generation,
+                index,
+                thumb,
+            },
+        };
+        let _ = thumb_tx.blocking_send(Msg::App(action));
+    });
+
+    let mut runtime = Runtime {
+        node: node.clone(),
+        kiosk: kiosk.clone(),
+        tx: tx.clone(),
+        loader: Arc::new(loader),
+        demo,
+    };
+    let mut term = Box::pin(crate::node::shutdown_signal());
+    draw(&mut terminal, &app, &mut rich)?;
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = &mut term => Some(Msg::Quit),
+        };
+        let Some(first) = msg else { break };
+        // Apply everything that is waiting, then draw once.
+        let mut next = Some(first);
+        let mut quit = false;
+        let mut handled = 0;
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Quit => quit = true,
+                Msg::DemoToggleMedia => runtime.demo_toggle_media(),
+                Msg::App(action) => {
+                    for effect in app.update(action) {
+                        runtime.carry_out(effect);
+                    }
+                }
+            }
+            handled += 1;
+            if handled < 256 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if quit {
+            break;
+        }
+        draw(&mut terminal, &app, &mut rich)?;
+    }
+    ratatui::try_restore()?;
+    Ok(())
+}
+
+fn draw(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &App,
+    rich: &mut Option<RichPreview>,
+) -> std::io::Result<()> {
+    if let Some(r) = rich.as_mut() {
+        r.update(app);
+    }
+    let preview = rich.as_ref().and_then(|r| r.protocol.as_ref());
+    terminal.draw(|f| f.render_widget(Ui { app, preview }, f.area()))?;
+    Ok(())
+}
+
+impl RichPreview {
+    fn update(&mut self, app: &App) {
+        let Some(card) = app.card_view().filter(|_| app.screen == Screen::Select) else {
+            self.protocol = None;
+            self.built_for = None;
+            return;
+        };
+        let area = preview_area(app.size.0, app.size.1);
+        let Some((index, Some(thumb))) = &card.preview else {
+            return;
+        };
+        let key = (card.generation, *index, area);
+        if self.built_for == Some(key) {
+            return;
+        }
+        self.built_for = Some(key);
+        self.protocol = thumb.to_image().and_then(|img| {
+            self.picker
+                .new_protocol(
+                    img,
+                    ratatui::layout::Rect::new(0, 0, area.width, area.height).into(),
+                    ratatui_image::Resize::Fit(None),
+                )
+                .ok()
+        });
+    }
+}
+
+struct Runtime {
+    node: Node,
+    kiosk: Arc<Kiosk>,
+    tx: mpsc::Sender<Msg>,
+    loader: Arc<ThumbLoader>,
+    demo: Option<Demo>,
+}
+
+impl Runtime {
+    fn send_later(&self, action: Action) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Msg::App(action)).await;
+        });
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        let cfg = self.kiosk.config().clone();
+        match effect {
+            Effect::ScanMedia { generation } => {
+                let Some(dir) = cfg.media_dir.clone() else {
+                    return;
+                };
+                let tx = self.tx.clone();
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let _ = done_tx.send(scan(&dir).map_err(|e| e.to_string()));
+                });
+                let loader = self.loader.clone();
+                tokio::spawn(async move {
+                    let result = done_rx
+                        .await
+                        .unwrap_or_else(|_| Err("the card could not be read".into()));
+                    // The loader has the photos before the screen does, so the first
+                    // thumbnails are on their way when the grid first draws.
+                    if let Ok(images) = &result {
+                        loader.load_card(generation, images.clone());
+                    }
+                    let _ = tx
+                        .send(Msg::App(Action::MediaScanned { generation, result }))
+                        .await;
+                });
+            }
+            Effect::ForgetMedia => self.loader.clear(),
+            Effect::FocusThumbs { generation, window } => self.loader.focus(generation, window),
+            Effect::WantPreview { generation, index } => {
+                self.loader.want_preview(generation, index)
+            }
+            Effect::PlaceOrder(plan) => self.place_order(*plan, cfg.answer_timeout_secs),
+            Effect::PrintReceipt(r) => {
+                let dir = self.node.config.data_dir.join("receipts");
+                let printer = cfg.receipt_printer.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        receipt::print(&r, &dir, printer.as_ref())
+                    })
+                    .await;
+                    let outcome = match result {
+                        Ok(Ok(p)) => {
+                            tracing::info!(file = %p.text_file.display(), printer = ?p.printer, "receipt printed");
+                            Ok(p.printer
+                                .unwrap_or_else(|| p.text_file.display().to_string()))
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!("receipt: {e}");
+                            Err(e.to_string())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(Msg::App(Action::ReceiptPrinted(outcome))).await;
+                });
+            }
+            Effect::CounterRefresh => match self.kiosk.counter_rows() {
+                Ok(rows) => self.send_later(Action::CounterRows(rows)),
+                Err(e) => tracing::error!("counter: {e}"),
+            },
+            Effect::MarkCollected(id) => {
+                let kiosk = self.kiosk.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = kiosk
+                        .mark_collected(id)
+                        .await
+                        .map(|()| id)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::App(Action::CounterCollected(result))).await;
+                });
+            }
+            Effect::DemoInsertChip { track2_equivalent } => {
+                if let Some(slot) = &cfg.chip_slot {
+                    let text = format!("track2_equivalent = \"{track2_equivalent}\"\n");
+                    let tmp = slot.join("card.toml.tmp");
+                    let _ = std::fs::create_dir_all(slot)
+                        .and_then(|()| std::fs::write(&tmp, text))
+                        .and_then(|()| std::fs::rename(&tmp, slot.join("card.toml")));
+                }
+            }
+            Effect::DemoRemoveChip => {
+                if let Some(slot) = &cfg.chip_slot {
+                    let _ = std::fs::remove_file(slot.join("card.toml"));
+                }
+            }
+        }
+    }
+
+    fn place_order(&self, plan: OrderPlan, answer_timeout_secs: u64) {
+        let kiosk = self.kiosk.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let send = |a: Action| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(Msg::App(a)).await;
+                }
+            };
+            let OrderPlan {
+                lines,
+                method,
+                card,
+                pin,
+            } = plan;
+            let pin_block = match pin {
+                Some(mut pad) => match kiosk.encrypt_pin(&mut pad, &card.pan) {
+                    Ok(block) => Some(block),
+                    Err(e) => return send(Action::OrderFailed(e.to_string())).await,
+                },
+                None => None,
+            };
+            let draft = Draft {
+                order_id: None,
+                lines,
+                method,
+                card,
+                pin_block,
+            };
+            let id = match kiosk.place_order(draft).await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!("order not saved: {e}");
+                    return send(Action::OrderFailed(e.to_string())).await;
+                }
+            };
+            send(Action::OrderSaved(id)).await;
+            let answer = kiosk.wait_for_answer(id, Duration::from_secs(answer_timeout_secs));
+            tokio::pin!(answer);
+            let mut every = tokio::time::interval(Duration::from_millis(150));
+            loop {
+                tokio::select! {
+                    result = &mut answer => {
+                        match result {
+                            Ok(order) => send(Action::OrderAnswered(Box::new(order))).await,
+                            Err(_) => send(Action::OrderPending(id)).await,
+                        }
+                        break;
+                    }
+                    _ = every.tick() => {
+                        if let Some(p) = kiosk.progress(id) {
+                            send(Action::Progress(id, p)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Demo only: F5 takes the memory card out of the slot, or puts it back.
+    fn demo_toggle_media(&self) {
+        let (Some(demo), Some(slot)) = (&self.demo, &self.kiosk.config().media_dir) else {
+            return;
+        };
+        let (from, to) = if media_present(slot) {
+            (slot.join("DCIM"), demo.card_shelf.join("DCIM"))
+        } else {
+            (demo.card_shelf.join("DCIM"), slot.join("DCIM"))
+        };
+        let misc = |root: &Path| root.join("MISC");
+        let (misc_from, misc_to) = if media_present(slot) {
+            (misc(slot), misc(&demo.card_shelf))
+        } else {
+            (misc(&demo.card_shelf), misc(slot))
+        };
+        let _ = std::fs::create_dir_all(&demo.card_shelf);
+        // MISC first, so the card "arrives" with its DPOF order when DCIM appears.
+        if !media_present(slot) {
+            let _ = std::fs::rename(&misc_from, &misc_to);
+            let _ = std::fs::rename(&from, &to);
+        } else {
+            let _ = std::fs::rename(&from, &to);
+            let _ = std::fs::rename(&misc_from, &misc_to);
+        }
+    }
+}
