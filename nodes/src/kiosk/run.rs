@@ -98,6 +98,28 @@ fn map_key(ev: KeyEvent) -> Option<Result<Key, ()>> {
     }))
 }
 
+/// Whether to ask the terminal which graphics protocol it speaks. The query's reader
+/// thread keeps reading stdin until the terminal answers, so a terminal that never
+/// answers would lose the customer's first key: ask only terminals that announce a
+/// graphics protocol (kitty, WezTerm, iTerm2, Ghostty, foot, mlterm, Konsole), or when
+/// `PRINTMESH_GRAPHICS=query`. `PRINTMESH_GRAPHICS=halfblocks` never asks.
+fn wants_graphics_query() -> bool {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    match var("PRINTMESH_GRAPHICS").as_str() {
+        "query" => return true,
+        "halfblocks" => return false,
+        _ => {}
+    }
+    let term = var("TERM");
+    let program = var("TERM_PROGRAM");
+    !var("KITTY_WINDOW_ID").is_empty()
+        || !var("KONSOLE_VERSION").is_empty()
+        || ["kitty", "foot", "mlterm", "ghostty", "wezterm"]
+            .iter()
+            .any(|t| term.contains(t))
+        || ["WezTerm", "iTerm.app", "ghostty"].contains(&program.as_str())
+}
+
 fn media_present(dir: &Path) -> bool {
     dir.join("DCIM").is_dir()
 }
@@ -110,12 +132,12 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
     let (tx, mut rx) = mpsc::channel::<Msg>(ACTION_QUEUE);
 
     let mut terminal = ratatui::try_init()?;
-    let picker = if std::env::var("PRINTMESH_GRAPHICS").as_deref() == Ok("halfblocks") {
-        None
-    } else {
+    let picker = if wants_graphics_query() {
         ratatui_image::picker::Picker::from_query_stdio()
             .ok()
             .filter(|p| p.protocol_type() != ratatui_image::picker::ProtocolType::Halfblocks)
+    } else {
+        None
     };
     let mut rich = picker.map(|picker| RichPreview {
         picker,
