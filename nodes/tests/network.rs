@@ -571,3 +571,95 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Counter mode on a real kiosk node: its orders with their state from the order
+/// events it holds; only a delivered order can be handed over, and the hand-over is a
+/// signed event of the kiosk's own.
+#[tokio::test]
+async fn the_counter_hands_over_only_delivered_orders() {
+    use printmesh_nodes::kiosk::pinpad::PinPad;
+    use printmesh_nodes::roles::kiosk::draft_from_card;
+    use printmesh_protocol::messages::{EventKind, OrderEvent};
+    use printmesh_protocol::order::OrderState;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let (node, kiosk) =
+        printmesh_nodes::node::start_kiosk(config(dir.path(), Role::Kiosk, &network, vec![]))
+            .await
+            .unwrap();
+    let card = CardData {
+        pan: "4111111111111111".parse().unwrap(),
+        expiry: Expiry::new(2030, 12).unwrap(),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut draft = draft_from_card(
+            &fixtures().join("memory-card"),
+            PrintSize::L,
+            PaymentMethod::Debit,
+            card.clone(),
+        )
+        .unwrap();
+        let mut pad = PinPad::default();
+        "1234".chars().for_each(|c| {
+            pad.push(c);
+        });
+        draft.pin_block = Some(kiosk.encrypt_pin(&mut pad, &card.pan).unwrap());
+        ids.push(kiosk.place_order(draft).await.unwrap());
+    }
+    // No intermediary: both wait in the outbox, and the counter lists them.
+    let rows = kiosk.counter_rows().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.prints == 3 && r.card_last4 == "1111"));
+
+    // The first order's afterlife arrives as events from the network.
+    let origin = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_bytes();
+    let kinds = [
+        EventKind::Submitted {
+            store: "store-test".parse().unwrap(),
+            total: Money::new(90, Currency::Jpy),
+        },
+        EventKind::Authorised {
+            auth_code: "7UCEPP".to_string().try_into().unwrap(),
+        },
+        EventKind::Accepted {
+            delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+            lab: "Lab".into(),
+        },
+        EventKind::Printed,
+        EventKind::Shipped,
+        EventKind::Delivered,
+    ];
+    for (seq, kind) in kinds.into_iter().enumerate() {
+        node.events
+            .record(&OrderEvent {
+                origin: origin.clone(),
+                seq: seq as u64 + 1,
+                order_id: ids[0],
+                at_ms: 1_000 + seq as i64,
+                kind,
+            })
+            .unwrap();
+    }
+    let rows = kiosk.counter_rows().unwrap();
+    let state = |id| rows.iter().find(|r| r.order_id == id).unwrap().state;
+    assert_eq!(state(ids[0]), OrderState::Delivered);
+
+    let refused = kiosk.mark_collected(ids[1]).await.unwrap_err().to_string();
+    assert!(refused.contains("not delivered"), "{refused}");
+    kiosk.mark_collected(ids[0]).await.unwrap();
+    assert_eq!(node.events.state_of(ids[0]).unwrap(), OrderState::Collected);
+    let mine = node
+        .events
+        .events_for(ids[0])
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == EventKind::Collected)
+        .unwrap();
+    assert_eq!(mine.origin, node.peer_id().to_bytes());
+    node.shutdown().await;
+}
