@@ -42,14 +42,20 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// JPEG is camera-sized, and its 160×120 thumbnail.
 fn base_photo(seed: u32) -> Res<(Vec<u8>, Vec<u8>)> {
     let img = RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
-        let h = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ seed.wrapping_mul(83_492_791))
-            .wrapping_mul(2_654_435_761)
+        let h = (x.wrapping_mul(73_856_093)
+            ^ y.wrapping_mul(19_349_663)
+            ^ seed.wrapping_mul(83_492_791))
+        .wrapping_mul(2_654_435_761)
             >> 27;
         let wave = (((x / 7 + y / 11 + seed * 13) % 64) as i32 - 32).unsigned_abs();
         let r = (x * 255 / WIDTH) as i32 + h as i32 - 16;
         let g = (y * 255 / HEIGHT) as i32 + wave as i32 - 16;
         let b = ((x + y + seed * 400) % 256) as i32 / 2 + h as i32;
-        image::Rgb([r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8])
+        image::Rgb([
+            r.clamp(0, 255) as u8,
+            g.clamp(0, 255) as u8,
+            b.clamp(0, 255) as u8,
+        ])
     });
     let mut full = Vec::new();
     JpegEncoder::new_with_quality(&mut full, 85).encode_image(&img)?;
@@ -114,7 +120,10 @@ fn card(photos: usize) -> Res<PathBuf> {
         return Ok(root);
     }
     std::fs::create_dir_all(&dir)?;
-    eprintln!("generating {photos} photos of {WIDTH}×{HEIGHT} in {} …", root.display());
+    eprintln!(
+        "generating {photos} photos of {WIDTH}×{HEIGHT} in {} …",
+        root.display()
+    );
     let started = Instant::now();
     let mut bases = Vec::new();
     for seed in 0..BASES {
@@ -161,7 +170,11 @@ fn kiosk_index(root: &Path) -> Res<Timing> {
         match rx.recv_timeout(Duration::from_secs(60))? {
             LoaderEvent::Loaded { item, .. } => {
                 if item.thumb.is_none() {
-                    return Err(format!("photo {} has no thumbnail: {:?}", item.index, item.info.error).into());
+                    return Err(format!(
+                        "photo {} has no thumbnail: {:?}",
+                        item.index, item.info.error
+                    )
+                    .into());
                 }
                 loaded += 1;
                 if item.index < FIRST_SCREEN {
@@ -243,16 +256,36 @@ fn kiosk_peak_rss(root: &Path, photos: usize) -> Res<u64> {
         ),
     )?;
     let socket = format!("printmesh-bench-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &socket]).args(args).output();
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+    };
     let command = format!(
         "exec {} kiosk --config {}",
         env!("CARGO_BIN_EXE_printmesh"),
         config.display()
     );
-    tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "k", "-x", "80", "-y", "24", &command])?;
+    tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "k",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ])?;
     let result = (|| -> Res<u64> {
         let screen = || -> Res<String> {
-            Ok(String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "k"])?.stdout).into_owned())
+            Ok(
+                String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "k"])?.stdout)
+                    .into_owned(),
+            )
         };
         let wait_for = |text: &str| -> Res<()> {
             let deadline = Instant::now() + Duration::from_secs(600);
@@ -280,9 +313,10 @@ fn kiosk_peak_rss(root: &Path, photos: usize) -> Res<u64> {
             tmux(&["send-keys", "-t", "k", "Up"])?;
         }
         wait_for(&format!("Photo {} of {photos}", 1 + (photos - 1) % 3))?;
-        let pid = String::from_utf8_lossy(&tmux(&["list-panes", "-t", "k", "-F", "#{pane_pid}"])?.stdout)
-            .trim()
-            .to_string();
+        let pid =
+            String::from_utf8_lossy(&tmux(&["list-panes", "-t", "k", "-F", "#{pane_pid}"])?.stdout)
+                .trim()
+                .to_string();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let hwm = status
             .lines()

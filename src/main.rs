@@ -133,6 +133,14 @@ fn init_logging(default: &str, file: Option<&std::path::Path>) {
             .open(path)
             .ok()
     });
+    if file.is_some() && opened.is_none() {
+        // The screen owns the terminal: no log rather than a log across the screen.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::sink)
+            .init();
+        return;
+    }
     match opened {
         Some(f) => tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -16,7 +16,8 @@ use chrono::NaiveDate;
 use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::load_prices;
 use printmesh_nodes::kiosk::app::{
-    Action, App, AppConfig, CounterRow, CreditPin, DemoCard, Effect, Key, Notice, Problem, Screen,
+    Action, App, AppConfig, CounterRow, CreditPin, DemoCard, Effect, Key, Notice, Problem,
+    Redacted, Screen,
 };
 use printmesh_nodes::kiosk::chip::ChipRead;
 use printmesh_nodes::kiosk::i18n::Lang;
@@ -53,7 +54,7 @@ fn config(lang: Lang) -> AppConfig {
         idle_timeout_ms: 120_000,
         thanks_timeout_ms: 10_000,
         offline_floor_limit_minor: 0,
-        staff_pin: Some("2468".into()),
+        staff_pin: Some(Redacted("2468".into())),
         demo_cards: cards.iter().map(DemoCard::from_test_card).collect(),
         utc_offset_hours: 9,
     }
@@ -113,7 +114,7 @@ impl Kiosk {
                 Effect::PlaceOrder(plan) => self.placed.push(*plan),
                 Effect::PrintReceipt(_) => self.printed += 1,
                 Effect::DemoInsertChip { track2_equivalent } => {
-                    self.chip_inserts.push(track2_equivalent)
+                    self.chip_inserts.push(track2_equivalent.0)
                 }
                 _ => {}
             }
@@ -239,7 +240,7 @@ fn every_screen_in_both_languages() {
         assert_eq!(k.app.screen, Screen::Done);
         snap("s508_done", lang, &k);
         k.key(Key::Enter);
-        k.act(Action::ReceiptPrinted(Ok("spool".into())));
+        k.act(Action::ReceiptPrinted(order_id(), Ok("spool".into())));
         snap("s509_receipt", lang, &k);
         k.key(Key::Enter);
         snap("s510_thanks", lang, &k);
@@ -583,6 +584,7 @@ fn counter_mode_needs_the_staff_pin_and_hands_over_only_delivered_orders() {
         Screen::Insert,
         "three wrong staff PINs: back out"
     );
+    k.at(61_000);
     k.key(Key::F(9));
     k.type_text("2468");
     let fx = k.app.update(Action::Key(Key::Enter));
@@ -603,4 +605,133 @@ fn counter_mode_needs_the_staff_pin_and_hands_over_only_delivered_orders() {
         matches!(fx.as_slice(), [Effect::MarkCollected(id)] if id.to_string() == delivered),
         "{fx:?}"
     );
+}
+
+#[test]
+fn a_customer_arriving_at_an_idle_kiosk_is_not_timed_out() {
+    let mut k = Kiosk::new(Lang::En);
+    // Nobody for ten minutes, then a memory card.
+    k.at(600_000);
+    k.act(Action::MediaPresent(true));
+    assert_eq!(k.app.screen, Screen::Select);
+    k.at(600_250);
+    assert_eq!(
+        k.app.screen,
+        Screen::Select,
+        "the new session has its own idle time"
+    );
+    // A long wait for the network does not skip the delivery date either.
+    k.go_to_method();
+    k.key(Key::Enter);
+    k.type_text(VISA_SWIPE);
+    k.keys(&[Key::Enter, Key::Enter]);
+    k.at(600_000 + 200_000);
+    k.answer(accepted());
+    k.at(600_000 + 200_250);
+    assert_eq!(k.app.screen, Screen::Done);
+}
+
+#[test]
+fn going_back_does_not_give_fresh_pin_tries() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    for _ in 0..2 {
+        k.type_text("9999");
+        k.key(Key::Enter);
+        k.answer(OrderResponse::Declined {
+            order_id: order_id(),
+            code: DeclineCode::IncorrectPin,
+        });
+    }
+    // Back to the payment methods and in again: still only one try left.
+    k.keys(&[Key::Esc, Key::Esc]);
+    assert_eq!(k.app.screen, Screen::Method);
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    k.type_text("9999");
+    k.key(Key::Enter);
+    k.answer(OrderResponse::Declined {
+        order_id: order_id(),
+        code: DeclineCode::IncorrectPin,
+    });
+    assert_eq!(k.app.screen, Screen::Problem(Problem::PinLocked));
+}
+
+#[test]
+fn two_digit_quantities_on_the_sizes_screen() {
+    let mut k = Kiosk::new(Lang::En);
+    k.act(Action::MediaPresent(true));
+    k.keys(&[Key::Down, Key::Down, Key::Enter]);
+    assert_eq!(k.app.screen, Screen::Sizes);
+    // Row 2 is the second picked photo (card index 2).
+    k.keys(&[Key::Down, Key::Down]);
+    k.type_text("12");
+    assert_eq!(k.app.session.picks[&2].quantity, 12);
+    assert_eq!(
+        k.app.session.picks[&0].quantity, 2,
+        "the other photo is untouched"
+    );
+    k.key(Key::Backspace);
+    assert_eq!(k.app.session.picks[&2].quantity, 1);
+}
+
+#[test]
+fn an_ic_card_already_in_the_reader_is_read_when_ic_is_chosen() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    let card =
+        printmesh_protocol::card::parse_track2_equivalent("4111111111111111D3012101").unwrap();
+    k.act(Action::Chip(ChipRead::Card(card)));
+    assert_eq!(k.app.screen, Screen::Method, "not asked for yet");
+    let fx = k.app.update(Action::Key(Key::Char('4')));
+    assert!(matches!(fx.as_slice(), [Effect::RereadChip]), "{fx:?}");
+}
+
+#[test]
+fn no_payment_is_taken_if_the_network_drops_after_the_method_was_chosen() {
+    let mut k = Kiosk::new(Lang::En);
+    k.go_to_method();
+    k.key(Key::Char('2'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    k.act(Action::Network { online: false });
+    k.type_text("1234");
+    k.key(Key::Enter);
+    assert!(k.placed.is_empty());
+    assert_eq!(k.app.screen, Screen::Method);
+    assert_eq!(k.app.notice, Some(Notice::OfflineNoPayments));
+    assert!(k.app.session.card.is_none());
+}
+
+#[test]
+fn offline_credit_is_taken_without_a_pin() {
+    let mut cfg = config(Lang::En);
+    cfg.offline_floor_limit_minor = 1000;
+    let mut k = Kiosk::new(Lang::En);
+    k.app = App::new(cfg, T0);
+    k.go_to_method();
+    k.key(Key::Char('1'));
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Sending, "no PIN screen offline");
+    assert!(k.placed.pop().unwrap().pin.is_none());
+}
+
+#[test]
+fn counter_mode_locks_after_three_wrong_staff_pins() {
+    let mut k = Kiosk::new(Lang::En);
+    for _ in 0..3 {
+        k.key(Key::F(9));
+        k.type_text("1111");
+        k.key(Key::Enter);
+    }
+    k.key(Key::F(9));
+    assert_eq!(k.app.screen, Screen::Insert, "locked for a while");
+    k.at(61_000);
+    k.key(Key::F(9));
+    assert_eq!(k.app.screen, Screen::StaffPin);
 }

@@ -307,6 +307,15 @@ pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
     pan_and_expiry(1, pan, rest)
 }
 
+/// Overwrites a string's bytes before its memory is released (for copies of card
+/// data that are only needed for a moment).
+pub fn wipe(s: String) {
+    let mut bytes = s.into_bytes();
+    for b in bytes.iter_mut() {
+        *b = std::hint::black_box(0);
+    }
+}
+
 /// Parses an EMV "track 2 equivalent" (tag 57) as a chip reader reports it, in hex
 /// nibbles: `PAN D YYMM SSS discretionary [F]`.
 pub fn parse_track2_equivalent(hex_digits: &str) -> Result<CardData, CardError> {
@@ -315,8 +324,12 @@ pub fn parse_track2_equivalent(hex_digits: &str) -> Result<CardData, CardError> 
         return Err(bad("too long"));
     }
     let upper = hex_digits.trim_end_matches(['F', 'f']).to_ascii_uppercase();
-    let (pan, rest) = upper.split_once('D').ok_or(bad("no field separator 'D'"))?;
-    pan_and_expiry(2, pan, rest)
+    let result = match upper.split_once('D') {
+        Some((pan, rest)) => pan_and_expiry(2, pan, rest),
+        None => Err(bad("no field separator 'D'")),
+    };
+    wipe(upper);
+    result
 }
 
 #[cfg(test)]

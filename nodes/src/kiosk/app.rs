@@ -42,6 +42,8 @@ pub const MAX_WRONG_PINS: u8 = 3;
 pub const MAX_WRONG_STAFF_PINS: u8 = 3;
 /// Photos on one order (the protocol's cap).
 pub const MAX_PICKS: usize = printmesh_protocol::messages::proto::MAX_ORDER_LINES;
+/// How long counter mode stays locked after too many wrong staff PINs.
+pub const STAFF_LOCKOUT_MS: i64 = 60_000;
 /// How often counter mode refreshes its list.
 pub const COUNTER_REFRESH_MS: i64 = 2_000;
 
@@ -110,6 +112,16 @@ impl DemoCard {
     }
 }
 
+/// A value that `Debug` never shows (a staff PIN, a card's chip data).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// What the kiosk screen needs from the config.
 #[derive(Clone, Debug)]
 pub struct AppConfig {
@@ -124,7 +136,7 @@ pub struct AppConfig {
     pub thanks_timeout_ms: i64,
     /// Offline, credit orders up to this amount are taken (0: none).
     pub offline_floor_limit_minor: i64,
-    pub staff_pin: Option<String>,
+    pub staff_pin: Option<Redacted<String>>,
     pub demo_cards: Vec<DemoCard>,
     /// Hours from UTC, for the receipt's local time.
     pub utc_offset_hours: i8,
@@ -362,7 +374,7 @@ pub enum Action {
     /// No final answer within the kiosk's patience: the order stays in the outbox.
     OrderPending(OrderId),
     OrderFailed(String),
-    ReceiptPrinted(Result<String, String>),
+    ReceiptPrinted(OrderId, Result<String, String>),
     CounterRows(Vec<CounterRow>),
     CounterCollected(Result<OrderId, String>),
 }
@@ -383,7 +395,13 @@ pub enum Effect {
     ScanMedia {
         generation: u64,
     },
-    ForgetMedia,
+    /// The card of this generation (and every older one) has left the slot.
+    ForgetMedia {
+        generation: u64,
+    },
+    /// Ask the chip reader for what is in its slot now (the customer chose to pay by
+    /// IC card, perhaps with the card already inserted).
+    RereadChip,
     FocusThumbs {
         generation: u64,
         window: Range<usize>,
@@ -398,7 +416,7 @@ pub enum Effect {
     MarkCollected(OrderId),
     /// The demo panel puts a test IC card into the (simulated) chip reader.
     DemoInsertChip {
-        track2_equivalent: String,
+        track2_equivalent: Redacted<String>,
     },
     DemoRemoveChip,
 }
@@ -447,6 +465,7 @@ pub struct App {
     pub counter: Counter,
     staff_pin: PinPad,
     wrong_staff_pins: u8,
+    staff_locked_until_ms: i64,
     swipe: SwipeAssembler,
     swipe_at_ms: i64,
     pub size: (u16, u16),
@@ -472,6 +491,7 @@ impl App {
             counter: Counter::default(),
             staff_pin: PinPad::default(),
             wrong_staff_pins: 0,
+            staff_locked_until_ms: 0,
             swipe: SwipeAssembler::default(),
             swipe_at_ms: now_ms,
             size: (80, 24),
@@ -510,6 +530,8 @@ impl App {
     fn go(&mut self, screen: Screen) {
         self.screen = screen;
         self.screen_since_ms = self.now_ms;
+        // A new screen is something happening: its idle time starts now.
+        self.last_input_ms = self.now_ms;
         self.session.focus = Focus::Body;
     }
 
@@ -594,15 +616,18 @@ impl App {
             Action::OrderFailed(why) => {
                 if self.screen == Screen::Sending {
                     self.session.sending = None;
+                    self.session.card = None;
                     self.go(Screen::Problem(Problem::Failed(why)));
                 }
                 Vec::new()
             }
-            Action::ReceiptPrinted(result) => {
-                self.session.printing = match result {
-                    Ok(_) => Printing::Printed,
-                    Err(e) => Printing::Failed(e),
-                };
+            Action::ReceiptPrinted(id, result) => {
+                if self.session.receipt.as_ref().map(|r| r.order_id) == Some(id) {
+                    self.session.printing = match result {
+                        Ok(_) => Printing::Printed,
+                        Err(e) => Printing::Failed(e),
+                    };
+                }
                 Vec::new()
             }
             Action::CounterRows(rows) => {
@@ -611,6 +636,7 @@ impl App {
                 self.counter.cursor = self.counter.cursor.min(n.saturating_sub(1));
                 Vec::new()
             }
+            Action::CounterCollected(_) if self.screen != Screen::Counter => Vec::new(),
             Action::CounterCollected(result) => {
                 self.notice = Some(match result {
                     Ok(id) => Notice::CounterCollected(id),
@@ -673,7 +699,9 @@ impl App {
             }];
         }
         self.media = Media::Empty;
-        let mut fx = vec![Effect::ForgetMedia];
+        let mut fx = vec![Effect::ForgetMedia {
+            generation: self.generation,
+        }];
         match self.screen {
             Screen::Select
             | Screen::Sizes
@@ -811,6 +839,7 @@ impl App {
     fn on_chip(&mut self, read: ChipRead) -> Vec<Effect> {
         let was_in = self.chip_in;
         self.chip_in = read != ChipRead::Empty;
+        self.last_input_ms = self.now_ms;
         let ic = self.session.method == Some(PaymentMethod::IcCard);
         match read {
             ChipRead::Card(card) if ic && self.screen == Screen::Card => self.card_read(card),
@@ -832,6 +861,7 @@ impl App {
     }
 
     fn on_swipe(&mut self, swipe: Swipe) -> Vec<Effect> {
+        self.last_input_ms = self.now_ms;
         let takes_swipe = self.screen == Screen::Card
             && self.session.method.is_some()
             && self.session.method != Some(PaymentMethod::IcCard);
@@ -850,6 +880,11 @@ impl App {
     }
 
     fn needs_pin(&self) -> bool {
+        // Offline, a PIN could not be checked until later, when the customer is gone:
+        // offline sales are credit without a PIN.
+        if self.session.offline {
+            return false;
+        }
         match self.session.method {
             Some(PaymentMethod::Debit | PaymentMethod::IcCard) => true,
             Some(PaymentMethod::Credit) => {
@@ -938,7 +973,9 @@ impl App {
     fn key_insert(&mut self, key: Key) -> Vec<Effect> {
         match key {
             Key::Enter if self.card_view().is_some() => self.start_browsing(),
-            Key::F(9) if self.cfg.staff_pin.is_some() => {
+            Key::F(9)
+                if self.cfg.staff_pin.is_some() && self.now_ms >= self.staff_locked_until_ms =>
+            {
                 self.staff_pin.clear();
                 self.go(Screen::StaffPin);
                 Vec::new()
@@ -1033,15 +1070,16 @@ impl App {
         }
     }
 
-    /// A digit typed for `row`: appended to the previous one if it came just before.
-    fn combine_digit(&mut self, row: usize, digit: u16) -> u16 {
+    /// A digit typed for the photo `index`: appended to the previous one if it came
+    /// just before, for the same photo.
+    fn combine_digit(&mut self, index: usize, digit: u16) -> u16 {
         let prev = self.session.last_digit;
         let combined = match prev {
-            Some((r, at)) if r == row && self.now_ms - at <= DIGIT_COMBINE_MS => {
+            Some((i, at)) if i == index && self.now_ms - at <= DIGIT_COMBINE_MS => {
                 let current = self
                     .session
                     .picks
-                    .get(&row)
+                    .get(&index)
                     .map(|p| p.quantity)
                     .unwrap_or(0);
                 let q = current * 10 + digit;
@@ -1053,7 +1091,7 @@ impl App {
             }
             _ => digit,
         };
-        self.session.last_digit = Some((row, self.now_ms));
+        self.session.last_digit = Some((index, self.now_ms));
         combined
     }
 
@@ -1082,6 +1120,8 @@ impl App {
             return Vec::new();
         }
         let rows = self.session.picks.len() + 1;
+        // Lines may have gone (quantity 0) since the row was last set.
+        self.session.size_row = self.session.size_row.min(rows - 1);
         let row = self.session.size_row;
         let picked: Vec<usize> = self.session.picks.keys().copied().collect();
         match (self.session.focus, key) {
@@ -1148,7 +1188,7 @@ impl App {
             (Focus::Body, Key::Char(c)) if c.is_ascii_digit() && row > 0 => {
                 if let Some(index) = picked.get(row - 1).copied() {
                     let digit = c as u16 - u16::from(b'0');
-                    let q = self.combine_digit(row, digit);
+                    let q = self.combine_digit(index, digit);
                     // Zero stays on screen as 0 until the customer moves on.
                     if let Some(p) = self.session.picks.get_mut(&index) {
                         p.quantity = q;
@@ -1242,7 +1282,8 @@ impl App {
             let total = self.total();
             let within =
                 total.is_some_and(|t| t.amount_minor() <= self.cfg.offline_floor_limit_minor);
-            if method != PaymentMethod::Credit || !within {
+            let pin_required = self.cfg.pin_pad && self.cfg.credit_pin == CreditPin::Required;
+            if method != PaymentMethod::Credit || !within || pin_required {
                 self.notice = Some(if self.cfg.offline_floor_limit_minor > 0 {
                     Notice::OfflineOnlyCredit(Money::new(
                         self.cfg.offline_floor_limit_minor,
@@ -1256,8 +1297,10 @@ impl App {
         }
         self.session.method = Some(method);
         self.session.card = None;
-        self.session.wrong_pins = 0;
         self.go(Screen::Card);
+        if method == PaymentMethod::IcCard && self.chip_in {
+            return vec![Effect::RereadChip];
+        }
         Vec::new()
     }
 
@@ -1283,7 +1326,7 @@ impl App {
                 };
                 if self.session.method == Some(PaymentMethod::IcCard) {
                     return vec![Effect::DemoInsertChip {
-                        track2_equivalent: card.track2_equivalent(),
+                        track2_equivalent: Redacted(card.track2_equivalent()),
                     }];
                 }
                 // The demo panel types exactly what a keyboard-wedge reader would.
@@ -1312,6 +1355,9 @@ impl App {
                 self.session.pin.clear();
                 self.session.card = None;
                 self.go(Screen::Card);
+                if self.session.method == Some(PaymentMethod::IcCard) && self.chip_in {
+                    return vec![Effect::RereadChip];
+                }
                 Vec::new()
             }
             Key::Enter => {
@@ -1369,8 +1415,8 @@ impl App {
                 let ok = self
                     .cfg
                     .staff_pin
-                    .as_deref()
-                    .is_some_and(|want| self.staff_pin.matches(want));
+                    .as_ref()
+                    .is_some_and(|want| self.staff_pin.matches(&want.0));
                 self.staff_pin.clear();
                 if ok {
                     self.wrong_staff_pins = 0;
@@ -1384,6 +1430,7 @@ impl App {
                     self.wrong_staff_pins += 1;
                     if self.wrong_staff_pins >= MAX_WRONG_STAFF_PINS {
                         self.wrong_staff_pins = 0;
+                        self.staff_locked_until_ms = self.now_ms + STAFF_LOCKOUT_MS;
                         return self.reset_to_insert(Some(Notice::StaffPinWrong));
                     }
                     self.notice = Some(Notice::StaffPinWrong);
@@ -1489,6 +1536,14 @@ impl App {
         let (Some(card), Some(method)) = (self.session.card.clone(), self.session.method) else {
             return Vec::new();
         };
+        // The network went away after the payment method was chosen online: the
+        // offline rules were not applied, so nothing is taken now.
+        if !self.online && !self.session.offline {
+            self.session.card = None;
+            self.notice = Some(Notice::OfflineNoPayments);
+            self.go(Screen::Method);
+            return Vec::new();
+        }
         let Some(view) = self.card_view() else {
             return self.reset_to_insert(Some(Notice::MediaRemoved));
         };
@@ -1518,7 +1573,7 @@ impl App {
     }
 
     fn on_order_saved(&mut self, id: OrderId) -> Vec<Effect> {
-        if self.screen != Screen::Sending {
+        if self.screen != Screen::Sending || self.session.sending != Some(Sending::Saving) {
             return Vec::new();
         }
         self.session.order_id = Some(id);

@@ -4,8 +4,9 @@
 //! real reader returns for EMV tag 57. Cryptogram verification is out of scope.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use printmesh_protocol::card::{parse_track2_equivalent, CardData};
+use printmesh_protocol::card::{parse_track2_equivalent, wipe, CardData};
 use serde::Deserialize;
 
 /// Largest chip file read.
@@ -23,6 +24,10 @@ pub enum ChipRead {
 pub trait ChipReader: Send {
     /// Looks at the slot now.
     fn poll(&mut self) -> ChipRead;
+
+    /// What is in the slot if it changed since the last call (or if `force`); `None`
+    /// when nothing changed. The reader keeps no card data between calls.
+    fn changed(&mut self, force: bool) -> Option<ChipRead>;
 }
 
 #[derive(Deserialize)]
@@ -34,17 +39,26 @@ struct ChipFile {
 /// A chip reader simulated by a directory.
 pub struct FileChipReader {
     slot: PathBuf,
+    /// The card file's length and modification time when last read: enough to tell a
+    /// change, without keeping anything of the card.
+    seen: Option<Option<(u64, Option<SystemTime>)>>,
 }
 
 impl FileChipReader {
     pub fn new(slot: &Path) -> FileChipReader {
         FileChipReader {
             slot: slot.to_path_buf(),
+            seen: None,
         }
     }
 
     pub fn card_file(&self) -> PathBuf {
         self.slot.join("card.toml")
+    }
+
+    fn stamp(&self) -> Option<(u64, Option<SystemTime>)> {
+        let meta = std::fs::metadata(self.card_file()).ok()?;
+        Some((meta.len(), meta.modified().ok()))
     }
 }
 
@@ -57,16 +71,32 @@ impl ChipReader for FileChipReader {
         if meta.len() > MAX_CHIP_FILE_BYTES {
             return ChipRead::Unreadable("the chip did not answer correctly".into());
         }
-        let parsed = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| toml::from_str::<ChipFile>(&t).ok())
-            .map(|f| parse_track2_equivalent(&f.track2_equivalent));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return ChipRead::Unreadable(
+                "the chip could not be read; please remove the card and try again".into(),
+            );
+        };
+        let parsed = toml::from_str::<ChipFile>(&text).ok().map(|f| {
+            let card = parse_track2_equivalent(&f.track2_equivalent);
+            wipe(f.track2_equivalent);
+            card
+        });
+        wipe(text);
         match parsed {
             Some(Ok(card)) => ChipRead::Card(card),
             _ => ChipRead::Unreadable(
                 "the chip could not be read; please remove the card and try again".into(),
             ),
         }
+    }
+
+    fn changed(&mut self, force: bool) -> Option<ChipRead> {
+        let stamp = self.stamp();
+        if !force && self.seen == Some(stamp) {
+            return None;
+        }
+        self.seen = Some(stamp);
+        Some(self.poll())
     }
 }
 
@@ -79,15 +109,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut reader = FileChipReader::new(dir.path());
         assert_eq!(reader.poll(), ChipRead::Empty);
+        assert_eq!(reader.changed(false), Some(ChipRead::Empty));
+        assert_eq!(reader.changed(false), None);
         std::fs::write(
             reader.card_file(),
             "track2_equivalent = \"3530111333300000D28071010000000000000F\"\n",
         )
         .unwrap();
-        assert!(matches!(reader.poll(), ChipRead::Card(c) if c.pan.last4() == "0000"));
+        assert!(
+            matches!(reader.changed(false), Some(ChipRead::Card(c)) if c.pan.last4() == "0000")
+        );
+        assert_eq!(reader.changed(false), None, "nothing changed, nothing read");
+        assert!(
+            matches!(reader.changed(true), Some(ChipRead::Card(_))),
+            "asked again"
+        );
         std::fs::write(reader.card_file(), "garbage").unwrap();
-        assert!(matches!(reader.poll(), ChipRead::Unreadable(_)));
+        assert!(matches!(
+            reader.changed(false),
+            Some(ChipRead::Unreadable(_))
+        ));
         std::fs::remove_file(reader.card_file()).unwrap();
-        assert_eq!(reader.poll(), ChipRead::Empty);
+        assert_eq!(reader.changed(false), Some(ChipRead::Empty));
     }
 }

@@ -8,10 +8,17 @@ use printmesh_protocol::pinblock::{format4, EncryptedPinBlock, Pin, PinError};
 /// Most digits a PIN may have.
 pub const MAX_PIN_DIGITS: usize = 12;
 
-/// Digits being typed.
-#[derive(Default)]
+/// Digits being typed. The buffer is allocated once at full size and wiped in place.
 pub struct PinPad {
     digits: Vec<u8>,
+}
+
+impl Default for PinPad {
+    fn default() -> Self {
+        PinPad {
+            digits: Vec::with_capacity(MAX_PIN_DIGITS),
+        }
+    }
 }
 
 impl Drop for PinPad {

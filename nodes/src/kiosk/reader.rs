@@ -5,7 +5,10 @@
 //!   The port's speed is set outside the kiosk (udev rule or `stty`).
 //! - `input-event`: a reader that is a USB HID keyboard of its own, read from its Linux
 //!   input device (`/dev/input/eventN`) as `struct input_event` records, key codes
-//!   mapped through the US layout the readers use, with Shift.
+//!   mapped through the US layout the readers use, with Shift. The kiosk does not grab
+//!   the device (that takes an ioctl this crate's `forbid(unsafe_code)` rules out), so
+//!   keep such a reader away from the kiosk's own console with a udev rule, or its
+//!   swipes would also arrive as keys (the screen drops swipes it did not ask for).
 //!
 //! Both feed the same [`SwipeAssembler`] as a keyboard-wedge swipe, so a swipe reads the
 //! same whichever way it arrived, and both wipe what they collected as soon as it is
@@ -67,6 +70,8 @@ pub fn read_serial(mut input: impl Read, mut on_swipe: impl FnMut(Swipe)) -> std
                 _ => garbled = assembler.is_active(),
             }
         }
+        // The bytes were track data: wipe them before the next read.
+        buf.iter_mut().for_each(|b| *b = std::hint::black_box(0));
     }
 }
 
@@ -194,7 +199,9 @@ pub fn spawn(
             let result = if events {
                 read_input_events(file, on_swipe)
             } else {
-                read_serial(std::io::BufReader::new(file), on_swipe)
+                // Unbuffered: the only copy of the bytes is the reader's own buffer,
+                // which it wipes.
+                read_serial(file, on_swipe)
             };
             match result {
                 Ok(()) => tracing::warn!(path = %path.display(), "the card reader went away"),

@@ -19,7 +19,7 @@ use ratatui::layout::Size;
 use tokio::sync::mpsc;
 
 use super::app::{Action, App, AppConfig, DemoCard, Effect, Key, OrderPlan, Screen};
-use super::chip::{ChipRead, ChipReader, FileChipReader};
+use super::chip::{ChipReader, FileChipReader};
 use super::receipt;
 use super::thumbs::{LoaderEvent, ThumbLoader};
 use super::ui::{preview_area, Ui};
@@ -71,7 +71,7 @@ fn app_config(node: &Node, kiosk: &Kiosk, demo: Option<&Demo>) -> AppConfig {
         idle_timeout_ms: (k.idle_timeout_secs * 1000) as i64,
         thanks_timeout_ms: (k.thanks_timeout_secs * 1000) as i64,
         offline_floor_limit_minor: k.offline_floor_limit_minor,
-        staff_pin: k.staff_pin.clone(),
+        staff_pin: k.staff_pin.clone().map(super::app::Redacted),
         demo_cards: demo.map(|d| d.cards.clone()).unwrap_or_default(),
         utc_offset_hours: k.utc_offset_hours,
     }
@@ -132,6 +132,8 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
     let (tx, mut rx) = mpsc::channel::<Msg>(ACTION_QUEUE);
 
     let mut terminal = ratatui::try_init()?;
+    // The terminal is given back on every way out, errors included.
+    let _restore = RestoreTerminal;
     let picker = if wants_graphics_query() {
         ratatui_image::picker::Picker::from_query_stdio()
             .ok()
@@ -155,7 +157,26 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
     let demo_mode = demo.is_some();
     tokio::spawn(async move {
         let mut events = EventStream::new();
-        while let Some(Ok(event)) = events.next().await {
+        let mut errors = 0u32;
+        loop {
+            let event = match events.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    // A read error is logged and survived; a terminal that keeps
+                    // failing ends the kiosk rather than leaving it deaf to keys.
+                    tracing::warn!("terminal input: {e}");
+                    errors += 1;
+                    if errors > 100 {
+                        let _ = keys_tx.send(Msg::Quit).await;
+                        break;
+                    }
+                    continue;
+                }
+                None => {
+                    let _ = keys_tx.send(Msg::Quit).await;
+                    break;
+                }
+            };
             let msg = match event {
                 Event::Key(k) if demo_mode && k.code == KeyCode::F(5) => {
                     (k.kind == KeyEventKind::Press).then_some(Msg::DemoToggleMedia)
@@ -215,24 +236,22 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         });
     }
 
-    // The IC card reader.
+    // The IC card reader: it reports changes (and, when asked, what is in the slot);
+    // it keeps no card data between polls.
+    let reread = Arc::new(tokio::sync::Notify::new());
     if let Some(slot) = cfg.chip_slot.clone() {
         let chip_tx = tx.clone();
+        let reread = reread.clone();
         tokio::spawn(async move {
             let mut reader = FileChipReader::new(&slot);
-            let mut last = ChipRead::Empty;
             let mut every = tokio::time::interval(CHIP_POLL);
             loop {
-                every.tick().await;
-                let read = reader.poll();
-                if read != last {
-                    let send = match &read {
-                        ChipRead::Empty => ChipRead::Empty,
-                        ChipRead::Card(c) => ChipRead::Card(c.clone()),
-                        ChipRead::Unreadable(w) => ChipRead::Unreadable(w.clone()),
-                    };
-                    last = read;
-                    if chip_tx.send(Msg::App(Action::Chip(send))).await.is_err() {
+                let force = tokio::select! {
+                    _ = every.tick() => false,
+                    _ = reread.notified() => true,
+                };
+                if let Some(read) = reader.changed(force) {
+                    if chip_tx.send(Msg::App(Action::Chip(read))).await.is_err() {
                         break;
                     }
                 }
@@ -288,6 +307,7 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         tx: tx.clone(),
         loader: Arc::new(loader),
         demo,
+        reread,
     };
     let mut term = Box::pin(crate::node::shutdown_signal());
     draw(&mut terminal, &app, &mut rich)?;
@@ -321,8 +341,26 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         }
         draw(&mut terminal, &app, &mut rich)?;
     }
-    ratatui::try_restore()?;
+    // Stop the producers before the loader's workers are joined: a worker waiting on a
+    // full queue must see the queue gone, not wait for the loop.
+    drop(rx);
+    if let (Some(_), Some(slot)) = (&runtime.demo, &cfg.chip_slot) {
+        // The demo's simulated chip card does not outlive the demo.
+        let _ = std::fs::remove_file(slot.join("card.toml"));
+    }
+    drop(runtime);
     Ok(())
+}
+
+/// Gives the terminal back (raw mode off, main screen) when dropped.
+struct RestoreTerminal;
+
+impl Drop for RestoreTerminal {
+    fn drop(&mut self) {
+        if let Err(e) = ratatui::try_restore() {
+            eprintln!("cannot restore the terminal: {e}");
+        }
+    }
 }
 
 fn draw(
@@ -372,18 +410,13 @@ struct Runtime {
     tx: mpsc::Sender<Msg>,
     loader: Arc<ThumbLoader>,
     demo: Option<Demo>,
+    reread: Arc<tokio::sync::Notify>,
 }
 
 impl Runtime {
-    fn send_later(&self, action: Action) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(Msg::App(action)).await;
-        });
-    }
-
     fn carry_out(&mut self, effect: Effect) {
-        let cfg = self.kiosk.config().clone();
+        let kiosk = self.kiosk.clone();
+        let cfg = kiosk.config();
         match effect {
             Effect::ScanMedia { generation } => {
                 let Some(dir) = cfg.media_dir.clone() else {
@@ -409,7 +442,8 @@ impl Runtime {
                         .await;
                 });
             }
-            Effect::ForgetMedia => self.loader.clear(),
+            Effect::ForgetMedia { generation } => self.loader.forget(generation),
+            Effect::RereadChip => self.reread.notify_one(),
             Effect::FocusThumbs { generation, window } => self.loader.focus(generation, window),
             Effect::WantPreview { generation, index } => {
                 self.loader.want_preview(generation, index)
@@ -419,6 +453,7 @@ impl Runtime {
                 let dir = self.node.config.data_dir.join("receipts");
                 let printer = cfg.receipt_printer.clone();
                 let tx = self.tx.clone();
+                let id = r.order_id;
                 tokio::spawn(async move {
                     let result = tokio::task::spawn_blocking(move || {
                         receipt::print(&r, &dir, printer.as_ref())
@@ -436,13 +471,22 @@ impl Runtime {
                         }
                         Err(e) => Err(e.to_string()),
                     };
-                    let _ = tx.send(Msg::App(Action::ReceiptPrinted(outcome))).await;
+                    let _ = tx.send(Msg::App(Action::ReceiptPrinted(id, outcome))).await;
                 });
             }
-            Effect::CounterRefresh => match self.kiosk.counter_rows() {
-                Ok(rows) => self.send_later(Action::CounterRows(rows)),
-                Err(e) => tracing::error!("counter: {e}"),
-            },
+            Effect::CounterRefresh => {
+                let kiosk = self.kiosk.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    match tokio::task::spawn_blocking(move || kiosk.counter_rows()).await {
+                        Ok(Ok(rows)) => {
+                            let _ = tx.send(Msg::App(Action::CounterRows(rows))).await;
+                        }
+                        Ok(Err(e)) => tracing::error!("counter: {e}"),
+                        Err(e) => tracing::error!("counter: {e}"),
+                    }
+                });
+            }
             Effect::MarkCollected(id) => {
                 let kiosk = self.kiosk.clone();
                 let tx = self.tx.clone();
@@ -457,7 +501,7 @@ impl Runtime {
             }
             Effect::DemoInsertChip { track2_equivalent } => {
                 if let Some(slot) = &cfg.chip_slot {
-                    let text = format!("track2_equivalent = \"{track2_equivalent}\"\n");
+                    let text = format!("track2_equivalent = \"{}\"\n", track2_equivalent.0);
                     let tmp = slot.join("card.toml.tmp");
                     let _ = std::fs::create_dir_all(slot)
                         .and_then(|()| std::fs::write(&tmp, text))

@@ -18,11 +18,22 @@ pub enum Swipe {
     Unreadable(String),
 }
 
-/// Collects wedge keystrokes.
-#[derive(Default)]
+/// Collects wedge keystrokes. Its buffer is allocated once at full size, so it never
+/// moves (leaving copies of track data behind) and is wiped in place.
 pub struct SwipeAssembler {
     buffer: String,
     active: bool,
+    overflowed: bool,
+}
+
+impl Default for SwipeAssembler {
+    fn default() -> Self {
+        SwipeAssembler {
+            buffer: String::with_capacity(MAX_SWIPE_CHARS * 4),
+            active: false,
+            overflowed: false,
+        }
+    }
 }
 
 impl Drop for SwipeAssembler {
@@ -44,6 +55,7 @@ impl SwipeAssembler {
         self.buffer.extend(std::iter::repeat_n('\0', len));
         self.buffer.clear();
         self.active = false;
+        self.overflowed = false;
     }
 
     /// Feeds one typed character. Returns `true` if it belonged to a swipe.
@@ -55,11 +67,11 @@ impl SwipeAssembler {
                 return false;
             }
         }
-        if self.buffer.len() < MAX_SWIPE_CHARS {
+        if self.buffer.len() + c.len_utf8() <= MAX_SWIPE_CHARS {
             self.buffer.push(c);
         } else {
             // Keep consuming until Enter, but remember it overflowed.
-            self.buffer.push('\0');
+            self.overflowed = true;
         }
         true
     }
@@ -69,7 +81,11 @@ impl SwipeAssembler {
         if !self.active {
             return None;
         }
-        let result = parse_swipe(&self.buffer);
+        let result = if self.overflowed {
+            Swipe::Unreadable("the swipe was garbled; please swipe again".into())
+        } else {
+            parse_swipe(&self.buffer)
+        };
         self.wipe();
         Some(result)
     }

@@ -32,6 +32,10 @@ pub const PREVIEW_MAX: (u32, u32) = (320, 240);
 pub const MAX_DECODE_DIMENSION: u32 = 16_384;
 /// Most memory one decode may allocate.
 pub const MAX_DECODE_ALLOC_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest EXIF thumbnail dimension decoded (cameras embed 160×120).
+pub const MAX_THUMBNAIL_DIMENSION: u32 = 1024;
+/// Most memory an EXIF thumbnail decode may allocate.
+pub const MAX_THUMBNAIL_ALLOC_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A small RGB image.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,11 +101,21 @@ pub fn decode_limits() -> Limits {
     limits
 }
 
+/// Decoding limits for an EXIF thumbnail: small, so the thumbnails decoded in
+/// parallel (outside the one-at-a-time gate) stay small whatever a file claims.
+fn thumbnail_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_THUMBNAIL_DIMENSION);
+    limits.max_image_height = Some(MAX_THUMBNAIL_DIMENSION);
+    limits.max_alloc = Some(MAX_THUMBNAIL_ALLOC_BYTES);
+    limits
+}
+
 fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    reader.limits(decode_limits());
+    reader.limits(thumbnail_limits());
     reader.decode().map_err(|e| e.to_string())
 }
 
@@ -174,6 +188,8 @@ struct Queue {
     window: Range<usize>,
     preview: Option<usize>,
     stop: bool,
+    /// Cards older than this have left the slot.
+    floor: u64,
 }
 
 enum Job {
@@ -247,9 +263,13 @@ impl ThumbLoader {
         cvar.notify_all();
     }
 
-    /// A new card: forget the old one and load this one's photos.
+    /// A new card: forget the old one and load this one's photos. A card older than
+    /// the newest one seen (a slow scan finishing late) is ignored.
     pub fn load_card(&self, generation: u64, images: Vec<MediaImage>) {
         self.with_queue(|q| {
+            if generation < q.generation || generation < q.floor {
+                return;
+            }
             q.generation = generation;
             q.claimed = vec![false; images.len()];
             q.images = Arc::new(images);
@@ -259,9 +279,18 @@ impl ThumbLoader {
         });
     }
 
-    /// The card left the slot.
-    pub fn clear(&self) {
-        self.load_card(0, Vec::new());
+    /// The card of `generation` (and every older one) left the slot.
+    pub fn forget(&self, generation: u64) {
+        self.with_queue(|q| {
+            q.floor = q.floor.max(generation + 1);
+            if q.generation <= generation {
+                q.claimed.clear();
+                q.images = Arc::new(Vec::new());
+                q.next = 0;
+                q.window = 0..0;
+                q.preview = None;
+            }
+        });
     }
 
     /// The photos now on screen: load these first.

@@ -277,6 +277,9 @@ fn focus_index(app: &App) -> Option<usize> {
 
 /// A paragraph of centred lines in the middle of `area`.
 fn centred(lines: Vec<Line<'static>>, area: Rect, buf: &mut Buffer) {
+    if area.height == 0 || area.width == 0 {
+        return;
+    }
     let h = u16::try_from(lines.len())
         .unwrap_or(u16::MAX)
         .min(area.height);
