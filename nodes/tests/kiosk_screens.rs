@@ -67,6 +67,7 @@ fn order_id() -> OrderId {
 /// Runs effects the way the runtime would, synchronously, for what the screens need.
 struct Kiosk {
     app: App,
+    card: PathBuf,
     placed: Vec<printmesh_nodes::kiosk::app::OrderPlan>,
     printed: usize,
     chip_inserts: Vec<String>,
@@ -78,6 +79,7 @@ impl Kiosk {
         app.update(Action::Network { online: true });
         Kiosk {
             app,
+            card: fixtures().join("memory-card"),
             placed: Vec::new(),
             printed: 0,
             chip_inserts: Vec::new(),
@@ -94,7 +96,7 @@ impl Kiosk {
         for e in effects {
             match e {
                 Effect::ScanMedia { generation } => {
-                    let result = scan(&fixtures().join("memory-card")).map_err(|e| e.to_string());
+                    let result = scan(&self.card).map_err(|e| e.to_string());
                     let images = result.clone().unwrap_or_default();
                     self.act(Action::MediaScanned { generation, result });
                     for (index, image) in images.iter().enumerate() {
@@ -103,7 +105,7 @@ impl Kiosk {
                     }
                 }
                 Effect::WantPreview { generation, index } => {
-                    let images = scan(&fixtures().join("memory-card")).unwrap();
+                    let images = scan(&self.card).unwrap();
                     let thumb = images.get(index).and_then(|i| load_preview(i, &gate));
                     self.act(Action::Preview {
                         generation,
@@ -734,4 +736,49 @@ fn counter_mode_locks_after_three_wrong_staff_pins() {
     k.at(61_000);
     k.key(Key::F(9));
     assert_eq!(k.app.screen, Screen::StaffPin);
+}
+
+#[test]
+fn corrupt_photos_show_as_such_and_cannot_be_picked() {
+    // The fixture card plus a folder of two broken files (a truncated JPEG and a text
+    // file named .JPG).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    };
+    copy(
+        &fixtures().join("memory-card/DCIM/100PMESH"),
+        &dir.path().join("DCIM/100PMESH"),
+    );
+    copy(
+        &fixtures().join("memory-card/MISC"),
+        &dir.path().join("MISC"),
+    );
+    copy(
+        &fixtures().join("bad-media/DCIM/100BAD__"),
+        &dir.path().join("DCIM/101BAD__"),
+    );
+    let mut k = Kiosk::new(Lang::En);
+    k.card = dir.path().to_path_buf();
+    k.act(Action::MediaPresent(true));
+    assert_eq!(k.app.card_view().unwrap().images.len(), 8);
+    // Two rows down: the third page row holds the broken files.
+    k.keys(&[Key::Down, Key::Down]);
+    assert_eq!(k.app.session.cursor, 6);
+    let screen = k.screen();
+    assert!(screen.contains("× unreadable"), "{screen}");
+    assert!(screen.contains("Photo 7 of 8"), "{screen}");
+    snap("s502_unreadable", Lang::En, &k);
+    let before = k.app.session.picks.clone();
+    k.keys(&[Key::Enter, Key::Char('3')]);
+    assert_eq!(
+        k.app.session.picks, before,
+        "a broken photo cannot be picked"
+    );
+    // The rest of the card works as usual.
+    k.keys(&[Key::Up, Key::Enter]);
+    assert!(k.app.session.picks.contains_key(&3));
 }

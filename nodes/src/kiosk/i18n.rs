@@ -341,6 +341,10 @@ impl Lang {
         self.pick("デモ用テストカード", "Demo test cards")
     }
 
+    pub fn demo_panel_hint_ic(self) -> &'static str {
+        self.pick("数字キーで差し込みます", "press its digit to insert it")
+    }
+
     pub fn demo_panel_hint(self) -> &'static str {
         self.pick("数字キーで通します", "press its digit to swipe")
     }

@@ -280,9 +280,10 @@ fn centred(lines: Vec<Line<'static>>, area: Rect, buf: &mut Buffer) {
     if area.height == 0 || area.width == 0 {
         return;
     }
-    let h = u16::try_from(lines.len())
-        .unwrap_or(u16::MAX)
-        .min(area.height);
+    // Lines wider than the area wrap: count the rows they will take.
+    let width = usize::from(area.width);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let h = u16::try_from(rows).unwrap_or(u16::MAX).min(area.height);
     let top = area.y + (area.height - h) / 2;
     Paragraph::new(lines)
         .alignment(Alignment::Center)
@@ -783,7 +784,11 @@ fn render_card(app: &App, area: Rect, buf: &mut Buffer) {
         let inner = block.inner(side);
         block.render(side, buf);
         let mut rows = vec![Line::from(Span::styled(
-            l.demo_panel_hint(),
+            if ic {
+                l.demo_panel_hint_ic()
+            } else {
+                l.demo_panel_hint()
+            },
             theme::muted(),
         ))];
         for (i, card) in app.cfg.demo_cards.iter().enumerate().take(9) {
