@@ -593,6 +593,7 @@ async fn the_counter_hands_over_only_delivered_orders() {
         expiry: Expiry::new(2030, 12).unwrap(),
     };
     let mut ids = Vec::new();
+    let mut blocks = Vec::new();
     for _ in 0..2 {
         let mut draft = draft_from_card(
             &fixtures().join("memory-card"),
@@ -605,7 +606,9 @@ async fn the_counter_hands_over_only_delivered_orders() {
         "1234".chars().for_each(|c| {
             pad.push(c);
         });
-        draft.pin_block = Some(kiosk.encrypt_pin(&mut pad, &card.pan).unwrap());
+        let block = kiosk.encrypt_pin(&mut pad, &card.pan).unwrap();
+        blocks.push(block.0);
+        draft.pin_block = Some(block);
         ids.push(kiosk.place_order(draft).await.unwrap());
     }
     // No intermediary: both wait in the outbox, and the counter lists them.
@@ -662,4 +665,15 @@ async fn the_counter_hands_over_only_delivered_orders() {
         .unwrap();
     assert_eq!(mine.origin, node.peer_id().to_bytes());
     node.shutdown().await;
+    // The PIN blocks of the orders waiting in the outbox were never written to disk.
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for block in &blocks {
+            assert!(
+                !bytes.windows(16).any(|w| w == block),
+                "a PIN block in {}",
+                file.display()
+            );
+        }
+    }
 }

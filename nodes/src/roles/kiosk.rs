@@ -113,6 +113,8 @@ pub struct Kiosk {
     in_flight: Mutex<HashSet<OrderId>>,
     backoff: Mutex<HashMap<OrderId, (u32, tokio::time::Instant)>>,
     progress: Mutex<HashMap<OrderId, UploadProgress>>,
+    /// PIN blocks of orders waiting for their answer, in memory only.
+    pins: Mutex<HashMap<OrderId, EncryptedPinBlock>>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -180,6 +182,7 @@ impl Kiosk {
             in_flight: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -253,20 +256,27 @@ impl Kiosk {
             method: draft.method,
             card: draft.card,
         };
-        let request = match draft.pin_block {
-            Some(pin_block) => OrderRequest::SubmitWithPin {
-                order: submit.clone(),
-                pin_block,
-            },
-            None => OrderRequest::Submit(submit.clone()),
-        };
         // An order the network would refuse to carry never enters the outbox.
-        if let Err(e) = encode_frame(&request, proto::ORDER_MAX_REQUEST_BYTES) {
+        let largest = OrderRequest::SubmitWithPin {
+            order: submit.clone(),
+            pin_block: EncryptedPinBlock([0; 16]),
+        };
+        if let Err(e) = encode_frame(&largest, proto::ORDER_MAX_REQUEST_BYTES) {
             return Err(KioskError::Order(format!(
                 "the order is too large to send: {e}"
             )));
         }
-        self.outbox.insert(order_id.to_bytes(), &request)?;
+        // The PIN block stays in memory only, until the answer: a sled log keeps the
+        // bytes of removed entries, and no PIN block may outlive its authorisation. A
+        // kiosk restarted before the answer sends the order without it (a debit card
+        // is then declined, never charged).
+        if let Some(block) = draft.pin_block {
+            if let Ok(mut pins) = self.pins.lock() {
+                pins.insert(order_id, block);
+            }
+        }
+        self.outbox
+            .insert(order_id.to_bytes(), &OrderRequest::Submit(submit.clone()))?;
         self.node.db.flush().await?;
         tracing::info!(%order_id, total = %total, card = %submit.card.pan, "order in outbox");
         self.wake.notify_one();
@@ -442,7 +452,18 @@ impl Kiosk {
     }
 
     /// One delivery attempt: upload, submit, record a final answer.
-    async fn attempt(&self, request: OrderRequest) {
+    async fn attempt(&self, stored: OrderRequest) {
+        let pin_block = self
+            .pins
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&stored.order().order_id).cloned());
+        let request = match (stored, pin_block) {
+            (OrderRequest::Submit(order), Some(pin_block)) => {
+                OrderRequest::SubmitWithPin { order, pin_block }
+            }
+            (other, _) => other,
+        };
         let submit = request.order();
         let order_id = submit.order_id;
         let Some(peer) = self
@@ -555,6 +576,9 @@ impl Kiosk {
             map.remove(&order_id);
         }
         if let Ok(mut map) = self.progress.lock() {
+            map.remove(&order_id);
+        }
+        if let Ok(mut map) = self.pins.lock() {
             map.remove(&order_id);
         }
         tracing::info!(%order_id, answer = %crate::roles::intermediary::summary(&order.answer), "answered");
