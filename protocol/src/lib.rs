@@ -10,11 +10,13 @@ pub mod capacity;
 pub mod card;
 pub mod codec;
 pub mod ids;
+pub mod ledger;
 pub mod messages;
 pub mod money;
 pub mod order;
 pub mod pinblock;
 pub mod pricing;
+pub mod seal;
 
 pub use card::{CardData, Expiry, Pan};
 pub use ids::{AuthCode, BlobId, OrderId, StoreId};
