@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::NodeConfig;
 use printmesh_nodes::demo::{default_fixtures_dir, run_orders, DemoMode, DemoNetwork};
+use printmesh_nodes::node::{admin_call, AdminRequest};
 use printmesh_nodes::roles::kiosk::{draft_from_card, order_json};
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::pricing::PrintSize;
@@ -39,20 +40,26 @@ enum Command {
         #[command(subcommand)]
         action: Option<KioskAction>,
     },
-    /// Run an intermediary node.
+    /// Run an intermediary node (or, with `report`, print a day's settlement).
     Intermediary {
         #[arg(long)]
         config: PathBuf,
+        #[command(subcommand)]
+        action: Option<ReportAction>,
     },
-    /// Run an acquirer (settlement institution) node.
+    /// Run an acquirer (settlement institution) node, or settle, report, show its key.
     Acquirer {
         #[arg(long)]
         config: PathBuf,
+        #[command(subcommand)]
+        action: Option<AcquirerAction>,
     },
-    /// Run a print-lab node.
+    /// Run a print-lab node, or report, or ship an order.
     Lab {
         #[arg(long)]
         config: PathBuf,
+        #[command(subcommand)]
+        action: Option<LabAction>,
     },
     /// The whole network on this machine, with the kiosk screen in this terminal.
     Demo {
@@ -78,6 +85,50 @@ enum Command {
     Inspect {
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AcquirerAction {
+    /// Close a settlement batch with each intermediary (the acquirer must be running).
+    Settle,
+    /// The reconciliation of a day's settlement, and the card statements.
+    Report {
+        /// The settlement date (default: today, UTC).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Print the acquirer's public sealing key (kiosks seal card data to it).
+    Key,
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// The reconciliation of a day's settlement.
+    Report {
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// The print fees received for a day's settlement.
+    Report {
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The order's prints are made and handed to the courier (the lab must be running).
+    Ship {
+        /// The order id.
+        order_id: String,
     },
 }
 
@@ -155,6 +206,40 @@ fn init_logging(default: &str, file: Option<&std::path::Path>) {
     }
 }
 
+/// Sends a command to the running node's admin socket and prints its answer.
+fn admin(config: &NodeConfig, request: &AdminRequest, what: &str) -> Result<bool> {
+    match admin_call(&config.data_dir, request)? {
+        Some(r) => {
+            println!("{}", r.text);
+            Ok(r.ok)
+        }
+        None => bail!(
+            "the {} is not running (no admin socket in {}); start it to {what}",
+            config.role,
+            config.data_dir.display()
+        ),
+    }
+}
+
+/// A day's settlement report: from the running node, or from its database when it is
+/// stopped.
+fn report(config: &NodeConfig, date: Option<chrono::NaiveDate>, csv: bool) -> Result<bool> {
+    let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    if let Some(r) = admin_call(&config.data_dir, &AdminRequest::Report { date, csv })? {
+        print!("{}", r.text);
+        return Ok(r.ok);
+    }
+    let db = printmesh_nodes::store::Db::open(&config.data_dir.join("db"))?;
+    let report = match config.role {
+        Role::Acquirer => printmesh_nodes::report::acquirer(&db, date)?,
+        Role::Intermediary => printmesh_nodes::report::intermediary(&db, date)?,
+        Role::Lab => printmesh_nodes::report::lab(&db, date)?,
+        other => bail!("a {other} has no settlement report"),
+    };
+    print!("{}", report.render(csv));
+    Ok(true)
+}
+
 fn load(config: &std::path::Path, role: Role) -> Result<NodeConfig> {
     let config = NodeConfig::load(config)?;
     if config.role != role {
@@ -200,19 +285,22 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
             .with_context(|| format!("--method {m:?}: use credit, debit, point or ic"))?,
     };
     let data = card.read().map_err(anyhow::Error::msg)?;
-    let pan = data.pan.clone();
     let mut draft = draft_from_card(&media, size, method, data)?;
     if let Some(id) = order_id {
         draft.order_id = Some(id.parse::<OrderId>()?);
     }
-    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+    if method == printmesh_protocol::messages::PaymentMethod::IcCard {
+        draft.entry = printmesh_protocol::seal::EntryMode::Chip;
+    }
     if let Some(pin) = pin {
+        // As the PIN pad does: the digits become a PIN, sealed with the card at once.
         let mut pad = printmesh_nodes::kiosk::pinpad::PinPad::default();
         for c in pin.chars() {
             pad.push(c);
         }
-        draft.pin_block = Some(kiosk.encrypt_pin(&mut pad, &pan)?);
+        draft.pin = Some(pad.take_pin()?);
     }
+    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
     let id = kiosk.place_order(draft).await?;
     let result = kiosk
         .wait_for_answer(id, Duration::from_secs(timeout_secs))
@@ -308,14 +396,43 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                 }
             }
         }
-        Command::Intermediary { config } => {
-            printmesh_nodes::node::run_until_signal(load(&config, Role::Intermediary)?).await?
+        Command::Intermediary { config, action } => {
+            let config = load(&config, Role::Intermediary)?;
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(ReportAction::Report { date, csv }) => return report(&config, date, csv),
+            }
         }
-        Command::Acquirer { config } => {
-            printmesh_nodes::node::run_until_signal(load(&config, Role::Acquirer)?).await?
+        Command::Acquirer { config, action } => {
+            let config = load(&config, Role::Acquirer)?;
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(AcquirerAction::Report { date, csv }) => return report(&config, date, csv),
+                Some(AcquirerAction::Settle) => {
+                    return admin(&config, &AdminRequest::Settle, "settle");
+                }
+                Some(AcquirerAction::Key) => {
+                    let path = printmesh_nodes::roles::acquirer::seal_pub_path(&config.data_dir);
+                    let key = std::fs::read_to_string(&path).with_context(|| {
+                        format!(
+                            "{}: start the acquirer once to make its sealing key",
+                            path.display()
+                        )
+                    })?;
+                    println!("{}", key.trim());
+                }
+            }
         }
-        Command::Lab { config } => {
-            printmesh_nodes::node::run_until_signal(load(&config, Role::Lab)?).await?
+        Command::Lab { config, action } => {
+            let config = load(&config, Role::Lab)?;
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(LabAction::Report { date, csv }) => return report(&config, date, csv),
+                Some(LabAction::Ship { order_id }) => {
+                    let order_id: OrderId = order_id.parse()?;
+                    return admin(&config, &AdminRequest::Ship { order_id }, "ship");
+                }
+            }
         }
         Command::Demo {
             headless,

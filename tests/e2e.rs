@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    acquirer_config, bin, fixtures, inspect, intermediary_config, kiosk_config, lab_config,
-    NodeProc,
+    acquirer_config, bin, files_below, fixtures, inspect, intermediary_config, kiosk_config,
+    lab_config, NodeProc,
 };
 use serde_json::Value;
 
@@ -50,23 +50,6 @@ fn kiosk_order_with(config: &Path, card: &str, size: &str, extra: &[&str]) -> Va
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Every file below `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn file_hash(path: &Path) -> blake3::Hash {
@@ -236,7 +219,7 @@ fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
         "4012888888881881",
     ];
     let mut scanned = 0;
-    for entry in walk(d) {
+    for entry in files_below(d) {
         let is_log = entry.extension().is_some_and(|e| e == "log");
         let behind_kiosk = ["acquirer", "intermediary", "lab"]
             .iter()
@@ -285,53 +268,68 @@ fn debit_orders_are_verified_by_pin_across_processes() {
     let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
     let kiosk_cfg = kiosk_config(d, &network, &intermediary.addrs[0]);
 
-    // jcb-ok's PIN is 4321 (fixtures/cards.toml).
+    // visa-debit's PIN is 5678, jcb-ok's 4321 (fixtures/cards.toml).
     let debit = ["--method", "debit"];
-    let right = kiosk_order_with(
-        &kiosk_cfg,
-        "jcb-ok",
-        "L",
-        &[&debit[..], &["--pin", "4321"]].concat(),
-    );
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        [&["--method", "debit"][..], extra].concat()
+    }
+    let right = kiosk_order_with(&kiosk_cfg, "visa-debit", "L", &with(&["--pin", "5678"]));
     assert_eq!(right["outcome"], "approved", "{right}");
-    let wrong = kiosk_order_with(
-        &kiosk_cfg,
-        "jcb-ok",
-        "L",
-        &[&debit[..], &["--pin", "4329"]].concat(),
-    );
+    let wrong = kiosk_order_with(&kiosk_cfg, "visa-debit", "L", &with(&["--pin", "5679"]));
     assert_eq!(
         (wrong["outcome"].as_str(), wrong["code"].as_str()),
         (Some("declined"), Some("55")),
         "{wrong}"
     );
     assert_eq!(wrong["reason"], "the PIN was not correct");
-    let none = kiosk_order_with(&kiosk_cfg, "jcb-ok", "L", &debit);
+    let none = kiosk_order_with(&kiosk_cfg, "visa-debit", "L", &debit);
     assert_eq!(none["code"], "55", "{none}");
+    // A credit card is not a debit card.
+    let as_debit = kiosk_order_with(&kiosk_cfg, "jcb-ok", "L", &with(&["--pin", "4321"]));
+    assert_eq!(as_debit["code"], "57", "{as_debit}");
     // Credit with the PIN the customer chose to enter is checked too.
     let credit = kiosk_order_with(&kiosk_cfg, "jcb-ok", "L", &["--pin", "4321"]);
     assert_eq!(credit["outcome"], "approved", "{credit}");
+    // An IC card, inserted, with its PIN; a point card.
+    let ic = kiosk_order_with(
+        &kiosk_cfg,
+        "jcb-ic",
+        "L",
+        &["--method", "ic", "--pin", "2468"],
+    );
+    assert_eq!(ic["outcome"], "approved", "{ic}");
+    let points = kiosk_order_with(&kiosk_cfg, "point-card", "L", &["--method", "point"]);
+    assert_eq!(points["outcome"], "approved", "{points}");
 
     intermediary.stop();
     lab.stop();
     acquirer.stop();
     let acq = inspect(&acquirer_cfg);
-    let jcb = acq["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["last4"] == "0000")
-        .unwrap()
-        .clone();
-    assert_eq!(jcb["held_minor"], 2 * 90, "{acq:#}");
-    for entry in walk(d) {
+    let held = |last4: &str| {
+        acq["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["last4"] == last4)
+            .unwrap()["held_minor"]
+            .clone()
+    };
+    // One L order of the fixture card's DPOF picks is 3 prints, 90 yen (or points).
+    assert_eq!(held("5556"), 90, "{acq:#}");
+    assert_eq!(held("0000"), 90, "{acq:#}");
+    assert_eq!(held("0505"), 90, "{acq:#}");
+    assert_eq!(held("0009"), 90, "{acq:#}");
+    assert_eq!(acq["ledger_balanced"], true, "{acq:#}");
+    for entry in files_below(d) {
         if entry.extension().is_some_and(|e| e == "log") {
             let text = std::fs::read_to_string(&entry).unwrap();
-            assert!(
-                !text.contains("4321") && !text.contains("4329"),
-                "a PIN in {}",
-                entry.display()
-            );
+            for pin in ["5678", "5679", "4321", "2468"] {
+                assert!(
+                    !text.contains(&format!(" {pin}")),
+                    "a PIN in {}",
+                    entry.display()
+                );
+            }
         }
     }
 }

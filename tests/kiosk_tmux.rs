@@ -18,8 +18,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    acquirer_config, bin, fixtures, inspect, intermediary_config, lab_config, write_config,
-    NodeProc,
+    acquirer_config, acquirer_key_file, bin, files_below, fixtures, inspect, intermediary_config,
+    lab_config, write_config, NodeProc,
 };
 
 /// A tmux server of the test's own (its own socket), killed when dropped.
@@ -110,19 +110,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_below(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_customer_orders_prints_at_the_kiosk_screen() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,10 +130,10 @@ fn a_customer_orders_prints_at_the_kiosk_screen() {
     let slot = d.join("slot");
     std::fs::create_dir_all(&slot).unwrap();
     let section = format!(
-        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\npin_key = \"{}\"\nlanguage = \"en\"\nstaff_pin = \"2468\"\nreceipt_printer = {{ kind = \"file\", dir = \"{}\" }}",
+        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\nacquirer_key_file = \"{}\"\nlanguage = \"en\"\nstaff_pin = \"2468\"\nreceipt_printer = {{ kind = \"file\", dir = \"{}\" }}",
         fx.join("demo/prices.toml").display(),
         slot.display(),
-        fx.join("demo/pin.key").display(),
+        acquirer_key_file(d).display(),
         d.join("printer").display(),
     );
     let kiosk_cfg = write_config(
@@ -196,17 +183,17 @@ fn a_customer_orders_prints_at_the_kiosk_screen() {
     tmux.keys(&["2"]);
     tmux.wait_for("Please swipe your card through the reader");
     tmux.type_text(
-        "%B4111111111111111^PRINTMESH/TEST VISA^30121010000000000000?;4111111111111111=30121010000000000000?",
+        "%B4000056655665556^PRINTMESH/TEST DEBIT^31061010000000000000?;4000056655665556=31061010000000000000?",
     );
     tmux.keys(&["Enter"]);
     // S507: a wrong PIN first; the acquirer says so; then the right one.
     let screen = tmux.wait_for("Please enter your PIN");
-    assert!(screen.contains("VISA •••• 1111"), "{screen}");
+    assert!(screen.contains("VISA •••• 5556"), "{screen}");
     tmux.keys(&["9", "9", "9", "9"]);
     assert!(tmux.wait_for("● ● ● ●").contains("● ● ● ●"));
     tmux.keys(&["Enter"]);
     tmux.wait_for("That PIN was not correct. You can try 2 more times");
-    tmux.keys(&["1", "2", "3", "4", "Enter"]);
+    tmux.keys(&["5", "6", "7", "8", "Enter"]);
 
     // S508: the delivery date and the pickup store.
     let screen = tmux.wait_for("Your prints will be ready on");
@@ -244,7 +231,7 @@ fn a_customer_orders_prints_at_the_kiosk_screen() {
     for want in [
         order_id.as_str(),
         "Test Store",
-        "VISA **** 1111",
+        "VISA **** 5556",
         approval.as_str(),
         "Debit card",
         "¥480",
@@ -304,7 +291,7 @@ fn a_customer_orders_prints_at_the_kiosk_screen() {
         let name = file.to_string_lossy();
         if name.ends_with(".log") || name.contains("receipts") || name.contains("printer") {
             let bytes = std::fs::read(&file).unwrap();
-            for secret in ["4111111111111111", "PRINTMESH/TEST VISA", "=3012101"] {
+            for secret in ["4000056655665556", "PRINTMESH/TEST DEBIT", "=3106101"] {
                 assert!(
                     !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                     "{secret} found in {name}"

@@ -78,9 +78,10 @@ pub struct KioskConfig {
     pub media_dir: Option<PathBuf>,
     /// Test cards the demo can "swipe" (fixtures/cards.toml).
     pub cards: Option<PathBuf>,
-    /// The PIN pad's PIN encryption key (hex, AES-128/192/256), shared with the
-    /// acquirer. Without it the kiosk takes no PIN (and so no debit or IC cards).
-    pub pin_key: Option<PathBuf>,
+    /// The acquirer's public sealing key (hex), as it writes it to `seal.pub` in its
+    /// data directory. Card data and PINs are sealed to it; without it the kiosk can
+    /// take no card payment.
+    pub acquirer_key_file: Option<PathBuf>,
     /// The screen's language until the customer presses F2: `ja` or `en`.
     #[serde(default)]
     pub language: Lang,
@@ -137,7 +138,7 @@ impl KioskConfig {
             prices,
             media_dir: None,
             cards: None,
-            pin_key: None,
+            acquirer_key_file: None,
             language: Lang::default(),
             idle_timeout_secs: default_idle_timeout_secs(),
             thanks_timeout_secs: default_thanks_timeout_secs(),
@@ -184,6 +185,14 @@ impl KioskConfig {
 #[serde(deny_unknown_fields)]
 pub struct IntermediaryConfig {
     pub prices: PathBuf,
+    /// The intermediary's commission on each order, in basis points (2000 = 20%); the
+    /// rest is the lab's print fee.
+    #[serde(default = "default_commission_bps")]
+    pub commission_bps: u32,
+}
+
+fn default_commission_bps() -> u32 {
+    2000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -191,9 +200,27 @@ pub struct IntermediaryConfig {
 pub struct AcquirerConfig {
     /// Card accounts to seed on first start (fixtures/cards.toml).
     pub cards: PathBuf,
-    /// The PIN encryption key shared with the kiosks' PIN pads (hex). Without it every
-    /// PIN-verified payment is declined.
-    pub pin_key: Option<PathBuf>,
+    /// An authorisation hold not captured within this long is released.
+    #[serde(default = "default_hold_ttl_secs")]
+    pub hold_ttl_secs: u64,
+    /// What one point pays, in minor units of money (point cards).
+    #[serde(default = "default_minor_per_point")]
+    pub minor_per_point: i64,
+    /// Decide waiting requests together and flush once (true), or flush after each.
+    #[serde(default = "default_true")]
+    pub group_commit: bool,
+}
+
+fn default_hold_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+fn default_minor_per_point() -> i64 {
+    1
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -291,24 +318,6 @@ pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
     Ok(PriceList { currency, entries })
 }
 
-/// Loads a PIN encryption key: 32, 48 or 64 hex digits (AES-128, -192, -256) on one
-/// line. The error never shows the key.
-pub fn load_pin_key(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let text = read(path)?;
-    let invalid = |message: &str| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    };
-    let key = hex::decode(text.trim())
-        .map_err(|_| invalid("a PIN key file holds one line of hex digits"))?;
-    if ![16, 24, 32].contains(&key.len()) {
-        return Err(invalid(
-            "a PIN key is 16, 24 or 32 bytes (32, 48 or 64 hex digits)",
-        ));
-    }
-    Ok(key)
-}
-
 impl NodeConfig {
     /// Reads, parses and checks a config file; relative paths in it are resolved
     /// against the file's directory.
@@ -339,7 +348,7 @@ impl NodeConfig {
             if let Some(c) = &mut k.cards {
                 fix(c);
             }
-            if let Some(c) = &mut k.pin_key {
+            if let Some(c) = &mut k.acquirer_key_file {
                 fix(c);
             }
             if let Some(c) = &mut k.chip_slot {
@@ -363,9 +372,6 @@ impl NodeConfig {
         }
         if let Some(a) = &mut self.acquirer {
             fix(&mut a.cards);
-            if let Some(c) = &mut a.pin_key {
-                fix(c);
-            }
         }
     }
 
@@ -499,21 +505,6 @@ utc_offset_hours = 9
         );
         let err = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("speak TCP"), "{err}");
-    }
-
-    #[test]
-    fn loads_pin_keys_and_refuses_bad_ones_without_echoing_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = write(dir.path(), "k", "00112233445566778899aabbccddeeff\n");
-        assert_eq!(load_pin_key(&good).unwrap().len(), 16);
-        let short = write(dir.path(), "s", "0011223344\n");
-        let err = load_pin_key(&short).unwrap_err().to_string();
-        assert!(
-            err.contains("16, 24 or 32 bytes") && !err.contains("0011"),
-            "{err}"
-        );
-        let bad = write(dir.path(), "b", "zz112233445566778899aabbccddeeff");
-        assert!(load_pin_key(&bad).unwrap_err().to_string().contains("hex"));
     }
 
     #[test]

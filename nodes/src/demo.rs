@@ -101,6 +101,12 @@ impl DemoNetwork {
             data_dir,
             vec![addr_of(&intermediary).await?],
         )?;
+        if let Some(k) = kiosk_config.kiosk.as_mut() {
+            // Card data is sealed to this acquirer's key.
+            k.acquirer_key_file = Some(crate::roles::acquirer::seal_pub_path(
+                &data_dir.join("acquirer"),
+            ));
+        }
         if mode == DemoMode::Screen {
             let io = |path: &Path| {
                 let path = path.display().to_string();
@@ -219,8 +225,18 @@ pub async fn run_orders(net: &DemoNetwork, orders: usize) -> Result<usize, NodeE
         };
         let data = card.read().map_err(NodeError::Role)?;
         let size = sizes.get(i % sizes.len()).copied().unwrap_or(PrintSize::L);
-        let draft = draft_from_card(&net.media_dir, size, card.method(), data)
+        let mut draft = draft_from_card(&net.media_dir, size, card.method(), data)
             .map_err(|e| NodeError::Role(e.to_string()))?;
+        // The test card's own PIN where its kind needs one; IC cards are inserted.
+        if matches!(card.kind.as_str(), "debit" | "ic") {
+            draft.pin = Some(
+                printmesh_protocol::pinblock::Pin::new(card.pin.as_bytes())
+                    .map_err(|e| NodeError::Role(e.to_string()))?,
+            );
+        }
+        if card.kind == "ic" {
+            draft.entry = printmesh_protocol::seal::EntryMode::Chip;
+        }
         let id = net
             .kiosk
             .place_order(draft)

@@ -19,5 +19,6 @@ pub mod kiosk;
 pub mod media;
 pub mod net;
 pub mod node;
+pub mod report;
 pub mod roles;
 pub mod store;

@@ -29,7 +29,7 @@ use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtoco
 use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
-    PrintResponse, Role,
+    PrintResponse, Role, SettleRequest, SettleResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -118,6 +118,15 @@ wire_protocol!(
     proto::PRINT_MAX_RESPONSE_BYTES,
     PrintRequest,
     PrintResponse
+);
+
+wire_protocol!(
+    SettleProto,
+    proto::SETTLE,
+    proto::SETTLE_MAX_BYTES,
+    proto::SETTLE_MAX_BYTES,
+    SettleRequest,
+    SettleResponse
 );
 
 fn invalid_data(e: codec::CodecError) -> io::Error {
@@ -228,6 +237,7 @@ pub struct Behaviour {
     order: Rr<OrderProto>,
     auth: Rr<AuthProto>,
     print: Rr<PrintProto>,
+    settle: Rr<SettleProto>,
     stream: libp2p_stream::Behaviour,
 }
 
@@ -239,6 +249,7 @@ pub struct PendingRequests {
     order: Pending<OrderResponse>,
     auth: Pending<AuthResponse>,
     print: Pending<PrintResponse>,
+    settle: Pending<SettleResponse>,
 }
 
 /// A protocol the event loop serves for roles: where its behaviour and its pending
@@ -291,6 +302,21 @@ impl Served for PrintProto {
     }
 }
 
+impl Served for SettleProto {
+    /// Acquirers settle with intermediaries; intermediaries pay labs. Each role checks
+    /// which of the two asked.
+    const FROM: &'static [Role] = &[Role::Acquirer, Role::Intermediary];
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.settle
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<SettleResponse> {
+        &mut p.settle
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Settle(i)
+    }
+}
+
 /// A request a peer sent us. Answer it with [`Inbound::respond`]; dropping it without
 /// answering makes the peer's request fail.
 pub struct Inbound<P: WireProtocol> {
@@ -328,8 +354,11 @@ pub enum NodeEvent {
     Order(Inbound<OrderProto>),
     Auth(Inbound<AuthProto>),
     Print(Inbound<PrintProto>),
+    Settle(Inbound<SettleProto>),
     /// A gossiped order event whose signature and origin checked out.
     Event(OrderEvent),
+    /// An operator's command through the node's admin socket.
+    Admin(crate::node::AdminInbound),
 }
 
 /// A connected peer of our network.
@@ -487,6 +516,13 @@ pub struct NetConfig {
 }
 
 /// Owns the swarm; run it with [`EventLoop::run`].
+impl EventLoop {
+    /// Another way into the role's event queue (the node's admin socket uses it).
+    pub fn event_sender(&self) -> mpsc::Sender<NodeEvent> {
+        self.events.clone()
+    }
+}
+
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -558,6 +594,7 @@ pub fn build(
                 order: rr(),
                 auth: rr(),
                 print: rr(),
+                settle: rr(),
                 stream: libp2p_stream::Behaviour::new(),
             })
         })
@@ -696,6 +733,7 @@ impl EventLoop {
             BehaviourEvent::Order(e) => self.on_request_response::<OrderProto>(e),
             BehaviourEvent::Auth(e) => self.on_request_response::<AuthProto>(e),
             BehaviourEvent::Print(e) => self.on_request_response::<PrintProto>(e),
+            BehaviourEvent::Settle(e) => self.on_request_response::<SettleProto>(e),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

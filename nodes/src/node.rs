@@ -39,6 +39,158 @@ pub enum NodeError {
     Role(String),
 }
 
+pub use admin::{call as admin_call, AdminInbound, AdminRequest, AdminResponse};
+
+/// The node's admin socket: `<data_dir>/admin.sock`, a Unix socket only the node's user
+/// can open. An operator's command (`printmesh acquirer settle`, `… report`, `lab ship`)
+/// arrives as one frame, reaches the role as [`NodeEvent::Admin`], and its answer goes
+/// back as one frame.
+pub mod admin {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use printmesh_protocol::codec::{decode_frame, encode_frame, parse_header, FRAME_HEADER_LEN};
+    use printmesh_protocol::OrderId;
+    use serde::{Deserialize, Serialize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{mpsc, oneshot};
+
+    use crate::net::NodeEvent;
+
+    pub const REQUEST_MAX_BYTES: usize = 4 * 1024;
+    pub const RESPONSE_MAX_BYTES: usize = 1024 * 1024;
+    /// How long a command may take (a settlement talks to other nodes).
+    pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum AdminRequest {
+        /// Acquirer: close a settlement batch with each intermediary.
+        Settle,
+        /// Any settling role: the reconciliation report of a day.
+        Report { date: chrono::NaiveDate, csv: bool },
+        /// Lab: the order's prints are made and handed to the courier.
+        Ship { order_id: OrderId },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AdminResponse {
+        pub ok: bool,
+        pub text: String,
+    }
+
+    /// An admin command on its way to the role.
+    pub struct AdminInbound {
+        request: AdminRequest,
+        reply: oneshot::Sender<AdminResponse>,
+    }
+
+    impl AdminInbound {
+        pub fn into_parts(self) -> (AdminRequest, oneshot::Sender<AdminResponse>) {
+            (self.request, self.reply)
+        }
+    }
+
+    pub fn socket_path(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("admin.sock")
+    }
+
+    /// Binds the socket (replacing a stale one) and serves it in the background.
+    pub fn listen(data_dir: &Path, events: mpsc::Sender<NodeEvent>) -> std::io::Result<()> {
+        let path = socket_path(data_dir);
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let events = events.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_one(stream, events).await {
+                        tracing::warn!("admin command failed: {e}");
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+
+    async fn serve_one(
+        mut stream: tokio::net::UnixStream,
+        events: mpsc::Sender<NodeEvent>,
+    ) -> std::io::Result<()> {
+        let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
+            .await
+            .map_err(|_| bad("no request".into()))??;
+        let len = parse_header(header, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
+        let mut frame = header.to_vec();
+        frame.resize(FRAME_HEADER_LEN + len, 0);
+        stream
+            .read_exact(frame.get_mut(FRAME_HEADER_LEN..).unwrap_or_default())
+            .await?;
+        let request: AdminRequest =
+            decode_frame(&frame, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
+        tracing::info!(?request, "admin command");
+        let (reply, answer) = oneshot::channel();
+        let response = if events
+            .send(NodeEvent::Admin(AdminInbound { request, reply }))
+            .await
+            .is_err()
+        {
+            AdminResponse {
+                ok: false,
+                text: "the node is shutting down".into(),
+            }
+        } else {
+            match tokio::time::timeout(TIMEOUT, answer).await {
+                Ok(Ok(r)) => r,
+                _ => AdminResponse {
+                    ok: false,
+                    text: "the node did not answer".into(),
+                },
+            }
+        };
+        let out = encode_frame(&response, RESPONSE_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    }
+
+    /// Sends a command to the node whose data directory is `data_dir`. `Ok(None)` when
+    /// no node is running there.
+    pub fn call(data_dir: &Path, request: &AdminRequest) -> std::io::Result<Option<AdminResponse>> {
+        use std::io::{Read, Write};
+        let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut stream = match std::os::unix::net::UnixStream::connect(socket_path(data_dir)) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        stream.set_read_timeout(Some(TIMEOUT + Duration::from_secs(5)))?;
+        let frame = encode_frame(request, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
+        stream.write_all(&frame)?;
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        stream.read_exact(&mut header)?;
+        let len = parse_header(header, RESPONSE_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
+        let mut frame = header.to_vec();
+        frame.resize(FRAME_HEADER_LEN + len, 0);
+        stream.read_exact(frame.get_mut(FRAME_HEADER_LEN..).unwrap_or_default())?;
+        decode_frame(&frame, RESPONSE_MAX_BYTES)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -158,8 +310,13 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
             mdns: config.mdns,
         },
     )?;
+    let admin_events = event_loop.event_sender();
     tokio::spawn(event_loop.run());
     tokio::spawn(serve_blobs(client.clone(), blobs.clone()));
+    match admin::listen(&data_dir, admin_events) {
+        Ok(()) => {}
+        Err(e) => tracing::warn!("no admin socket in {}: {e}", data_dir.display()),
+    }
     Ok((
         Node {
             config: Arc::new(config),
@@ -229,13 +386,13 @@ pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
     let (node, rx) = start(config).await?;
     match role {
         Role::Acquirer => {
-            let r = Arc::new(crate::roles::acquirer::Acquirer::open(node.clone())?);
+            let r = crate::roles::acquirer::Acquirer::open(node.clone())?;
+            r.start();
             tokio::spawn(serve(node.clone(), r, rx));
         }
         Role::Intermediary => {
-            let r = Arc::new(crate::roles::intermediary::Intermediary::open(
-                node.clone(),
-            )?);
+            let r = crate::roles::intermediary::Intermediary::open(node.clone())?;
+            r.start();
             tokio::spawn(serve(node.clone(), r, rx));
         }
         Role::Lab => {

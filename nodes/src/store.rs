@@ -7,6 +7,7 @@ use std::path::Path;
 use printmesh_protocol::codec::{decode_stored, encode_stored, CodecError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sled::Transactional;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -147,6 +148,56 @@ impl<V: Serialize + DeserializeOwned> Tree<V> {
 
     pub fn raw(&self) -> &sled::Tree {
         &self.tree
+    }
+}
+
+/// Writes gathered for several trees, stored together in one transaction.
+#[derive(Default)]
+pub struct WriteSet {
+    /// `(tree index, key, value)`; `None` removes the key.
+    writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteSet {
+    pub fn put(&mut self, tree: usize, key: impl AsRef<[u8]>, value: Vec<u8>) {
+        self.writes.push((tree, key.as_ref().to_vec(), Some(value)));
+    }
+
+    pub fn remove(&mut self, tree: usize, key: impl AsRef<[u8]>) {
+        self.writes.push((tree, key.as_ref().to_vec(), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Stores every write in one transaction over `trees` (indexed as in `put`).
+    pub fn commit(&self, trees: &[&sled::Tree]) -> Result<(), StoreError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        trees
+            .transaction(|views| {
+                for (i, key, value) in &self.writes {
+                    let Some(view) = views.get(*i) else {
+                        return sled::transaction::abort(());
+                    };
+                    match value {
+                        Some(v) => {
+                            view.insert(key.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            view.remove(key.as_slice())?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
     }
 }
 

@@ -20,10 +20,14 @@ use printmesh_protocol::card::{CardData, Expiry};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Authorise, DeclineCode, OrderLine, OrderRequest,
-    OrderResponse, PaymentMethod, Role, SubmitOrder,
+    OrderResponse, PaymentMethod, Role, SealedAuthorise, SealedOrder,
 };
 use printmesh_protocol::money::{Currency, Money};
+use printmesh_protocol::pinblock::Pin;
 use printmesh_protocol::pricing::PrintSize;
+use printmesh_protocol::seal::{
+    open_card, seal_card, Binding, EntryMode, PinEntry, SealKey, SealSecret,
+};
 use printmesh_protocol::{BlobId, OrderId};
 use rand::RngCore;
 
@@ -44,7 +48,7 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
         kiosk: (role == Role::Kiosk).then(|| KioskConfig {
             media_dir: Some(fx.join("memory-card")),
             cards: Some(fx.join("cards.toml")),
-            pin_key: Some(fx.join("demo/pin.key")),
+            acquirer_key_file: Some(dir.join("acquirer").join("seal.pub")),
             ..KioskConfig::new(
                 "store-test".parse().unwrap(),
                 "Test",
@@ -53,10 +57,13 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
         }),
         intermediary: (role == Role::Intermediary).then(|| IntermediaryConfig {
             prices: fx.join("demo/prices.toml"),
+            commission_bps: 2000,
         }),
         acquirer: (role == Role::Acquirer).then(|| AcquirerConfig {
             cards: fx.join("cards.toml"),
-            pin_key: Some(fx.join("demo/pin.key")),
+            hold_ttl_secs: 3600,
+            minor_per_point: 1,
+            group_commit: true,
         }),
         lab: None,
     }
@@ -181,17 +188,85 @@ async fn bytes_that_do_not_match_their_hash_are_refused() {
     assert!(receiver.blobs.list().is_empty());
 }
 
-fn authorise(order_id: OrderId, amount: i64) -> AuthRequest {
-    AuthRequest::Authorise(Authorise {
+/// The acquirer's sealing key, as it published it in its data directory.
+fn acquirer_key(node: &Node) -> SealKey {
+    let path = printmesh_nodes::roles::acquirer::seal_pub_path(&node.config.data_dir);
+    SealKey::from_hex(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A test card: PAN and expiry (fixtures/cards.toml).
+struct Card(&'static str, u16, u8);
+const VISA_CREDIT: Card = Card("4111111111111111", 2030, 12);
+const VISA_DEBIT: Card = Card("4000056655665556", 2031, 6);
+const POINTS: Card = Card("6035310000000009", 2031, 12);
+const JCB_IC: Card = Card("3566002020360505", 2030, 8);
+
+fn card_data(card: &Card) -> CardData {
+    CardData {
+        pan: card.0.parse().unwrap(),
+        expiry: Expiry::new(card.1, card.2).unwrap(),
+    }
+}
+
+/// An authorisation with the card sealed to `key`, as a kiosk and an intermediary
+/// would send it.
+fn sealed(
+    key: &SealKey,
+    order_id: OrderId,
+    amount: i64,
+    method: PaymentMethod,
+    card: &Card,
+    entry: EntryMode,
+    pin: Option<&str>,
+) -> AuthRequest {
+    let amount = Money::new(amount, Currency::Jpy);
+    let store: printmesh_protocol::StoreId = "store-test".parse().unwrap();
+    let binding = Binding {
         order_id,
-        amount: Money::new(amount, Currency::Jpy),
-        method: PaymentMethod::Credit,
-        card: CardData {
-            pan: "4111111111111111".parse().unwrap(),
-            expiry: Expiry::new(2030, 12).unwrap(),
-        },
-        store: "store-test".parse().unwrap(),
+        amount,
+        store: store.clone(),
+    };
+    let pin = pin.map(|p| Pin::new(p.as_bytes()).unwrap());
+    let sealed = seal_card(
+        key,
+        &binding,
+        &card_data(card),
+        entry,
+        pin.as_ref(),
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    AuthRequest::AuthoriseSealed(SealedAuthorise {
+        order_id,
+        amount,
+        method,
+        store,
+        card: sealed,
     })
+}
+
+fn authorise(key: &SealKey, order_id: OrderId, amount: i64) -> AuthRequest {
+    sealed(
+        key,
+        order_id,
+        amount,
+        PaymentMethod::Credit,
+        &VISA_CREDIT,
+        EntryMode::Swipe,
+        None,
+    )
+}
+
+/// One card's line of the acquirer's `inspect`.
+fn card_state(node: &Node, last4: &str) -> serde_json::Value {
+    let all = printmesh_nodes::roles::acquirer::inspect(&node.db).unwrap();
+    all["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["last4"] == last4)
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -211,8 +286,9 @@ async fn hostile_frames_get_errors_and_the_node_keeps_serving() {
     let _ = s.close().await;
 
     // A frame of an unknown version.
+    let key = acquirer_key(&receiver);
     let mut frame = encode_frame(
-        &authorise(OrderId::from_parts(1, 1), 10),
+        &authorise(&key, OrderId::from_parts(1, 1), 10),
         proto::AUTH_MAX_BYTES,
     )
     .unwrap();
@@ -237,11 +313,11 @@ async fn hostile_frames_get_errors_and_the_node_keeps_serving() {
     let id = OrderId::from_parts(2, 2);
     let answer = sender
         .client
-        .request::<AuthProto>(receiver.peer_id(), authorise(id, 100))
+        .request::<AuthProto>(receiver.peer_id(), authorise(&key, id, 100))
         .await
         .unwrap();
     assert!(
-        matches!(answer, AuthResponse::Approved { order_id, .. } if order_id == id),
+        matches!(answer, AuthResponse::ApprovedCard { order_id, .. } if order_id == id),
         "{answer:?}"
     );
     let held: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::AuthRecord> =
@@ -255,25 +331,23 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
     let (sender, receiver) = two_nodes(dir.path()).await;
     let id = OrderId::from_parts(3, 3);
     let peer = receiver.peer_id();
+    let key = acquirer_key(&receiver);
     let (a, b) = tokio::join!(
-        sender.client.request::<AuthProto>(peer, authorise(id, 700)),
-        sender.client.request::<AuthProto>(peer, authorise(id, 700)),
+        sender
+            .client
+            .request::<AuthProto>(peer, authorise(&key, id, 700)),
+        sender
+            .client
+            .request::<AuthProto>(peer, authorise(&key, id, 700)),
     );
     assert_eq!(a.unwrap(), b.unwrap());
     let c = sender
         .client
-        .request::<AuthProto>(peer, authorise(id, 700))
+        .request::<AuthProto>(peer, authorise(&key, id, 700))
         .await
         .unwrap();
-    assert!(matches!(c, AuthResponse::Approved { .. }));
-    let accounts: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::Account> =
-        receiver.db.tree("accounts").unwrap();
-    let visa = accounts
-        .entries()
-        .map(|e| e.unwrap().1)
-        .find(|a| a.last4 == "1111")
-        .unwrap();
-    assert_eq!(visa.held_minor, 700);
+    assert!(matches!(c, AuthResponse::ApprovedCard { .. }));
+    assert_eq!(card_state(&receiver, "1111")["held_minor"], 700);
     // Void releases it; a second void is a no-op.
     let v = sender
         .client
@@ -287,12 +361,16 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
         .await
         .unwrap();
     assert_eq!(v2, AuthResponse::Voided { order_id: id });
-    let visa = accounts
-        .entries()
-        .map(|e| e.unwrap().1)
-        .find(|a| a.last4 == "1111")
+    assert_eq!(card_state(&receiver, "1111")["held_minor"], 0);
+    // A voided hold cannot be captured; the books still balance.
+    let cap = sender
+        .client
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: id })
+        .await
         .unwrap();
-    assert_eq!(visa.held_minor, 0);
+    assert!(matches!(cap, AuthResponse::Refused { .. }), "{cap:?}");
+    let all = printmesh_nodes::roles::acquirer::inspect(&receiver.db).unwrap();
+    assert_eq!(all["ledger_balanced"], true);
 }
 
 #[tokio::test]
@@ -322,7 +400,24 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
         .peer;
     let never_sent = BlobId::of(b"never uploaded");
     let id = OrderId::from_parts(4, 4);
-    let submit = SubmitOrder {
+    let (_, some_acquirer) = SealSecret::generate(&mut rand::rngs::OsRng);
+    let seal = |order_id, total| {
+        let binding = Binding {
+            order_id,
+            amount: Money::new(total, Currency::Jpy),
+            store: "store-test".parse().unwrap(),
+        };
+        seal_card(
+            &some_acquirer,
+            &binding,
+            &card_data(&VISA_CREDIT),
+            EntryMode::Swipe,
+            None,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap()
+    };
+    let submit = SealedOrder {
         order_id: id,
         store: "store-test".parse().unwrap(),
         placed_at_ms: 0,
@@ -335,14 +430,11 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
         }],
         total: Money::new(30, Currency::Jpy),
         method: PaymentMethod::Credit,
-        card: CardData {
-            pan: "4111111111111111".parse().unwrap(),
-            expiry: Expiry::new(2030, 12).unwrap(),
-        },
+        card: seal(id, 30),
     };
     let answer = kiosk
         .client
-        .request::<OrderProto>(peer, OrderRequest::Submit(submit.clone()))
+        .request::<OrderProto>(peer, OrderRequest::SubmitSealed(submit.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -357,9 +449,10 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
     let mut wrong = submit;
     wrong.order_id = OrderId::from_parts(5, 5);
     wrong.total = Money::new(1, Currency::Jpy);
+    wrong.card = seal(wrong.order_id, 1);
     let answer = kiosk
         .client
-        .request::<OrderProto>(peer, OrderRequest::Submit(wrong))
+        .request::<OrderProto>(peer, OrderRequest::SubmitSealed(wrong))
         .await
         .unwrap();
     match answer {
@@ -399,7 +492,7 @@ async fn a_request_from_a_role_that_may_not_send_it_is_refused() {
         .client
         .request::<AuthProto>(
             acquirer.peer_id(),
-            authorise(OrderId::from_parts(6, 6), 100),
+            authorise(&acquirer_key(&acquirer), OrderId::from_parts(6, 6), 100),
         )
         .await;
     assert!(
@@ -457,106 +550,221 @@ async fn a_complete_but_unverified_partial_is_verified_not_trusted() {
     assert_eq!(receiver.blobs.read(&blob).await.unwrap(), other);
 }
 
-fn pin_block(pin: &str, pan: &str) -> printmesh_protocol::pinblock::EncryptedPinBlock {
-    let key = printmesh_nodes::config::load_pin_key(&fixtures().join("demo/pin.key")).unwrap();
-    let pin = printmesh_protocol::pinblock::Pin::new(pin.as_bytes()).unwrap();
-    let pan = pan.parse().unwrap();
-    printmesh_protocol::pinblock::EncryptedPinBlock(
-        printmesh_protocol::pinblock::format4(&pin, &pan, &key, rand::random()).unwrap(),
-    )
+fn decline_code(r: &AuthResponse) -> String {
+    match r {
+        AuthResponse::DeclinedCard { code, .. } => code.iso8583().to_string(),
+        AuthResponse::ApprovedCard { .. } => "approved".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 #[tokio::test]
-async fn the_acquirer_verifies_pins_and_keeps_no_pin_block() {
+async fn the_acquirer_checks_card_types_pins_and_blocks_after_three_wrong() {
+    use EntryMode::{Chip, Swipe};
+    use PaymentMethod::{Credit, Debit, IcCard, PointCard};
     let dir = tempfile::tempdir().unwrap();
     let (sender, receiver) = two_nodes(dir.path()).await;
     let peer = receiver.peer_id();
-    let sent = std::sync::Mutex::new(Vec::new());
-    let with_pin = |n: u64, method: PaymentMethod, pin: Option<&str>| {
-        let AuthRequest::Authorise(mut auth) = authorise(OrderId::from_parts(n, n as u128), 100)
-        else {
-            unreachable!()
-        };
-        auth.method = method;
-        match pin {
-            Some(pin) => {
-                let block = pin_block(pin, "4111111111111111");
-                sent.lock().unwrap().push(block.0);
-                AuthRequest::AuthoriseWithPin {
-                    auth,
-                    pin_block: block,
-                }
-            }
-            None => AuthRequest::Authorise(auth),
-        }
+    let key = acquirer_key(&receiver);
+    let n = std::sync::atomic::AtomicU64::new(100);
+    let ask = |method, card: &Card, entry, pin: Option<&str>, amount| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let req = sealed(
+            &key,
+            OrderId::from_parts(i, u128::from(i)),
+            amount,
+            method,
+            card,
+            entry,
+            pin,
+        );
+        let client = sender.client.clone();
+        async move { decline_code(&client.request::<AuthProto>(peer, req).await.unwrap()) }
     };
-    let ask = |req| sender.client.request::<AuthProto>(peer, req);
-    // visa-ok's PIN in fixtures/cards.toml is 1234.
-    let right = ask(with_pin(10, PaymentMethod::Debit, Some("1234")))
-        .await
-        .unwrap();
-    assert!(matches!(right, AuthResponse::Approved { .. }), "{right:?}");
-    let wrong = ask(with_pin(11, PaymentMethod::Debit, Some("1235")))
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            wrong,
-            AuthResponse::Declined {
-                code: DeclineCode::IncorrectPin,
-                ..
-            }
-        ),
-        "{wrong:?}"
+    // Debit: the PIN is required and checked; the balance (20,000) is the limit.
+    assert_eq!(
+        ask(Debit, &VISA_DEBIT, Swipe, Some("5678"), 1000).await,
+        "approved"
     );
-    // Debit without a PIN is declined; credit without one is not.
-    let none = ask(with_pin(12, PaymentMethod::Debit, None)).await.unwrap();
-    assert!(matches!(
-        none,
-        AuthResponse::Declined {
-            code: DeclineCode::IncorrectPin,
-            ..
-        }
-    ));
-    let credit = ask(with_pin(13, PaymentMethod::Credit, None))
-        .await
-        .unwrap();
-    assert!(
-        matches!(credit, AuthResponse::Approved { .. }),
-        "{credit:?}"
+    assert_eq!(ask(Debit, &VISA_DEBIT, Swipe, None, 1000).await, "55");
+    assert_eq!(
+        ask(Debit, &VISA_DEBIT, Swipe, Some("5678"), 19_001).await,
+        "51"
     );
-    // A block made for another card does not open for this one.
-    let AuthRequest::Authorise(auth) = authorise(OrderId::from_parts(14, 14), 100) else {
-        unreachable!()
-    };
-    let other = ask(AuthRequest::AuthoriseWithPin {
-        auth,
-        pin_block: pin_block("1234", "3530111333300000"),
-    })
-    .await
-    .unwrap();
-    assert!(matches!(
-        other,
-        AuthResponse::Declined {
-            code: DeclineCode::IncorrectPin,
-            ..
-        }
-    ));
+    // A card paid with the wrong method.
+    assert_eq!(
+        ask(Debit, &VISA_CREDIT, Swipe, Some("1234"), 100).await,
+        "57"
+    );
+    assert_eq!(ask(Credit, &VISA_DEBIT, Swipe, None, 100).await, "57");
+    // Credit: a PIN is optional, and checked when given.
+    assert_eq!(
+        ask(Credit, &VISA_CREDIT, Swipe, None, 100).await,
+        "approved"
+    );
+    assert_eq!(
+        ask(Credit, &VISA_CREDIT, Swipe, Some("1234"), 100).await,
+        "approved"
+    );
+    // IC cards: inserted, with their PIN; a swiped IC payment is refused.
+    assert_eq!(
+        ask(IcCard, &JCB_IC, Chip, Some("2468"), 500).await,
+        "approved"
+    );
+    assert_eq!(ask(IcCard, &JCB_IC, Swipe, Some("2468"), 500).await, "57");
+    // Point cards pay in points (1 point = 1 yen here): 5,000 points.
+    assert_eq!(
+        ask(PointCard, &POINTS, Swipe, None, 4_000).await,
+        "approved"
+    );
+    assert_eq!(ask(PointCard, &POINTS, Swipe, None, 1_001).await, "51");
+    assert_eq!(card_state(&receiver, "0009")["held_minor"], 4_000);
+    // A right PIN clears a wrong one; three wrong in a row block the card, even for
+    // the right PIN afterwards.
+    assert_eq!(
+        ask(Debit, &VISA_DEBIT, Swipe, Some("1111"), 100).await,
+        "55"
+    );
+    assert_eq!(
+        ask(Debit, &VISA_DEBIT, Swipe, Some("5678"), 100).await,
+        "approved"
+    );
+    for expected in ["55", "55", "75", "75"] {
+        assert_eq!(
+            ask(Debit, &VISA_DEBIT, Swipe, Some("0000"), 100).await,
+            expected
+        );
+    }
+    assert_eq!(
+        ask(Debit, &VISA_DEBIT, Swipe, Some("5678"), 100).await,
+        "75"
+    );
+    let debit = card_state(&receiver, "5556");
+    assert_eq!(
+        (debit["blocked"].as_bool(), debit["wrong_pins"].as_u64()),
+        (Some(true), Some(3))
+    );
 
-    // None of the PIN blocks it was sent is in the acquirer's files.
-    assert_eq!(sent.lock().unwrap().len(), 2);
+    // Nothing of the cards is in the acquirer's files.
     receiver.shutdown().await;
-    let db_dir = dir.path().join("r").join("acquirer");
-    for entry in walk(&db_dir) {
-        let bytes = std::fs::read(&entry).unwrap();
-        for block in sent.lock().unwrap().iter() {
+    for file in walk(&dir.path().join("r")) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in [VISA_CREDIT.0, VISA_DEBIT.0, POINTS.0, JCB_IC.0] {
             assert!(
-                !bytes.windows(16).any(|w| w == block),
-                "{}",
-                entry.display()
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a PAN in {}",
+                file.display()
             );
         }
     }
+}
+
+#[tokio::test]
+async fn tampered_or_foreign_envelopes_and_unsealed_cards_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, receiver) = two_nodes(dir.path()).await;
+    let peer = receiver.peer_id();
+    let key = acquirer_key(&receiver);
+    let ask = |req| sender.client.request::<AuthProto>(peer, req);
+    // Sealed to another acquirer: not ours, nothing recorded.
+    let (_, other) = SealSecret::generate(&mut rand::rngs::OsRng);
+    let id = OrderId::from_parts(200, 1);
+    let r = ask(authorise(&other, id, 100)).await.unwrap();
+    assert_eq!(r, AuthResponse::NotMine { order_id: id });
+    // The amount changed on the way: the envelope no longer opens (30).
+    let AuthRequest::AuthoriseSealed(mut a) = authorise(&key, OrderId::from_parts(201, 1), 100)
+    else {
+        unreachable!()
+    };
+    a.amount = Money::new(100_000, Currency::Jpy);
+    let r = ask(AuthRequest::AuthoriseSealed(a)).await.unwrap();
+    assert!(
+        matches!(
+            r,
+            AuthResponse::DeclinedCard {
+                code: DeclineCode::FormatError,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    // Unsealed card data is refused outright.
+    let plain = AuthRequest::Authorise(Authorise {
+        order_id: OrderId::from_parts(202, 1),
+        amount: Money::new(100, Currency::Jpy),
+        method: PaymentMethod::Credit,
+        card: card_data(&VISA_CREDIT),
+        store: "store-test".parse().unwrap(),
+    });
+    assert!(matches!(
+        ask(plain).await.unwrap(),
+        AuthResponse::Refused { .. }
+    ));
+    let auths: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::AuthRecord> =
+        receiver.db.tree("auths").unwrap();
+    assert_eq!(auths.len(), 1, "only the tampered one is on record");
+}
+
+#[tokio::test]
+async fn holds_expire_and_a_capture_after_expiry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let mut cfg = config(&dir.path().join("r"), Role::Acquirer, &network, vec![]);
+    if let Some(a) = cfg.acquirer.as_mut() {
+        a.hold_ttl_secs = 1;
+    }
+    let receiver = start_role(cfg).await.unwrap();
+    let sender = client_node(
+        &dir.path().join("s"),
+        &network,
+        Role::Intermediary,
+        addr(&receiver).await,
+    )
+    .await;
+    sender
+        .client
+        .wait_for_role(Role::Acquirer, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let key = acquirer_key(&receiver);
+    let peer = receiver.peer_id();
+    let (held, captured) = (OrderId::from_parts(300, 1), OrderId::from_parts(301, 1));
+    for id in [held, captured] {
+        let r = sender
+            .client
+            .request::<AuthProto>(peer, authorise(&key, id, 250))
+            .await
+            .unwrap();
+        assert!(matches!(r, AuthResponse::ApprovedCard { .. }));
+    }
+    let r = sender
+        .client
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: captured })
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::Captured { order_id: captured });
+    assert_eq!(card_state(&receiver, "1111")["held_minor"], 250);
+    // The sweeper releases the uncaptured hold after its second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while card_state(&receiver, "1111")["held_minor"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hold never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(card_state(&receiver, "1111")["posted_minor"], 250);
+    let r = sender
+        .client
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: held })
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, AuthResponse::Refused { ref reason, .. } if reason.contains("expired")),
+        "{r:?}"
+    );
+    let all = printmesh_nodes::roles::acquirer::inspect(&receiver.db).unwrap();
+    assert_eq!(all["ledger_balanced"], true);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -565,7 +773,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         let p = entry.path();
         if p.is_dir() {
             out.extend(walk(&p));
-        } else {
+        } else if p.is_file() {
+            // Files only: the admin socket is not one.
             out.push(p);
         }
     }
@@ -584,6 +793,10 @@ async fn the_counter_hands_over_only_delivered_orders() {
 
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
+    // The acquirer's published key (no acquirer runs: the orders wait in the outbox).
+    let (secret, key) = SealSecret::generate(&mut rand::rngs::OsRng);
+    std::fs::create_dir_all(dir.path().join("acquirer")).unwrap();
+    std::fs::write(dir.path().join("acquirer/seal.pub"), key.to_hex()).unwrap();
     let (node, kiosk) =
         printmesh_nodes::node::start_kiosk(config(dir.path(), Role::Kiosk, &network, vec![]))
             .await
@@ -593,7 +806,6 @@ async fn the_counter_hands_over_only_delivered_orders() {
         expiry: Expiry::new(2030, 12).unwrap(),
     };
     let mut ids = Vec::new();
-    let mut blocks = Vec::new();
     for _ in 0..2 {
         let mut draft = draft_from_card(
             &fixtures().join("memory-card"),
@@ -606,9 +818,7 @@ async fn the_counter_hands_over_only_delivered_orders() {
         "1234".chars().for_each(|c| {
             pad.push(c);
         });
-        let block = kiosk.encrypt_pin(&mut pad, &card.pan).unwrap();
-        blocks.push(block.0);
-        draft.pin_block = Some(block);
+        draft.pin = Some(pad.take_pin().unwrap());
         ids.push(kiosk.place_order(draft).await.unwrap());
     }
     // No intermediary: both wait in the outbox, and the counter lists them.
@@ -665,15 +875,28 @@ async fn the_counter_hands_over_only_delivered_orders() {
         .unwrap();
     assert_eq!(mine.origin, node.peer_id().to_bytes());
     node.shutdown().await;
-    // The PIN blocks of the orders waiting in the outbox were never written to disk.
+    // The outbox holds the cards sealed, without their PINs: every stored envelope
+    // opens for the acquirer, and none carries a PIN.
+    let outbox: printmesh_nodes::store::Tree<OrderRequest> = node.db.tree("outbox").unwrap();
+    assert_eq!(outbox.len(), 2);
+    for (_, request) in outbox.entries().map(Result::unwrap) {
+        let OrderRequest::SubmitSealed(order) = request else {
+            panic!("an unsealed order in the outbox")
+        };
+        let binding = Binding {
+            order_id: order.order_id,
+            amount: order.total,
+            store: order.store.clone(),
+        };
+        let opened = open_card(&secret, &binding, &order.card).unwrap();
+        assert!(matches!(opened.pin, PinEntry::None), "a PIN was stored");
+    }
     for file in walk(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
-        for block in &blocks {
-            assert!(
-                !bytes.windows(16).any(|w| w == block),
-                "a PIN block in {}",
-                file.display()
-            );
-        }
+        assert!(
+            !bytes.windows(16).any(|w| w == b"4111111111111111"),
+            "a PAN in {}",
+            file.display()
+        );
     }
 }

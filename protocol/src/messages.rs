@@ -15,6 +15,7 @@ use crate::ids::{AuthCode, BlobId, OrderId, StoreId};
 use crate::money::Money;
 use crate::pinblock::EncryptedPinBlock;
 use crate::pricing::PrintSize;
+use crate::seal::SealedCard;
 
 /// Protocol ids and their size caps, in one place.
 pub mod proto {
@@ -42,6 +43,28 @@ pub mod proto {
     pub const EVENT_MAX_BYTES: usize = 16 * 1024;
     /// Most lines in one order.
     pub const MAX_ORDER_LINES: usize = 500;
+    /// Settlement between acquirer, intermediary and labs.
+    pub const SETTLE: &str = "/printmesh/settle/1";
+    pub const SETTLE_MAX_BYTES: usize = 512 * 1024;
+    /// Most orders in one settlement message.
+    pub const MAX_SETTLE_LINES: usize = 10_000;
+}
+
+/// The acquirer's token for a card: its keyed hash of the PAN, cut to 16 bytes. It
+/// stands for the card everywhere outside the acquirer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CardToken(pub [u8; 16]);
+
+impl std::fmt::Display for CardToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for CardToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardToken({self})")
+    }
 }
 
 /// The roles a node can play (DESIGN.md, "The peers").
@@ -129,21 +152,35 @@ pub enum OrderRequest {
         order: SubmitOrder,
         pin_block: EncryptedPinBlock,
     },
+    /// The card (and PIN) sealed to the acquirer's key. The only form accepted since
+    /// sealing arrived; the unsealed forms above are refused.
+    SubmitSealed(SealedOrder),
 }
 
 impl OrderRequest {
-    pub fn order(&self) -> &SubmitOrder {
+    pub fn order_id(&self) -> OrderId {
         match self {
-            OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => order,
+            OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => {
+                order.order_id
+            }
+            OrderRequest::SubmitSealed(order) => order.order_id,
         }
     }
+}
 
-    pub fn pin_block(&self) -> Option<&EncryptedPinBlock> {
-        match self {
-            OrderRequest::Submit(_) => None,
-            OrderRequest::SubmitWithPin { pin_block, .. } => Some(pin_block),
-        }
-    }
+/// An order whose card data is sealed to the acquirer: what kiosks send. The
+/// intermediary sees the card's brand, last four digits and entry mode, nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedOrder {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub placed_at_ms: i64,
+    pub lines: Vec<OrderLine>,
+    /// The total the customer was shown; the intermediary recomputes it. The sealed
+    /// card is bound to it.
+    pub total: Money,
+    pub method: PaymentMethod,
+    pub card: SealedCard,
 }
 
 /// An approved, accepted order: what the kiosk prints on the receipt.
@@ -175,6 +212,10 @@ pub enum DeclineCode {
     RestrictedCard,
     /// 55
     IncorrectPin,
+    /// 75
+    PinTriesExceeded,
+    /// 30: the sealed card data does not open for this order.
+    FormatError,
 }
 
 impl DeclineCode {
@@ -189,6 +230,8 @@ impl DeclineCode {
             DeclineCode::NotPermitted => "57",
             DeclineCode::RestrictedCard => "62",
             DeclineCode::IncorrectPin => "55",
+            DeclineCode::PinTriesExceeded => "75",
+            DeclineCode::FormatError => "30",
         }
     }
 
@@ -203,6 +246,10 @@ impl DeclineCode {
             DeclineCode::NotPermitted => "this card cannot be used for this payment",
             DeclineCode::RestrictedCard => "the card is blocked",
             DeclineCode::IncorrectPin => "the PIN was not correct",
+            DeclineCode::PinTriesExceeded => {
+                "the PIN was wrong too many times; the card is blocked"
+            }
+            DeclineCode::FormatError => "the card data could not be read by the card issuer",
         }
     }
 }
@@ -281,6 +328,18 @@ pub enum AuthRequest {
         auth: Authorise,
         pin_block: EncryptedPinBlock,
     },
+    /// The card (and PIN) sealed to the acquirer by the kiosk, passed on untouched.
+    AuthoriseSealed(SealedAuthorise),
+}
+
+/// An authorisation request whose card data only the acquirer can open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedAuthorise {
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub method: PaymentMethod,
+    pub store: StoreId,
+    pub card: SealedCard,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +362,82 @@ pub enum AuthResponse {
     /// The request could not be carried out (no such hold, already voided, …).
     Refused {
         order_id: OrderId,
+        reason: String,
+    },
+    /// Approved, with the token that stands for the card outside the acquirer.
+    ApprovedCard {
+        order_id: OrderId,
+        auth_code: AuthCode,
+        amount: Money,
+        token: CardToken,
+    },
+    /// Declined; the token when the card is known.
+    DeclinedCard {
+        order_id: OrderId,
+        code: DeclineCode,
+        token: Option<CardToken>,
+    },
+    /// The card data is sealed to another acquirer's key: ask another acquirer.
+    NotMine {
+        order_id: OrderId,
+    },
+}
+
+// ---------------------------------------------------------------- settlement
+
+/// A settlement batch: the acquirer's closing date and its number that day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BatchId {
+    pub date: NaiveDate,
+    pub seq: u32,
+}
+
+impl std::fmt::Display for BatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:03}", self.date, self.seq)
+    }
+}
+
+/// One order in a bill or a payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleLine {
+    pub order_id: OrderId,
+    pub amount: Money,
+}
+
+/// Patent [0064]-[0065]: the intermediary bills the acquirer for captured orders, the
+/// acquirer pays it, and the intermediary pays each lab its print fees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettleRequest {
+    /// Acquirer → intermediary: send the bill of captured orders not yet paid.
+    BillPlease { batch: BatchId },
+    /// Acquirer → intermediary: these orders of the bill are paid.
+    Payment {
+        batch: BatchId,
+        lines: Vec<SettleLine>,
+        total: Money,
+    },
+    /// Intermediary → lab: the lab's print fees for these orders are paid.
+    LabPayment {
+        batch: BatchId,
+        lines: Vec<SettleLine>,
+        total: Money,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettleResponse {
+    Bill {
+        batch: BatchId,
+        lines: Vec<SettleLine>,
+        total: Money,
+    },
+    Received {
+        batch: BatchId,
+        total: Money,
+    },
+    Refused {
+        batch: BatchId,
         reason: String,
     },
 }

@@ -282,22 +282,30 @@ pub fn seal_card(
     })
 }
 
+/// The PIN found in an envelope.
+pub enum PinEntry {
+    /// The cardholder entered none.
+    None,
+    Entered(Pin),
+    /// A PIN block is there but does not decode to a PIN.
+    Unreadable,
+}
+
 /// What the acquirer finds inside an envelope, in memory only.
 pub struct Opened {
     pub card: CardData,
     pub entry: EntryMode,
-    pub pin: Option<Pin>,
+    pub pin: PinEntry,
 }
 
 impl fmt::Debug for Opened {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Opened({:?}, {:?}, pin: {})",
-            self.card,
-            self.entry,
-            self.pin.is_some()
-        )
+        let pin = match self.pin {
+            PinEntry::None => "none",
+            PinEntry::Entered(_) => "entered",
+            PinEntry::Unreadable => "unreadable",
+        };
+        write!(f, "Opened({:?}, {:?}, pin {pin})", self.card, self.entry)
     }
 }
 
@@ -342,11 +350,12 @@ pub fn open_card(
             pin_key
                 .iter_mut()
                 .for_each(|b| *b = std::hint::black_box(0));
-            // A block that does not open is a wrong PIN to the cardholder; the caller
-            // tells "no PIN" from "a PIN that is not theirs" by this error.
-            Some(pin.map_err(|e| SealError::Pin(e.to_string()))?)
+            match pin {
+                Ok(pin) => PinEntry::Entered(pin),
+                Err(_) => PinEntry::Unreadable,
+            }
         }
-        None => None,
+        None => PinEntry::None,
     };
     Ok(Opened {
         card,
@@ -441,13 +450,13 @@ mod tests {
         let opened = open_card(&secret, &binding(), &sealed).unwrap();
         assert_eq!(opened.card, card());
         assert_eq!(opened.entry, EntryMode::Chip);
-        assert!(opened.pin.unwrap().matches(b"1234"));
+        assert!(matches!(opened.pin, PinEntry::Entered(p) if p.matches(b"1234")));
         let no_pin =
             seal_card(&key, &binding(), &card(), EntryMode::Swipe, None, &mut rng).unwrap();
-        assert!(open_card(&secret, &binding(), &no_pin)
-            .unwrap()
-            .pin
-            .is_none());
+        assert!(matches!(
+            open_card(&secret, &binding(), &no_pin).unwrap().pin,
+            PinEntry::None
+        ));
     }
 
     #[test]

@@ -147,6 +147,25 @@ pub fn write_config_listening(
     path
 }
 
+/// Where the acquirer of a test network under `dir` publishes its sealing key.
+pub fn acquirer_key_file(dir: &Path) -> PathBuf {
+    dir.join("acquirer").join("seal.pub")
+}
+
+/// Every regular file below `dir`.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// `printmesh inspect --config FILE` as JSON.
 pub fn inspect(config: &Path) -> serde_json::Value {
     let out = Command::new(bin())
@@ -169,11 +188,7 @@ pub fn acquirer_config(dir: &Path, network: &str) -> PathBuf {
         "acquirer",
         network,
         &[],
-        &format!(
-            "[acquirer]\ncards = \"{}\"\npin_key = \"{}\"",
-            cards.display(),
-            fixtures().join("demo/pin.key").display()
-        ),
+        &format!("[acquirer]\ncards = \"{}\"", cards.display()),
     )
 }
 
@@ -195,11 +210,11 @@ pub fn intermediary_config(dir: &Path, network: &str, listen: &str, peers: &[Str
 pub fn kiosk_config(dir: &Path, network: &str, intermediary: &str) -> PathBuf {
     let fx = fixtures();
     let section = format!(
-        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"\npin_key = \"{}\"",
+        "[kiosk]\nstore = \"store-test\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\ncards = \"{}\"\nacquirer_key_file = \"{}\"",
         fx.join("demo/prices.toml").display(),
         fx.join("memory-card").display(),
         fx.join("cards.toml").display(),
-        fx.join("demo/pin.key").display()
+        acquirer_key_file(dir).display()
     );
     write_config(dir, "kiosk", network, &[intermediary.to_string()], &section)
 }

@@ -20,6 +20,7 @@ use printmesh_protocol::messages::{DeclineCode, OrderResponse, PaymentMethod};
 use printmesh_protocol::money::Money;
 use printmesh_protocol::order::OrderState;
 use printmesh_protocol::pricing::{PriceList, PrintSize, MAX_QUANTITY};
+use printmesh_protocol::seal::EntryMode;
 use printmesh_protocol::OrderId;
 use serde::{Deserialize, Serialize};
 
@@ -385,7 +386,9 @@ pub struct OrderPlan {
     pub lines: Vec<DraftLine>,
     pub method: PaymentMethod,
     pub card: CardData,
-    /// The digits typed on the PIN pad; the runtime turns them into a block at once.
+    /// Read from the chip (IC payments) or swiped.
+    pub entry: EntryMode,
+    /// The digits typed on the PIN pad; the runtime seals them with the card at once.
     pub pin: Option<PinPad>,
 }
 
@@ -1564,10 +1567,16 @@ impl App {
         self.session.sending = Some(Sending::Saving);
         self.session.order_id = None;
         self.go(Screen::Sending);
+        let entry = if method == PaymentMethod::IcCard {
+            EntryMode::Chip
+        } else {
+            EntryMode::Swipe
+        };
         vec![Effect::PlaceOrder(Box::new(OrderPlan {
             lines,
             method,
             card,
+            entry,
             pin,
         }))]
     }

@@ -493,6 +493,14 @@ impl Lang {
                 "This card has been blocked",
             ),
             DeclineCode::IncorrectPin => self.pick("暗証番号が違います", "The PIN was not correct"),
+            DeclineCode::PinTriesExceeded => self.pick(
+                "暗証番号の誤りが続いたため、このカードは利用できなくなっています。カード会社にお問い合わせください",
+                "The PIN was wrong too many times and the card is now blocked; please contact your card issuer",
+            ),
+            DeclineCode::FormatError => self.pick(
+                "カードの情報をカード会社が読み取れませんでした。もう一度お試しください",
+                "Your card issuer could not read the card data; please try again",
+            ),
         }
     }
 
@@ -762,6 +770,8 @@ mod tests {
             DeclineCode::NotPermitted,
             DeclineCode::RestrictedCard,
             DeclineCode::IncorrectPin,
+            DeclineCode::PinTriesExceeded,
+            DeclineCode::FormatError,
         ] {
             assert_ne!(Lang::Ja.decline_reason(code), Lang::En.decline_reason(code));
         }

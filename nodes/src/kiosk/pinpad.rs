@@ -1,9 +1,9 @@
-//! The PIN pad: digits typed on the PIN screen are held only until Enter, then turned
-//! into an ISO 9564 PIN block at once and wiped. The screen sees only how many digits
-//! were typed.
+//! The PIN pad: digits typed on the PIN screen are held only until Enter, then become
+//! a [`Pin`] that the kiosk seals at once into the card's envelope as an ISO 9564
+//! format 4 block (`protocol::seal`), and are wiped. The screen sees only how many
+//! digits were typed.
 
-use printmesh_protocol::card::Pan;
-use printmesh_protocol::pinblock::{format4, EncryptedPinBlock, Pin, PinError};
+use printmesh_protocol::pinblock::{Pin, PinError};
 
 /// Most digits a PIN may have.
 pub const MAX_PIN_DIGITS: usize = 12;
@@ -77,29 +77,22 @@ impl PinPad {
         self.digits.clear();
     }
 
-    /// Enter: the PIN becomes a format 4 block under `key` and the digits are wiped,
-    /// whether or not the block could be made.
-    pub fn finish(
-        &mut self,
-        pan: &Pan,
-        key: &[u8],
-        random: [u8; 8],
-    ) -> Result<EncryptedPinBlock, PinError> {
-        let result = Pin::new(&self.digits).and_then(|pin| format4(&pin, pan, key, random));
+    /// Enter: the digits become a [`Pin`] (which the kiosk seals into the card's
+    /// envelope as a format 4 block at once) and the pad is wiped, whatever the
+    /// outcome.
+    pub fn take_pin(&mut self) -> Result<Pin, PinError> {
+        let result = Pin::new(&self.digits);
         self.clear();
-        result.map(EncryptedPinBlock)
+        result
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use printmesh_protocol::pinblock::open_format4;
 
     #[test]
-    fn digits_become_a_block_and_are_wiped() {
-        let pan: Pan = "4111111111111111".parse().unwrap();
-        let key = [3u8; 16];
+    fn digits_become_a_pin_and_are_wiped() {
         let mut pad = PinPad::default();
         for c in "12a34".chars() {
             pad.push(c);
@@ -107,18 +100,17 @@ mod tests {
         assert_eq!(pad.len(), 4);
         pad.backspace();
         pad.push('9');
-        let block = pad.finish(&pan, &key, [0; 8]).unwrap();
+        let pin = pad.take_pin().unwrap();
         assert!(pad.is_empty());
-        assert!(open_format4(&block.0, &pan, &key).unwrap().matches(b"1239"));
-        assert_eq!(format!("{block:?}"), "EncryptedPinBlock(<encrypted>)");
+        assert!(pin.matches(b"1239"));
+        assert_eq!(format!("{pad:?}"), "PinPad(0 digits)");
     }
 
     #[test]
     fn a_short_pin_is_refused_and_still_wiped() {
-        let pan: Pan = "4111111111111111".parse().unwrap();
         let mut pad = PinPad::default();
         pad.push('1');
-        assert_eq!(pad.finish(&pan, &[0; 16], [0; 8]), Err(PinError::Length));
+        assert_eq!(pad.take_pin().err(), Some(PinError::Length));
         assert!(pad.is_empty());
         for _ in 0..20 {
             pad.push('1');

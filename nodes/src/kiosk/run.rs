@@ -530,11 +530,13 @@ impl Runtime {
                 lines,
                 method,
                 card,
+                entry,
                 pin,
             } = plan;
-            let pin_block = match pin {
-                Some(mut pad) => match kiosk.encrypt_pin(&mut pad, &card.pan) {
-                    Ok(block) => Some(block),
+            // The PIN pad's digits become a PIN that is sealed with the card at once.
+            let pin = match pin {
+                Some(mut pad) => match pad.take_pin() {
+                    Ok(pin) => Some(pin),
                     Err(e) => return send(Action::OrderFailed(e.to_string())).await,
                 },
                 None => None,
@@ -544,7 +546,8 @@ impl Runtime {
                 lines,
                 method,
                 card,
-                pin_block,
+                entry,
+                pin,
             };
             let id = match kiosk.place_order(draft).await {
                 Ok(id) => id,

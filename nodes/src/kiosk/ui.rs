@@ -792,13 +792,12 @@ fn render_card(app: &App, area: Rect, buf: &mut Buffer) {
             theme::muted(),
         ))];
         for (i, card) in app.cfg.demo_cards.iter().enumerate().take(9) {
-            rows.push(Line::from(""));
             rows.push(Line::from(Span::styled(
-                format!("{}  {}", i + 1, card.label),
+                format!("{} {}", i + 1, card.label),
                 Style::new().bold(),
             )));
             rows.push(Line::from(Span::styled(
-                format!("   PIN {}", card.pin),
+                format!("  PIN {}", card.pin),
                 theme::muted(),
             )));
         }

@@ -1,32 +1,44 @@
-//! The intermediary (patent 102/402), first version: takes orders from kiosks, checks
-//! them against its price list, has an acquirer authorise the card, sends the job and
-//! its images to a lab, and answers the kiosk with the lab's delivery date and the
-//! authorisation code.
+//! The intermediary (patent 102/402): takes orders from kiosks, checks them against
+//! its price list, has an acquirer authorise the card, sends the job and its images to
+//! a lab, and answers the kiosk with the lab's delivery date and the authorisation
+//! code. It routes the card data sealed: it sees the card's brand, last four digits
+//! and entry mode, and afterwards the acquirer's token for the card — never the card.
+//!
+//! Afterwards (FIG. 4): when the lab ships an order (a `Shipped` event from that lab),
+//! the intermediary captures the hold at the acquirer, and the order joins its bill.
+//! At settlement the acquirer asks for the bill and pays it; the intermediary keeps
+//! its commission (`commission_bps`) and pays each lab its print fee.
 //!
 //! Idempotent per order id: progress is recorded in sled after each step, so a
-//! resubmitted order (a retry after a lost answer, or through another path) continues
-//! where the first stopped and, once answered, gets the first answer, never a second
-//! hold.
+//! resubmitted order continues where the first stopped and, once answered, gets the
+//! first answer, never a second hold.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use libp2p::PeerId;
 use printmesh_protocol::card::CardBrand;
 use printmesh_protocol::messages::{
-    proto, AuthRequest, AuthResponse, Authorise, EventKind, OrderAccepted, OrderLine, OrderRequest,
-    OrderResponse, PaymentMethod, PrintJob, PrintRequest, PrintResponse, Role,
+    proto, AuthRequest, AuthResponse, BatchId, CardToken, EventKind, OrderAccepted, OrderEvent,
+    OrderLine, OrderRequest, OrderResponse, PaymentMethod, PrintJob, PrintRequest, PrintResponse,
+    Role, SealedAuthorise, SealedOrder, SettleLine, SettleRequest, SettleResponse,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::pricing::PriceList;
+use printmesh_protocol::seal::EntryMode;
 use printmesh_protocol::{AuthCode, OrderId, StoreId};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::send_blob;
 use crate::config::load_prices;
-use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto};
-use crate::node::{now_ms, Node, NodeError, RoleHandler};
+use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto, SettleProto};
+use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
 use crate::roles::OrderLocks;
 use crate::store::{StoreError, Tree};
+
+/// How often captures and lab payments that did not go through are tried again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(3);
 
 /// Where an order stands at the intermediary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +54,31 @@ pub enum Stage {
     Answered(OrderResponse),
 }
 
-/// The intermediary's record of an order. No card data beyond the last four digits.
+/// The hold's capture, once the lab ships.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Capture {
+    NotShipped,
+    /// Shipped; the capture has not been confirmed yet.
+    Due {
+        since_ms: i64,
+    },
+    Captured {
+        at_ms: i64,
+    },
+}
+
+/// What the intermediary received for an order and passed on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    pub batch: BatchId,
+    pub received: Money,
+    pub commission: Money,
+    pub lab_fee: Money,
+    pub lab_paid: bool,
+}
+
+/// The intermediary's record of an order. No card data beyond the last four digits
+/// and the acquirer's token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutedOrder {
     pub order_id: OrderId,
@@ -52,7 +88,15 @@ pub struct RoutedOrder {
     pub method: PaymentMethod,
     pub card_last4: String,
     pub card_brand: CardBrand,
+    pub entry: EntryMode,
+    pub token: Option<CardToken>,
     pub stage: Stage,
+    /// Who holds the money and who makes the prints, kept after the answer.
+    pub acquirer: Option<Vec<u8>>,
+    pub lab: Option<Vec<u8>>,
+    pub lab_name: Option<String>,
+    pub capture: Capture,
+    pub settlement: Option<Settled>,
     pub received_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -60,23 +104,36 @@ pub struct RoutedOrder {
 pub struct Intermediary {
     node: Node,
     prices: PriceList,
+    commission_bps: u32,
     orders: Tree<RoutedOrder>,
     locks: OrderLocks,
 }
 
 impl Intermediary {
-    pub fn open(node: Node) -> Result<Intermediary, NodeError> {
+    pub fn open(node: Node) -> Result<Arc<Intermediary>, NodeError> {
         let config = node
             .config
             .intermediary
             .clone()
             .ok_or_else(|| NodeError::Role("no [intermediary] section".into()))?;
-        Ok(Intermediary {
+        Ok(Arc::new(Intermediary {
             prices: load_prices(&config.prices)?,
+            commission_bps: config.commission_bps,
             orders: node.db.tree("orders")?,
             node,
             locks: OrderLocks::default(),
-        })
+        }))
+    }
+
+    /// Starts the task that retries captures and lab payments.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETRY_EVERY).await;
+                me.retry().await;
+            }
+        });
     }
 
     async fn save(&self, order: &mut RoutedOrder) -> Result<(), StoreError> {
@@ -99,11 +156,31 @@ impl Intermediary {
         self.node.emit(order_id, kind).await;
     }
 
+    /// The commission and the lab's fee of an order's total.
+    pub fn split(&self, total: Money) -> (Money, Money) {
+        let commission = total
+            .amount_minor()
+            .saturating_mul(i64::from(self.commission_bps))
+            / 10_000;
+        let fee = total.amount_minor().saturating_sub(commission);
+        (
+            Money::new(commission, total.currency()),
+            Money::new(fee, total.currency()),
+        )
+    }
+
     /// Handles one submission end to end.
     pub async fn submit(&self, request: OrderRequest) -> Result<OrderResponse, StoreError> {
-        let pin_block = request.pin_block().cloned();
-        let submit = match request {
-            OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => order,
+        let submit: SealedOrder = match request {
+            OrderRequest::SubmitSealed(order) => order,
+            OrderRequest::Submit(o) | OrderRequest::SubmitWithPin { order: o, .. } => {
+                tracing::warn!(order_id = %o.order_id, "unsealed card data refused");
+                return Ok(OrderResponse::Rejected {
+                    order_id: o.order_id,
+                    reason: "card data must be sealed to the acquirer; this kiosk needs an update"
+                        .into(),
+                });
+            }
         };
         let order_id = submit.order_id;
         let _guard = self.locks.lock(order_id).await;
@@ -124,18 +201,35 @@ impl Intermediary {
         let mut order = match existing {
             Some(o) => o,
             None => {
+                let summary = &submit.card.summary;
                 let mut order = RoutedOrder {
                     order_id,
                     store: submit.store.clone(),
                     lines: submit.lines.clone(),
                     total: submit.total,
                     method: submit.method,
-                    card_last4: submit.card.pan.last4().to_string(),
-                    card_brand: submit.card.pan.brand(),
+                    card_last4: summary.last4.clone(),
+                    card_brand: summary.brand,
+                    entry: summary.entry,
+                    token: None,
                     stage: Stage::Received,
+                    acquirer: None,
+                    lab: None,
+                    lab_name: None,
+                    capture: Capture::NotShipped,
+                    settlement: None,
                     received_at_ms: now_ms(),
                     updated_at_ms: now_ms(),
                 };
+                let last4_ok =
+                    summary.last4.len() == 4 && summary.last4.bytes().all(|b| b.is_ascii_digit());
+                if !last4_ok {
+                    order.card_last4 = "????".into();
+                    let reason = "the card summary is malformed".to_string();
+                    return self
+                        .answer(&mut order, OrderResponse::Rejected { order_id, reason })
+                        .await;
+                }
                 if submit.lines.is_empty() || submit.lines.len() > proto::MAX_ORDER_LINES {
                     let reason = format!("an order needs 1 to {} photos", proto::MAX_ORDER_LINES);
                     return self
@@ -184,44 +278,53 @@ impl Intermediary {
         };
 
         if order.stage == Stage::Received {
-            let Some(acquirer) = self
-                .node
-                .client
-                .peers_with_role(Role::Acquirer)
-                .await
-                .into_iter()
-                .next()
-            else {
+            let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
+            if acquirers.is_empty() {
                 return unavailable("no acquirer is reachable".into());
-            };
-            let auth = Authorise {
+            }
+            let request = AuthRequest::AuthoriseSealed(SealedAuthorise {
                 order_id,
                 amount: order.total,
                 method: order.method,
-                card: submit.card.clone(),
                 store: order.store.clone(),
+                card: submit.card.clone(),
+            });
+            // The card is sealed to one acquirer: ask each until one can open it.
+            let mut outcome = None;
+            for acquirer in &acquirers {
+                match self
+                    .node
+                    .client
+                    .request::<AuthProto>(acquirer.peer, request.clone())
+                    .await
+                {
+                    Ok(AuthResponse::NotMine { .. }) => continue,
+                    answer => {
+                        outcome = Some((acquirer.peer, answer));
+                        break;
+                    }
+                }
+            }
+            let Some((acquirer, answer)) = outcome else {
+                let reason = "no reachable acquirer holds the key this card was sealed to".into();
+                return unavailable(reason);
             };
-            // The PIN block goes on as it came: only the acquirer can open it.
-            let request = match pin_block {
-                Some(pin_block) => AuthRequest::AuthoriseWithPin { auth, pin_block },
-                None => AuthRequest::Authorise(auth),
-            };
-            match self
-                .node
-                .client
-                .request::<AuthProto>(acquirer.peer, request)
-                .await
-            {
-                Ok(AuthResponse::Approved { auth_code, .. }) => {
+            match answer {
+                Ok(AuthResponse::ApprovedCard {
+                    auth_code, token, ..
+                }) => {
+                    order.token = Some(token);
+                    order.acquirer = Some(acquirer.to_bytes());
                     order.stage = Stage::Authorised {
                         auth_code,
-                        acquirer: acquirer.peer.to_bytes(),
+                        acquirer: acquirer.to_bytes(),
                         lab: None,
                     };
                     self.save(&mut order).await?;
                 }
-                Ok(AuthResponse::Declined { code, .. }) => {
+                Ok(AuthResponse::DeclinedCard { code, token, .. }) => {
                     tracing::info!(%order_id, code = code.iso8583(), "declined");
+                    order.token = token;
                     return self
                         .answer(&mut order, OrderResponse::Declined { order_id, code })
                         .await;
@@ -255,6 +358,8 @@ impl Intermediary {
                     acquirer: acquirer.clone(),
                     lab: Some(lab.peer.to_bytes()),
                 };
+                order.lab = Some(lab.peer.to_bytes());
+                order.lab_name = Some(lab.hello.name.clone());
                 self.save(&mut order).await?;
                 lab
             }
@@ -318,9 +423,265 @@ impl Intermediary {
         }
     }
 
+    // ------------------------------------------------------------------ capture
+
+    /// A gossiped event. `Shipped` from the lab that has the job triggers the capture.
+    async fn on_event(&self, event: OrderEvent) {
+        if event.kind != EventKind::Shipped {
+            return;
+        }
+        let order_id = event.order_id;
+        let _guard = self.locks.lock(order_id).await;
+        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
+            return;
+        };
+        if order.lab.as_deref() != Some(event.origin.as_slice()) {
+            tracing::warn!(%order_id, "a shipment event from a lab that does not have the job: ignored");
+            return;
+        }
+        if !matches!(order.stage, Stage::Answered(OrderResponse::Accepted(_))) {
+            return;
+        }
+        if order.capture == Capture::NotShipped {
+            order.capture = Capture::Due { since_ms: now_ms() };
+            if let Err(e) = self.save(&mut order).await {
+                tracing::error!(%order_id, "cannot record the shipment: {e}");
+                return;
+            }
+        }
+        drop(_guard);
+        self.capture(order_id).await;
+    }
+
+    /// Captures an order's hold (idempotent at the acquirer).
+    async fn capture(&self, order_id: OrderId) {
+        let _guard = self.locks.lock(order_id).await;
+        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
+            return;
+        };
+        if !matches!(order.capture, Capture::Due { .. }) {
+            return;
+        }
+        let Some(peer) = order
+            .acquirer
+            .as_deref()
+            .and_then(|b| PeerId::from_bytes(b).ok())
+        else {
+            return;
+        };
+        match self
+            .node
+            .client
+            .request::<AuthProto>(peer, AuthRequest::Capture { order_id })
+            .await
+        {
+            Ok(AuthResponse::Captured { .. }) => {
+                order.capture = Capture::Captured { at_ms: now_ms() };
+                match self.save(&mut order).await {
+                    Ok(()) => {
+                        tracing::info!(%order_id, amount = %order.total, "captured; on the bill")
+                    }
+                    Err(e) => tracing::error!(%order_id, "cannot record the capture: {e}"),
+                }
+            }
+            Ok(other) => tracing::warn!(%order_id, "capture answered {other:?}"),
+            Err(e) => tracing::info!(%order_id, "capture not delivered yet: {e}"),
+        }
+    }
+
+    async fn retry(&self) {
+        let orders: Vec<RoutedOrder> = self
+            .orders
+            .entries()
+            .filter_map(Result::ok)
+            .map(|(_, o)| o)
+            .collect();
+        for o in &orders {
+            if matches!(o.capture, Capture::Due { .. }) {
+                self.capture(o.order_id).await;
+            }
+        }
+        // Lab fees received but not yet paid on.
+        let mut due: BTreeMap<(Vec<u8>, BatchId), Vec<SettleLine>> = BTreeMap::new();
+        for o in orders {
+            if let (Some(s), Some(lab)) = (&o.settlement, &o.lab) {
+                if !s.lab_paid {
+                    due.entry((lab.clone(), s.batch))
+                        .or_default()
+                        .push(SettleLine {
+                            order_id: o.order_id,
+                            amount: s.lab_fee,
+                        });
+                }
+            }
+        }
+        for ((lab, batch), lines) in due {
+            self.pay_lab(&lab, batch, lines).await;
+        }
+    }
+
+    // ------------------------------------------------------------------ settlement
+
+    async fn on_settle(&self, inbound: Inbound<SettleProto>) {
+        let (peer, request, responder) = inbound.into_parts();
+        let from_acquirer = self
+            .node
+            .client
+            .peers_with_role(Role::Acquirer)
+            .await
+            .iter()
+            .any(|p| p.peer == peer);
+        let response = match request {
+            SettleRequest::BillPlease { batch } | SettleRequest::Payment { batch, .. }
+                if !from_acquirer =>
+            {
+                SettleResponse::Refused {
+                    batch,
+                    reason: "only an acquirer settles with an intermediary".into(),
+                }
+            }
+            SettleRequest::BillPlease { batch } => self.bill(batch, &peer.to_bytes()),
+            SettleRequest::Payment {
+                batch,
+                lines,
+                total,
+            } => self.payment(batch, &peer.to_bytes(), lines, total).await,
+            SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
+                batch,
+                reason: "an intermediary pays labs, it is not paid as one".into(),
+            },
+        };
+        responder.respond(response);
+    }
+
+    /// The bill: every captured order held at this acquirer and not yet paid.
+    fn bill(&self, batch: BatchId, acquirer: &[u8]) -> SettleResponse {
+        let mut lines = Vec::new();
+        let mut total: Option<Money> = None;
+        for (_, o) in self.orders.entries().filter_map(Result::ok) {
+            if matches!(o.capture, Capture::Captured { .. })
+                && o.settlement.is_none()
+                && o.acquirer.as_deref() == Some(acquirer)
+                && lines.len() < proto::MAX_SETTLE_LINES
+            {
+                total = Some(match total {
+                    Some(t) => t.checked_add(o.total).unwrap_or(t),
+                    None => o.total,
+                });
+                lines.push(SettleLine {
+                    order_id: o.order_id,
+                    amount: o.total,
+                });
+            }
+        }
+        let total = total.unwrap_or(Money::new(0, self.prices.currency));
+        tracing::info!(%batch, orders = lines.len(), %total, "bill sent to the acquirer");
+        SettleResponse::Bill {
+            batch,
+            lines,
+            total,
+        }
+    }
+
+    /// The acquirer paid these orders: record what we received, keep the commission,
+    /// and pay each lab its fees.
+    async fn payment(
+        &self,
+        batch: BatchId,
+        acquirer: &[u8],
+        lines: Vec<SettleLine>,
+        total: Money,
+    ) -> SettleResponse {
+        let mut labs: BTreeMap<Vec<u8>, Vec<SettleLine>> = BTreeMap::new();
+        let mut received: Option<Money> = None;
+        for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
+            let _guard = self.locks.lock(line.order_id).await;
+            let Ok(Some(mut o)) = self.orders.get(line.order_id.to_bytes()) else {
+                tracing::warn!(order_id = %line.order_id, %batch, "paid for an order we do not know");
+                continue;
+            };
+            if o.acquirer.as_deref() != Some(acquirer) || o.total != line.amount {
+                tracing::warn!(order_id = %line.order_id, %batch, "payment does not match the order");
+                continue;
+            }
+            if let Some(s) = &o.settlement {
+                if s.batch != batch {
+                    tracing::warn!(order_id = %line.order_id, %batch, "already settled in {}", s.batch);
+                }
+                continue;
+            }
+            let (commission, lab_fee) = self.split(o.total);
+            o.settlement = Some(Settled {
+                batch,
+                received: o.total,
+                commission,
+                lab_fee,
+                lab_paid: false,
+            });
+            if let Err(e) = self.save(&mut o).await {
+                tracing::error!(order_id = %o.order_id, "cannot record the payment: {e}");
+                return SettleResponse::Refused {
+                    batch,
+                    reason: "the intermediary could not record the payment; send it again".into(),
+                };
+            }
+            received = Some(match received {
+                Some(r) => r.checked_add(o.total).unwrap_or(r),
+                None => o.total,
+            });
+            if let Some(lab) = &o.lab {
+                labs.entry(lab.clone()).or_default().push(SettleLine {
+                    order_id: o.order_id,
+                    amount: lab_fee,
+                });
+            }
+        }
+        tracing::info!(%batch, %total, "payment received from the acquirer");
+        for (lab, lines) in labs {
+            self.pay_lab(&lab, batch, lines).await;
+        }
+        SettleResponse::Received {
+            batch,
+            total: received.unwrap_or(Money::new(0, total.currency())),
+        }
+    }
+
+    async fn pay_lab(&self, lab: &[u8], batch: BatchId, lines: Vec<SettleLine>) {
+        let Ok(peer) = PeerId::from_bytes(lab) else {
+            return;
+        };
+        let Some(first) = lines.first() else { return };
+        let total = lines.iter().skip(1).fold(first.amount, |acc, l| {
+            acc.checked_add(l.amount).unwrap_or(acc)
+        });
+        let request = SettleRequest::LabPayment {
+            batch,
+            lines: lines.clone(),
+            total,
+        };
+        match self.node.client.request::<SettleProto>(peer, request).await {
+            Ok(SettleResponse::Received { .. }) => {
+                for line in &lines {
+                    let _guard = self.locks.lock(line.order_id).await;
+                    if let Ok(Some(mut o)) = self.orders.get(line.order_id.to_bytes()) {
+                        if let Some(s) = o.settlement.as_mut() {
+                            s.lab_paid = true;
+                        }
+                        if let Err(e) = self.save(&mut o).await {
+                            tracing::error!(order_id = %o.order_id, "cannot record the lab payment: {e}");
+                        }
+                    }
+                }
+                tracing::info!(%batch, %total, orders = lines.len(), "print fees paid to the lab");
+            }
+            Ok(other) => tracing::warn!(%batch, "the lab answered {other:?}"),
+            Err(e) => tracing::info!(%batch, "lab payment not delivered yet: {e}"),
+        }
+    }
+
     async fn on_order(&self, inbound: Inbound<OrderProto>) {
         let (peer, request, responder) = inbound.into_parts();
-        let order_id = request.order().order_id;
+        let order_id = request.order_id();
         match self.submit(request).await {
             Ok(r) => responder.respond(r),
             Err(e) => {
@@ -336,8 +697,33 @@ impl Intermediary {
 
 impl RoleHandler for Intermediary {
     async fn handle(self: Arc<Self>, event: NodeEvent) {
-        if let NodeEvent::Order(inbound) = event {
-            self.on_order(inbound).await;
+        match event {
+            NodeEvent::Order(inbound) => self.on_order(inbound).await,
+            NodeEvent::Event(event) => self.on_event(event).await,
+            NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
+            NodeEvent::Admin(admin) => {
+                let (request, reply) = admin.into_parts();
+                let response = match request {
+                    AdminRequest::Report { date, csv } => {
+                        match crate::report::intermediary(&self.node.db, date) {
+                            Ok(r) => AdminResponse {
+                                ok: true,
+                                text: r.render(csv),
+                            },
+                            Err(e) => AdminResponse {
+                                ok: false,
+                                text: e.to_string(),
+                            },
+                        }
+                    }
+                    other => AdminResponse {
+                        ok: false,
+                        text: format!("an intermediary does not do {other:?}"),
+                    },
+                };
+                let _ = reply.send(response);
+            }
+            _ => {}
         }
     }
 }
@@ -355,7 +741,9 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         };
         out.push(serde_json::json!({
             "order_id": o.order_id.to_string(), "store": o.store.to_string(), "total_minor": o.total.amount_minor(),
-            "card_last4": o.card_last4, "stage": stage,
+            "card_last4": o.card_last4, "card": format!("{} {}", o.card_brand, o.card_last4),
+            "token": o.token.map(|t| t.to_string()), "stage": stage,
+            "capture": format!("{:?}", o.capture), "settled": o.settlement.as_ref().map(|s| s.batch.to_string()),
         }));
     }
     Ok(serde_json::json!({ "role": "intermediary", "orders": out }))

@@ -11,11 +11,12 @@ use std::time::Duration;
 use printmesh_protocol::card::{CardBrand, CardData};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
-    proto, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SubmitOrder,
+    proto, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SealedOrder,
 };
 use printmesh_protocol::money::Money;
-use printmesh_protocol::pinblock::EncryptedPinBlock;
+use printmesh_protocol::pinblock::Pin;
 use printmesh_protocol::pricing::{PriceList, PrintSize};
+use printmesh_protocol::seal::{seal_card, Binding, EntryMode, SealKey};
 use printmesh_protocol::{OrderId, StoreId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -72,15 +73,17 @@ pub struct DraftLine {
 }
 
 /// An order as the customer composed it at the kiosk.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Draft {
     /// Given only when the same order is submitted again.
     pub order_id: Option<OrderId>,
     pub lines: Vec<DraftLine>,
     pub method: PaymentMethod,
     pub card: CardData,
-    /// The PIN the cardholder entered, already a format 4 block from the PIN pad.
-    pub pin_block: Option<EncryptedPinBlock>,
+    /// How the card was read.
+    pub entry: EntryMode,
+    /// The PIN the cardholder entered: sealed with the card at once, then wiped.
+    pub pin: Option<Pin>,
 }
 
 /// A finished order as the kiosk keeps it: what the receipt and the counter need. No
@@ -102,8 +105,8 @@ pub struct KioskOrder {
 pub struct Kiosk {
     node: Node,
     config: KioskConfig,
-    /// The PIN pad's PIN encryption key.
-    pin_key: Option<Vec<u8>>,
+    /// The acquirer's sealing key, once read.
+    acquirer_key: Mutex<Option<SealKey>>,
     prices: PriceList,
     /// Order id → the exact request to send, until a final answer arrives.
     outbox: Tree<OrderRequest>,
@@ -113,8 +116,9 @@ pub struct Kiosk {
     in_flight: Mutex<HashSet<OrderId>>,
     backoff: Mutex<HashMap<OrderId, (u32, tokio::time::Instant)>>,
     progress: Mutex<HashMap<OrderId, UploadProgress>>,
-    /// PIN blocks of orders waiting for their answer, in memory only.
-    pins: Mutex<HashMap<OrderId, EncryptedPinBlock>>,
+    /// The sealed requests that carry a PIN, for orders waiting for their answer: in
+    /// memory only (see [`Kiosk::place_order`]).
+    pins: Mutex<HashMap<OrderId, OrderRequest>>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -155,7 +159,8 @@ pub fn draft_from_card(
         lines,
         method,
         card,
-        pin_block: None,
+        entry: EntryMode::Swipe,
+        pin: None,
     })
 }
 
@@ -166,12 +171,7 @@ impl Kiosk {
             .kiosk
             .clone()
             .ok_or_else(|| NodeError::Role("no [kiosk] section".into()))?;
-        let pin_key = match &config.pin_key {
-            Some(path) => Some(crate::config::load_pin_key(path)?),
-            None => None,
-        };
         Ok(Arc::new(Kiosk {
-            pin_key,
             prices: load_prices(&config.prices)?,
             outbox: node.db.tree("outbox")?,
             orders: node.db.tree("orders")?,
@@ -183,6 +183,7 @@ impl Kiosk {
             backoff: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             pins: Mutex::new(HashMap::new()),
+            acquirer_key: Mutex::new(None),
         }))
     }
 
@@ -194,26 +195,31 @@ impl Kiosk {
         &self.prices
     }
 
-    /// Whether this kiosk's PIN pad can take PINs (it has a PIN encryption key).
+    /// Whether this kiosk's PIN pad can take PINs: it knows the acquirer's key to seal
+    /// them to.
     pub fn takes_pins(&self) -> bool {
-        self.pin_key.is_some()
+        self.config.acquirer_key_file.is_some()
     }
 
-    /// Enter on the PIN pad: the typed digits become a format 4 block under the PIN
-    /// encryption key and are wiped, whatever the outcome.
-    pub fn encrypt_pin(
-        &self,
-        pad: &mut crate::kiosk::pinpad::PinPad,
-        pan: &printmesh_protocol::Pan,
-    ) -> Result<EncryptedPinBlock, KioskError> {
-        let Some(key) = &self.pin_key else {
-            pad.clear();
-            return Err(KioskError::Order(
-                "this kiosk has no PIN key (kiosk.pin_key) and cannot take PINs".into(),
-            ));
-        };
-        pad.finish(pan, key, rand::thread_rng().gen())
-            .map_err(|e| KioskError::Order(e.to_string()))
+    /// The acquirer's sealing key, read from `acquirer_key_file` (the acquirer writes
+    /// it as `seal.pub` in its data directory) the first time it is needed.
+    pub fn acquirer_key(&self) -> Result<SealKey, KioskError> {
+        if let Some(k) = self.acquirer_key.lock().ok().and_then(|k| *k) {
+            return Ok(k);
+        }
+        let path = self.config.acquirer_key_file.as_ref().ok_or_else(|| {
+            KioskError::Order("this kiosk names no acquirer key (kiosk.acquirer_key_file)".into())
+        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            KioskError::Order(format!("the acquirer's key {}: {e}", path.display()))
+        })?;
+        let key = SealKey::from_hex(&text).map_err(|e| {
+            KioskError::Order(format!("the acquirer's key {}: {e}", path.display()))
+        })?;
+        if let Ok(mut k) = self.acquirer_key.lock() {
+            *k = Some(key);
+        }
+        Ok(key)
     }
 
     /// Takes the customer's order: images into the blob store, the order into the
@@ -247,38 +253,60 @@ impl Kiosk {
             .prices
             .total(lines.iter().map(|l| (l.size, l.quantity)))
             .map_err(|e| KioskError::Order(e.to_string()))?;
-        let submit = SubmitOrder {
+        // The card is sealed to the acquirer at once, bound to this order and amount.
+        let key = self.acquirer_key()?;
+        let binding = Binding {
+            order_id,
+            amount: total,
+            store: self.config.store.clone(),
+        };
+        let seal = |pin: Option<&Pin>| {
+            seal_card(
+                &key,
+                &binding,
+                &draft.card,
+                draft.entry,
+                pin,
+                &mut rand::rngs::OsRng,
+            )
+            .map_err(|e| KioskError::Order(e.to_string()))
+        };
+        let sealed = seal(None)?;
+        let with_pin = match &draft.pin {
+            Some(pin) => Some(seal(Some(pin))?),
+            None => None,
+        };
+        let Draft { card, pin, .. } = draft;
+        drop(pin);
+        drop(card);
+        let order = |card| SealedOrder {
             order_id,
             store: self.config.store.clone(),
             placed_at_ms: now_ms(),
-            lines,
+            lines: lines.clone(),
             total,
             method: draft.method,
-            card: draft.card,
+            card,
         };
+        let stored = OrderRequest::SubmitSealed(order(sealed));
         // An order the network would refuse to carry never enters the outbox.
-        let largest = OrderRequest::SubmitWithPin {
-            order: submit.clone(),
-            pin_block: EncryptedPinBlock([0; 16]),
-        };
-        if let Err(e) = encode_frame(&largest, proto::ORDER_MAX_REQUEST_BYTES) {
+        if let Err(e) = encode_frame(&stored, proto::ORDER_MAX_REQUEST_BYTES) {
             return Err(KioskError::Order(format!(
                 "the order is too large to send: {e}"
             )));
         }
-        // The PIN block stays in memory only, until the answer: a sled log keeps the
-        // bytes of removed entries, and no PIN block may outlive its authorisation. A
-        // kiosk restarted before the answer sends the order without it (a debit card
-        // is then declined, never charged).
-        if let Some(block) = draft.pin_block {
+        // The envelope with the PIN stays in memory only, until the answer: a sled log
+        // keeps the bytes of removed entries, and no PIN block may outlive its
+        // authorisation. The outbox keeps the card sealed without it; a kiosk restarted
+        // before the answer sends that (a debit card is then declined, never charged).
+        if let Some(sealed) = with_pin {
             if let Ok(mut pins) = self.pins.lock() {
-                pins.insert(order_id, block);
+                pins.insert(order_id, OrderRequest::SubmitSealed(order(sealed)));
             }
         }
-        self.outbox
-            .insert(order_id.to_bytes(), &OrderRequest::Submit(submit.clone()))?;
+        self.outbox.insert(order_id.to_bytes(), &stored)?;
         self.node.db.flush().await?;
-        tracing::info!(%order_id, total = %total, card = %submit.card.pan, "order in outbox");
+        tracing::info!(%order_id, %total, "order in outbox, card sealed to the acquirer");
         self.wake.notify_one();
         Ok(order_id)
     }
@@ -323,14 +351,16 @@ impl Kiosk {
         }
         for entry in self.outbox.entries() {
             let (_, request) = entry?;
-            let s = request.order();
+            let OrderRequest::SubmitSealed(s) = request else {
+                continue;
+            };
             rows.push(crate::kiosk::app::CounterRow {
                 order_id: s.order_id,
                 placed_at_ms: s.placed_at_ms,
                 prints: s.lines.iter().map(|l| u32::from(l.quantity)).sum(),
                 total: s.total,
-                card_brand: s.card.pan.brand(),
-                card_last4: s.card.pan.last4().to_string(),
+                card_brand: s.card.summary.brand,
+                card_last4: s.card.summary.last4.clone(),
                 delivery_date: None,
                 state: state_of(s.order_id, OrderState::Draft),
             });
@@ -413,13 +443,11 @@ impl Kiosk {
                 })
                 .filter(|s| {
                     let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-                    backoff
-                        .get(&s.order().order_id)
-                        .is_none_or(|(_, at)| *at <= now)
+                    backoff.get(&s.order_id()).is_none_or(|(_, at)| *at <= now)
                 })
                 .collect();
             for request in due {
-                let id = request.order().order_id;
+                let id = request.order_id();
                 let claimed = self
                     .in_flight
                     .lock()
@@ -453,19 +481,19 @@ impl Kiosk {
 
     /// One delivery attempt: upload, submit, record a final answer.
     async fn attempt(&self, stored: OrderRequest) {
-        let pin_block = self
+        let order_id = stored.order_id();
+        // The envelope with the PIN, while this process has it; else the stored one.
+        let request = self
             .pins
             .lock()
             .ok()
-            .and_then(|p| p.get(&stored.order().order_id).cloned());
-        let request = match (stored, pin_block) {
-            (OrderRequest::Submit(order), Some(pin_block)) => {
-                OrderRequest::SubmitWithPin { order, pin_block }
-            }
-            (other, _) => other,
+            .and_then(|p| p.get(&order_id).cloned())
+            .unwrap_or(stored);
+        let OrderRequest::SubmitSealed(submit) = &request else {
+            tracing::error!(%order_id, "an unsealed order in the outbox cannot be sent");
+            self.back_off(order_id, "unsealed");
+            return;
         };
-        let submit = request.order();
-        let order_id = submit.order_id;
         let Some(peer) = self
             .node
             .client
@@ -537,7 +565,7 @@ impl Kiosk {
 
     async fn record_answer(
         &self,
-        submit: &SubmitOrder,
+        submit: &SealedOrder,
         answer: OrderResponse,
     ) -> Result<(), StoreError> {
         let order_id = submit.order_id;
@@ -556,8 +584,8 @@ impl Kiosk {
             lines: submit.lines.clone(),
             total: submit.total,
             method: submit.method,
-            card_last4: submit.card.pan.last4().to_string(),
-            card_brand: submit.card.pan.brand(),
+            card_last4: submit.card.summary.last4.clone(),
+            card_brand: submit.card.summary.brand,
             answer,
             answered_at_ms: now_ms(),
         };
@@ -637,7 +665,7 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
     let waiting: Vec<String> = outbox
         .entries()
         .filter_map(|r| r.ok())
-        .map(|(_, s)| s.order().order_id.to_string())
+        .map(|(_, s)| s.order_id().to_string())
         .collect();
     Ok(serde_json::json!({ "role": "kiosk", "orders": out, "outbox": waiting }))
 }

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use chrono::{FixedOffset, NaiveDate};
 use printmesh_protocol::capacity::{CapacityModel, Promise};
 use printmesh_protocol::messages::{
-    proto, EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse,
+    proto, BatchId, EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role,
+    SettleRequest, SettleResponse,
 };
+use printmesh_protocol::money::Money;
 use printmesh_protocol::{OrderId, StoreId};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use crate::net::{Inbound, NodeEvent, PrintProto};
-use crate::node::{now_ms, Node, NodeError, RoleHandler};
+use crate::net::{Inbound, NodeEvent, PrintProto, SettleProto};
+use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
 use crate::store::{StoreError, Tree};
 
 /// How much of an image file intake reads to check its header (the EXIF segment is
@@ -33,6 +35,10 @@ pub struct LabJob {
     pub received_at_ms: i64,
     /// `(width, height)` of each line's image as decoded at intake.
     pub dimensions: Vec<(u32, u32)>,
+    /// When the prints were handed to the courier.
+    pub shipped_at_ms: Option<i64>,
+    /// The print fee the intermediary paid, and in which settlement batch.
+    pub paid: Option<(BatchId, Money)>,
 }
 
 pub struct Lab {
@@ -145,6 +151,8 @@ impl Lab {
             promise: promise.clone(),
             received_at_ms: now_ms(),
             dimensions,
+            shipped_at_ms: None,
+            paid: None,
         };
         let job_bytes = self.jobs.encode(&record)?;
         let mut bookings = Vec::new();
@@ -184,6 +192,91 @@ impl Lab {
         }
     }
 
+    /// The order's prints are made and handed to the courier: `Printed` and `Shipped`
+    /// go out as order events (the intermediary captures the payment on `Shipped`).
+    /// Rendering, printers and the courier arrive with the lab issue; this is the
+    /// hand-over they end in.
+    pub async fn ship(&self, order_id: OrderId) -> Result<String, String> {
+        let _guard = self.lock.lock().await;
+        let mut job = self
+            .jobs
+            .get(order_id.to_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("this lab has no job {order_id}"))?;
+        if let Some(at) = job.shipped_at_ms {
+            return Ok(format!("order {order_id} was shipped already (at {at})"));
+        }
+        job.shipped_at_ms = Some(now_ms());
+        self.jobs
+            .insert(order_id.to_bytes(), &job)
+            .map_err(|e| e.to_string())?;
+        self.node.db.flush().await.map_err(|e| e.to_string())?;
+        drop(_guard);
+        self.node.emit(order_id, EventKind::Printed).await;
+        self.node.emit(order_id, EventKind::Shipped).await;
+        tracing::info!(%order_id, "printed and handed to the courier");
+        Ok(format!("order {order_id} printed and shipped"))
+    }
+
+    /// The intermediary pays print fees.
+    async fn on_settle(&self, inbound: Inbound<SettleProto>) {
+        let (peer, request, responder) = inbound.into_parts();
+        let from_intermediary = self
+            .node
+            .client
+            .peers_with_role(Role::Intermediary)
+            .await
+            .iter()
+            .any(|p| p.peer == peer);
+        let response = match request {
+            SettleRequest::LabPayment {
+                batch,
+                lines,
+                total,
+            } if from_intermediary => {
+                let _guard = self.lock.lock().await;
+                let mut received: Option<Money> = None;
+                let mut failed = false;
+                for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
+                    match self.jobs.get(line.order_id.to_bytes()) {
+                        Ok(Some(mut job)) => {
+                            if job.paid.is_none() {
+                                job.paid = Some((batch, line.amount));
+                                failed |= self.jobs.insert(line.order_id.to_bytes(), &job).is_err();
+                            }
+                            received = Some(match received {
+                                Some(r) => r.checked_add(line.amount).unwrap_or(r),
+                                None => line.amount,
+                            });
+                        }
+                        _ => {
+                            tracing::warn!(order_id = %line.order_id, %batch, "paid for a job this lab does not have")
+                        }
+                    }
+                }
+                if failed || self.node.db.flush().await.is_err() {
+                    SettleResponse::Refused {
+                        batch,
+                        reason: "the lab could not record the payment; send it again".into(),
+                    }
+                } else {
+                    tracing::info!(%batch, %total, "print fees received");
+                    SettleResponse::Received {
+                        batch,
+                        total: received.unwrap_or(Money::new(0, total.currency())),
+                    }
+                }
+            }
+            SettleRequest::BillPlease { batch }
+            | SettleRequest::Payment { batch, .. }
+            | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
+                batch,
+                reason: "a lab is paid its print fees by an intermediary, nothing else".into(),
+            },
+        };
+        responder.respond(response);
+    }
+
     async fn on_print(&self, inbound: Inbound<PrintProto>) {
         let (peer, PrintRequest::Job(job), responder) = inbound.into_parts();
         let order_id = job.order_id;
@@ -199,8 +292,36 @@ impl Lab {
 
 impl RoleHandler for Lab {
     async fn handle(self: Arc<Self>, event: NodeEvent) {
-        if let NodeEvent::Print(inbound) = event {
-            self.on_print(inbound).await;
+        match event {
+            NodeEvent::Print(inbound) => self.on_print(inbound).await,
+            NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
+            NodeEvent::Admin(admin) => {
+                let (request, reply) = admin.into_parts();
+                let response = match request {
+                    AdminRequest::Ship { order_id } => match self.ship(order_id).await {
+                        Ok(text) => AdminResponse { ok: true, text },
+                        Err(text) => AdminResponse { ok: false, text },
+                    },
+                    AdminRequest::Report { date, csv } => {
+                        match crate::report::lab(&self.node.db, date) {
+                            Ok(r) => AdminResponse {
+                                ok: true,
+                                text: r.render(csv),
+                            },
+                            Err(e) => AdminResponse {
+                                ok: false,
+                                text: e.to_string(),
+                            },
+                        }
+                    }
+                    other => AdminResponse {
+                        ok: false,
+                        text: format!("a lab does not do {other:?}"),
+                    },
+                };
+                let _ = reply.send(response);
+            }
+            _ => {}
         }
     }
 }
@@ -219,6 +340,8 @@ pub fn inspect(
             "order_id": j.order_id.to_string(), "store": j.store.to_string(),
             "delivery_date": j.promise.delivery_date.to_string(), "ship_date": j.promise.ship_date.to_string(),
             "prints": j.lines.iter().map(|l| u32::from(l.quantity)).sum::<u32>(),
+            "shipped": j.shipped_at_ms.is_some(),
+            "paid": j.paid.map(|(b, m)| serde_json::json!({ "batch": b.to_string(), "fee_minor": m.amount_minor() })),
             "lines": j.lines.iter().zip(&j.dimensions).map(|(l, d)| serde_json::json!({
                 "file_name": l.file_name, "blob": l.blob.to_hex(), "size": l.size.code(), "quantity": l.quantity,
                 "width": d.0, "height": d.1,
