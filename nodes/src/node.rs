@@ -134,7 +134,7 @@ pub mod admin {
             .await?;
         let request: AdminRequest =
             decode_frame(&frame, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
-        tracing::info!(?request, "admin command");
+        tracing::debug!(?request, "admin command");
         let (reply, answer) = oneshot::channel();
         let response = if events
             .send(NodeEvent::Admin(AdminInbound { request, reply }))

@@ -236,7 +236,7 @@ pub fn acquirer(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
         totals: vec![
             ("paid to intermediaries".into(), sum(payments, currency)),
             (
-                "captured, not yet settled".into(),
+                "captured not yet settled".into(),
                 sum(captured_unpaid, currency),
             ),
         ],
