@@ -402,7 +402,7 @@ pub fn apply(books: &impl Books, op: &Op, now_ms: i64) -> Result<Change, LedgerE
             }
         }
     };
-    check(&change)?;
+    check(books, &change)?;
     Ok(change)
 }
 
@@ -422,7 +422,25 @@ fn same_or_conflict(
 
 /// The invariants every change must keep: counters never negative, no account beyond
 /// its limit, and the change itself moves as much in debits as in credits.
-fn check(change: &Change) -> Result<(), LedgerError> {
+fn check(books: &impl Books, change: &Change) -> Result<(), LedgerError> {
+    // What this change moves: pending and posted debits must grow exactly as much as
+    // pending and posted credits.
+    let mut delta = [0i128; 4];
+    for (id, after) in &change.accounts {
+        let before = books
+            .account(id)
+            .unwrap_or_else(|| Account::new(after.unit, after.limit));
+        delta[0] += i128::from(after.debits_pending) - i128::from(before.debits_pending);
+        delta[1] += i128::from(after.credits_pending) - i128::from(before.credits_pending);
+        delta[2] += i128::from(after.debits_posted) - i128::from(before.debits_posted);
+        delta[3] += i128::from(after.credits_posted) - i128::from(before.credits_posted);
+    }
+    if delta[0] != delta[1] || delta[2] != delta[3] {
+        return Err(LedgerError::Unbalanced(format!(
+            "transfer {} would move debits and credits unequally",
+            change.transfer.id
+        )));
+    }
     for (id, a) in &change.accounts {
         if !a.counters_sane() {
             return Err(LedgerError::Unbalanced(format!(

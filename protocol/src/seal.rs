@@ -108,7 +108,19 @@ impl fmt::Debug for SealKey {
 }
 
 /// The acquirer's secret opening key. Wiped on drop; never printed.
-pub struct SealSecret([u8; 32]);
+pub struct SealSecret {
+    secret: [u8; 32],
+    /// Its public key, worked out once (a scalar multiplication saved per open).
+    public: SealKey,
+}
+
+fn public_of(secret: &[u8; 32]) -> Result<SealKey, SealError> {
+    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(secret).map_err(|_| SealError::BadKey)?;
+    let pk = Kem::sk_to_pk(&sk);
+    let mut public = [0u8; 32];
+    public.copy_from_slice(&pk.to_bytes());
+    Ok(SealKey(public))
+}
 
 impl SealSecret {
     /// A new key pair from `rng`.
@@ -118,31 +130,30 @@ impl SealSecret {
         secret.copy_from_slice(&sk.to_bytes());
         let mut public = [0u8; 32];
         public.copy_from_slice(&pk.to_bytes());
-        (SealSecret(secret), SealKey(public))
+        let public = SealKey(public);
+        (SealSecret { secret, public }, public)
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Result<SealSecret, SealError> {
-        <Kem as KemTrait>::PrivateKey::from_bytes(&bytes).map_err(|_| SealError::BadKey)?;
-        Ok(SealSecret(bytes))
+        let public = public_of(&bytes)?;
+        Ok(SealSecret {
+            secret: bytes,
+            public,
+        })
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0
+        self.secret
     }
 
     pub fn public(&self) -> Result<SealKey, SealError> {
-        let sk =
-            <Kem as KemTrait>::PrivateKey::from_bytes(&self.0).map_err(|_| SealError::BadKey)?;
-        let pk = Kem::sk_to_pk(&sk);
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&pk.to_bytes());
-        Ok(SealKey(public))
+        Ok(self.public)
     }
 }
 
 impl Drop for SealSecret {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
+        for b in self.secret.iter_mut() {
             *b = std::hint::black_box(0);
         }
     }
@@ -323,7 +334,8 @@ pub fn open_card(
     if sealed.ciphertext.len() > MAX_CIPHERTEXT_BYTES {
         return Err(SealError::Malformed);
     }
-    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(&secret.0).map_err(|_| SealError::BadKey)?;
+    let sk =
+        <Kem as KemTrait>::PrivateKey::from_bytes(&secret.secret).map_err(|_| SealError::BadKey)?;
     let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&sealed.enc)
         .map_err(|_| SealError::Malformed)?;
     let mut ctx = hpke::setup_receiver::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO)

@@ -245,6 +245,8 @@ pub struct Acquirer {
     seal_key: SealKey,
     jobs: mpsc::Sender<Job>,
     jobs_rx: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
+    events_tx: mpsc::Sender<(OrderId, EventKind)>,
+    events_rx: std::sync::Mutex<Option<mpsc::Receiver<(OrderId, EventKind)>>>,
 }
 
 /// A secret key file in the data directory: read, or made on first start. Only a
@@ -300,6 +302,7 @@ impl Acquirer {
             }
         })?;
         let (jobs, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
+        let (events_tx, events_rx) = mpsc::channel(16 * MAX_BATCH);
         let acquirer = Acquirer {
             settings: Settings {
                 hold_ttl_ms: (config.hold_ttl_secs.max(1) as i64).saturating_mul(1000),
@@ -316,6 +319,8 @@ impl Acquirer {
             seal_key,
             jobs,
             jobs_rx: std::sync::Mutex::new(Some(jobs_rx)),
+            events_tx,
+            events_rx: std::sync::Mutex::new(Some(events_rx)),
             node,
         };
         acquirer.seed(&config.cards)?;
@@ -330,6 +335,14 @@ impl Acquirer {
     pub fn start(self: &Arc<Self>) {
         if let Some(rx) = self.jobs_rx.lock().ok().and_then(|mut r| r.take()) {
             tokio::spawn(self.clone().run_writer(rx));
+        }
+        if let Some(mut rx) = self.events_rx.lock().ok().and_then(|mut r| r.take()) {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                while let Some((order_id, kind)) = rx.recv().await {
+                    node.emit(order_id, kind).await;
+                }
+            });
         }
         let me = self.clone();
         tokio::spawn(async move {
@@ -576,8 +589,12 @@ impl Acquirer {
         for reply in replies {
             reply();
         }
-        for (order_id, kind) in events {
-            self.node.emit(order_id, kind).await;
+        // Events are signed and gossiped by their own task, in order, off the
+        // writer's path.
+        for event in events {
+            if self.events_tx.send(event).await.is_err() {
+                break;
+            }
         }
     }
 

@@ -136,10 +136,19 @@ impl Intermediary {
         });
     }
 
+    /// Stores and flushes: for what must survive a crash before the next step (the
+    /// lab chosen for a job, captures, settlements).
     async fn save(&self, order: &mut RoutedOrder) -> Result<(), StoreError> {
-        order.updated_at_ms = now_ms();
-        self.orders.insert(order.order_id.to_bytes(), order)?;
+        self.save_lazily(order)?;
         self.node.db.flush().await
+    }
+
+    /// Stores without waiting for the disk: for what a retry can rebuild exactly (the
+    /// acquirer and the lab answer a repeated order id with their first answer), so
+    /// the kiosk is not kept waiting on a flush that changes nothing.
+    fn save_lazily(&self, order: &mut RoutedOrder) -> Result<(), StoreError> {
+        order.updated_at_ms = now_ms();
+        self.orders.insert(order.order_id.to_bytes(), order)
     }
 
     async fn answer(
@@ -148,12 +157,14 @@ impl Intermediary {
         response: OrderResponse,
     ) -> Result<OrderResponse, StoreError> {
         order.stage = Stage::Answered(response.clone());
-        self.save(order).await?;
+        self.save_lazily(order)?;
         Ok(response)
     }
 
+    /// Signs and gossips an event in the background, off the kiosk's wait.
     async fn emit(&self, order_id: OrderId, kind: EventKind) {
-        self.node.emit(order_id, kind).await;
+        let node = self.node.clone();
+        tokio::spawn(async move { node.emit(order_id, kind).await });
     }
 
     /// The commission and the lab's fee of an order's total.
@@ -264,7 +275,7 @@ impl Intermediary {
                         blobs: missing,
                     });
                 }
-                self.save(&mut order).await?;
+                self.save_lazily(&mut order)?;
                 self.emit(
                     order_id,
                     EventKind::Submitted {
@@ -320,7 +331,9 @@ impl Intermediary {
                         acquirer: acquirer.to_bytes(),
                         lab: None,
                     };
-                    self.save(&mut order).await?;
+                    // Rebuildable (the acquirer replays its approval); the lab choice
+                    // below is what must be on disk before the job goes out.
+                    self.save_lazily(&mut order)?;
                 }
                 Ok(AuthResponse::DeclinedCard { code, token, .. }) => {
                     tracing::info!(%order_id, code = code.iso8583(), "declined");
