@@ -222,7 +222,12 @@ fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
         if let Some(t) = line.strip_prefix("track1 = \"") {
             let t = t.trim_end_matches('"');
             let name = t.split('^').nth(1).unwrap().to_string();
-            pan = t.trim_start_matches("%B").split('^').next().unwrap().to_string();
+            pan = t
+                .trim_start_matches("%B")
+                .split('^')
+                .next()
+                .unwrap()
+                .to_string();
             secrets.extend([pan.clone(), name, t.to_string()]);
         }
         if let Some(p) = line.strip_prefix("pin = \"") {
@@ -233,7 +238,13 @@ fn orders_travel_kiosk_intermediary_acquirer_lab_and_back() {
         if let Some(t) = line.strip_prefix("track2 = \"") {
             let t = t.trim_end_matches('"');
             // The "=YYMM..." part after the PAN (expiry, service code, discretionary).
-            secrets.push(t.split('=').nth(1).unwrap().trim_end_matches('?').to_string());
+            secrets.push(
+                t.split('=')
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches('?')
+                    .to_string(),
+            );
         }
     }
     assert!(secrets.len() >= 21 && pin_blocks.len() >= 7, "{secrets:?}");
