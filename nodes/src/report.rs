@@ -228,7 +228,7 @@ pub fn acquirer(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
                 rows: paid,
             },
             Table {
-                title: format!("Card statements (charges settled; {open} holds open)"),
+                title: format!("Card statements (charges settled; holds still open: {open})"),
                 columns: vec!["card", "order", "captured", "store", "charged"],
                 rows: statement_rows,
             },
@@ -288,7 +288,7 @@ pub fn intermediary(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
                 "order",
                 "store",
                 "lab",
-                "lab fee",
+                "fee paid?",
                 "commission",
                 "print fee",
                 "received",

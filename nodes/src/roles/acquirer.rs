@@ -997,10 +997,11 @@ impl Acquirer {
             total: b.total,
         };
         let mut text = format!(
-            "batch {}: paid {} for {} orders{}{}",
+            "batch {}: paid {} for {} order{}{}{}",
             b.id,
             b.total,
             b.lines.len(),
+            if b.lines.len() == 1 { "" } else { "s" },
             if b.unknown.is_empty() {
                 String::new()
             } else {
