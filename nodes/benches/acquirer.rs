@@ -117,6 +117,7 @@ fn sealed_requests(key: &SealKey, n: usize, first: u64) -> Vec<SealedAuthorise> 
                 order_id,
                 amount,
                 store: store.clone(),
+                method: PaymentMethod::Credit,
             };
             let sealed = seal_card(
                 key,
@@ -302,6 +303,7 @@ async fn order_latency_with(wrong_total: bool) -> (Vec<Duration>, usize) {
             order_id,
             amount: total,
             store: store.clone(),
+            method: PaymentMethod::Credit,
         };
         let sealed = seal_card(
             &key,

@@ -225,6 +225,7 @@ fn sealed(
         order_id,
         amount,
         store: store.clone(),
+        method,
     };
     let pin = pin.map(|p| Pin::new(p.as_bytes()).unwrap());
     let sealed = seal_card(
@@ -348,6 +349,17 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
         .unwrap();
     assert!(matches!(c, AuthResponse::ApprovedCard { .. }));
     assert_eq!(card_state(&receiver, "1111")["held_minor"], 700);
+    // The same order id asking for another amount is not a replay.
+    let other = sender
+        .client
+        .request::<AuthProto>(peer, authorise(&key, id, 7_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(other, AuthResponse::Refused { ref reason, .. } if reason.contains("other details")),
+        "{other:?}"
+    );
+    assert_eq!(card_state(&receiver, "1111")["held_minor"], 700);
     // Void releases it; a second void is a no-op.
     let v = sender
         .client
@@ -361,6 +373,23 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
         .await
         .unwrap();
     assert_eq!(v2, AuthResponse::Voided { order_id: id });
+    assert_eq!(card_state(&receiver, "1111")["held_minor"], 0);
+    // Replaying the approval after the void does not stand again.
+    let again = sender
+        .client
+        .request::<AuthProto>(peer, authorise(&key, id, 700))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            again,
+            AuthResponse::DeclinedCard {
+                code: DeclineCode::DoNotHonour,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
     assert_eq!(card_state(&receiver, "1111")["held_minor"], 0);
     // A voided hold cannot be captured; the books still balance.
     let cap = sender
@@ -406,6 +435,7 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
             order_id,
             amount: Money::new(total, Currency::Jpy),
             store: "store-test".parse().unwrap(),
+            method: PaymentMethod::Credit,
         };
         seal_card(
             &some_acquirer,
@@ -702,7 +732,11 @@ async fn tampered_or_foreign_envelopes_and_unsealed_cards_are_refused() {
     ));
     let auths: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::AuthRecord> =
         receiver.db.tree("auths").unwrap();
-    assert_eq!(auths.len(), 1, "only the tampered one is on record");
+    assert_eq!(
+        auths.len(),
+        0,
+        "an envelope that does not open leaves no record"
+    );
 }
 
 #[tokio::test]
@@ -887,6 +921,7 @@ async fn the_counter_hands_over_only_delivered_orders() {
             order_id: order.order_id,
             amount: order.total,
             store: order.store.clone(),
+            method: order.method,
         };
         let opened = open_card(&secret, &binding, &order.card).unwrap();
         assert!(matches!(opened.pin, PinEntry::None), "a PIN was stored");

@@ -27,9 +27,23 @@ pub enum CardError {
 
 /// A primary account number. Only built through [`FromStr`]/[`TryFrom`], which check
 /// its length and Luhn digit. `Debug` and `Display` show only the last four digits.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Pan(String);
+
+/// Serialised as its digits, borrowed: no copy of the card number is made on the way.
+impl Serialize for Pan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let digits = String::deserialize(deserializer)?;
+        // The string moves into the Pan (or is wiped with the error).
+        Pan::try_from(digits).map_err(serde::de::Error::custom)
+    }
+}
 
 fn luhn_ok(digits: &str) -> bool {
     let mut sum = 0u32;
@@ -49,16 +63,22 @@ fn luhn_ok(digits: &str) -> bool {
 impl TryFrom<String> for Pan {
     type Error = CardError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        if !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CardError::PanNotDigits);
+        let check = if !s.bytes().all(|b| b.is_ascii_digit()) {
+            Err(CardError::PanNotDigits)
+        } else if !(12..=19).contains(&s.len()) {
+            Err(CardError::PanLength(s.len()))
+        } else if !luhn_ok(&s) {
+            Err(CardError::PanLuhn)
+        } else {
+            Ok(())
+        };
+        match check {
+            Ok(()) => Ok(Pan(s)),
+            Err(e) => {
+                wipe(s);
+                Err(e)
+            }
         }
-        if !(12..=19).contains(&s.len()) {
-            return Err(CardError::PanLength(s.len()));
-        }
-        if !luhn_ok(&s) {
-            return Err(CardError::PanLuhn);
-        }
-        Ok(Pan(s))
     }
 }
 

@@ -104,6 +104,22 @@ impl fmt::Debug for Pin {
     }
 }
 
+/// Overwrites PIN or PAN material before its memory is released.
+fn wipe(bytes: &mut [u8]) {
+    for b in bytes.iter_mut() {
+        *b = std::hint::black_box(0);
+    }
+}
+
+/// A buffer of PIN or PAN digits, wiped when dropped.
+struct Scratch(Vec<u8>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
 fn nibbles_to_bytes<const N: usize>(nibbles: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
@@ -123,20 +139,28 @@ fn pan_digits(pan: &str) -> Result<Vec<u8>, PinError> {
 
 /// Format 0 from raw PAN digits (the vectors use PANs without a valid Luhn digit).
 pub fn format0_digits(pin: &Pin, pan: &str) -> Result<[u8; 8], PinError> {
-    let pan = pan_digits(pan)?;
-    let mut pin_field = vec![0u8, pin.digits.len() as u8];
-    pin_field.extend_from_slice(&pin.digits);
-    pin_field.resize(16, 0xf);
+    let pan = Scratch(pan_digits(pan)?);
+    let mut pin_field = Scratch(Vec::with_capacity(16));
+    pin_field
+        .0
+        .extend_from_slice(&[0u8, pin.digits.len() as u8]);
+    pin_field.0.extend_from_slice(&pin.digits);
+    pin_field.0.resize(16, 0xf);
     // 0000 + the 12 rightmost digits excluding the check digit.
-    let end = pan.len() - 1;
-    let mut pan_field = vec![0u8; 4];
-    pan_field.extend_from_slice(pan.get(end.saturating_sub(12)..end).unwrap_or_default());
-    let a: [u8; 8] = nibbles_to_bytes(&pin_field);
-    let b: [u8; 8] = nibbles_to_bytes(&pan_field);
+    let end = pan.0.len() - 1;
+    let mut pan_field = Scratch(Vec::with_capacity(16));
+    pan_field.0.extend_from_slice(&[0u8; 4]);
+    pan_field
+        .0
+        .extend_from_slice(pan.0.get(end.saturating_sub(12)..end).unwrap_or_default());
+    let mut a: [u8; 8] = nibbles_to_bytes(&pin_field.0);
+    let mut b: [u8; 8] = nibbles_to_bytes(&pan_field.0);
     let mut block = [0u8; 8];
     for (o, (x, y)) in block.iter_mut().zip(a.iter().zip(&b)) {
         *o = x ^ y;
     }
+    wipe(&mut a);
+    wipe(&mut b);
     Ok(block)
 }
 
@@ -147,11 +171,14 @@ pub fn format0(pin: &Pin, pan: &Pan) -> Result<[u8; 8], PinError> {
 
 fn format4_pan_field(pan: &[u8]) -> [u8; 16] {
     let m = pan.len().saturating_sub(12) as u8;
-    let mut nibbles = vec![m];
-    nibbles.extend(std::iter::repeat_n(0u8, 12usize.saturating_sub(pan.len())));
-    nibbles.extend_from_slice(pan);
-    nibbles.resize(32, 0);
-    nibbles_to_bytes(&nibbles)
+    let mut nibbles = Scratch(Vec::with_capacity(32));
+    nibbles.0.push(m);
+    nibbles
+        .0
+        .extend(std::iter::repeat_n(0u8, 12usize.saturating_sub(pan.len())));
+    nibbles.0.extend_from_slice(pan);
+    nibbles.0.resize(32, 0);
+    nibbles_to_bytes(&nibbles.0)
 }
 
 enum Aes {
@@ -202,18 +229,22 @@ pub fn format4_digits(
     key: &[u8],
     random: [u8; 8],
 ) -> Result<[u8; 16], PinError> {
-    let pan = pan_digits(pan)?;
+    let pan = Scratch(pan_digits(pan)?);
     let aes = Aes::new(key)?;
-    let mut nibbles = vec![4u8, pin.digits.len() as u8];
-    nibbles.extend_from_slice(&pin.digits);
-    nibbles.resize(16, 0xa);
-    let head: [u8; 8] = nibbles_to_bytes(&nibbles);
+    let mut nibbles = Scratch(Vec::with_capacity(16));
+    nibbles.0.extend_from_slice(&[4u8, pin.digits.len() as u8]);
+    nibbles.0.extend_from_slice(&pin.digits);
+    nibbles.0.resize(16, 0xa);
+    let mut head: [u8; 8] = nibbles_to_bytes(&nibbles.0);
     let mut block = [0u8; 16];
     for (slot, byte) in block.iter_mut().zip(head.iter().chain(random.iter())) {
         *slot = *byte;
     }
+    wipe(&mut head);
     aes.encrypt(&mut block);
-    xor16(&mut block, &format4_pan_field(&pan));
+    let mut pan_field = format4_pan_field(&pan.0);
+    xor16(&mut block, &pan_field);
+    wipe(&mut pan_field);
     aes.encrypt(&mut block);
     Ok(block)
 }
@@ -225,17 +256,21 @@ pub fn format4(pin: &Pin, pan: &Pan, key: &[u8], random: [u8; 8]) -> Result<[u8;
 
 /// Recovers the PIN from a format 4 block (the acquirer side).
 pub fn open_format4_digits(block: &[u8; 16], pan: &str, key: &[u8]) -> Result<Pin, PinError> {
-    let pan = pan_digits(pan)?;
+    let pan = Scratch(pan_digits(pan)?);
     let aes = Aes::new(key)?;
     let mut b = *block;
     aes.decrypt(&mut b);
-    xor16(&mut b, &format4_pan_field(&pan));
+    let mut pan_field = format4_pan_field(&pan.0);
+    xor16(&mut b, &pan_field);
+    wipe(&mut pan_field);
     aes.decrypt(&mut b);
-    let mut nibbles = Vec::with_capacity(16);
+    let mut nibbles = Scratch(Vec::with_capacity(16));
     for byte in b.iter().take(8) {
-        nibbles.push(byte >> 4);
-        nibbles.push(byte & 0x0f);
+        nibbles.0.push(byte >> 4);
+        nibbles.0.push(byte & 0x0f);
     }
+    wipe(&mut b);
+    let nibbles = &nibbles.0;
     let (Some(4), Some(&len)) = (nibbles.first().copied(), nibbles.get(1)) else {
         return Err(PinError::BadBlock);
     };
@@ -249,8 +284,8 @@ pub fn open_format4_digits(block: &[u8; 16], pan: &str, key: &[u8]) -> Result<Pi
     {
         return Err(PinError::BadBlock);
     }
-    let ascii: Vec<u8> = digits.iter().map(|d| d + b'0').collect();
-    Pin::new(&ascii)
+    let ascii = Scratch(digits.iter().map(|d| d + b'0').collect());
+    Pin::new(&ascii.0)
 }
 
 pub fn open_format4(block: &[u8; 16], pan: &Pan, key: &[u8]) -> Result<Pin, PinError> {

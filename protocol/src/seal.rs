@@ -26,6 +26,7 @@ use thiserror::Error;
 use crate::card::{CardBrand, CardData, Pan};
 use crate::codec::{decode_frame, encode_frame};
 use crate::ids::{OrderId, StoreId};
+use crate::messages::PaymentMethod;
 use crate::money::Money;
 use crate::pinblock::{format4, open_format4, Pin};
 
@@ -165,12 +166,13 @@ impl fmt::Debug for SealSecret {
     }
 }
 
-/// What an envelope is bound to: the order it pays for.
+/// What an envelope is bound to: the order it pays for, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     pub order_id: OrderId,
     pub amount: Money,
     pub store: StoreId,
+    pub method: PaymentMethod,
 }
 
 impl Binding {
@@ -180,6 +182,12 @@ impl Binding {
         aad.extend_from_slice(&self.order_id.to_bytes());
         aad.extend_from_slice(&self.amount.amount_minor().to_le_bytes());
         aad.extend_from_slice(&self.amount.currency().numeric().to_le_bytes());
+        aad.push(match self.method {
+            PaymentMethod::Credit => 1,
+            PaymentMethod::Debit => 2,
+            PaymentMethod::PointCard => 3,
+            PaymentMethod::IcCard => 4,
+        });
         aad.extend_from_slice(self.store.as_str().as_bytes());
         aad
     }
@@ -436,6 +444,7 @@ mod tests {
             order_id: OrderId::from_parts(1_764_000_000_000, 42),
             amount: Money::new(480, Currency::Jpy),
             store: "store-001".parse().unwrap(),
+            method: PaymentMethod::Credit,
         }
     }
 
@@ -493,6 +502,13 @@ mod tests {
         );
         let mut other = binding();
         other.order_id = OrderId::from_parts(1, 1);
+        assert_eq!(
+            open_card(&secret, &other, &sealed).unwrap_err(),
+            SealError::Tampered
+        );
+        let mut debit = binding();
+        debit.method = PaymentMethod::Debit;
+        let other = debit;
         assert_eq!(
             open_card(&secret, &other, &sealed).unwrap_err(),
             SealError::Tampered

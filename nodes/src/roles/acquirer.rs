@@ -1,26 +1,32 @@
 //! The settlement institution (patent 103/403).
 //!
 //! - **Card data** arrives sealed by the kiosk to this acquirer's key (HPKE, see
-//!   `protocol::seal`) and is opened in memory only, per request. Stored cards are a
-//!   keyed-hash token (`token.key`) and the last four digits.
+//!   `protocol::seal`), bound to the order's id, amount, store and payment method. It is
+//!   opened in memory only, per request, before the request reaches the books: what the
+//!   books see is the card's token (a keyed hash, `token.key`), expiry, entry mode and,
+//!   if a PIN was entered, its verification value under a separate key (`pvv.key`).
 //! - **Card types**: credit (a credit line), debit (a balance; PIN required), point
-//!   cards (a points balance, paid at `minor_per_point`), IC cards (the chip's track-2
-//!   equivalent; PIN required; the EMV cryptogram is not verified — out of scope).
-//! - **PINs** are checked against a keyed verification value, never stored; three
-//!   wrong PINs block the card (75).
+//!   cards (a points balance in the card's currency, paid at `minor_per_point`), IC
+//!   cards (the chip's track-2 equivalent; PIN required; the EMV cryptogram is not
+//!   verified — out of scope).
+//! - **PINs** are checked against a keyed verification value, never stored; three wrong
+//!   PINs in a row block the card (75).
 //! - **The ledger** (`protocol::ledger`): an authorisation is a hold on the card's
 //!   account (`<order>:hold`), posted when the lab ships (capture), voided when the job
-//!   is rejected, expired after `hold_ttl_secs`. Every replay returns the first result.
+//!   is rejected, expired after `hold_ttl_secs` (an index by expiry time finds them).
+//!   A replay returns the first result; the same order id with other details is refused.
 //! - **Group commit**: every change goes through one writer task, which takes whatever
 //!   requests are waiting (up to [`MAX_BATCH`]), decides them in order against the books
 //!   as the batch leaves them, stores them in one sled transaction, flushes once, and
 //!   only then answers. With `group_commit = false` it flushes after each request (the
-//!   benchmark's baseline).
+//!   benchmark's baseline). A record that cannot be read fails the whole batch rather
+//!   than being taken for absent.
 //! - **Settlement** (patent [0064]-[0065]): `printmesh acquirer settle` closes a batch per
-//!   intermediary: it asks for the intermediary's bill, pays the captured orders that
-//!   match, and sends the payment advice. Reports and card statements come from the
-//!   same records.
+//!   intermediary: it reserves a batch id, asks for the intermediary's bill, pays the
+//!   captured orders that match, and sends the payment advice. Reports and card
+//!   statements come from the same records.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +34,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use printmesh_protocol::card::{CardBrand, Expiry};
 use printmesh_protocol::ledger::{
-    self, Account, AccountId, Books, Change, Limit, MemBooks, Op, Transfer, TransferId,
-    TransferState, Unit,
+    self, Account, AccountId, Books, Change, Limit, MemBooks, Op, Transfer, TransferId, Unit,
 };
 use printmesh_protocol::messages::{
     AuthRequest, AuthResponse, BatchId, CardToken, DeclineCode, EventKind, PaymentMethod,
@@ -38,7 +43,7 @@ use printmesh_protocol::messages::{
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::pinblock::{pin_verification_value, Pin};
 use printmesh_protocol::seal::{
-    open_card, Binding, EntryMode, PinEntry, SealError, SealKey, SealSecret,
+    open_card, Binding, CardSummary, EntryMode, PinEntry, SealError, SealKey, SealSecret,
 };
 use printmesh_protocol::{AuthCode, OrderId, StoreId};
 use rand::Rng;
@@ -52,8 +57,10 @@ use crate::store::{StoreError, Tree, WriteSet};
 
 /// Most requests decided and stored in one group commit.
 pub const MAX_BATCH: usize = 512;
-/// Wrong PINs before a card is blocked.
+/// Wrong PINs in a row before a card is blocked.
 pub const MAX_WRONG_PINS: u8 = 3;
+/// Most holds released in one sweep.
+pub const MAX_EXPIRED_PER_SWEEP: usize = 1000;
 
 /// What kind of card an account is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,12 +114,15 @@ pub struct CardRecord {
     pub brand: CardBrand,
     pub kind: CardKind,
     pub expiry: Expiry,
+    /// What the card's account counts: money, or points for a point card.
     pub unit: Unit,
+    /// The currency the card pays in (a point card's points are worth this currency).
+    pub currency: Currency,
     /// The credit line, opening balance or opening points, as seeded.
     pub limit: i64,
     pub wrong_pins: u8,
     pub blocked: bool,
-    /// The PIN verification value (a keyed hash of PAN and PIN).
+    /// The PIN verification value (a keyed hash of PAN and PIN, `pvv.key`).
     pub pvv: [u8; 32],
 }
 
@@ -141,28 +151,43 @@ pub struct AuthRecord {
     pub amount: Money,
     /// What the hold is in the card's own unit (points for a point card).
     pub held: i64,
+    /// A digest of what was asked (amount, store, method, card token): a replay must
+    /// ask the same.
+    pub digest: [u8; 32],
     pub response: AuthResponse,
     pub hold: HoldState,
-    /// The intermediary that asked (its peer id), who is paid at settlement.
+    /// When the hold expires (while it is held).
+    pub expires_at_ms: i64,
+    /// The intermediary that asked (its peer id): only it captures or voids, and it is
+    /// the one paid at settlement.
     pub via: Vec<u8>,
     pub at_ms: i64,
     pub captured_at_ms: Option<i64>,
     pub settled: Option<BatchId>,
 }
 
-/// A closed settlement batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchStatus {
+    /// Reserved: the bill has been asked for.
+    Open,
+    /// Paid.
+    Closed,
+}
+
+/// A settlement batch with one intermediary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub id: BatchId,
     pub intermediary: Vec<u8>,
+    pub status: BatchStatus,
     pub lines: Vec<SettleLine>,
     pub total: Money,
     /// Lines of the intermediary's bill this acquirer has no capture for.
     pub unknown: Vec<SettleLine>,
-    /// Captured orders the bill did not name.
-    pub unbilled: Vec<OrderId>,
     pub closed_at_ms: i64,
     pub advice_delivered: bool,
+    /// The total the intermediary said it received (it should be `total`).
+    pub confirmed: Option<Money>,
 }
 
 /// Settings from the `[acquirer]` config section.
@@ -210,14 +235,48 @@ fn short_token(token: &[u8; 32]) -> CardToken {
     CardToken(t)
 }
 
+/// The PIN as the books see it: its verification value, never the PIN.
+enum PinCheck {
+    None,
+    Value([u8; 32]),
+    Unreadable,
+}
+
+/// What the books need of an opened envelope. No card number, no PIN.
+struct CardFacts {
+    token: [u8; 32],
+    expiry: Expiry,
+    entry: EntryMode,
+    pin: PinCheck,
+}
+
+/// An authorisation on its way to the writer.
+struct AuthJob {
+    order_id: OrderId,
+    amount: Money,
+    store: StoreId,
+    method: PaymentMethod,
+    summary: CardSummary,
+    digest: [u8; 32],
+    via: Vec<u8>,
+    /// `Err` when the envelope does not open (tampered or malformed).
+    card: Result<CardFacts, SealError>,
+}
+
 /// One request for the writer, with where its answer goes.
 enum Job {
-    Authorise(Box<SealedAuthorise>, Vec<u8>, oneshot::Sender<AuthResponse>),
-    Capture(OrderId, oneshot::Sender<AuthResponse>),
-    Void(OrderId, oneshot::Sender<AuthResponse>),
+    Authorise(Box<AuthJob>, oneshot::Sender<AuthResponse>),
+    Resolve {
+        order_id: OrderId,
+        to: HoldState,
+        /// The asking intermediary; `None` for the acquirer's own (expiry).
+        via: Option<Vec<u8>>,
+        reply: oneshot::Sender<AuthResponse>,
+    },
     ExpireDue(oneshot::Sender<usize>),
+    OpenBatch(Vec<u8>, oneshot::Sender<Result<BatchId, String>>),
     Pay(Box<PayJob>, oneshot::Sender<Result<Batch, String>>),
-    MarkAdvised(BatchId, oneshot::Sender<()>),
+    MarkAdvised(BatchId, Money, oneshot::Sender<()>),
 }
 
 struct PayJob {
@@ -226,11 +285,62 @@ struct PayJob {
     bill: Vec<SettleLine>,
 }
 
+/// An answer decided in a batch, sent once the batch is on disk.
+enum Reply {
+    Auth(oneshot::Sender<AuthResponse>, AuthResponse),
+    Count(oneshot::Sender<usize>, usize),
+    Batch(
+        oneshot::Sender<Result<BatchId, String>>,
+        Result<BatchId, String>,
+    ),
+    Paid(
+        oneshot::Sender<Result<Batch, String>>,
+        Result<Batch, String>,
+    ),
+    Done(oneshot::Sender<()>),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Auth(tx, r) => drop(tx.send(r)),
+            Reply::Count(tx, n) => drop(tx.send(n)),
+            Reply::Batch(tx, r) => drop(tx.send(r)),
+            Reply::Paid(tx, r) => drop(tx.send(r)),
+            Reply::Done(tx) => drop(tx.send(())),
+        }
+    }
+
+    /// The batch could not be stored: nothing decided in it stands.
+    fn fail(self, why: &str) {
+        match self {
+            Reply::Auth(tx, r) => {
+                let order_id = match &r {
+                    AuthResponse::ApprovedCard { order_id, .. }
+                    | AuthResponse::DeclinedCard { order_id, .. }
+                    | AuthResponse::Approved { order_id, .. }
+                    | AuthResponse::Declined { order_id, .. }
+                    | AuthResponse::Captured { order_id }
+                    | AuthResponse::Voided { order_id }
+                    | AuthResponse::Refused { order_id, .. }
+                    | AuthResponse::NotMine { order_id } => *order_id,
+                };
+                drop(tx.send(refused(order_id, why)));
+            }
+            Reply::Count(tx, _) => drop(tx.send(0)),
+            Reply::Batch(tx, _) => drop(tx.send(Err(why.to_string()))),
+            Reply::Paid(tx, _) => drop(tx.send(Err(why.to_string()))),
+            Reply::Done(tx) => drop(tx.send(())),
+        }
+    }
+}
+
 const CARDS: usize = 0;
 const AUTHS: usize = 1;
 const ACCOUNTS: usize = 2;
 const TRANSFERS: usize = 3;
 const BATCHES: usize = 4;
+const EXPIRY: usize = 5;
 
 pub struct Acquirer {
     node: Node,
@@ -240,13 +350,18 @@ pub struct Acquirer {
     accounts: Tree<Account>,
     transfers: Tree<Transfer>,
     batches: Tree<Batch>,
+    /// `expires_at_ms (BE) ‖ order id` of every hold still held.
+    expiry: Tree<u8>,
     token_key: [u8; 32],
+    pvv_key: [u8; 32],
     seal: SealSecret,
     seal_key: SealKey,
     jobs: mpsc::Sender<Job>,
     jobs_rx: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
     events_tx: mpsc::Sender<(OrderId, EventKind)>,
     events_rx: std::sync::Mutex<Option<mpsc::Receiver<(OrderId, EventKind)>>>,
+    /// One settlement at a time.
+    settling: tokio::sync::Mutex<()>,
 }
 
 /// A secret key file in the data directory: read, or made on first start. Only a
@@ -260,8 +375,10 @@ fn load_or_create_key(
     let path = node.config.data_dir.join(name);
     let err = |why: String| NodeError::Role(format!("{}: {why}", path.display()));
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| err("not a 32-byte key".into()))
+        Ok(mut bytes) => {
+            let key = <[u8; 32]>::try_from(bytes.as_slice());
+            bytes.iter_mut().for_each(|b| *b = std::hint::black_box(0));
+            key.map_err(|_| err("not a 32-byte key".into()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = make();
@@ -277,6 +394,30 @@ pub fn seal_pub_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("seal.pub")
 }
 
+fn expiry_key(expires_at_ms: i64, order_id: OrderId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(&(expires_at_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&order_id.to_bytes());
+    k
+}
+
+/// What was asked, so a replay can be told from a reuse of the order id. It covers the
+/// card (its token), not the envelope's bytes: a kiosk that restarts reseals the same
+/// card for the same order, and that is a replay.
+fn request_digest(req: &SealedAuthorise, card: &Result<CardFacts, SealError>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"printmesh authorisation v1\0");
+    h.update(&req.amount.amount_minor().to_le_bytes());
+    h.update(req.amount.currency().code().as_bytes());
+    h.update(req.store.as_str().as_bytes());
+    h.update(&[req.method as u8]);
+    match card {
+        Ok(facts) => h.update(&facts.token),
+        Err(_) => h.update(b"unopened"),
+    };
+    *h.finalize().as_bytes()
+}
+
 impl Acquirer {
     pub fn open(node: Node) -> Result<Arc<Acquirer>, NodeError> {
         let config = node
@@ -285,12 +426,16 @@ impl Acquirer {
             .clone()
             .ok_or_else(|| NodeError::Role("no [acquirer] section".into()))?;
         let token_key = load_or_create_key(&node, "token.key", || rand::thread_rng().gen())?;
-        let seal_bytes = load_or_create_key(&node, "seal.key", || {
+        let pvv_key = load_or_create_key(&node, "pvv.key", || rand::thread_rng().gen())?;
+        let mut seal_bytes = load_or_create_key(&node, "seal.key", || {
             let (secret, _) = SealSecret::generate(&mut rand::rngs::OsRng);
             secret.to_bytes()
         })?;
-        let seal = SealSecret::from_bytes(seal_bytes)
-            .map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
+        let seal = SealSecret::from_bytes(seal_bytes);
+        seal_bytes
+            .iter_mut()
+            .for_each(|b| *b = std::hint::black_box(0));
+        let seal = seal.map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
         let seal_key = seal
             .public()
             .map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
@@ -314,13 +459,16 @@ impl Acquirer {
             accounts: node.db.tree("ledger_accounts")?,
             transfers: node.db.tree("ledger_transfers")?,
             batches: node.db.tree("batches")?,
+            expiry: node.db.tree("hold_expiry")?,
             token_key,
+            pvv_key,
             seal,
             seal_key,
             jobs,
             jobs_rx: std::sync::Mutex::new(Some(jobs_rx)),
             events_tx,
             events_rx: std::sync::Mutex::new(Some(events_rx)),
+            settling: tokio::sync::Mutex::new(()),
             node,
         };
         acquirer.seed(&config.cards)?;
@@ -331,7 +479,7 @@ impl Acquirer {
         self.seal_key
     }
 
-    /// Starts the writer and the hold-expiry sweeper.
+    /// Starts the writer, the event emitter and the hold-expiry sweeper.
     pub fn start(self: &Arc<Self>) {
         if let Some(rx) = self.jobs_rx.lock().ok().and_then(|mut r| r.take()) {
             tokio::spawn(self.clone().run_writer(rx));
@@ -397,10 +545,11 @@ impl Acquirer {
                 kind,
                 expiry: data.expiry,
                 unit,
+                currency,
                 limit: card.limit_minor,
                 wrong_pins: 0,
                 blocked: false,
-                pvv: pin_verification_value(&self.token_key, &data.pan, &pin),
+                pvv: pin_verification_value(&self.pvv_key, &data.pan, &pin),
             };
             writes.put(CARDS, token, self.cards.encode(&record)?);
             let limit = match kind {
@@ -462,13 +611,14 @@ impl Acquirer {
         Ok(())
     }
 
-    fn trees(&self) -> [&sled::Tree; 5] {
+    fn trees(&self) -> [&sled::Tree; 6] {
         [
             self.cards.raw(),
             self.auths.raw(),
             self.accounts.raw(),
             self.transfers.raw(),
             self.batches.raw(),
+            self.expiry.raw(),
         ]
     }
 
@@ -482,23 +632,76 @@ impl Acquirer {
 
     /// Authorises a sealed card payment, or declines it. A replay returns the first
     /// answer. `via` is the asking intermediary's peer id.
+    ///
+    /// The envelope is opened here, concurrently with other requests; the writer sees
+    /// only the card's token, expiry, entry mode and PIN verification value.
     pub async fn authorise(&self, req: SealedAuthorise, via: Vec<u8>) -> AuthResponse {
         let order_id = req.order_id;
-        self.ask(|tx| Job::Authorise(Box::new(req), via, tx))
+        let binding = Binding {
+            order_id,
+            amount: req.amount,
+            store: req.store.clone(),
+            method: req.method,
+        };
+        let card = match open_card(&self.seal, &binding, &req.card) {
+            Ok(opened) => {
+                let pin = match &opened.pin {
+                    PinEntry::None => PinCheck::None,
+                    PinEntry::Unreadable => PinCheck::Unreadable,
+                    PinEntry::Entered(pin) => PinCheck::Value(pin_verification_value(
+                        &self.pvv_key,
+                        &opened.card.pan,
+                        pin,
+                    )),
+                };
+                Ok(CardFacts {
+                    token: self.token(&opened.card.pan),
+                    expiry: opened.card.expiry,
+                    entry: opened.entry,
+                    pin,
+                })
+            }
+            // Sealed to another acquirer: not ours to record.
+            Err(SealError::WrongKey) => return AuthResponse::NotMine { order_id },
+            Err(e) => Err(e),
+        };
+        let job = AuthJob {
+            order_id,
+            amount: req.amount,
+            store: req.store.clone(),
+            method: req.method,
+            summary: req.card.summary.clone(),
+            digest: request_digest(&req, &card),
+            via,
+            card,
+        };
+        self.ask(|tx| Job::Authorise(Box::new(job), tx))
             .await
             .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
-    pub async fn capture(&self, order_id: OrderId) -> AuthResponse {
-        self.ask(|tx| Job::Capture(order_id, tx))
-            .await
-            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    /// Captures a hold; only the intermediary that asked for it may.
+    pub async fn capture(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
+        self.ask(|reply| Job::Resolve {
+            order_id,
+            to: HoldState::Captured,
+            via: Some(via),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
-    pub async fn void(&self, order_id: OrderId) -> AuthResponse {
-        self.ask(|tx| Job::Void(order_id, tx))
-            .await
-            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    /// Releases a hold; only the intermediary that asked for it may.
+    pub async fn void(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
+        self.ask(|reply| Job::Resolve {
+            order_id,
+            to: HoldState::Voided,
+            via: Some(via),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Releases every hold whose time is up; returns how many.
@@ -529,65 +732,56 @@ impl Acquirer {
     async fn run_batch(&self, batch: Vec<Job>) {
         let now = now_ms();
         let mut view = View::new(self);
-        let mut replies: Vec<Box<dyn FnOnce() + Send>> = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
         for job in batch {
-            match job {
-                Job::Authorise(req, via, tx) => {
-                    let r = self.decide(&mut view, *req, via, now);
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(r);
-                    }));
+            replies.push(match job {
+                Job::Authorise(job, tx) => Reply::Auth(tx, self.decide(&mut view, *job, now)),
+                Job::Resolve {
+                    order_id,
+                    to,
+                    via,
+                    reply,
+                } => Reply::Auth(
+                    reply,
+                    self.resolve(&mut view, order_id, to, via.as_deref(), now),
+                ),
+                Job::ExpireDue(tx) => Reply::Count(tx, self.expire(&mut view, now)),
+                Job::OpenBatch(intermediary, tx) => {
+                    Reply::Batch(tx, self.open_batch(&mut view, intermediary, now))
                 }
-                Job::Capture(id, tx) => {
-                    let r = self.resolve(&mut view, id, HoldState::Captured, now);
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(r);
-                    }));
-                }
-                Job::Void(id, tx) => {
-                    let r = self.resolve(&mut view, id, HoldState::Voided, now);
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(r);
-                    }));
-                }
-                Job::ExpireDue(tx) => {
-                    let n = self.expire(&mut view, now);
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(n);
-                    }));
-                }
-                Job::Pay(job, tx) => {
-                    let r = self.pay(&mut view, *job, now);
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(r);
-                    }));
-                }
-                Job::MarkAdvised(id, tx) => {
+                Job::Pay(job, tx) => Reply::Paid(tx, self.pay(&mut view, *job, now)),
+                Job::MarkAdvised(id, confirmed, tx) => {
                     if let Some(mut b) = view.batch(&id) {
                         b.advice_delivered = true;
+                        b.confirmed = Some(confirmed);
                         view.put_batch(b);
                     }
-                    replies.push(Box::new(move || {
-                        let _ = tx.send(());
-                    }));
+                    Reply::Done(tx)
                 }
+            });
+        }
+        if view.poisoned.get() {
+            tracing::error!("a stored record could not be read: the batch is not stored");
+            for r in replies {
+                r.fail("the acquirer's records could not be read; try again");
             }
+            return;
         }
         let events = std::mem::take(&mut view.events);
-        let stored = view.store();
-        let flushed = match stored {
+        let stored = match view.store() {
             Ok(()) => self.node.db.flush().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = flushed {
-            // Nothing is acknowledged that is not on disk: the requests fail and are
-            // retried by their senders; their replays then find nothing and decide
-            // again.
+        if let Err(e) = stored {
+            // Nothing is acknowledged that is not on disk.
             tracing::error!("cannot store the batch: {e}");
+            for r in replies {
+                r.fail("the acquirer could not record the request; try again");
+            }
             return;
         }
         for reply in replies {
-            reply();
+            reply.send();
         }
         // Events are signed and gossiped by their own task, in order, off the
         // writer's path.
@@ -598,52 +792,60 @@ impl Acquirer {
         }
     }
 
-    fn decide(
-        &self,
-        view: &mut View<'_>,
-        req: SealedAuthorise,
-        via: Vec<u8>,
-        now: i64,
-    ) -> AuthResponse {
-        let order_id = req.order_id;
+    fn decide(&self, view: &mut View<'_>, job: AuthJob, now: i64) -> AuthResponse {
+        let order_id = job.order_id;
         if let Some(record) = view.auth(order_id) {
+            if record.digest != job.digest {
+                tracing::warn!(%order_id, "order id reused with other details: refused");
+                return refused(order_id, "this order id was authorised with other details");
+            }
+            // An approval whose hold has since been released does not stand again.
+            if matches!(record.hold, HoldState::Voided | HoldState::Expired) {
+                return AuthResponse::DeclinedCard {
+                    order_id,
+                    code: DeclineCode::DoNotHonour,
+                    token: record.token.as_ref().map(short_token),
+                };
+            }
             tracing::info!(%order_id, "authorisation replayed: returning the first answer");
             return record.response;
         }
-        let binding = Binding {
-            order_id,
-            amount: req.amount,
-            store: req.store.clone(),
+        let summary = job.summary.clone();
+        let facts = match job.card {
+            Ok(f) => f,
+            // Not recorded: an envelope that does not open proves nothing about who
+            // sent it, and must not take the order id.
+            Err(e) => {
+                tracing::warn!(%order_id, card = %summary.masked(), "sealed card data refused: {e}");
+                return AuthResponse::DeclinedCard {
+                    order_id,
+                    code: DeclineCode::FormatError,
+                    token: None,
+                };
+            }
         };
-        let summary = req.card.summary.clone();
+        let token = facts.token;
         let mut record = AuthRecord {
             order_id,
-            token: None,
+            token: Some(token),
             last4: summary.last4.clone(),
             brand: summary.brand,
             kind: None,
-            method: req.method,
-            store: req.store.clone(),
-            amount: req.amount,
+            method: job.method,
+            store: job.store.clone(),
+            amount: job.amount,
             held: 0,
+            digest: job.digest,
             response: refused(order_id, ""),
             hold: HoldState::None,
-            via,
+            expires_at_ms: 0,
+            via: job.via,
             at_ms: now,
             captured_at_ms: None,
             settled: None,
         };
-        let opened = match open_card(&self.seal, &binding, &req.card) {
-            Ok(o) => o,
-            Err(SealError::WrongKey) => return AuthResponse::NotMine { order_id },
-            Err(e) => {
-                tracing::warn!(%order_id, card = %summary.masked(), "sealed card data refused: {e}");
-                return view.decline(record, DeclineCode::FormatError, None);
-            }
-        };
-        let token = self.token(&opened.card.pan);
-        record.token = Some(token);
         let Some(mut card) = view.card(&token) else {
+            record.token = None;
             return view.decline(record, DeclineCode::InvalidCardNumber, None);
         };
         record.kind = Some(card.kind);
@@ -651,74 +853,64 @@ impl Acquirer {
         let today = chrono::DateTime::from_timestamp_millis(now)
             .unwrap_or_default()
             .date_naive();
-        if opened.card.expiry.is_expired_on(today) || card.expiry != opened.card.expiry {
+        if facts.expiry.is_expired_on(today) || card.expiry != facts.expiry {
             return view.decline(record, DeclineCode::ExpiredCard, short);
         }
         if card.blocked {
             return view.decline(record, DeclineCode::PinTriesExceeded, short);
         }
-        if !card.kind.allows(req.method, opened.entry) {
+        if !card.kind.allows(job.method, facts.entry) {
             return view.decline(record, DeclineCode::NotPermitted, short);
         }
         // The PIN: required on debit and IC cards, checked whenever one was entered.
-        let pin_ok = match &opened.pin {
-            PinEntry::None if card.kind.needs_pin() => Some(false),
-            PinEntry::None => None,
-            PinEntry::Unreadable => {
-                return view.decline(record, DeclineCode::FormatError, short);
+        match facts.pin {
+            PinCheck::None if card.kind.needs_pin() => {
+                return view.decline(record, DeclineCode::IncorrectPin, short)
             }
-            PinEntry::Entered(pin) => {
-                let got = blake3::Hash::from(pin_verification_value(
-                    &self.token_key,
-                    &opened.card.pan,
-                    pin,
-                ));
+            PinCheck::None => {}
+            PinCheck::Unreadable => return view.decline(record, DeclineCode::FormatError, short),
+            PinCheck::Value(got) => {
                 // blake3::Hash compares in constant time.
-                Some(got == blake3::Hash::from(card.pvv))
+                if blake3::Hash::from(got) != blake3::Hash::from(card.pvv) {
+                    card.wrong_pins = card.wrong_pins.saturating_add(1);
+                    let code = if card.wrong_pins >= MAX_WRONG_PINS {
+                        card.blocked = true;
+                        tracing::warn!(%order_id, card = %summary.masked(), "third wrong PIN: card blocked");
+                        DeclineCode::PinTriesExceeded
+                    } else {
+                        DeclineCode::IncorrectPin
+                    };
+                    view.put_card(token, card);
+                    return view.decline(record, code, short);
+                }
+                if card.wrong_pins > 0 {
+                    card.wrong_pins = 0;
+                    view.put_card(token, card.clone());
+                }
             }
-        };
-        match pin_ok {
-            Some(false) if !matches!(opened.pin, PinEntry::None) => {
-                card.wrong_pins = card.wrong_pins.saturating_add(1);
-                let code = if card.wrong_pins >= MAX_WRONG_PINS {
-                    card.blocked = true;
-                    tracing::warn!(%order_id, card = %summary.masked(), "third wrong PIN: card blocked");
-                    DeclineCode::PinTriesExceeded
-                } else {
-                    DeclineCode::IncorrectPin
-                };
-                view.put_card(token, card);
-                return view.decline(record, code, short);
-            }
-            Some(false) => return view.decline(record, DeclineCode::IncorrectPin, short),
-            Some(true) if card.wrong_pins > 0 => {
-                card.wrong_pins = 0;
-                view.put_card(token, card.clone());
-            }
-            _ => {}
         }
-        // The amount, in the card's own unit.
-        if req.amount.amount_minor() <= 0 {
+        // The amount, in the card's own unit and currency.
+        let currency = job.amount.currency();
+        if job.amount.amount_minor() <= 0 || card.currency != currency {
             return view.decline(record, DeclineCode::InvalidAmount, short);
         }
-        let currency = req.amount.currency();
         let (held, credit) = match card.unit {
-            Unit::Money(c) if c == currency => (req.amount.amount_minor(), due_account(currency)),
             Unit::Points => (
-                req.amount
+                job.amount
                     .amount_minor()
                     .saturating_add(self.settings.minor_per_point - 1)
                     / self.settings.minor_per_point,
                 points_redeemed(),
             ),
-            Unit::Money(_) => return view.decline(record, DeclineCode::InvalidAmount, short),
+            Unit::Money(_) => (job.amount.amount_minor(), due_account(currency)),
         };
+        let expires_at_ms = now.saturating_add(self.settings.hold_ttl_ms);
         let op = Op::Hold {
             id: TransferId::of(order_id, "hold"),
             debit: card_account(&token),
             credit,
             amount: held,
-            expires_at_ms: now.saturating_add(self.settings.hold_ttl_ms),
+            expires_at_ms,
         };
         match view.ledger(&op, now) {
             Ok(_) => {}
@@ -734,25 +926,28 @@ impl Acquirer {
         let response = AuthResponse::ApprovedCard {
             order_id,
             auth_code: auth_code.clone(),
-            amount: req.amount,
+            amount: job.amount,
             token: short_token(&token),
         };
         record.response = response.clone();
         record.hold = HoldState::Held;
         record.held = held;
-        tracing::info!(%order_id, card = %summary.masked(), amount = %req.amount, kind = card.kind.name(), "approved");
+        record.expires_at_ms = expires_at_ms;
+        tracing::info!(%order_id, card = %summary.masked(), amount = %job.amount, kind = card.kind.name(), "approved");
+        view.put_expiry(expires_at_ms, order_id);
         view.put_auth(record);
         view.events
             .push((order_id, EventKind::Authorised { auth_code }));
         response
     }
 
-    /// Moves a hold to captured or voided.
+    /// Moves a hold to captured, voided or expired.
     fn resolve(
         &self,
         view: &mut View<'_>,
         order_id: OrderId,
         to: HoldState,
+        via: Option<&[u8]>,
         now: i64,
     ) -> AuthResponse {
         let done = match to {
@@ -762,6 +957,10 @@ impl Acquirer {
         let Some(mut record) = view.auth(order_id) else {
             return refused(order_id, "no authorisation for this order");
         };
+        if via.is_some_and(|v| v != record.via.as_slice()) {
+            tracing::warn!(%order_id, "capture or void from an intermediary that did not ask for the hold");
+            return refused(order_id, "this hold belongs to another intermediary");
+        }
         match (record.hold, to) {
             (from, to) if from == to => return done,
             (HoldState::Held, _) => {}
@@ -773,8 +972,11 @@ impl Acquirer {
         let hold = TransferId::of(order_id, "hold");
         let op = match to {
             HoldState::Captured => Op::Post { id: hold },
+            HoldState::Expired => Op::Expire { id: hold },
             _ => Op::Void { id: hold },
         };
+        // Both legs of a point card's capture, or neither.
+        let saved = view.snapshot();
         if let Err(e) = view.ledger(&op, now) {
             tracing::error!(%order_id, "ledger refused {to:?}: {e}");
             return refused(order_id, &e.to_string());
@@ -790,53 +992,43 @@ impl Acquirer {
             };
             if let Err(e) = view.ledger(&op, now) {
                 tracing::error!(%order_id, "points settlement refused: {e}");
+                view.restore(saved);
+                return refused(order_id, "the points could not be settled");
             }
         }
+        view.remove_expiry(record.expires_at_ms, order_id);
         record.hold = to;
-        if to == HoldState::Captured {
-            record.captured_at_ms = Some(now);
-        } else {
-            view.events.push((order_id, EventKind::Voided));
+        match to {
+            HoldState::Captured => record.captured_at_ms = Some(now),
+            HoldState::Expired => view.events.push((order_id, EventKind::Expired)),
+            _ => view.events.push((order_id, EventKind::Voided)),
         }
         view.put_auth(record);
         done
     }
 
     fn expire(&self, view: &mut View<'_>, now: i64) -> usize {
+        let upto = expiry_key(now, OrderId::from_bytes([0xff; 16]));
         let due: Vec<OrderId> = self
-            .auths
-            .entries()
-            .filter_map(Result::ok)
-            .map(|(_, r)| r)
-            .filter(|r| r.hold == HoldState::Held)
-            .filter(|r| {
-                matches!(
-                    view.transfer(&TransferId::of(r.order_id, "hold")).map(|t| t.state),
-                    Some(TransferState::Pending { expires_at_ms }) if expires_at_ms <= now
-                )
+            .expiry
+            .raw()
+            .range(..=upto)
+            .keys()
+            .take(MAX_EXPIRED_PER_SWEEP)
+            .filter_map(|k| match k {
+                Ok(k) => k.get(8..24).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+                Err(e) => {
+                    tracing::error!("hold expiry index: {e}");
+                    view.poisoned.set(true);
+                    None
+                }
             })
-            .map(|r| r.order_id)
+            .map(OrderId::from_bytes)
             .collect();
         let mut n = 0;
         for order_id in due {
-            let Some(mut record) = view.auth(order_id) else {
-                continue;
-            };
-            if record.hold != HoldState::Held {
-                continue;
-            }
-            if view
-                .ledger(
-                    &Op::Expire {
-                        id: TransferId::of(order_id, "hold"),
-                    },
-                    now,
-                )
-                .is_ok()
-            {
-                record.hold = HoldState::Expired;
-                view.put_auth(record);
-                view.events.push((order_id, EventKind::Expired));
+            let response = self.resolve(view, order_id, HoldState::Expired, None, now);
+            if response == (AuthResponse::Voided { order_id }) {
                 n += 1;
             }
         }
@@ -845,22 +1037,67 @@ impl Acquirer {
 
     // ------------------------------------------------------------------ settlement
 
+    /// Reserves the next batch id of the day for one intermediary.
+    fn open_batch(
+        &self,
+        view: &mut View<'_>,
+        intermediary: Vec<u8>,
+        now: i64,
+    ) -> Result<BatchId, String> {
+        let date = chrono::DateTime::from_timestamp_millis(now)
+            .unwrap_or_default()
+            .date_naive();
+        let prefix = format!("{date}-");
+        let mut seq = 0u32;
+        for k in self.batches.raw().scan_prefix(prefix.as_bytes()).keys() {
+            let k = k.map_err(|e| e.to_string())?;
+            let n = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| s.strip_prefix(&prefix))
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            seq = seq.max(n);
+        }
+        for id in view.batches.keys() {
+            if id.date == date {
+                seq = seq.max(id.seq);
+            }
+        }
+        let id = BatchId { date, seq: seq + 1 };
+        view.put_batch(Batch {
+            id,
+            intermediary,
+            status: BatchStatus::Open,
+            lines: Vec::new(),
+            total: Money::new(0, Currency::Jpy),
+            unknown: Vec::new(),
+            closed_at_ms: now,
+            advice_delivered: false,
+            confirmed: None,
+        });
+        Ok(id)
+    }
+
     /// Pays the bill's lines that match a capture of ours through this intermediary:
     /// the money owed to merchants becomes cash paid out, order by order.
     fn pay(&self, view: &mut View<'_>, job: PayJob, now: i64) -> Result<Batch, String> {
-        if let Some(existing) = view.batch(&job.batch) {
-            return Ok(existing);
+        let Some(mut batch) = view.batch(&job.batch) else {
+            return Err(format!("batch {} was never opened", job.batch));
+        };
+        if batch.intermediary != job.intermediary {
+            return Err(format!("batch {} is another intermediary's", job.batch));
+        }
+        if batch.status == BatchStatus::Closed {
+            return Ok(batch);
         }
         let mut lines = Vec::new();
         let mut unknown = Vec::new();
-        let mut billed = BTreeSet::new();
         let mut currency = None;
         for line in job
             .bill
             .iter()
             .take(printmesh_protocol::messages::proto::MAX_SETTLE_LINES)
         {
-            billed.insert(line.order_id);
             let ok = view.auth(line.order_id).filter(|r| {
                 r.hold == HoldState::Captured
                     && r.settled.is_none()
@@ -891,68 +1128,51 @@ impl Acquirer {
             view.put_auth(record);
             lines.push(line.clone());
         }
-        let unbilled: Vec<OrderId> = self
-            .auths
-            .entries()
-            .filter_map(Result::ok)
-            .map(|(_, r)| r)
-            .filter(|r| {
-                r.hold == HoldState::Captured && r.settled.is_none() && r.via == job.intermediary
-            })
-            .map(|r| r.order_id)
-            .filter(|id| !billed.contains(id))
-            .collect();
         let currency = currency.unwrap_or(Currency::Jpy);
         let mut total = Money::new(0, currency);
         for l in &lines {
             total = total.checked_add(l.amount).map_err(|e| e.to_string())?;
         }
-        let batch = Batch {
-            id: job.batch,
-            intermediary: job.intermediary,
-            lines,
-            total,
-            unknown,
-            unbilled,
-            closed_at_ms: now,
-            advice_delivered: false,
-        };
+        batch.status = BatchStatus::Closed;
+        batch.lines = lines;
+        batch.total = total;
+        batch.unknown = unknown;
+        batch.closed_at_ms = now;
         view.put_batch(batch.clone());
         Ok(batch)
     }
 
     /// `printmesh acquirer settle`: one batch per intermediary with captured, unpaid
-    /// orders; an advice not delivered before is sent again.
+    /// orders; an advice not delivered before is sent again. One settlement at a time.
     pub async fn settle(&self) -> Result<String, String> {
+        let _one_at_a_time = self.settling.lock().await;
         let mut out = Vec::new();
         // Advices that did not reach their intermediary before.
         for (_, b) in self.batches.entries().filter_map(Result::ok) {
-            if !b.advice_delivered {
+            if b.status == BatchStatus::Closed && !b.advice_delivered {
                 out.push(self.advise(&b).await);
             }
         }
-        let mut by_intermediary: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        let mut by_intermediary: BTreeMap<Vec<u8>, BTreeSet<OrderId>> = BTreeMap::new();
         for (_, r) in self.auths.entries().filter_map(Result::ok) {
             if r.hold == HoldState::Captured && r.settled.is_none() {
-                *by_intermediary.entry(r.via.clone()).or_default() += 1;
+                by_intermediary
+                    .entry(r.via.clone())
+                    .or_default()
+                    .insert(r.order_id);
             }
         }
         if by_intermediary.is_empty() && out.is_empty() {
             return Ok("nothing to settle: no captured orders are unpaid".into());
         }
-        let today = chrono::Utc::now().date_naive();
-        for (via, _) in by_intermediary {
+        for (via, captured) in by_intermediary {
             let Ok(peer) = PeerId::from_bytes(&via) else {
                 continue;
             };
-            let seq = self
-                .batches
-                .entries()
-                .filter_map(Result::ok)
-                .filter(|(_, b)| b.id.date == today)
-                .count() as u32
-                + 1;
-            let batch = BatchId { date: today, seq };
+            let batch = self
+                .ask(|tx| Job::OpenBatch(via.clone(), tx))
+                .await
+                .unwrap_or_else(|| Err("the acquirer is shutting down".into()))?;
             let bill = match self
                 .node
                 .client
@@ -964,13 +1184,13 @@ impl Acquirer {
                     out.push(format!(
                         "batch {batch}: the intermediary answered {other:?}"
                     ));
-                    continue;
+                    Vec::new()
                 }
                 Err(e) => {
                     out.push(format!(
                         "batch {batch}: the intermediary is not reachable: {e}"
                     ));
-                    continue;
+                    Vec::new()
                 }
             };
             let job = PayJob {
@@ -982,7 +1202,13 @@ impl Acquirer {
                 .ask(|tx| Job::Pay(Box::new(job), tx))
                 .await
                 .unwrap_or_else(|| Err("the acquirer is shutting down".into()))?;
-            out.push(self.advise(&paid).await);
+            let paid_ids: BTreeSet<OrderId> = paid.lines.iter().map(|l| l.order_id).collect();
+            let unbilled = captured.difference(&paid_ids).count();
+            let mut text = self.advise(&paid).await;
+            if unbilled > 0 {
+                text.push_str(&format!("; {unbilled} captured orders were not billed"));
+            }
+            out.push(text);
         }
         Ok(out.join("\n"))
     }
@@ -996,27 +1222,30 @@ impl Acquirer {
             lines: b.lines.clone(),
             total: b.total,
         };
+        let n = b.lines.len();
         let mut text = format!(
-            "batch {}: paid {} for {} order{}{}{}",
+            "batch {}: paid {} for {n} order{}{}",
             b.id,
             b.total,
-            b.lines.len(),
-            if b.lines.len() == 1 { "" } else { "s" },
+            if n == 1 { "" } else { "s" },
             if b.unknown.is_empty() {
                 String::new()
             } else {
-                format!("; {} billed lines not ours", b.unknown.len())
-            },
-            if b.unbilled.is_empty() {
-                String::new()
-            } else {
-                format!("; {} captured orders not billed", b.unbilled.len())
+                format!("; {} billed lines are not ours to pay", b.unknown.len())
             },
         );
         match self.node.client.request::<SettleProto>(peer, advice).await {
-            Ok(SettleResponse::Received { .. }) => {
-                let _ = self.ask(|tx| Job::MarkAdvised(b.id, tx)).await;
-                text.push_str("; the intermediary confirmed");
+            Ok(SettleResponse::Received { total, .. }) => {
+                let _ = self.ask(|tx| Job::MarkAdvised(b.id, total, tx)).await;
+                if total == b.total {
+                    text.push_str("; the intermediary confirmed");
+                } else {
+                    tracing::error!(batch = %b.id, paid = %b.total, confirmed = %total, "the intermediary confirmed another total");
+                    text.push_str(&format!(
+                        "; THE INTERMEDIARY CONFIRMED {total}, NOT {}: reconcile by hand",
+                        b.total
+                    ));
+                }
             }
             Ok(other) => text.push_str(&format!(
                 "; the intermediary answered {other:?} (will resend)"
@@ -1032,8 +1261,8 @@ impl Acquirer {
         let (peer, request, responder) = inbound.into_parts();
         let response = match request {
             AuthRequest::AuthoriseSealed(a) => self.authorise(a, peer.to_bytes()).await,
-            AuthRequest::Capture { order_id } => self.capture(order_id).await,
-            AuthRequest::Void { order_id } => self.void(order_id).await,
+            AuthRequest::Capture { order_id } => self.capture(order_id, peer.to_bytes()).await,
+            AuthRequest::Void { order_id } => self.void(order_id, peer.to_bytes()).await,
             AuthRequest::Authorise(a) | AuthRequest::AuthoriseWithPin { auth: a, .. } => {
                 tracing::warn!(%peer, order_id = %a.order_id, "unsealed card data refused");
                 refused(a.order_id, "card data must be sealed to the acquirer")
@@ -1105,6 +1334,7 @@ impl RoleHandler for Acquirer {
 
 /// The books as one batch of requests leaves them: reads go through what the batch
 /// changed, then the stored trees; [`View::store`] writes all of it in one transaction.
+/// A stored value that cannot be read poisons the batch: it is never taken for absent.
 struct View<'a> {
     a: &'a Acquirer,
     books: HashMap<AccountId, Account>,
@@ -1112,12 +1342,17 @@ struct View<'a> {
     cards: HashMap<[u8; 32], CardRecord>,
     auths: HashMap<OrderId, AuthRecord>,
     batches: HashMap<BatchId, Batch>,
-    dirty_accounts: BTreeSet<AccountId>,
-    dirty_transfers: BTreeSet<TransferId>,
-    dirty_cards: BTreeSet<[u8; 32]>,
-    dirty_auths: BTreeSet<OrderId>,
-    dirty_batches: BTreeSet<BatchId>,
+    /// Expiry index entries: `Some` to insert, `None` to remove.
+    expiry: BTreeMap<Vec<u8>, Option<()>>,
     events: Vec<(OrderId, EventKind)>,
+    poisoned: Cell<bool>,
+}
+
+/// What a view held before a step, to go back to if the step fails half-way.
+struct Snapshot {
+    books: HashMap<AccountId, Account>,
+    transfers: HashMap<TransferId, Transfer>,
+    events: usize,
 }
 
 fn batch_key(id: &BatchId) -> Vec<u8> {
@@ -1133,49 +1368,77 @@ impl<'a> View<'a> {
             cards: HashMap::new(),
             auths: HashMap::new(),
             batches: HashMap::new(),
-            dirty_accounts: BTreeSet::new(),
-            dirty_transfers: BTreeSet::new(),
-            dirty_cards: BTreeSet::new(),
-            dirty_auths: BTreeSet::new(),
-            dirty_batches: BTreeSet::new(),
+            expiry: BTreeMap::new(),
             events: Vec::new(),
+            poisoned: Cell::new(false),
+        }
+    }
+
+    /// A stored value, or `None` when there is none; a read error poisons the batch.
+    fn read<V>(&self, r: Result<Option<V>, StoreError>) -> Option<V> {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("{e}");
+                self.poisoned.set(true);
+                None
+            }
         }
     }
 
     fn auth(&self, id: OrderId) -> Option<AuthRecord> {
         match self.auths.get(&id) {
             Some(r) => Some(r.clone()),
-            None => self.a.auths.get(id.to_bytes()).ok().flatten(),
+            None => self.read(self.a.auths.get(id.to_bytes())),
         }
     }
 
     fn put_auth(&mut self, r: AuthRecord) {
-        self.dirty_auths.insert(r.order_id);
         self.auths.insert(r.order_id, r);
     }
 
     fn card(&self, token: &[u8; 32]) -> Option<CardRecord> {
         match self.cards.get(token) {
             Some(c) => Some(c.clone()),
-            None => self.a.cards.get(token).ok().flatten(),
+            None => self.read(self.a.cards.get(token)),
         }
     }
 
     fn put_card(&mut self, token: [u8; 32], c: CardRecord) {
-        self.dirty_cards.insert(token);
         self.cards.insert(token, c);
     }
 
     fn batch(&self, id: &BatchId) -> Option<Batch> {
         match self.batches.get(id) {
             Some(b) => Some(b.clone()),
-            None => self.a.batches.get(batch_key(id)).ok().flatten(),
+            None => self.read(self.a.batches.get(batch_key(id))),
         }
     }
 
     fn put_batch(&mut self, b: Batch) {
-        self.dirty_batches.insert(b.id);
         self.batches.insert(b.id, b);
+    }
+
+    fn put_expiry(&mut self, at_ms: i64, order_id: OrderId) {
+        self.expiry.insert(expiry_key(at_ms, order_id), Some(()));
+    }
+
+    fn remove_expiry(&mut self, at_ms: i64, order_id: OrderId) {
+        self.expiry.insert(expiry_key(at_ms, order_id), None);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            books: self.books.clone(),
+            transfers: self.transfers.clone(),
+            events: self.events.len(),
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.books = s.books;
+        self.transfers = s.transfers;
+        self.events.truncate(s.events);
     }
 
     fn decline(
@@ -1203,10 +1466,8 @@ impl<'a> View<'a> {
         let change = ledger::apply(&*self, op, now)?;
         if !change.replay {
             for (id, a) in &change.accounts {
-                self.dirty_accounts.insert(id.clone());
                 self.books.insert(id.clone(), a.clone());
             }
-            self.dirty_transfers.insert(change.transfer.id.clone());
             self.transfers
                 .insert(change.transfer.id.clone(), change.transfer.clone());
         }
@@ -1216,29 +1477,25 @@ impl<'a> View<'a> {
     fn store(&self) -> Result<(), StoreError> {
         let a = self.a;
         let mut w = WriteSet::default();
-        for id in &self.dirty_accounts {
-            if let Some(v) = self.books.get(id) {
-                w.put(ACCOUNTS, id.0.as_bytes(), a.accounts.encode(v)?);
-            }
+        for (id, v) in &self.books {
+            w.put(ACCOUNTS, id.0.as_bytes(), a.accounts.encode(v)?);
         }
-        for id in &self.dirty_transfers {
-            if let Some(v) = self.transfers.get(id) {
-                w.put(TRANSFERS, id.0.as_bytes(), a.transfers.encode(v)?);
-            }
+        for (id, v) in &self.transfers {
+            w.put(TRANSFERS, id.0.as_bytes(), a.transfers.encode(v)?);
         }
-        for t in &self.dirty_cards {
-            if let Some(v) = self.cards.get(t) {
-                w.put(CARDS, t, a.cards.encode(v)?);
-            }
+        for (t, v) in &self.cards {
+            w.put(CARDS, t, a.cards.encode(v)?);
         }
-        for id in &self.dirty_auths {
-            if let Some(v) = self.auths.get(id) {
-                w.put(AUTHS, id.to_bytes(), a.auths.encode(v)?);
-            }
+        for (id, v) in &self.auths {
+            w.put(AUTHS, id.to_bytes(), a.auths.encode(v)?);
         }
-        for id in &self.dirty_batches {
-            if let Some(v) = self.batches.get(id) {
-                w.put(BATCHES, batch_key(id), a.batches.encode(v)?);
+        for (id, v) in &self.batches {
+            w.put(BATCHES, batch_key(id), a.batches.encode(v)?);
+        }
+        for (k, v) in &self.expiry {
+            match v {
+                Some(()) => w.put(EXPIRY, k, a.expiry.encode(&0)?),
+                None => w.remove(EXPIRY, k),
             }
         }
         w.commit(&a.trees())
@@ -1249,14 +1506,14 @@ impl Books for View<'_> {
     fn account(&self, id: &AccountId) -> Option<Account> {
         match self.books.get(id) {
             Some(a) => Some(a.clone()),
-            None => self.a.accounts.get(id.0.as_bytes()).ok().flatten(),
+            None => self.read(self.a.accounts.get(id.0.as_bytes())),
         }
     }
 
     fn transfer(&self, id: &TransferId) -> Option<Transfer> {
         match self.transfers.get(id) {
             Some(t) => Some(t.clone()),
-            None => self.a.transfers.get(id.0.as_bytes()).ok().flatten(),
+            None => self.read(self.a.transfers.get(id.0.as_bytes())),
         }
     }
 }
@@ -1320,7 +1577,9 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         let (_, b) = entry?;
         out_batches.push(serde_json::json!({
             "batch": b.id.to_string(), "orders": b.lines.len(), "total_minor": b.total.amount_minor(),
-            "unknown": b.unknown.len(), "unbilled": b.unbilled.len(), "advice_delivered": b.advice_delivered,
+            "unknown": b.unknown.len(), "status": format!("{:?}", b.status).to_lowercase(),
+            "advice_delivered": b.advice_delivered,
+            "confirmed_minor": b.confirmed.map(|m| m.amount_minor()),
         }));
     }
     Ok(serde_json::json!({

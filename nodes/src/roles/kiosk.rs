@@ -259,6 +259,7 @@ impl Kiosk {
             order_id,
             amount: total,
             store: self.config.store.clone(),
+            method: draft.method,
         };
         let seal = |pin: Option<&Pin>| {
             seal_card(
