@@ -142,6 +142,15 @@ fn three_parties_settle_and_their_reports_agree() {
         &id(&declined),
     ]);
     assert!(!ok && text.contains("no job"), "{text}");
+    // Shipping again only announces it again (an event may have been missed).
+    let (ok, text) = run(&[
+        "lab",
+        "--config",
+        lab_cfg.to_str().unwrap(),
+        "ship",
+        &id(&visa),
+    ]);
+    assert!(ok && text.contains("announced again"), "{text}");
 
     let date = chrono::Utc::now().date_naive().to_string();
     // The intermediary captures both on the lab's Shipped events.

@@ -415,6 +415,14 @@ impl NodeConfig {
         if let Some(kiosk) = &self.kiosk {
             kiosk.validate()?;
         }
+        if let Some(i) = &self.intermediary {
+            if i.commission_bps > 10_000 {
+                return Err(format!(
+                    "intermediary.commission_bps {} is more than the whole order (10000 = 100%)",
+                    i.commission_bps
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -505,6 +513,13 @@ utc_offset_hours = 9
         );
         let err = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("speak TCP"), "{err}");
+        let p = write(
+            dir.path(),
+            "e.toml",
+            "role = \"intermediary\"\nname = \"I\"\ndata_dir = \"d\"\n[intermediary]\nprices = \"p.toml\"\ncommission_bps = 12000\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("commission_bps 12000"), "{err}");
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub enum NodeError {
 
 pub use admin::{call as admin_call, AdminInbound, AdminRequest, AdminResponse};
 
-/// The node's admin socket: `<data_dir>/admin.sock`, a Unix socket only the node's user
-/// can open. An operator's command (`printmesh acquirer settle`, `… report`, `lab ship`)
+/// The node's admin socket: `<data_dir>/admin/admin.sock`, a Unix socket in a directory
+/// only the node's user can enter (mode 0700, so no other user can reach the socket
+/// even for the moment between binding it and narrowing its own mode). An operator's command (`printmesh acquirer settle`, `… report`, `lab ship`)
 /// arrives as one frame, reaches the role as [`NodeEvent::Admin`], and its answer goes
 /// back as one frame.
 pub mod admin {
@@ -91,12 +92,26 @@ pub mod admin {
     }
 
     pub fn socket_path(data_dir: &Path) -> std::path::PathBuf {
-        data_dir.join("admin.sock")
+        data_dir.join("admin").join("admin.sock")
     }
 
     /// Binds the socket (replacing a stale one) and serves it in the background.
     pub fn listen(data_dir: &Path, events: mpsc::Sender<NodeEvent>) -> std::io::Result<()> {
         let path = socket_path(data_dir);
+        if let Some(dir) = path.parent() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+                builder.mode(0o700);
+                builder.create(dir)?;
+                // An existing directory keeps its mode: narrow it.
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+            #[cfg(not(unix))]
+            builder.create(dir)?;
+        }
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)?;
         #[cfg(unix)]
@@ -129,9 +144,12 @@ pub mod admin {
         let len = parse_header(header, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
         let mut frame = header.to_vec();
         frame.resize(FRAME_HEADER_LEN + len, 0);
-        stream
-            .read_exact(frame.get_mut(FRAME_HEADER_LEN..).unwrap_or_default())
-            .await?;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            stream.read_exact(frame.get_mut(FRAME_HEADER_LEN..).unwrap_or_default()),
+        )
+        .await
+        .map_err(|_| bad("the request stopped halfway".into()))??;
         let request: AdminRequest =
             decode_frame(&frame, REQUEST_MAX_BYTES).map_err(|e| bad(e.to_string()))?;
         tracing::debug!(?request, "admin command");

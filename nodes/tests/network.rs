@@ -397,7 +397,7 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
         .request::<AuthProto>(peer, AuthRequest::Capture { order_id: id })
         .await
         .unwrap();
-    assert!(matches!(cap, AuthResponse::Refused { .. }), "{cap:?}");
+    assert!(matches!(cap, AuthResponse::HoldClosed { .. }), "{cap:?}");
     let all = printmesh_nodes::roles::acquirer::inspect(&receiver.db).unwrap();
     assert_eq!(all["ledger_balanced"], true);
 }
@@ -794,7 +794,7 @@ async fn holds_expire_and_a_capture_after_expiry_is_refused() {
         .await
         .unwrap();
     assert!(
-        matches!(r, AuthResponse::Refused { ref reason, .. } if reason.contains("expired")),
+        matches!(r, AuthResponse::HoldClosed { ref reason, .. } if reason.contains("expired")),
         "{r:?}"
     );
     let all = printmesh_nodes::roles::acquirer::inspect(&receiver.db).unwrap();

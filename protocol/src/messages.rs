@@ -381,6 +381,13 @@ pub enum AuthResponse {
     NotMine {
         order_id: OrderId,
     },
+    /// A capture or void that can never succeed: there is no such hold, it belongs to
+    /// another intermediary, or it was declined, already settled the other way, or has
+    /// expired. Asking again is pointless (unlike `Refused`, which may pass).
+    HoldClosed {
+        order_id: OrderId,
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------- settlement

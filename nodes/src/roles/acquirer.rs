@@ -323,7 +323,8 @@ impl Reply {
                     | AuthResponse::Captured { order_id }
                     | AuthResponse::Voided { order_id }
                     | AuthResponse::Refused { order_id, .. }
-                    | AuthResponse::NotMine { order_id } => *order_id,
+                    | AuthResponse::NotMine { order_id }
+                    | AuthResponse::HoldClosed { order_id, .. } => *order_id,
                 };
                 drop(tx.send(refused(order_id, why)));
             }
@@ -955,19 +956,19 @@ impl Acquirer {
             _ => AuthResponse::Voided { order_id },
         };
         let Some(mut record) = view.auth(order_id) else {
-            return refused(order_id, "no authorisation for this order");
+            return closed(order_id, "no authorisation for this order");
         };
         if via.is_some_and(|v| v != record.via.as_slice()) {
             tracing::warn!(%order_id, "capture or void from an intermediary that did not ask for the hold");
-            return refused(order_id, "this hold belongs to another intermediary");
+            return closed(order_id, "this hold belongs to another intermediary");
         }
         match (record.hold, to) {
             (from, to) if from == to => return done,
             (HoldState::Held, _) => {}
-            (HoldState::None, _) => return refused(order_id, "the authorisation was declined"),
-            (HoldState::Captured, _) => return refused(order_id, "already captured"),
-            (HoldState::Voided, _) => return refused(order_id, "already voided"),
-            (HoldState::Expired, _) => return refused(order_id, "the hold has expired"),
+            (HoldState::None, _) => return closed(order_id, "the authorisation was declined"),
+            (HoldState::Captured, _) => return closed(order_id, "already captured"),
+            (HoldState::Voided, _) => return closed(order_id, "already voided"),
+            (HoldState::Expired, _) => return closed(order_id, "the hold has expired"),
         }
         let hold = TransferId::of(order_id, "hold");
         let op = match to {
@@ -1294,6 +1295,14 @@ impl Acquirer {
                 text: format!("an acquirer does not do {other:?}"),
             },
         }
+    }
+}
+
+/// A capture or void that can never pass.
+fn closed(order_id: OrderId, reason: &str) -> AuthResponse {
+    AuthResponse::HoldClosed {
+        order_id,
+        reason: reason.to_string(),
     }
 }
 

@@ -13,7 +13,7 @@
 //! resubmitted order continues where the first stopped and, once answered, gets the
 //! first answer, never a second hold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use crate::config::load_prices;
 use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto, SettleProto};
 use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
 use crate::roles::OrderLocks;
-use crate::store::{StoreError, Tree};
+use crate::store::{StoreError, Tree, WriteSet};
 
 /// How often captures and lab payments that did not go through are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
@@ -55,7 +55,7 @@ pub enum Stage {
 }
 
 /// The hold's capture, once the lab ships.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Capture {
     NotShipped,
     /// Shipped; the capture has not been confirmed yet.
@@ -64,6 +64,12 @@ pub enum Capture {
     },
     Captured {
         at_ms: i64,
+    },
+    /// The acquirer will never capture it (the hold expired or was released): nothing
+    /// to bill, and nothing to try again.
+    Refused {
+        at_ms: i64,
+        reason: String,
     },
 }
 
@@ -106,7 +112,44 @@ pub struct Intermediary {
     prices: PriceList,
     commission_bps: u32,
     orders: Tree<RoutedOrder>,
+    /// What is left to do, indexed so neither the retry task nor a bill reads every
+    /// order ever routed: captures due, orders to bill (per acquirer) and print fees
+    /// to pay (per lab). Kept in the same transaction as the order; rebuilt at start.
+    work: Tree<OrderId>,
     locks: OrderLocks,
+}
+
+const CAPTURE_DUE: u8 = b'c';
+const BILLABLE: u8 = b'b';
+const LAB_UNPAID: u8 = b'l';
+
+/// `kind`, then a peer id with its length, so one peer's keys are one prefix.
+fn peer_prefix(kind: u8, peer: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + peer.len());
+    k.push(kind);
+    k.push(peer.len().min(255) as u8);
+    k.extend_from_slice(peer);
+    k
+}
+
+/// The work index entries an order in this state belongs under.
+fn work_keys(o: &RoutedOrder) -> Vec<Vec<u8>> {
+    let id = o.order_id.to_bytes();
+    let mut keys = Vec::new();
+    if matches!(o.capture, Capture::Due { .. }) {
+        keys.push([&[CAPTURE_DUE][..], &id].concat());
+    }
+    if let (Capture::Captured { .. }, None, Some(acquirer)) =
+        (&o.capture, &o.settlement, &o.acquirer)
+    {
+        keys.push([peer_prefix(BILLABLE, acquirer).as_slice(), &id].concat());
+    }
+    if let (Some(s), Some(lab)) = (&o.settlement, &o.lab) {
+        if !s.lab_paid {
+            keys.push([peer_prefix(LAB_UNPAID, lab).as_slice(), &id].concat());
+        }
+    }
+    keys
 }
 
 impl Intermediary {
@@ -116,13 +159,76 @@ impl Intermediary {
             .intermediary
             .clone()
             .ok_or_else(|| NodeError::Role("no [intermediary] section".into()))?;
-        Ok(Arc::new(Intermediary {
+        let me = Intermediary {
             prices: load_prices(&config.prices)?,
             commission_bps: config.commission_bps,
             orders: node.db.tree("orders")?,
+            work: node.db.tree("work")?,
             node,
             locks: OrderLocks::default(),
-        }))
+        };
+        me.rebuild_work()?;
+        Ok(Arc::new(me))
+    }
+
+    /// Recomputes the work index from the orders (once, at start: it heals an index
+    /// written by an older version or left half-done by a crash).
+    fn rebuild_work(&self) -> Result<(), StoreError> {
+        let mut keys = BTreeMap::new();
+        for entry in self.orders.entries() {
+            let (_, o) = entry?;
+            for k in work_keys(&o) {
+                keys.insert(k, o.order_id);
+            }
+        }
+        let stale: Vec<Vec<u8>> = self
+            .work
+            .entries()
+            .filter_map(Result::ok)
+            .map(|(k, _)| k)
+            .filter(|k| !keys.contains_key(k))
+            .collect();
+        for k in stale {
+            self.work.remove(k)?;
+        }
+        for (k, id) in keys {
+            self.work.insert(k, &id)?;
+        }
+        Ok(())
+    }
+
+    /// Adds an order and its work index changes to `writes` (trees: 0 orders, 1 work).
+    /// The caller holds the order's lock.
+    fn stage(&self, writes: &mut WriteSet, order: &mut RoutedOrder) -> Result<(), StoreError> {
+        order.updated_at_ms = now_ms();
+        let key = order.order_id.to_bytes();
+        let before = self
+            .orders
+            .get(key)?
+            .map(|o| work_keys(&o))
+            .unwrap_or_default();
+        let after = work_keys(order);
+        writes.put(0, key, self.orders.encode(order)?);
+        for k in before.iter().filter(|k| !after.contains(k)) {
+            writes.remove(1, k);
+        }
+        for k in &after {
+            writes.put(1, k, self.work.encode(&order.order_id)?);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        writes.commit(&[self.orders.raw(), self.work.raw()])
+    }
+
+    /// The orders under one work index prefix.
+    fn work_under(&self, prefix: &[u8]) -> Vec<OrderId> {
+        self.work
+            .scan_prefix(prefix)
+            .filter_map(Result::ok)
+            .map(|(_, id)| id)
+            .collect()
     }
 
     /// Starts the task that retries captures and lab payments.
@@ -147,8 +253,9 @@ impl Intermediary {
     /// acquirer and the lab answer a repeated order id with their first answer), so
     /// the kiosk is not kept waiting on a flush that changes nothing.
     fn save_lazily(&self, order: &mut RoutedOrder) -> Result<(), StoreError> {
-        order.updated_at_ms = now_ms();
-        self.orders.insert(order.order_id.to_bytes(), order)
+        let mut writes = WriteSet::default();
+        self.stage(&mut writes, order)?;
+        self.commit(&writes)
     }
 
     async fn answer(
@@ -158,6 +265,19 @@ impl Intermediary {
     ) -> Result<OrderResponse, StoreError> {
         order.stage = Stage::Answered(response.clone());
         self.save_lazily(order)?;
+        Ok(response)
+    }
+
+    /// Records the answer on disk before it is given: for answers the kiosk acts on
+    /// and that a retry could not rebuild the same way (a job accepted by a lab; a
+    /// job refused whose hold is then released).
+    async fn answer_durably(
+        &self,
+        order: &mut RoutedOrder,
+        response: OrderResponse,
+    ) -> Result<OrderResponse, StoreError> {
+        order.stage = Stage::Answered(response.clone());
+        self.save(order).await?;
         Ok(response)
     }
 
@@ -321,6 +441,15 @@ impl Intermediary {
                 return unavailable(reason);
             };
             match answer {
+                Ok(AuthResponse::ApprovedCard { amount, .. }) if amount != order.total => {
+                    tracing::error!(%order_id, %amount, total = %order.total, "the acquirer approved another amount: released");
+                    let reason = "the payment could not be authorised for this total".to_string();
+                    let answer = self
+                        .answer_durably(&mut order, OrderResponse::Rejected { order_id, reason })
+                        .await?;
+                    self.void(order_id, &acquirer.to_bytes()).await;
+                    return Ok(answer);
+                }
                 Ok(AuthResponse::ApprovedCard {
                     auth_code, token, ..
                 }) => {
@@ -400,17 +529,17 @@ impl Intermediary {
                     delivery_date,
                     lab,
                 };
-                self.answer(&mut order, OrderResponse::Accepted(accepted))
+                self.answer_durably(&mut order, OrderResponse::Accepted(accepted))
                     .await
             }
             Ok(PrintResponse::Rejected { reason, .. }) => {
                 // The answer is recorded first: a retry can then never send the job
                 // again after its hold is released.
                 let answer = self
-                    .answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                    .await;
+                    .answer_durably(&mut order, OrderResponse::Rejected { order_id, reason })
+                    .await?;
                 self.void(order_id, &acquirer).await;
-                answer
+                Ok(answer)
             }
             Ok(PrintResponse::MissingBlobs { .. }) => {
                 unavailable("the lab lost the images; will resend".into())
@@ -438,7 +567,9 @@ impl Intermediary {
 
     // ------------------------------------------------------------------ capture
 
-    /// A gossiped event. `Shipped` from the lab that has the job triggers the capture.
+    /// A gossiped event. `Shipped` from the lab that has the job triggers the capture:
+    /// of an accepted order, or of one whose job went to that lab but whose answer
+    /// was never recorded (the prints exist, so the customer pays for them).
     async fn on_event(&self, event: OrderEvent) {
         if event.kind != EventKind::Shipped {
             return;
@@ -452,7 +583,12 @@ impl Intermediary {
             tracing::warn!(%order_id, "a shipment event from a lab that does not have the job: ignored");
             return;
         }
-        if !matches!(order.stage, Stage::Answered(OrderResponse::Accepted(_))) {
+        let printing = match &order.stage {
+            Stage::Answered(OrderResponse::Accepted(_)) => true,
+            Stage::Authorised { lab: Some(lab), .. } => *lab == event.origin,
+            _ => false,
+        };
+        if !printing {
             return;
         }
         if order.capture == Capture::NotShipped {
@@ -482,41 +618,50 @@ impl Intermediary {
         else {
             return;
         };
-        match self
+        let outcome = match self
             .node
             .client
             .request::<AuthProto>(peer, AuthRequest::Capture { order_id })
             .await
         {
-            Ok(AuthResponse::Captured { .. }) => {
-                order.capture = Capture::Captured { at_ms: now_ms() };
-                match self.save(&mut order).await {
-                    Ok(()) => {
-                        tracing::info!(%order_id, amount = %order.total, "captured; on the bill")
-                    }
-                    Err(e) => tracing::error!(%order_id, "cannot record the capture: {e}"),
+            Ok(AuthResponse::Captured { .. }) => Capture::Captured { at_ms: now_ms() },
+            Ok(AuthResponse::HoldClosed { reason, .. }) => {
+                tracing::error!(%order_id, amount = %order.total, "the acquirer will not capture: {reason}");
+                Capture::Refused {
+                    at_ms: now_ms(),
+                    reason,
                 }
             }
-            Ok(other) => tracing::warn!(%order_id, "capture answered {other:?}"),
-            Err(e) => tracing::info!(%order_id, "capture not delivered yet: {e}"),
+            Ok(other) => {
+                tracing::warn!(%order_id, "capture answered {other:?}; will try again");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(%order_id, "capture not delivered yet: {e}");
+                return;
+            }
+        };
+        let captured = matches!(outcome, Capture::Captured { .. });
+        order.capture = outcome;
+        match self.save(&mut order).await {
+            Ok(()) if captured => {
+                tracing::info!(%order_id, amount = %order.total, "captured; on the bill")
+            }
+            Ok(()) => {}
+            Err(e) => tracing::error!(%order_id, "cannot record the capture: {e}"),
         }
     }
 
-    async fn retry(&self) {
-        let orders: Vec<RoutedOrder> = self
-            .orders
-            .entries()
-            .filter_map(Result::ok)
-            .map(|(_, o)| o)
-            .collect();
-        for o in &orders {
-            if matches!(o.capture, Capture::Due { .. }) {
-                self.capture(o.order_id).await;
-            }
+    async fn retry(self: &Arc<Self>) {
+        for order_id in self.work_under(&[CAPTURE_DUE]) {
+            self.capture(order_id).await;
         }
-        // Lab fees received but not yet paid on.
+        // Lab fees received but not yet paid on, by lab and batch.
         let mut due: BTreeMap<(Vec<u8>, BatchId), Vec<SettleLine>> = BTreeMap::new();
-        for o in orders {
+        for order_id in self.work_under(&[LAB_UNPAID]) {
+            let Ok(Some(o)) = self.orders.get(order_id.to_bytes()) else {
+                continue;
+            };
             if let (Some(s), Some(lab)) = (&o.settlement, &o.lab) {
                 if !s.lab_paid {
                     due.entry((lab.clone(), s.batch))
@@ -535,7 +680,7 @@ impl Intermediary {
 
     // ------------------------------------------------------------------ settlement
 
-    async fn on_settle(&self, inbound: Inbound<SettleProto>) {
+    async fn on_settle(self: &Arc<Self>, inbound: Inbound<SettleProto>) {
         let (peer, request, responder) = inbound.into_parts();
         let from_acquirer = self
             .node
@@ -571,21 +716,27 @@ impl Intermediary {
     fn bill(&self, batch: BatchId, acquirer: &[u8]) -> SettleResponse {
         let mut lines = Vec::new();
         let mut total: Option<Money> = None;
-        for (_, o) in self.orders.entries().filter_map(Result::ok) {
-            if matches!(o.capture, Capture::Captured { .. })
-                && o.settlement.is_none()
-                && o.acquirer.as_deref() == Some(acquirer)
-                && lines.len() < proto::MAX_SETTLE_LINES
-            {
-                total = Some(match total {
-                    Some(t) => t.checked_add(o.total).unwrap_or(t),
-                    None => o.total,
-                });
-                lines.push(SettleLine {
-                    order_id: o.order_id,
-                    amount: o.total,
-                });
+        for order_id in self.work_under(&peer_prefix(BILLABLE, acquirer)) {
+            if lines.len() >= proto::MAX_SETTLE_LINES {
+                break;
             }
+            let Ok(Some(o)) = self.orders.get(order_id.to_bytes()) else {
+                continue;
+            };
+            if !matches!(o.capture, Capture::Captured { .. })
+                || o.settlement.is_some()
+                || o.acquirer.as_deref() != Some(acquirer)
+            {
+                continue;
+            }
+            total = Some(match total {
+                Some(t) => t.checked_add(o.total).unwrap_or(t),
+                None => o.total,
+            });
+            lines.push(SettleLine {
+                order_id: o.order_id,
+                amount: o.total,
+            });
         }
         let total = total.unwrap_or(Money::new(0, self.prices.currency));
         tracing::info!(%batch, orders = lines.len(), %total, "bill sent to the acquirer");
@@ -596,29 +747,62 @@ impl Intermediary {
         }
     }
 
-    /// The acquirer paid these orders: record what we received, keep the commission,
-    /// and pay each lab its fees.
+    /// The acquirer paid these orders: record what we received and what we owe each
+    /// lab, all in one transaction on disk, answer, then pay the labs. A payment sent
+    /// again is answered with the same total and changes nothing.
     async fn payment(
-        &self,
+        self: &Arc<Self>,
         batch: BatchId,
         acquirer: &[u8],
         lines: Vec<SettleLine>,
         total: Money,
     ) -> SettleResponse {
+        let lines: Vec<SettleLine> = lines.into_iter().take(proto::MAX_SETTLE_LINES).collect();
+        let ids: BTreeSet<OrderId> = lines.iter().map(|l| l.order_id).collect();
+        // In order id order, so two payments never wait on each other.
+        let mut guards = Vec::with_capacity(ids.len());
+        for id in &ids {
+            guards.push(self.locks.lock(*id).await);
+        }
+        let refused = |why: String| {
+            tracing::error!(%batch, "cannot record the payment: {why}");
+            SettleResponse::Refused {
+                batch,
+                reason: "the intermediary could not record the payment; send it again".into(),
+            }
+        };
+        let mut writes = WriteSet::default();
         let mut labs: BTreeMap<Vec<u8>, Vec<SettleLine>> = BTreeMap::new();
         let mut received: Option<Money> = None;
-        for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
-            let _guard = self.locks.lock(line.order_id).await;
-            let Ok(Some(mut o)) = self.orders.get(line.order_id.to_bytes()) else {
-                tracing::warn!(order_id = %line.order_id, %batch, "paid for an order we do not know");
+        let mut seen = BTreeSet::new();
+        for line in &lines {
+            if !seen.insert(line.order_id) {
+                tracing::warn!(order_id = %line.order_id, %batch, "paid twice in one payment: once counted");
                 continue;
+            }
+            let mut o = match self.orders.get(line.order_id.to_bytes()) {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    tracing::warn!(order_id = %line.order_id, %batch, "paid for an order we do not know");
+                    continue;
+                }
+                Err(e) => return refused(e.to_string()),
             };
-            if o.acquirer.as_deref() != Some(acquirer) || o.total != line.amount {
-                tracing::warn!(order_id = %line.order_id, %batch, "payment does not match the order");
+            if o.acquirer.as_deref() != Some(acquirer)
+                || o.total != line.amount
+                || !matches!(o.capture, Capture::Captured { .. })
+            {
+                tracing::warn!(order_id = %line.order_id, %batch, "payment does not match a captured order");
                 continue;
             }
             if let Some(s) = &o.settlement {
-                if s.batch != batch {
+                if s.batch == batch {
+                    // This payment, sent again: counted as before.
+                    received = Some(match received {
+                        Some(r) => r.checked_add(o.total).unwrap_or(r),
+                        None => o.total,
+                    });
+                } else {
                     tracing::warn!(order_id = %line.order_id, %batch, "already settled in {}", s.batch);
                 }
                 continue;
@@ -631,12 +815,8 @@ impl Intermediary {
                 lab_fee,
                 lab_paid: false,
             });
-            if let Err(e) = self.save(&mut o).await {
-                tracing::error!(order_id = %o.order_id, "cannot record the payment: {e}");
-                return SettleResponse::Refused {
-                    batch,
-                    reason: "the intermediary could not record the payment; send it again".into(),
-                };
+            if let Err(e) = self.stage(&mut writes, &mut o) {
+                return refused(e.to_string());
             }
             received = Some(match received {
                 Some(r) => r.checked_add(o.total).unwrap_or(r),
@@ -649,13 +829,22 @@ impl Intermediary {
                 });
             }
         }
-        tracing::info!(%batch, %total, "payment received from the acquirer");
+        if let Err(e) = self.commit(&writes) {
+            return refused(e.to_string());
+        }
+        if let Err(e) = self.node.db.flush().await {
+            return refused(e.to_string());
+        }
+        drop(guards);
+        let received = received.unwrap_or(Money::new(0, total.currency()));
+        tracing::info!(%batch, %total, %received, "payment received from the acquirer");
         for (lab, lines) in labs {
-            self.pay_lab(&lab, batch, lines).await;
+            let me = self.clone();
+            tokio::spawn(async move { me.pay_lab(&lab, batch, lines).await });
         }
         SettleResponse::Received {
             batch,
-            total: received.unwrap_or(Money::new(0, total.currency())),
+            total: received,
         }
     }
 
@@ -674,18 +863,35 @@ impl Intermediary {
         };
         match self.node.client.request::<SettleProto>(peer, request).await {
             Ok(SettleResponse::Received { .. }) => {
-                for line in &lines {
-                    let _guard = self.locks.lock(line.order_id).await;
-                    if let Ok(Some(mut o)) = self.orders.get(line.order_id.to_bytes()) {
-                        if let Some(s) = o.settlement.as_mut() {
-                            s.lab_paid = true;
+                let ids: BTreeSet<OrderId> = lines.iter().map(|l| l.order_id).collect();
+                let mut guards = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    guards.push(self.locks.lock(*id).await);
+                }
+                let mut writes = WriteSet::default();
+                for id in &ids {
+                    if let Ok(Some(mut o)) = self.orders.get(id.to_bytes()) {
+                        match o.settlement.as_mut() {
+                            Some(s) if !s.lab_paid => s.lab_paid = true,
+                            _ => continue,
                         }
-                        if let Err(e) = self.save(&mut o).await {
-                            tracing::error!(order_id = %o.order_id, "cannot record the lab payment: {e}");
+                        if let Err(e) = self.stage(&mut writes, &mut o) {
+                            tracing::error!(order_id = %id, "cannot record the lab payment: {e}");
                         }
                     }
                 }
-                tracing::info!(%batch, %total, orders = lines.len(), "print fees paid to the lab");
+                let stored = match self.commit(&writes) {
+                    Ok(()) => self.node.db.flush().await,
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok(()) => {
+                        tracing::info!(%batch, %total, orders = lines.len(), "print fees paid to the lab")
+                    }
+                    // The lab answers a repeated payment with its first answer; the
+                    // retry task sends it again.
+                    Err(e) => tracing::error!(%batch, "cannot record the lab payment: {e}"),
+                }
             }
             Ok(other) => tracing::warn!(%batch, "the lab answered {other:?}"),
             Err(e) => tracing::info!(%batch, "lab payment not delivered yet: {e}"),

@@ -6,9 +6,10 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use chrono::{FixedOffset, NaiveDate};
+use libp2p::PeerId;
 use printmesh_protocol::capacity::{CapacityModel, Promise};
 use printmesh_protocol::messages::{
-    proto, BatchId, EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role,
+    proto, BatchId, EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role, SettleLine,
     SettleRequest, SettleResponse,
 };
 use printmesh_protocol::money::Money;
@@ -39,6 +40,8 @@ pub struct LabJob {
     pub shipped_at_ms: Option<i64>,
     /// The print fee the intermediary paid, and in which settlement batch.
     pub paid: Option<(BatchId, Money)>,
+    /// The intermediary that sent the job (its peer id): the one that pays for it.
+    pub from: Vec<u8>,
 }
 
 pub struct Lab {
@@ -94,8 +97,9 @@ impl Lab {
         self.node.config.name.clone()
     }
 
-    /// Takes a job, or says why not. Idempotent per order id.
-    pub async fn intake(&self, job: PrintJob) -> Result<PrintResponse, StoreError> {
+    /// Takes a job from the intermediary `from`, or says why not. Idempotent per
+    /// order id.
+    pub async fn intake(&self, job: PrintJob, from: PeerId) -> Result<PrintResponse, StoreError> {
         let order_id = job.order_id;
         let reject = |reason: String| {
             tracing::warn!(%order_id, "job rejected: {reason}");
@@ -153,6 +157,7 @@ impl Lab {
             dimensions,
             shipped_at_ms: None,
             paid: None,
+            from: from.to_bytes(),
         };
         let job_bytes = self.jobs.encode(&record)?;
         let mut bookings = Vec::new();
@@ -203,19 +208,29 @@ impl Lab {
             .get(order_id.to_bytes())
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("this lab has no job {order_id}"))?;
-        if let Some(at) = job.shipped_at_ms {
-            return Ok(format!("order {order_id} was shipped already (at {at})"));
-        }
-        job.shipped_at_ms = Some(now_ms());
-        self.jobs
-            .insert(order_id.to_bytes(), &job)
-            .map_err(|e| e.to_string())?;
-        self.node.db.flush().await.map_err(|e| e.to_string())?;
+        // Shipping again re-announces it: the events are how the intermediary learns
+        // to capture, and one may have been missed.
+        let text = match job.shipped_at_ms {
+            Some(at) => {
+                let at = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| at.to_string());
+                format!("order {order_id} was shipped already ({at}); announced again")
+            }
+            None => {
+                job.shipped_at_ms = Some(now_ms());
+                self.jobs
+                    .insert(order_id.to_bytes(), &job)
+                    .map_err(|e| e.to_string())?;
+                self.node.db.flush().await.map_err(|e| e.to_string())?;
+                tracing::info!(%order_id, "printed and handed to the courier");
+                format!("order {order_id} printed and shipped")
+            }
+        };
         drop(_guard);
         self.node.emit(order_id, EventKind::Printed).await;
         self.node.emit(order_id, EventKind::Shipped).await;
-        tracing::info!(%order_id, "printed and handed to the courier");
-        Ok(format!("order {order_id} printed and shipped"))
+        Ok(text)
     }
 
     /// The intermediary pays print fees.
@@ -235,35 +250,20 @@ impl Lab {
                 total,
             } if from_intermediary => {
                 let _guard = self.lock.lock().await;
-                let mut received: Option<Money> = None;
-                let mut failed = false;
-                for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
-                    match self.jobs.get(line.order_id.to_bytes()) {
-                        Ok(Some(mut job)) => {
-                            if job.paid.is_none() {
-                                job.paid = Some((batch, line.amount));
-                                failed |= self.jobs.insert(line.order_id.to_bytes(), &job).is_err();
-                            }
-                            received = Some(match received {
-                                Some(r) => r.checked_add(line.amount).unwrap_or(r),
-                                None => line.amount,
-                            });
-                        }
-                        _ => {
-                            tracing::warn!(order_id = %line.order_id, %batch, "paid for a job this lab does not have")
+                match self.lab_payment(peer, batch, &lines, total).await {
+                    Ok(received) => {
+                        tracing::info!(%batch, %total, %received, "print fees received");
+                        SettleResponse::Received {
+                            batch,
+                            total: received,
                         }
                     }
-                }
-                if failed || self.node.db.flush().await.is_err() {
-                    SettleResponse::Refused {
-                        batch,
-                        reason: "the lab could not record the payment; send it again".into(),
-                    }
-                } else {
-                    tracing::info!(%batch, %total, "print fees received");
-                    SettleResponse::Received {
-                        batch,
-                        total: received.unwrap_or(Money::new(0, total.currency())),
+                    Err(e) => {
+                        tracing::error!(%batch, "cannot record the payment: {e}");
+                        SettleResponse::Refused {
+                            batch,
+                            reason: "the lab could not record the payment; send it again".into(),
+                        }
                     }
                 }
             }
@@ -277,10 +277,60 @@ impl Lab {
         responder.respond(response);
     }
 
+    /// Records print fees paid by `payer`, for its own jobs only, in one write. A
+    /// payment sent again is counted as before and changes nothing. The caller holds
+    /// the lab's lock.
+    async fn lab_payment(
+        &self,
+        payer: PeerId,
+        batch: BatchId,
+        lines: &[SettleLine],
+        total: Money,
+    ) -> Result<Money, StoreError> {
+        let payer = payer.to_bytes();
+        let mut received = Money::new(0, total.currency());
+        let mut writes = sled::Batch::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
+            let order_id = line.order_id;
+            if !seen.insert(order_id) {
+                continue;
+            }
+            let Some(mut job) = self.jobs.get(order_id.to_bytes())? else {
+                tracing::warn!(%order_id, %batch, "paid for a job this lab does not have");
+                continue;
+            };
+            if job.from != payer {
+                tracing::warn!(%order_id, %batch, "paid by an intermediary that did not send the job: ignored");
+                continue;
+            }
+            if line.amount.amount_minor() <= 0 || line.amount.currency() != total.currency() {
+                tracing::warn!(%order_id, %batch, amount = %line.amount, "a print fee that is not a payment: ignored");
+                continue;
+            }
+            match job.paid {
+                Some((b, _)) if b != batch => {
+                    tracing::warn!(%order_id, %batch, "already paid in {b}");
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    job.paid = Some((batch, line.amount));
+                    writes.insert(&order_id.to_bytes(), self.jobs.encode(&job)?);
+                }
+            }
+            let fee = job.paid.map(|(_, m)| m).unwrap_or(line.amount);
+            received = received.checked_add(fee).unwrap_or(received);
+        }
+        self.jobs.raw().apply_batch(writes)?;
+        self.node.db.flush().await?;
+        Ok(received)
+    }
+
     async fn on_print(&self, inbound: Inbound<PrintProto>) {
         let (peer, PrintRequest::Job(job), responder) = inbound.into_parts();
         let order_id = job.order_id;
-        match self.intake(job).await {
+        match self.intake(job, peer).await {
             Ok(r) => responder.respond(r),
             Err(e) => {
                 tracing::error!(%peer, %order_id, "cannot take job: {e}");
