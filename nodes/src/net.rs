@@ -563,15 +563,22 @@ pub fn build(
         )
         .map_err(|e| BuildError::Transport(e.to_string()))?
         .with_behaviour(|key| {
+            // Every event is signed by its origin and checked on receipt
+            // (`verify_event`), whoever forwarded it; a gossipsub signature on top would
+            // sign and verify each event twice. Messages are anonymous at the gossip
+            // layer and identified by the hash of the signed event.
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(proto::EVENT_MAX_BYTES)
-                .validation_mode(ValidationMode::Strict)
+                .validation_mode(ValidationMode::Anonymous)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
                 .validate_messages()
                 .heartbeat_interval(Duration::from_secs(1))
                 .build()
                 .map_err(|e| e.to_string())?;
             let gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config {
