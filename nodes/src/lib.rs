@@ -19,6 +19,7 @@ pub mod kiosk;
 pub mod media;
 pub mod net;
 pub mod node;
+pub mod render;
 pub mod report;
 pub mod roles;
 pub mod store;

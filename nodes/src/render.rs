@@ -1,0 +1,514 @@
+//! The lab's renderer: turns a customer's photo into the file a printer prints.
+//!
+//! Each print is decoded (within size and allocation limits), turned upright by its
+//! EXIF orientation, cropped to fill the paper's aspect or fitted inside it with a
+//! white border, resized to 300 DPI for its paper size, and written as a baseline
+//! JPEG (JFIF, 300 DPI) with its back-print text (order id and frame number) in a
+//! comment segment. The paper turns with the photo: a landscape photo prints on
+//! landscape paper.
+//!
+//! Resizing is done by `fast_image_resize` (SIMD convolution); the image crate's own
+//! resize is kept as [`Resampler::ImageCrate`] for the benchmark's baseline.
+
+use std::io::Cursor;
+
+use fast_image_resize as fir;
+use image::{DynamicImage, ImageDecoder, RgbImage};
+use printmesh_protocol::pricing::PrintSize;
+
+/// Printing resolution.
+pub const DPI: u32 = 300;
+/// Largest photo the lab decodes, per side.
+pub const MAX_SIDE: u32 = 16_384;
+/// Most memory one decode may take.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// JPEG quality of a rendered print.
+pub const QUALITY: u8 = 92;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error("not a JPEG")]
+    NotJpeg,
+    #[error("the image cannot be decoded: {0}")]
+    Decode(String),
+    #[error("{0}×{1} is outside the sizes the lab prints")]
+    Size(u32, u32),
+    #[error("resizing failed: {0}")]
+    Resize(String),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+/// How the photo meets the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Fit {
+    /// Fill the paper; what does not fit the paper's aspect is cut off, evenly.
+    Crop,
+    /// The whole photo, centred, with white where it does not reach.
+    Border,
+}
+
+/// Which resize implementation (the benchmark compares them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resampler {
+    /// `fast_image_resize`, Lanczos3: what the lab uses.
+    Fast,
+    /// The image crate's `imageops::resize`, Lanczos3: the baseline.
+    ImageCrate,
+}
+
+/// One print to render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrintSpec {
+    pub size: PrintSize,
+    pub fit: Fit,
+    /// Printed on the back of the print (and kept in the file's comment).
+    pub back_print: String,
+}
+
+/// A rendered print.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The paper's size in pixels at [`DPI`], short side first (rounded to the nearest).
+pub fn paper_pixels(size: PrintSize) -> (u32, u32) {
+    let (short, long) = size.paper_mm10();
+    let px = |mm10: u32| (mm10 * DPI + 127) / 254;
+    (px(short), px(long))
+}
+
+/// The paper's pixels turned the way the photo is: landscape for a landscape photo.
+pub fn target_pixels(size: PrintSize, photo: (u32, u32)) -> (u32, u32) {
+    let (short, long) = paper_pixels(size);
+    if photo.0 > photo.1 {
+        (long, short)
+    } else {
+        (short, long)
+    }
+}
+
+/// The part of a `src` image that fills a `dst` frame of another aspect: the largest
+/// centred box of `dst`'s aspect, as `(left, top, width, height)`.
+pub fn crop_box(src: (u32, u32), dst: (u32, u32)) -> (f64, f64, f64, f64) {
+    let (sw, sh) = (f64::from(src.0), f64::from(src.1));
+    let (dw, dh) = (f64::from(dst.0), f64::from(dst.1));
+    if sw * dh > dw * sh {
+        // Wider than the paper: cut the sides.
+        let w = sh * dw / dh;
+        ((sw - w) / 2.0, 0.0, w, sh)
+    } else {
+        let h = sw * dh / dw;
+        (0.0, (sh - h) / 2.0, sw, h)
+    }
+}
+
+/// The size of `src` scaled to fit inside `dst` without cutting, at least 1×1.
+pub fn fit_size(src: (u32, u32), dst: (u32, u32)) -> (u32, u32) {
+    let scale = (f64::from(dst.0) / f64::from(src.0)).min(f64::from(dst.1) / f64::from(src.1));
+    let w = (f64::from(src.0) * scale)
+        .round()
+        .clamp(1.0, f64::from(dst.0)) as u32;
+    let h = (f64::from(src.1) * scale)
+        .round()
+        .clamp(1.0, f64::from(dst.1)) as u32;
+    (w, h)
+}
+
+/// Decodes a JPEG within the lab's limits and turns it upright.
+pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, RenderError> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| RenderError::Decode(e.to_string()))?;
+    if reader.format() != Some(image::ImageFormat::Jpeg) {
+        return Err(RenderError::NotJpeg);
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| RenderError::Decode(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return Err(RenderError::Size(w, h));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    decoder
+        .set_limits(limits)
+        .map_err(|e| RenderError::Decode(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+/// Renders one print.
+pub fn render(bytes: &[u8], spec: &PrintSpec) -> Result<Rendered, RenderError> {
+    render_with(bytes, spec, Resampler::Fast)
+}
+
+/// Renders one print with the chosen resampler.
+pub fn render_with(
+    bytes: &[u8],
+    spec: &PrintSpec,
+    resampler: Resampler,
+) -> Result<Rendered, RenderError> {
+    let photo = decode_upright(bytes)?;
+    let canvas = compose(&photo, spec, resampler)?;
+    let jpeg = encode(&canvas, &spec.back_print)?;
+    Ok(Rendered {
+        jpeg,
+        width: canvas.width(),
+        height: canvas.height(),
+    })
+}
+
+/// The print's pixels: the upright photo cropped or fitted onto the paper.
+pub fn compose(
+    photo: &RgbImage,
+    spec: &PrintSpec,
+    resampler: Resampler,
+) -> Result<RgbImage, RenderError> {
+    let src = photo.dimensions();
+    let target = target_pixels(spec.size, src);
+    match spec.fit {
+        Fit::Crop => resize(photo, crop_box(src, target), target, resampler),
+        Fit::Border => {
+            let inner = fit_size(src, target);
+            let whole = (0.0, 0.0, f64::from(src.0), f64::from(src.1));
+            let scaled = resize(photo, whole, inner, resampler)?;
+            let mut canvas = RgbImage::from_pixel(target.0, target.1, image::Rgb([255; 3]));
+            let x = (target.0 - inner.0) / 2;
+            let y = (target.1 - inner.1) / 2;
+            image::imageops::replace(&mut canvas, &scaled, i64::from(x), i64::from(y));
+            Ok(canvas)
+        }
+    }
+}
+
+fn resize(
+    photo: &RgbImage,
+    (left, top, width, height): (f64, f64, f64, f64),
+    to: (u32, u32),
+    resampler: Resampler,
+) -> Result<RgbImage, RenderError> {
+    match resampler {
+        Resampler::Fast => {
+            let (w, h) = photo.dimensions();
+            let src = fir::images::ImageRef::new(w, h, photo.as_raw(), fir::PixelType::U8x3)
+                .map_err(|e| RenderError::Resize(e.to_string()))?;
+            let mut dst = fir::images::Image::new(to.0, to.1, fir::PixelType::U8x3);
+            let options = fir::ResizeOptions::new()
+                .crop(left, top, width, height)
+                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
+            fir::Resizer::new()
+                .resize(&src, &mut dst, &options)
+                .map_err(|e| RenderError::Resize(e.to_string()))?;
+            RgbImage::from_raw(to.0, to.1, dst.into_vec())
+                .ok_or_else(|| RenderError::Resize("buffer size".into()))
+        }
+        Resampler::ImageCrate => {
+            // The image crate crops on whole pixels.
+            let x = left.round() as u32;
+            let y = top.round() as u32;
+            let w = (width.round() as u32).clamp(1, photo.width() - x.min(photo.width() - 1));
+            let h = (height.round() as u32).clamp(1, photo.height() - y.min(photo.height() - 1));
+            let view = image::imageops::crop_imm(photo, x, y, w, h);
+            Ok(image::imageops::resize(
+                &*view,
+                to.0,
+                to.1,
+                image::imageops::FilterType::Lanczos3,
+            ))
+        }
+    }
+}
+
+/// Writes a print as a baseline JPEG at 300 DPI with its back-print text in a comment.
+pub fn encode(canvas: &RgbImage, back_print: &str) -> Result<Vec<u8>, RenderError> {
+    let mut out = Vec::with_capacity(canvas.as_raw().len() / 8);
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, QUALITY);
+    encoder.set_pixel_density(image::codecs::jpeg::PixelDensity::dpi(DPI as u16));
+    encoder
+        .encode_image(canvas)
+        .map_err(|e| RenderError::Encode(e.to_string()))?;
+    Ok(with_comment(out, back_print))
+}
+
+/// The big-endian u16 at `at`.
+fn be16(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at..at + 2)?;
+    Some(usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?])))
+}
+
+/// Inserts a COM segment after the JFIF header (or after SOI if there is none).
+fn with_comment(jpeg: Vec<u8>, text: &str) -> Vec<u8> {
+    let text: Vec<u8> = text
+        .bytes()
+        .filter(|b| b.is_ascii() && *b != 0)
+        .take(4000)
+        .collect();
+    if text.is_empty() || jpeg.get(..2) != Some(&[0xFF, 0xD8]) {
+        return jpeg;
+    }
+    let at = match (jpeg.get(2..4), be16(&jpeg, 4)) {
+        (Some([0xFF, 0xE0]), Some(len)) => 4 + len,
+        _ => 2,
+    };
+    let (Some(head), Some(tail)) = (jpeg.get(..at), jpeg.get(at..)) else {
+        return jpeg;
+    };
+    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
+    out.extend_from_slice(head);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(tail);
+    out
+}
+
+/// The comment (back-print text) of a JPEG, if it has one before its image data.
+pub fn comment(jpeg: &[u8]) -> Option<String> {
+    let mut i = 2;
+    loop {
+        if jpeg.get(i) != Some(&0xFF) {
+            return None;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        let len = be16(jpeg, i + 2)?;
+        if marker == 0xFE {
+            let body = jpeg.get(i + 4..i + 2 + len)?;
+            return Some(String::from_utf8_lossy(body).into_owned());
+        }
+        if marker == 0xDA || len < 2 {
+            return None;
+        }
+        i += 2 + len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    const RED: Rgb<u8> = Rgb([255, 0, 0]);
+    const GREEN: Rgb<u8> = Rgb([0, 255, 0]);
+    const BLUE: Rgb<u8> = Rgb([0, 0, 255]);
+    const YELLOW: Rgb<u8> = Rgb([255, 255, 0]);
+
+    /// A photo as it should look: landscape, grey, with a colour in each quarter
+    /// (red top-left, green top-right, blue bottom-left, yellow bottom-right).
+    fn upright(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| match (x < w / 2, y < h / 2) {
+            (true, true) => RED,
+            (false, true) => GREEN,
+            (true, false) => BLUE,
+            (false, false) => YELLOW,
+        })
+    }
+
+    /// A minimal EXIF APP1 segment carrying only an orientation.
+    fn exif_app1(orientation: u16) -> Vec<u8> {
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+        tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+        tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0]);
+        tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+        let mut body = b"Exif\x00\x00".to_vec();
+        body.extend_from_slice(&tiff);
+        let mut seg = vec![0xFF, 0xE1];
+        seg.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        seg.extend_from_slice(&body);
+        seg
+    }
+
+    /// A camera file: the upright photo stored turned so that EXIF `orientation`
+    /// turns it back.
+    fn camera_jpeg(photo: &RgbImage, orientation: u8) -> Vec<u8> {
+        // The stored pixels are the upright ones under the inverse transform.
+        let inverse = [1, 2, 3, 4, 5, 8, 7, 6][usize::from(orientation - 1)];
+        let mut stored = DynamicImage::ImageRgb8(photo.clone());
+        stored.apply_orientation(image::metadata::Orientation::from_exif(inverse).unwrap());
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
+            .encode_image(&stored.into_rgb8())
+            .unwrap();
+        let mut out = plain[..2].to_vec();
+        out.extend_from_slice(&exif_app1(u16::from(orientation)));
+        out.extend_from_slice(&plain[2..]);
+        out
+    }
+
+    fn average(img: &RgbImage, x: u32, y: u32, w: u32, h: u32) -> [u8; 3] {
+        let mut sum = [0u64; 3];
+        for yy in y..y + h {
+            for xx in x..x + w {
+                let p = img.get_pixel(xx, yy);
+                for c in 0..3 {
+                    sum[c] += u64::from(p[c]);
+                }
+            }
+        }
+        let n = u64::from(w * h);
+        sum.map(|s| (s / n) as u8)
+    }
+
+    fn near(a: [u8; 3], b: Rgb<u8>) -> bool {
+        a.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) < 40)
+    }
+
+    #[test]
+    fn paper_sizes_at_300_dpi() {
+        assert_eq!(paper_pixels(PrintSize::L), (1051, 1500));
+        assert_eq!(paper_pixels(PrintSize::TwoL), (1500, 2102));
+        assert_eq!(paper_pixels(PrintSize::Kg), (1205, 1795));
+        assert_eq!(paper_pixels(PrintSize::EightByTen), (2400, 3000));
+        assert_eq!(paper_pixels(PrintSize::A4), (2480, 3508));
+        assert_eq!(target_pixels(PrintSize::L, (400, 300)), (1500, 1051));
+        assert_eq!(target_pixels(PrintSize::L, (300, 400)), (1051, 1500));
+    }
+
+    #[test]
+    fn crop_geometry_is_centred_and_keeps_the_paper_aspect() {
+        // 4:3 onto 3:2 landscape paper: cut top and bottom.
+        let (l, t, w, h) = crop_box((4000, 3000), (1500, 1000));
+        assert_eq!((l, w), (0.0, 4000.0));
+        assert!((h - 4000.0 * 1000.0 / 1500.0).abs() < 1e-9);
+        assert!((t - (3000.0 - h) / 2.0).abs() < 1e-9);
+        // 16:9 onto the same: cut the sides.
+        let (l, t, w, h) = crop_box((1920, 1080), (1500, 1000));
+        assert_eq!((t, h), (0.0, 1080.0));
+        assert!((w - 1620.0).abs() < 1e-9);
+        assert!((l - 150.0).abs() < 1e-9);
+        // The same aspect: everything.
+        assert_eq!(crop_box((300, 200), (1500, 1000)), (0.0, 0.0, 300.0, 200.0));
+        assert_eq!(fit_size((4000, 3000), (1500, 1051)), (1401, 1051));
+        assert_eq!(fit_size((1920, 1080), (1500, 1051)), (1500, 844));
+    }
+
+    #[test]
+    fn every_orientation_comes_out_upright_at_the_exact_size() {
+        let photo = upright(320, 240);
+        for orientation in 1..=8u8 {
+            let file = camera_jpeg(&photo, orientation);
+            let spec = PrintSpec {
+                size: PrintSize::L,
+                fit: Fit::Crop,
+                back_print: format!("01TESTORDER #{orientation}"),
+            };
+            let out = render(&file, &spec).unwrap();
+            assert_eq!(
+                (out.width, out.height),
+                (1500, 1051),
+                "orientation {orientation}"
+            );
+            let img = image::load_from_memory(&out.jpeg).unwrap().into_rgb8();
+            assert_eq!(img.dimensions(), (1500, 1051));
+            let (w, h) = (img.width(), img.height());
+            let probe = |x: u32, y: u32| average(&img, x, y, 50, 50);
+            for (x, y, colour, name) in [
+                (100, 100, RED, "top-left"),
+                (w - 150, 100, GREEN, "top-right"),
+                (100, h - 150, BLUE, "bottom-left"),
+                (w - 150, h - 150, YELLOW, "bottom-right"),
+            ] {
+                let got = probe(x, y);
+                assert!(
+                    near(got, colour),
+                    "orientation {orientation}: {name} is {got:?}"
+                );
+            }
+            assert_eq!(
+                comment(&out.jpeg).unwrap(),
+                format!("01TESTORDER #{orientation}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_bordered_print_keeps_the_whole_photo_on_white() {
+        // 16:9 on 3:2 paper: white bands above and below.
+        let photo = upright(1600, 900);
+        let spec = PrintSpec {
+            size: PrintSize::Kg,
+            fit: Fit::Border,
+            back_print: String::new(),
+        };
+        let canvas = compose(&photo, &spec, Resampler::Fast).unwrap();
+        assert_eq!(canvas.dimensions(), (1795, 1205));
+        let inner = fit_size((1600, 900), (1795, 1205));
+        assert_eq!(inner, (1795, 1010));
+        let band = (1205 - 1010) / 2;
+        assert!(near(average(&canvas, 800, 0, 100, band - 2), Rgb([255; 3])));
+        assert!(near(
+            average(&canvas, 800, 1205 - band + 2, 100, band - 3),
+            Rgb([255; 3])
+        ));
+        assert!(near(average(&canvas, 10, band + 10, 50, 50), RED));
+        assert!(near(
+            average(&canvas, 1795 - 60, 1205 - band - 60, 50, 50),
+            YELLOW
+        ));
+        // Cropped instead, the photo reaches every edge.
+        let spec = PrintSpec {
+            fit: Fit::Crop,
+            ..spec
+        };
+        let canvas = compose(&photo, &spec, Resampler::Fast).unwrap();
+        assert!(near(average(&canvas, 10, 2, 50, 5), RED));
+    }
+
+    #[test]
+    fn both_resamplers_agree() {
+        let photo = upright(640, 480);
+        let spec = PrintSpec {
+            size: PrintSize::L,
+            fit: Fit::Crop,
+            back_print: String::new(),
+        };
+        let a = compose(&photo, &spec, Resampler::Fast).unwrap();
+        let b = compose(&photo, &spec, Resampler::ImageCrate).unwrap();
+        assert_eq!(a.dimensions(), b.dimensions());
+        for (x, y) in [(100, 100), (1300, 100), (100, 900), (1300, 900)] {
+            let (pa, pb) = (average(&a, x, y, 40, 40), average(&b, x, y, 40, 40));
+            assert!(
+                pa.iter().zip(pb).all(|(p, q)| p.abs_diff(q) < 8),
+                "{pa:?} {pb:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let spec = PrintSpec {
+            size: PrintSize::L,
+            fit: Fit::Crop,
+            back_print: String::new(),
+        };
+        assert_eq!(render(b"not an image", &spec), Err(RenderError::NotJpeg));
+        let mut png = Vec::new();
+        upright(8, 8)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(render(&png, &spec), Err(RenderError::NotJpeg));
+        let good = camera_jpeg(&upright(64, 48), 1);
+        let cut = &good[..good.len() / 2];
+        assert!(matches!(render(cut, &spec), Err(RenderError::Decode(_))));
+        // A header that claims a huge frame is refused before decoding.
+        let mut huge = good.clone();
+        let sof = huge.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        huge[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
+        assert!(matches!(render(&huge, &spec), Err(RenderError::Size(..))));
+    }
+}
