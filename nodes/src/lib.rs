@@ -14,6 +14,7 @@ pub mod cards;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod hotfolder;
 pub mod inspect;
 pub mod kiosk;
 pub mod media;
