@@ -231,6 +231,103 @@ fn resize(
     }
 }
 
+/// Most photos an index print shows (more would be too small to tell apart).
+pub const INDEX_MAX: usize = 120;
+
+/// 3×5 digits for the frame numbers under an index print's thumbnails.
+const DIGITS: [[u8; 5]; 10] = [
+    [0b111, 0b101, 0b101, 0b101, 0b111],
+    [0b010, 0b110, 0b010, 0b010, 0b111],
+    [0b111, 0b001, 0b111, 0b100, 0b111],
+    [0b111, 0b001, 0b111, 0b001, 0b111],
+    [0b101, 0b101, 0b111, 0b001, 0b001],
+    [0b111, 0b100, 0b111, 0b001, 0b111],
+    [0b111, 0b100, 0b111, 0b101, 0b111],
+    [0b111, 0b001, 0b001, 0b001, 0b001],
+    [0b111, 0b101, 0b111, 0b101, 0b111],
+    [0b111, 0b101, 0b111, 0b001, 0b111],
+];
+
+/// Draws `n` in dark grey, `scale` pixels per dot, centred on `cx`, from `top`.
+fn draw_number(canvas: &mut RgbImage, cx: u32, top: u32, n: usize, scale: u32) {
+    let text = n.to_string();
+    let advance = 4 * scale;
+    let width = advance * text.len() as u32 - scale;
+    let left = cx.saturating_sub(width / 2);
+    for (i, ch) in text.bytes().enumerate() {
+        let Some(glyph) = DIGITS.get(usize::from(ch.wrapping_sub(b'0'))) else {
+            continue;
+        };
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..3u32 {
+                if bits & (0b100 >> col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let x = left + i as u32 * advance + col * scale + dx;
+                        let y = top + row as u32 * scale + dy;
+                        if x < canvas.width() && y < canvas.height() {
+                            canvas.put_pixel(x, y, image::Rgb([40, 40, 40]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The order's index print (contact sheet) on L paper, landscape: every photo
+/// upright and whole in a grid, its frame number (1, 2, …) under it.
+pub fn index_print(photos: &[RgbImage]) -> Result<RgbImage, RenderError> {
+    let (short, long) = paper_pixels(PrintSize::L);
+    let (w, h) = (long, short);
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255; 3]));
+    let photos = photos
+        .get(..photos.len().min(INDEX_MAX))
+        .unwrap_or_default();
+    let n = photos.len().max(1) as u32;
+    // Columns for cells about as wide as the page's aspect.
+    let mut cols = 1;
+    while cols * cols * h < n * w * 2 / 3 {
+        cols += 1;
+    }
+    let rows = n.div_ceil(cols);
+    let margin = 30;
+    let cell_w = (w - 2 * margin) / cols;
+    let cell_h = (h - 2 * margin) / rows;
+    let scale = (cell_h / 40).clamp(1, 4);
+    let label_h = 5 * scale + 2 * scale;
+    let pad = (cell_w.min(cell_h) / 20).max(2);
+    for (i, photo) in photos.iter().enumerate() {
+        let (col, row) = (i as u32 % cols, i as u32 / cols);
+        let (x0, y0) = (margin + col * cell_w, margin + row * cell_h);
+        let room = (
+            cell_w.saturating_sub(2 * pad).max(1),
+            cell_h.saturating_sub(2 * pad + label_h).max(1),
+        );
+        let size = fit_size(photo.dimensions(), room);
+        let whole = (
+            0.0,
+            0.0,
+            f64::from(photo.width()),
+            f64::from(photo.height()),
+        );
+        let thumb = resize(photo, whole, size, Resampler::Fast)?;
+        let x = x0 + pad + (room.0 - size.0) / 2;
+        let y = y0 + pad + (room.1 - size.1) / 2;
+        image::imageops::replace(&mut canvas, &thumb, i64::from(x), i64::from(y));
+        draw_number(
+            &mut canvas,
+            x0 + cell_w / 2,
+            y0 + pad + room.1 + scale,
+            i + 1,
+            scale,
+        );
+    }
+    Ok(canvas)
+}
+
 /// Writes a print as a baseline JPEG at 300 DPI with its back-print text in a comment.
 pub fn encode(canvas: &RgbImage, back_print: &str) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::with_capacity(canvas.as_raw().len() / 8);
@@ -510,5 +607,40 @@ mod tests {
         let sof = huge.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         huge[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
         assert!(matches!(render(&huge, &spec), Err(RenderError::Size(..))));
+    }
+
+    #[test]
+    fn the_index_print_shows_every_photo_upright_with_its_number() {
+        let colours = [RED, GREEN, BLUE, YELLOW, Rgb([0, 255, 255])];
+        let photos: Vec<RgbImage> = colours
+            .iter()
+            .map(|c| RgbImage::from_pixel(400, 300, *c))
+            .collect();
+        let sheet = index_print(&photos).unwrap();
+        assert_eq!(sheet.dimensions(), (1500, 1051));
+        // Five photos on landscape L paper: three columns, two rows.
+        let (cell_w, cell_h) = ((1500 - 60) / 3, (1051 - 60) / 2);
+        for (i, colour) in colours.iter().enumerate() {
+            let (col, row) = (i as u32 % 3, i as u32 / 3);
+            let cx = 30 + col * cell_w + cell_w / 2;
+            let cy = 30 + row * cell_h + cell_h / 2 - 20;
+            assert!(
+                near(average(&sheet, cx - 10, cy - 10, 20, 20), *colour),
+                "photo {i}"
+            );
+            // Its number is drawn (dark dots) in the strip under it.
+            let strip_top = 30 + (row + 1) * cell_h - 40;
+            let dark = (strip_top..30 + (row + 1) * cell_h)
+                .flat_map(|y| (cx - 30..cx + 30).map(move |x| (x, y)))
+                .filter(|&(x, y)| sheet.get_pixel(x, y).0 == [40, 40, 40])
+                .count();
+            assert!(dark > 10, "no number under photo {i}");
+        }
+        // Empty cells stay white.
+        assert!(near(
+            average(&sheet, 30 + 2 * cell_w + 100, 30 + cell_h + 100, 50, 50),
+            Rgb([255; 3])
+        ));
+        assert!(index_print(&[]).is_ok());
     }
 }
