@@ -79,6 +79,27 @@ pub mod admin {
         pub text: String,
     }
 
+    impl AdminResponse {
+        /// The answer to a command that succeeded with `Ok(text)` or failed.
+        pub fn from_result<E: std::fmt::Display>(result: Result<String, E>) -> AdminResponse {
+            match result {
+                Ok(text) => AdminResponse { ok: true, text },
+                Err(e) => AdminResponse {
+                    ok: false,
+                    text: e.to_string(),
+                },
+            }
+        }
+
+        /// The answer to a command this role does not do (`role` with its article).
+        pub fn unsupported(role: &str, request: &AdminRequest) -> AdminResponse {
+            AdminResponse {
+                ok: false,
+                text: format!("{role} does not do {request:?}"),
+            }
+        }
+    }
+
     /// An admin command on its way to the role.
     pub struct AdminInbound {
         request: AdminRequest,

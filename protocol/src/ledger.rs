@@ -293,6 +293,46 @@ fn pair(
     Ok((d, c))
 }
 
+/// A new transfer: a hold (pending until `pending`'s expiry) or posted at once.
+fn open(
+    books: &impl Books,
+    id: &TransferId,
+    debit: &AccountId,
+    credit: &AccountId,
+    amount: i64,
+    pending: Option<i64>,
+    now_ms: i64,
+) -> Result<Change, LedgerError> {
+    let (mut d, mut c) = pair(books, debit, credit, amount)?;
+    let state = match pending {
+        Some(expires_at_ms) => {
+            d.debits_pending = add(d.debits_pending, amount)?;
+            c.credits_pending = add(c.credits_pending, amount)?;
+            TransferState::Pending { expires_at_ms }
+        }
+        None => {
+            d.debits_posted = add(d.debits_posted, amount)?;
+            c.credits_posted = add(c.credits_posted, amount)?;
+            TransferState::Posted
+        }
+    };
+    Ok(Change {
+        transfer: Transfer {
+            id: id.clone(),
+            debit: debit.clone(),
+            credit: credit.clone(),
+            amount,
+            unit: d.unit,
+            state,
+            hold: pending.is_some(),
+            created_at_ms: now_ms,
+            resolved_at_ms: pending.is_none().then_some(now_ms),
+        },
+        accounts: vec![(debit.clone(), d), (credit.clone(), c)],
+        replay: false,
+    })
+}
+
 /// Works out what `op` changes. Pure: nothing is written; the caller stores the
 /// [`Change`] (all of it, in one transaction) unless it is a replay.
 pub fn apply(books: &impl Books, op: &Op, now_ms: i64) -> Result<Change, LedgerError> {
@@ -305,29 +345,11 @@ pub fn apply(books: &impl Books, op: &Op, now_ms: i64) -> Result<Change, LedgerE
             amount,
             expires_at_ms,
         } => {
+            let pending = Some(*expires_at_ms);
             if let Some(t) = existing {
                 return same_or_conflict(t, debit, credit, *amount, true);
             }
-            let (mut d, mut c) = pair(books, debit, credit, *amount)?;
-            d.debits_pending = add(d.debits_pending, *amount)?;
-            c.credits_pending = add(c.credits_pending, *amount)?;
-            Change {
-                transfer: Transfer {
-                    id: id.clone(),
-                    debit: debit.clone(),
-                    credit: credit.clone(),
-                    amount: *amount,
-                    unit: d.unit,
-                    state: TransferState::Pending {
-                        expires_at_ms: *expires_at_ms,
-                    },
-                    hold: true,
-                    created_at_ms: now_ms,
-                    resolved_at_ms: None,
-                },
-                accounts: vec![(debit.clone(), d), (credit.clone(), c)],
-                replay: false,
-            }
+            open(books, id, debit, credit, *amount, pending, now_ms)?
         }
         Op::Transfer {
             id,
@@ -338,24 +360,7 @@ pub fn apply(books: &impl Books, op: &Op, now_ms: i64) -> Result<Change, LedgerE
             if let Some(t) = existing {
                 return same_or_conflict(t, debit, credit, *amount, false);
             }
-            let (mut d, mut c) = pair(books, debit, credit, *amount)?;
-            d.debits_posted = add(d.debits_posted, *amount)?;
-            c.credits_posted = add(c.credits_posted, *amount)?;
-            Change {
-                transfer: Transfer {
-                    id: id.clone(),
-                    debit: debit.clone(),
-                    credit: credit.clone(),
-                    amount: *amount,
-                    unit: d.unit,
-                    state: TransferState::Posted,
-                    hold: false,
-                    created_at_ms: now_ms,
-                    resolved_at_ms: Some(now_ms),
-                },
-                accounts: vec![(debit.clone(), d), (credit.clone(), c)],
-                replay: false,
-            }
+            open(books, id, debit, credit, *amount, None, now_ms)?
         }
         Op::Post { id } | Op::Void { id } | Op::Expire { id } => {
             let t = existing.ok_or_else(|| LedgerError::UnknownTransfer(id.clone()))?;

@@ -1274,26 +1274,11 @@ impl Acquirer {
 
     async fn on_admin(&self, request: AdminRequest) -> AdminResponse {
         match request {
-            AdminRequest::Settle => match self.settle().await {
-                Ok(text) => AdminResponse { ok: true, text },
-                Err(text) => AdminResponse { ok: false, text },
-            },
-            AdminRequest::Report { date, csv } => {
-                match crate::report::acquirer(&self.node.db, date) {
-                    Ok(r) => AdminResponse {
-                        ok: true,
-                        text: r.render(csv),
-                    },
-                    Err(e) => AdminResponse {
-                        ok: false,
-                        text: e.to_string(),
-                    },
-                }
-            }
-            other => AdminResponse {
-                ok: false,
-                text: format!("an acquirer does not do {other:?}"),
-            },
+            AdminRequest::Settle => AdminResponse::from_result(self.settle().await),
+            AdminRequest::Report { date, csv } => AdminResponse::from_result(
+                crate::report::acquirer(&self.node.db, date).map(|r| r.render(csv)),
+            ),
+            other => AdminResponse::unsupported("an acquirer", &other),
         }
     }
 }

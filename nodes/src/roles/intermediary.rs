@@ -120,6 +120,8 @@ pub struct Intermediary {
 }
 
 const CAPTURE_DUE: u8 = b'c';
+/// Marks a work index built from the orders (no prefix above starts with 0).
+const WORK_BUILT: &[u8] = b"\0built";
 const BILLABLE: u8 = b'b';
 const LAB_UNPAID: u8 = b'l';
 
@@ -171,9 +173,13 @@ impl Intermediary {
         Ok(Arc::new(me))
     }
 
-    /// Recomputes the work index from the orders (once, at start: it heals an index
-    /// written by an older version or left half-done by a crash).
+    /// Builds the work index from the orders when this database has none yet (one
+    /// written before the index existed). Afterwards every write keeps it, in the
+    /// same transaction as the order, so start-up does not read every order again.
     fn rebuild_work(&self) -> Result<(), StoreError> {
+        if self.work.raw().contains_key(WORK_BUILT)? {
+            return Ok(());
+        }
         let mut keys = BTreeMap::new();
         for entry in self.orders.entries() {
             let (_, o) = entry?;
@@ -194,19 +200,35 @@ impl Intermediary {
         for (k, id) in keys {
             self.work.insert(k, &id)?;
         }
+        self.work.raw().insert(WORK_BUILT, &[1u8][..])?;
         Ok(())
+    }
+
+    /// The work index entries of the order as stored now.
+    fn stored_work_keys(&self, order_id: OrderId) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .orders
+            .get(order_id.to_bytes())?
+            .map(|o| work_keys(&o))
+            .unwrap_or_default())
     }
 
     /// Adds an order and its work index changes to `writes` (trees: 0 orders, 1 work).
     /// The caller holds the order's lock.
     fn stage(&self, writes: &mut WriteSet, order: &mut RoutedOrder) -> Result<(), StoreError> {
+        let before = self.stored_work_keys(order.order_id)?;
+        self.stage_from(writes, order, &before)
+    }
+
+    /// [`Self::stage`] when the stored order's work keys are already known.
+    fn stage_from(
+        &self,
+        writes: &mut WriteSet,
+        order: &mut RoutedOrder,
+        before: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         order.updated_at_ms = now_ms();
         let key = order.order_id.to_bytes();
-        let before = self
-            .orders
-            .get(key)?
-            .map(|o| work_keys(&o))
-            .unwrap_or_default();
         let after = work_keys(order);
         writes.put(0, key, self.orders.encode(order)?);
         for k in before.iter().filter(|k| !after.contains(k)) {
@@ -253,19 +275,14 @@ impl Intermediary {
     /// acquirer and the lab answer a repeated order id with their first answer), so
     /// the kiosk is not kept waiting on a flush that changes nothing.
     fn save_lazily(&self, order: &mut RoutedOrder) -> Result<(), StoreError> {
-        let key = order.order_id.to_bytes();
-        let before = self
-            .orders
-            .get(key)?
-            .map(|o| work_keys(&o))
-            .unwrap_or_default();
+        let before = self.stored_work_keys(order.order_id)?;
         if before == work_keys(order) {
             // The index does not change (most steps of an order): no transaction.
             order.updated_at_ms = now_ms();
-            return self.orders.insert(key, order);
+            return self.orders.insert(order.order_id.to_bytes(), order);
         }
         let mut writes = WriteSet::default();
-        self.stage(&mut writes, order)?;
+        self.stage_from(&mut writes, order, &before)?;
         self.commit(&writes)
     }
 
@@ -934,22 +951,10 @@ impl RoleHandler for Intermediary {
             NodeEvent::Admin(admin) => {
                 let (request, reply) = admin.into_parts();
                 let response = match request {
-                    AdminRequest::Report { date, csv } => {
-                        match crate::report::intermediary(&self.node.db, date) {
-                            Ok(r) => AdminResponse {
-                                ok: true,
-                                text: r.render(csv),
-                            },
-                            Err(e) => AdminResponse {
-                                ok: false,
-                                text: e.to_string(),
-                            },
-                        }
-                    }
-                    other => AdminResponse {
-                        ok: false,
-                        text: format!("an intermediary does not do {other:?}"),
-                    },
+                    AdminRequest::Report { date, csv } => AdminResponse::from_result(
+                        crate::report::intermediary(&self.node.db, date).map(|r| r.render(csv)),
+                    ),
+                    other => AdminResponse::unsupported("an intermediary", &other),
                 };
                 let _ = reply.send(response);
             }

@@ -348,26 +348,13 @@ impl RoleHandler for Lab {
             NodeEvent::Admin(admin) => {
                 let (request, reply) = admin.into_parts();
                 let response = match request {
-                    AdminRequest::Ship { order_id } => match self.ship(order_id).await {
-                        Ok(text) => AdminResponse { ok: true, text },
-                        Err(text) => AdminResponse { ok: false, text },
-                    },
-                    AdminRequest::Report { date, csv } => {
-                        match crate::report::lab(&self.node.db, date) {
-                            Ok(r) => AdminResponse {
-                                ok: true,
-                                text: r.render(csv),
-                            },
-                            Err(e) => AdminResponse {
-                                ok: false,
-                                text: e.to_string(),
-                            },
-                        }
+                    AdminRequest::Ship { order_id } => {
+                        AdminResponse::from_result(self.ship(order_id).await)
                     }
-                    other => AdminResponse {
-                        ok: false,
-                        text: format!("a lab does not do {other:?}"),
-                    },
+                    AdminRequest::Report { date, csv } => AdminResponse::from_result(
+                        crate::report::lab(&self.node.db, date).map(|r| r.render(csv)),
+                    ),
+                    other => AdminResponse::unsupported("a lab", &other),
                 };
                 let _ = reply.send(response);
             }
