@@ -54,12 +54,19 @@ enum Command {
         #[command(subcommand)]
         action: Option<AcquirerAction>,
     },
-    /// Run a print-lab node, or report, or ship an order.
+    /// Run a print-lab node, or its operator's console, or report, or act on an order.
     Lab {
         #[arg(long)]
         config: PathBuf,
         #[command(subcommand)]
         action: Option<LabAction>,
+    },
+    /// Run a courier node, or show its manifest, or report parcels moving.
+    Courier {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<CourierAction>,
     },
     /// The whole network on this machine, with the kiosk screen in this terminal.
     Demo {
@@ -125,10 +132,35 @@ enum LabAction {
         #[arg(long)]
         csv: bool,
     },
-    /// The order's prints are made and handed to the courier (the lab must be running).
+    /// Hand printed orders to the courier (the lab must be running).
     Ship {
-        /// The order id.
-        order_id: String,
+        /// The order id (or --all).
+        order_id: Option<String>,
+        /// Every printed order.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The operator's screen: queue, printers, throughput, promises at risk.
+    Console,
+    /// The prints of an order are made (by hand, or seen at the printer).
+    MarkPrinted { order_id: String },
+    /// Print an order again.
+    Reprint { order_id: String },
+    /// The queue, printers and promises at risk, as JSON.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum CourierAction {
+    /// The manifest: every parcel, its store and where it is (JSON).
+    Manifest,
+    /// Parcels leave the depot (one order, or every picked-up one).
+    Depart { order_id: Option<String> },
+    /// Parcels reach their store (one order, every one for --store, or all).
+    Deliver {
+        order_id: Option<String>,
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
@@ -146,6 +178,9 @@ enum MediaAction {
 
 #[derive(Subcommand)]
 enum KioskAction {
+    /// Counter mode without the screen: the customer has collected a delivered order
+    /// (the kiosk must be running).
+    Collect { order_id: String },
     /// Place one order from the memory card in the media slot, wait for the answer,
     /// print it as JSON, and exit.
     Order {
@@ -376,6 +411,10 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                     node.shutdown().await;
                     result?;
                 }
+                Some(KioskAction::Collect { order_id }) => {
+                    let order_id: OrderId = order_id.parse()?;
+                    return admin(&config, &AdminRequest::Collect { order_id }, "hand it over");
+                }
                 Some(KioskAction::Order {
                     card,
                     size,
@@ -428,9 +467,63 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             match action {
                 None => printmesh_nodes::node::run_until_signal(config).await?,
                 Some(LabAction::Report { date, csv }) => return report(&config, date, csv),
-                Some(LabAction::Ship { order_id }) => {
+                Some(LabAction::Ship { order_id, all }) => {
+                    let request = match (order_id, all) {
+                        (Some(id), false) => AdminRequest::Ship {
+                            order_id: id.parse()?,
+                        },
+                        (None, true) => AdminRequest::ShipAllPrinted,
+                        _ => bail!("give an order id or --all"),
+                    };
+                    return admin(&config, &request, "ship");
+                }
+                Some(LabAction::Console) => {
+                    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        bail!("the lab console needs a terminal; `lab status` prints the same as JSON");
+                    }
+                    printmesh_nodes::roles::lab::console::run(&config.data_dir)?;
+                }
+                Some(LabAction::MarkPrinted { order_id }) => {
                     let order_id: OrderId = order_id.parse()?;
-                    return admin(&config, &AdminRequest::Ship { order_id }, "ship");
+                    return admin(
+                        &config,
+                        &AdminRequest::MarkPrinted { order_id },
+                        "mark it printed",
+                    );
+                }
+                Some(LabAction::Reprint { order_id }) => {
+                    let order_id: OrderId = order_id.parse()?;
+                    return admin(
+                        &config,
+                        &AdminRequest::Reprint { order_id },
+                        "print it again",
+                    );
+                }
+                Some(LabAction::Status) => {
+                    return admin(&config, &AdminRequest::LabStatus, "see its status");
+                }
+            }
+        }
+        Command::Courier { config, action } => {
+            let config = load(&config, Role::Courier)?;
+            let id = |s: Option<String>| s.map(|s| s.parse::<OrderId>()).transpose();
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(CourierAction::Manifest) => {
+                    return admin(&config, &AdminRequest::Manifest, "show its manifest")
+                }
+                Some(CourierAction::Depart { order_id }) => {
+                    let order_id = id(order_id)?;
+                    return admin(&config, &AdminRequest::Depart { order_id }, "report it");
+                }
+                Some(CourierAction::Deliver { order_id, store }) => {
+                    let order_id = id(order_id)?;
+                    let store = store.map(|s| s.parse()).transpose()?;
+                    return admin(
+                        &config,
+                        &AdminRequest::Deliver { order_id, store },
+                        "report it",
+                    );
                 }
             }
         }

@@ -72,6 +72,7 @@ fn config(
             group_commit,
         }),
         lab: None,
+        courier: None,
     }
 }
 
@@ -324,6 +325,7 @@ async fn order_latency_with(wrong_total: bool) -> (Vec<Duration>, usize) {
                 file_name: "BNCH0001.JPG".into(),
                 size: PrintSize::L,
                 quantity: 3,
+                fit: Default::default(),
             }],
             total,
             method: PaymentMethod::Credit,

@@ -36,6 +36,7 @@ fn config(dir: &Path, name: &str, peers: Vec<String>) -> NodeConfig {
         intermediary: None,
         acquirer: None,
         lab: None,
+        courier: None,
     }
 }
 

@@ -12,7 +12,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use printmesh_protocol::pricing::PrintSize;
-use printmesh_protocol::OrderId;
 
 /// What a print job in the folder is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,20 +157,27 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
-/// Puts an order into the hot folder, whole. Returns its folder.
+/// Puts an order into the hot folder, whole, as `<root>/<name>` (the order id, or
+/// the order id with a reprint's number). Returns its folder.
 pub fn deliver(
     root: &Path,
-    order_id: OrderId,
+    name: &str,
     prints: &[FolderPrint],
     created: chrono::NaiveDateTime,
 ) -> std::io::Result<PathBuf> {
-    let done = root.join(order_id.to_string());
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a folder name for an order"),
+        ));
+    }
+    let done = root.join(name);
     if done.exists() {
         return Ok(done);
     }
     let incoming = root.join(".incoming");
     std::fs::create_dir_all(&incoming)?;
-    let staging = incoming.join(format!("{order_id}-{:08x}", rand::random::<u32>()));
+    let staging = incoming.join(format!("{name}-{:08x}", rand::random::<u32>()));
     let written = (|| {
         std::fs::create_dir_all(staging.join("IMAGE"))?;
         std::fs::create_dir_all(staging.join("MISC"))?;
@@ -206,6 +212,7 @@ pub fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use printmesh_protocol::OrderId;
 
     fn prints() -> Vec<FolderPrint> {
         vec![
@@ -269,7 +276,7 @@ mod tests {
     fn an_order_appears_whole_and_only_once() {
         let dir = tempfile::tempdir().unwrap();
         let id = OrderId::from_parts(1, 7);
-        let folder = deliver(dir.path(), id, &prints(), when()).unwrap();
+        let folder = deliver(dir.path(), &id.to_string(), &prints(), when()).unwrap();
         assert_eq!(folder, dir.path().join(id.to_string()));
         for (i, p) in prints().iter().enumerate() {
             let f = folder.join("IMAGE").join(format!("{:04}.JPG", i + 1));
@@ -284,7 +291,7 @@ mod tests {
         assert!(staging.is_empty());
         // Delivering again changes nothing.
         let other = vec![prints().remove(0)];
-        deliver(dir.path(), id, &other, when()).unwrap();
+        deliver(dir.path(), &id.to_string(), &other, when()).unwrap();
         let again = std::fs::read_to_string(folder.join("MISC/AUTPRINT.MRK")).unwrap();
         assert_eq!(again, mrk);
     }
@@ -296,7 +303,7 @@ mod tests {
         let root = dir.path().join("not-a-dir");
         std::fs::write(&root, b"x").unwrap();
         let id = OrderId::from_parts(2, 8);
-        assert!(deliver(&root, id, &prints(), when()).is_err());
+        assert!(deliver(&root, &id.to_string(), &prints(), when()).is_err());
         assert!(!root.join(id.to_string()).exists());
     }
 }

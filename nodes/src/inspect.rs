@@ -35,6 +35,7 @@ pub fn inspect(config: &NodeConfig) -> Result<serde_json::Value, NodeError> {
             })?;
             roles::lab::inspect(&db, &blobs)?
         }
+        Role::Courier => roles::courier::inspect(&db)?,
         other => {
             return Err(NodeError::Role(format!(
                 "role {other} has nothing to inspect yet"

@@ -29,7 +29,7 @@ use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtoco
 use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
-    PrintResponse, Role, SettleRequest, SettleResponse,
+    PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -118,6 +118,15 @@ wire_protocol!(
     proto::PRINT_MAX_RESPONSE_BYTES,
     PrintRequest,
     PrintResponse
+);
+
+wire_protocol!(
+    ShipProto,
+    proto::SHIP,
+    proto::SHIP_MAX_BYTES,
+    proto::SHIP_MAX_BYTES,
+    ShipRequest,
+    ShipResponse
 );
 
 wire_protocol!(
@@ -238,6 +247,7 @@ pub struct Behaviour {
     auth: Rr<AuthProto>,
     print: Rr<PrintProto>,
     settle: Rr<SettleProto>,
+    ship: Rr<ShipProto>,
     stream: libp2p_stream::Behaviour,
 }
 
@@ -250,6 +260,7 @@ pub struct PendingRequests {
     auth: Pending<AuthResponse>,
     print: Pending<PrintResponse>,
     settle: Pending<SettleResponse>,
+    ship: Pending<ShipResponse>,
 }
 
 /// A protocol the event loop serves for roles: where its behaviour and its pending
@@ -317,6 +328,19 @@ impl Served for SettleProto {
     }
 }
 
+impl Served for ShipProto {
+    const FROM: &'static [Role] = &[Role::Lab];
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.ship
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<ShipResponse> {
+        &mut p.ship
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Ship(i)
+    }
+}
+
 /// A request a peer sent us. Answer it with [`Inbound::respond`]; dropping it without
 /// answering makes the peer's request fail.
 pub struct Inbound<P: WireProtocol> {
@@ -355,6 +379,7 @@ pub enum NodeEvent {
     Auth(Inbound<AuthProto>),
     Print(Inbound<PrintProto>),
     Settle(Inbound<SettleProto>),
+    Ship(Inbound<ShipProto>),
     /// A gossiped order event whose signature and origin checked out.
     Event(OrderEvent),
     /// An operator's command through the node's admin socket.
@@ -602,6 +627,7 @@ pub fn build(
                 auth: rr(),
                 print: rr(),
                 settle: rr(),
+                ship: rr(),
                 stream: libp2p_stream::Behaviour::new(),
             })
         })
@@ -741,6 +767,7 @@ impl EventLoop {
             BehaviourEvent::Auth(e) => self.on_request_response::<AuthProto>(e),
             BehaviourEvent::Print(e) => self.on_request_response::<PrintProto>(e),
             BehaviourEvent::Settle(e) => self.on_request_response::<SettleProto>(e),
+            BehaviourEvent::Ship(e) => self.on_request_response::<ShipProto>(e),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

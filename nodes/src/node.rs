@@ -69,8 +69,28 @@ pub mod admin {
         Settle,
         /// Any settling role: the reconciliation report of a day.
         Report { date: chrono::NaiveDate, csv: bool },
-        /// Lab: the order's prints are made and handed to the courier.
+        /// Lab: the order's prints are handed to the courier.
         Ship { order_id: OrderId },
+        /// Lab: every printed order is handed to the courier.
+        ShipAllPrinted,
+        /// Lab: the operator says the prints are made.
+        MarkPrinted { order_id: OrderId },
+        /// Lab: print the order again.
+        Reprint { order_id: OrderId },
+        /// Lab: the queue, the printers, the promises at risk (JSON, for the console).
+        LabStatus,
+        /// Courier: the manifest (JSON).
+        Manifest,
+        /// Courier: parcels leave the depot (one order, or every picked-up one).
+        Depart { order_id: Option<OrderId> },
+        /// Courier: parcels handed to the store (one order, or every one for a store,
+        /// or every one in transit).
+        Deliver {
+            order_id: Option<OrderId>,
+            store: Option<printmesh_protocol::StoreId>,
+        },
+        /// Kiosk: the customer has their prints (counter mode without the screen).
+        Collect { order_id: OrderId },
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,7 +455,8 @@ pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
             tokio::spawn(serve(node.clone(), r, rx));
         }
         Role::Lab => {
-            let r = Arc::new(crate::roles::lab::Lab::open(node.clone())?);
+            let r = crate::roles::lab::Lab::open(node.clone())?;
+            r.start();
             tokio::spawn(serve(node.clone(), r, rx));
         }
         Role::Kiosk => {
@@ -443,7 +464,12 @@ pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
             tokio::spawn(kiosk.clone().run_outbox());
             tokio::spawn(serve(node.clone(), kiosk, rx));
         }
-        Role::Courier | Role::Content => {
+        Role::Courier => {
+            let r = crate::roles::courier::Courier::open(node.clone())?;
+            r.start();
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Content => {
             return Err(NodeError::Role(format!("role {role} is not available yet")));
         }
     }

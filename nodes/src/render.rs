@@ -39,14 +39,7 @@ pub enum RenderError {
     Encode(String),
 }
 
-/// How the photo meets the paper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Fit {
-    /// Fill the paper; what does not fit the paper's aspect is cut off, evenly.
-    Crop,
-    /// The whole photo, centred, with white where it does not reach.
-    Border,
-}
+pub use printmesh_protocol::pricing::Fit;
 
 /// Which resize implementation (the benchmark compares them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -66,6 +66,7 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
             group_commit: true,
         }),
         lab: None,
+        courier: None,
     }
 }
 
@@ -457,6 +458,7 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
             file_name: "PMSH0001.JPG".into(),
             size: PrintSize::L,
             quantity: 1,
+            fit: Default::default(),
         }],
         total: Money::new(30, Currency::Jpy),
         method: PaymentMethod::Credit,

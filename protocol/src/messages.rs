@@ -14,7 +14,7 @@ use crate::card::CardData;
 use crate::ids::{AuthCode, BlobId, OrderId, StoreId};
 use crate::money::Money;
 use crate::pinblock::EncryptedPinBlock;
-use crate::pricing::PrintSize;
+use crate::pricing::{Fit, PrintSize};
 use crate::seal::SealedCard;
 
 /// Protocol ids and their size caps, in one place.
@@ -48,6 +48,11 @@ pub mod proto {
     pub const SETTLE_MAX_BYTES: usize = 512 * 1024;
     /// Most orders in one settlement message.
     pub const MAX_SETTLE_LINES: usize = 10_000;
+    /// Lab → courier: a shipment's manifest at hand-over.
+    pub const SHIP: &str = "/printmesh/ship/1";
+    pub const SHIP_MAX_BYTES: usize = 256 * 1024;
+    /// Most parcels in one shipment.
+    pub const MAX_PARCELS: usize = 2_000;
 }
 
 /// The acquirer's token for a card: its keyed hash of the PAN, cut to 16 bytes. It
@@ -129,6 +134,8 @@ pub struct OrderLine {
     pub file_name: String,
     pub size: PrintSize,
     pub quantity: u16,
+    /// Crop to fill the paper, or the whole photo with a white border.
+    pub fit: Fit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +488,42 @@ pub enum PrintResponse {
     },
 }
 
+// ---------------------------------------------------------------- shipments (lab → courier)
+
+/// One order's prints, packed for one store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub prints: u32,
+    /// The delivery date the lab promised.
+    pub delivery_date: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShipRequest {
+    /// The lab hands these parcels to the courier.
+    Manifest {
+        /// The lab's id for the hand-over (idempotent: sent again, answered again).
+        shipment: String,
+        lab: String,
+        parcels: Vec<Parcel>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShipResponse {
+    /// The courier has the parcels; they are on its manifest.
+    PickedUp {
+        shipment: String,
+        parcels: u32,
+    },
+    Refused {
+        shipment: String,
+        reason: String,
+    },
+}
+
 // ---------------------------------------------------------------- blob stream control frames
 
 /// First frame on a blob stream, from the sender.
@@ -540,6 +583,23 @@ pub enum EventKind {
     Collected,
     Voided,
     Expired,
+    /// The lab cannot keep its promised date: the prints reach the store on this one.
+    Rescheduled {
+        delivery_date: NaiveDate,
+        reason: String,
+    },
+    /// Where the courier has the parcel (delivery itself is [`EventKind::Delivered`]).
+    Tracking {
+        stage: TrackingStage,
+        courier: String,
+    },
+}
+
+/// A courier's tracking stages before delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackingStage {
+    PickedUp,
+    InTransit,
 }
 
 /// An order event as its origin numbered it. Carries no card data, no image bytes.

@@ -66,10 +66,14 @@ pub enum Step {
     Collect,
     Void,
     Expire,
+    /// The promised date moved; the state stays.
+    Reschedule,
+    /// The courier reports progress; the state stays.
+    Track,
 }
 
 impl Step {
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 13] = [
         Step::Submit,
         Step::Authorise,
         Step::Decline,
@@ -81,6 +85,8 @@ impl Step {
         Step::Collect,
         Step::Void,
         Step::Expire,
+        Step::Reschedule,
+        Step::Track,
     ];
 
     pub fn of(kind: &EventKind) -> Step {
@@ -96,6 +102,8 @@ impl Step {
             EventKind::Collected => Step::Collect,
             EventKind::Voided => Step::Void,
             EventKind::Expired => Step::Expire,
+            EventKind::Rescheduled { .. } => Step::Reschedule,
+            EventKind::Tracking { .. } => Step::Track,
         }
     }
 }
@@ -123,9 +131,12 @@ pub fn transition(from: OrderState, step: Step) -> Result<OrderState, InvalidTra
         (S::Accepted, Step::Void) => S::Voided,
         (S::Accepted, Step::Expire) => S::Expired,
         (S::Rejected, Step::Void) => S::Voided,
+        (S::Accepted, Step::Reject) => S::Rejected,
         (S::Printed, Step::Ship) => S::Shipped,
         (S::Shipped, Step::Deliver) => S::Delivered,
         (S::Delivered, Step::Collect) => S::Collected,
+        (S::Accepted | S::Printed | S::Shipped, Step::Reschedule) => from,
+        (S::Shipped, Step::Track) => S::Shipped,
         _ => return Err(InvalidTransition { from, step }),
     };
     Ok(to)
@@ -137,8 +148,8 @@ fn rank(step: Step) -> u8 {
         Step::Submit => 0,
         Step::Authorise | Step::Decline => 1,
         Step::Accept | Step::Reject => 2,
-        Step::Print => 3,
-        Step::Ship => 4,
+        Step::Print | Step::Reschedule => 3,
+        Step::Ship | Step::Track => 4,
         Step::Deliver => 5,
         Step::Collect => 6,
         Step::Void | Step::Expire => 7,
@@ -190,9 +201,14 @@ mod tests {
         (S::Accepted, Step::Void, S::Voided),
         (S::Accepted, Step::Expire, S::Expired),
         (S::Rejected, Step::Void, S::Voided),
+        (S::Accepted, Step::Reject, S::Rejected),
         (S::Printed, Step::Ship, S::Shipped),
         (S::Shipped, Step::Deliver, S::Delivered),
         (S::Delivered, Step::Collect, S::Collected),
+        (S::Accepted, Step::Reschedule, S::Accepted),
+        (S::Printed, Step::Reschedule, S::Printed),
+        (S::Shipped, Step::Reschedule, S::Shipped),
+        (S::Shipped, Step::Track, S::Shipped),
     ];
 
     #[test]
@@ -215,7 +231,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 12 * 11);
+        assert_eq!(checked, 12 * 13);
     }
 
     #[test]

@@ -8,6 +8,16 @@ use thiserror::Error;
 
 use crate::money::{Currency, Money, MoneyError};
 
+/// How a photo meets the paper (chosen per order line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fit {
+    /// Fill the paper; what does not fit the paper's aspect is cut off, evenly.
+    #[default]
+    Crop,
+    /// The whole photo, centred, with white where it does not reach.
+    Border,
+}
+
 /// Print sizes a lab offers (Japanese photo-print names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PrintSize {

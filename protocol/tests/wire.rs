@@ -14,7 +14,7 @@ use printmesh_protocol::ids::{AuthCode, BlobId, OrderId, StoreId};
 use printmesh_protocol::messages::*;
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::pinblock::EncryptedPinBlock;
-use printmesh_protocol::pricing::PrintSize;
+use printmesh_protocol::pricing::{Fit, PrintSize};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,6 +42,7 @@ fn line() -> OrderLine {
         file_name: "PMSH0001.JPG".into(),
         size: PrintSize::L,
         quantity: 2,
+        fit: Fit::Border,
     }
 }
 fn date() -> NaiveDate {
@@ -319,14 +320,18 @@ fn arb_line() -> impl Strategy<Value = OrderLine> {
         ".{0,40}",
         arb_size(),
         any::<u16>(),
+        any::<bool>(),
     )
-        .prop_map(|(blob, blob_len, file_name, size, quantity)| OrderLine {
-            blob,
-            blob_len,
-            file_name,
-            size,
-            quantity,
-        })
+        .prop_map(
+            |(blob, blob_len, file_name, size, quantity, border)| OrderLine {
+                blob,
+                blob_len,
+                file_name,
+                size,
+                quantity,
+                fit: if border { Fit::Border } else { Fit::Crop },
+            },
+        )
 }
 fn arb_method() -> impl Strategy<Value = PaymentMethod> {
     prop_oneof![
@@ -389,6 +394,14 @@ fn arb_event_kind() -> impl Strategy<Value = EventKind> {
         Just(EventKind::Shipped),
         Just(EventKind::Delivered),
         Just(EventKind::Collected),
+        (arb_date(), ".{0,40}").prop_map(|(delivery_date, reason)| EventKind::Rescheduled {
+            delivery_date,
+            reason
+        }),
+        ".{0,20}".prop_map(|courier| EventKind::Tracking {
+            stage: TrackingStage::InTransit,
+            courier
+        }),
         Just(EventKind::Voided),
         Just(EventKind::Expired),
     ]

@@ -19,7 +19,7 @@ use printmesh_protocol::card::{CardBrand, CardData};
 use printmesh_protocol::messages::{DeclineCode, OrderResponse, PaymentMethod};
 use printmesh_protocol::money::Money;
 use printmesh_protocol::order::OrderState;
-use printmesh_protocol::pricing::{PriceList, PrintSize, MAX_QUANTITY};
+use printmesh_protocol::pricing::{Fit, PriceList, PrintSize, MAX_QUANTITY};
 use printmesh_protocol::seal::EntryMode;
 use printmesh_protocol::OrderId;
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,8 @@ pub struct AppConfig {
 pub struct Pick {
     pub size: PrintSize,
     pub quantity: u16,
+    /// Crop to fill the paper (the default) or the whole photo with a white border.
+    pub fit: Fit,
 }
 
 /// One line of the order with its prices.
@@ -771,6 +773,7 @@ impl App {
                         Pick {
                             size,
                             quantity: q.min(MAX_QUANTITY),
+                            fit: Fit::Crop,
                         },
                     );
                 }
@@ -1053,9 +1056,14 @@ impl App {
                 {
                     {
                         let size = self.default_size();
-                        self.session
-                            .picks
-                            .insert(cursor, Pick { size, quantity: 1 });
+                        self.session.picks.insert(
+                            cursor,
+                            Pick {
+                                size,
+                                quantity: 1,
+                                fit: Fit::Crop,
+                            },
+                        );
                     }
                 }
                 Vec::new()
@@ -1107,7 +1115,14 @@ impl App {
         if let Some(p) = self.session.picks.get_mut(&index) {
             p.quantity = quantity;
         } else if self.session.picks.len() < MAX_PICKS {
-            self.session.picks.insert(index, Pick { size, quantity });
+            self.session.picks.insert(
+                index,
+                Pick {
+                    size,
+                    quantity,
+                    fit: Fit::Crop,
+                },
+            );
         }
     }
 
@@ -1561,6 +1576,7 @@ impl App {
                     file_name: m.file_name.clone(),
                     size: p.size,
                     quantity: p.quantity,
+                    fit: p.fit,
                 })
             })
             .collect();

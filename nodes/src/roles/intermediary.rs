@@ -599,6 +599,10 @@ impl Intermediary {
     /// of an accepted order, or of one whose job went to that lab but whose answer
     /// was never recorded (the prints exist, so the customer pays for them).
     async fn on_event(&self, event: OrderEvent) {
+        if let EventKind::Rejected { reason } = &event.kind {
+            self.on_lab_rejected(&event, reason).await;
+            return;
+        }
         if event.kind != EventKind::Shipped {
             return;
         }
@@ -628,6 +632,36 @@ impl Intermediary {
         }
         drop(_guard);
         self.capture(order_id).await;
+    }
+
+    /// The lab that accepted a job found it cannot print it after all (an image that
+    /// does not decode): the customer pays nothing, so the hold is released. Only the
+    /// lab that has the job can say so, and only before it shipped.
+    async fn on_lab_rejected(&self, event: &OrderEvent, reason: &str) {
+        let order_id = event.order_id;
+        let _guard = self.locks.lock(order_id).await;
+        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
+            return;
+        };
+        if order.lab.as_deref() != Some(event.origin.as_slice())
+            || order.capture != Capture::NotShipped
+        {
+            return;
+        }
+        let Some(acquirer) = order.acquirer.clone() else {
+            return;
+        };
+        order.capture = Capture::Refused {
+            at_ms: now_ms(),
+            reason: format!("the lab could not print it: {reason}"),
+        };
+        if let Err(e) = self.save(&mut order).await {
+            tracing::error!(%order_id, "cannot record the lab's rejection: {e}");
+            return;
+        }
+        drop(_guard);
+        tracing::warn!(%order_id, "the lab cannot print it ({reason}): releasing the hold");
+        self.void(order_id, &acquirer).await;
     }
 
     /// Captures an order's hold (idempotent at the acquirer).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use printmesh_protocol::card::{CardBrand, CardData};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
-    proto, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SealedOrder,
+    proto, EventKind, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role, SealedOrder,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::pinblock::Pin;
@@ -28,7 +28,7 @@ use crate::blobs::{send_blob, BlobError};
 use crate::config::{load_prices, KioskConfig};
 use crate::media::{scan, MediaError};
 use crate::net::{NodeEvent, OrderProto};
-use crate::node::{now_ms, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
 use crate::store::{StoreError, Tree};
 
 /// Longest pause between two delivery attempts of one order.
@@ -70,6 +70,8 @@ pub struct DraftLine {
     pub file_name: String,
     pub size: PrintSize,
     pub quantity: u16,
+    /// Crop to fill, or the whole photo with a white border.
+    pub fit: printmesh_protocol::pricing::Fit,
 }
 
 /// An order as the customer composed it at the kiosk.
@@ -140,6 +142,7 @@ pub fn draft_from_card(
                     file_name: i.file_name.clone(),
                     size,
                     quantity,
+                    fit: Default::default(),
                 })
         })
         .collect();
@@ -152,6 +155,7 @@ pub fn draft_from_card(
             file_name: first.file_name.clone(),
             size,
             quantity: 1,
+            fit: Default::default(),
         });
     }
     Ok(Draft {
@@ -247,6 +251,7 @@ impl Kiosk {
                 file_name: line.file_name.clone(),
                 size: line.size,
                 quantity: line.quantity,
+                fit: line.fit,
             });
         }
         let total = self
@@ -333,8 +338,16 @@ impl Kiosk {
         };
         for entry in self.orders.entries() {
             let (_, o) = entry?;
+            let moved = self
+                .node
+                .events
+                .events_for(o.order_id)
+                .ok()
+                .and_then(|e| current_delivery_date(&e));
             let (fallback, delivery_date) = match &o.answer {
-                OrderResponse::Accepted(a) => (OrderState::Accepted, Some(a.delivery_date)),
+                OrderResponse::Accepted(a) => {
+                    (OrderState::Accepted, Some(moved.unwrap_or(a.delivery_date)))
+                }
                 OrderResponse::Declined { .. } => (OrderState::Declined, None),
                 OrderResponse::Rejected { .. } => (OrderState::Rejected, None),
                 _ => (OrderState::Submitted, None),
@@ -618,10 +631,55 @@ impl Kiosk {
 
 impl RoleHandler for Kiosk {
     async fn handle(self: Arc<Self>, event: NodeEvent) {
-        if let NodeEvent::PeerReady(_) = event {
-            self.wake.notify_one();
+        match event {
+            NodeEvent::PeerReady(_) => self.wake.notify_one(),
+            NodeEvent::Event(e) => {
+                // The store hears about its own orders' afterlife.
+                let ours = matches!(self.orders.contains(e.order_id.to_bytes()), Ok(true));
+                match &e.kind {
+                    EventKind::Rescheduled {
+                        delivery_date,
+                        reason,
+                    } if ours => {
+                        tracing::warn!(order_id = %e.order_id, %delivery_date, "the lab moved the delivery date: {reason}")
+                    }
+                    EventKind::Delivered if ours => {
+                        tracing::info!(order_id = %e.order_id, "delivered to the store: ready at the counter")
+                    }
+                    _ => {}
+                }
+            }
+            NodeEvent::Admin(admin) => {
+                let (request, reply) = admin.into_parts();
+                let response = match request {
+                    AdminRequest::Collect { order_id } => AdminResponse::from_result(
+                        self.mark_collected(order_id)
+                            .await
+                            .map(|()| format!("order {order_id} collected")),
+                    ),
+                    other => AdminResponse::unsupported("a kiosk", &other),
+                };
+                let _ = reply.send(response);
+            }
+            _ => {}
         }
     }
+}
+
+/// The delivery date as the order's events last set it: a lab's `Rescheduled` moves
+/// the one it promised.
+pub fn current_delivery_date(
+    events: &[printmesh_protocol::messages::OrderEvent],
+) -> Option<chrono::NaiveDate> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Accepted { delivery_date, .. } => Some((0, e.at_ms, *delivery_date)),
+            EventKind::Rescheduled { delivery_date, .. } => Some((1, e.at_ms, *delivery_date)),
+            _ => None,
+        })
+        .max()
+        .map(|(_, _, d)| d)
 }
 
 /// JSON for one finished order (as `kiosk order` prints it and `inspect` lists it).

@@ -1,6 +1,7 @@
 //! The roles. Each is a [`crate::node::RoleHandler`] that owns its sled trees.
 
 pub mod acquirer;
+pub mod courier;
 pub mod intermediary;
 pub mod kiosk;
 pub mod lab;

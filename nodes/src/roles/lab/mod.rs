@@ -1,0 +1,1036 @@
+//! The print lab (patent 105/404): accepts print jobs whose images it holds and can
+//! decode, books them into its capacity calendar and promises a delivery date from
+//! the courier's timetable for the store; queues them in sled; its printers
+//! ([`printing`]) render each job and send it to a minilab's hot folder or to an IPP
+//! printer; the operator follows the queue on `printmesh lab console` ([`console`]),
+//! marks prints made, has them printed again, and hands them to the courier, which
+//! picks them up and reports them delivered. A promise the queue can no longer keep
+//! is shown at risk, and once it slips the store is told the new date.
+
+pub mod console;
+pub mod printing;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
+use libp2p::PeerId;
+use printmesh_protocol::capacity::{CapacityModel, Promise};
+use printmesh_protocol::messages::{
+    proto, BatchId, EventKind, OrderLine, Parcel, PrintJob, PrintRequest, PrintResponse, Role,
+    SettleLine, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
+};
+use printmesh_protocol::money::Money;
+use printmesh_protocol::{OrderId, StoreId};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::net::{Inbound, NodeEvent, PrintProto, SettleProto, ShipProto};
+use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::store::{StoreError, Tree};
+
+pub use console::{JobView, LabStatus, PrinterView};
+use printing::Printer;
+
+/// How much of an image file intake reads to check its header (the EXIF segment is
+/// at most 64 KiB; the frame header follows it).
+pub const IMAGE_HEADER_BYTES: usize = 1024 * 1024;
+/// Largest image the lab agrees to decode, per side.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// Where a job is in the lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Waiting for a printer.
+    Queued,
+    /// A printer has it: rendering, or sent and not yet done.
+    Printing {
+        printer: String,
+        since_ms: i64,
+        output: Option<printing::Output>,
+    },
+    /// The printer failed it; the operator decides (reprint or mark printed).
+    Failed { printer: String, reason: String },
+    /// The prints are made, waiting for the courier.
+    Printed { at_ms: i64 },
+    /// Handed to the courier (or delivered by the lab itself without one).
+    Shipped {
+        at_ms: i64,
+        shipment: Option<String>,
+    },
+    /// The lab cannot print it after all (an image it cannot decode): the hold is
+    /// released by the intermediary when it sees the `Rejected` event.
+    Rejected { reason: String },
+}
+
+impl JobStatus {
+    /// Still the lab's to finish: in the active index and on the console.
+    pub fn is_active(&self) -> bool {
+        !matches!(self, JobStatus::Shipped { .. } | JobStatus::Rejected { .. })
+    }
+
+    /// The prints do not exist yet: counts against the promised date.
+    pub fn is_unprinted(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Queued | JobStatus::Printing { .. } | JobStatus::Failed { .. }
+        )
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Printing { .. } => "printing",
+            JobStatus::Failed { .. } => "failed",
+            JobStatus::Printed { .. } => "printed",
+            JobStatus::Shipped { .. } => "shipped",
+            JobStatus::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabJob {
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub lines: Vec<OrderLine>,
+    /// The promise as it stands (moved when it slipped; see `slipped_from`).
+    pub promise: Promise,
+    pub received_at_ms: i64,
+    /// `(width, height)` of each line's image as decoded at intake.
+    pub dimensions: Vec<(u32, u32)>,
+    /// When the prints were handed to the courier.
+    pub shipped_at_ms: Option<i64>,
+    /// The print fee the intermediary paid, and in which settlement batch.
+    pub paid: Option<(BatchId, Money)>,
+    /// The intermediary that sent the job (its peer id): the one that pays for it.
+    pub from: Vec<u8>,
+    pub status: JobStatus,
+    /// Times the operator had it printed again.
+    pub reprints: u32,
+    /// The first promised delivery date, when a slip moved it.
+    pub slipped_from: Option<NaiveDate>,
+}
+
+impl LabJob {
+    pub fn prints(&self) -> u32 {
+        self.lines.iter().map(|l| u32::from(l.quantity)).sum()
+    }
+}
+
+pub struct Lab {
+    node: Node,
+    capacity: CapacityModel,
+    offset: FixedOffset,
+    jobs: Tree<LabJob>,
+    /// `YYYY-MM-DD` → prints booked that day.
+    calendar: Tree<u32>,
+    /// Jobs waiting for a printer, in the order they print: key
+    /// `ship date (YYYY-MM-DD) ‖ received_at_ms (8 bytes BE) ‖ order id` → order id.
+    queue: Tree<OrderId>,
+    /// Jobs not yet shipped or rejected: order id → ().
+    active: Tree<()>,
+    /// `YYYY-MM-DDTHH` (lab local time) → prints made in that hour.
+    made: Tree<u32>,
+    printers: Vec<Arc<Printer>>,
+    /// Wakes idle printers when a job is queued.
+    work: tokio::sync::Notify,
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn day_key(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn queue_key(job: &LabJob) -> Vec<u8> {
+    let mut k = day_key(job.promise.ship_date).into_bytes();
+    k.extend_from_slice(&job.received_at_ms.to_be_bytes());
+    k.extend_from_slice(&job.order_id.to_bytes());
+    k
+}
+
+/// Reads a JPEG's header and checks it is a sane, decodable size.
+pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format() != Some(image::ImageFormat::Jpeg) {
+        return Err("not a JPEG".into());
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
+    if w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(format!("{w}×{h} is outside the sizes the lab prints"));
+    }
+    Ok((w, h))
+}
+
+impl Lab {
+    pub fn open(node: Node) -> Result<Arc<Lab>, NodeError> {
+        let config = node
+            .config
+            .lab
+            .clone()
+            .ok_or_else(|| NodeError::Role("no [lab] section".into()))?;
+        let capacity = config.capacity().map_err(NodeError::Role)?;
+        let offset = FixedOffset::east_opt(i32::from(config.utc_offset_hours) * 3600)
+            .ok_or_else(|| NodeError::Role("bad utc_offset_hours".into()))?;
+        let mut printers = Vec::new();
+        for p in &config.printers {
+            printers.push(Arc::new(
+                Printer::new(p, &node.config.name).map_err(NodeError::Role)?,
+            ));
+        }
+        Ok(Arc::new(Lab {
+            jobs: node.db.tree("jobs")?,
+            calendar: node.db.tree("calendar")?,
+            queue: node.db.tree("queue")?,
+            active: node.db.tree("active")?,
+            made: node.db.tree("made")?,
+            node,
+            capacity,
+            offset,
+            printers,
+            work: tokio::sync::Notify::new(),
+            lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Starts the printers and the promise review.
+    pub fn start(self: &Arc<Self>) {
+        for (i, _) in self.printers.iter().enumerate() {
+            tokio::spawn(printing::run(self.clone(), i));
+        }
+        let secs = self
+            .node
+            .config
+            .lab
+            .as_ref()
+            .map(|l| l.review_secs)
+            .unwrap_or(30)
+            .max(1);
+        let lab = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
+            loop {
+                tick.tick().await;
+                lab.review(lab.now_local()).await;
+            }
+        });
+    }
+
+    fn name(&self) -> String {
+        self.node.config.name.clone()
+    }
+
+    pub fn now_local(&self) -> NaiveDateTime {
+        chrono::Utc::now().with_timezone(&self.offset).naive_local()
+    }
+
+    fn local(&self, ms: i64) -> Option<NaiveDateTime> {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.with_timezone(&self.offset).naive_local())
+    }
+
+    pub fn job(&self, order_id: OrderId) -> Result<Option<LabJob>, StoreError> {
+        self.jobs.get(order_id.to_bytes())
+    }
+
+    /// Jobs not yet shipped or rejected, in queue order (ship date, then arrival).
+    pub fn active_jobs(&self) -> Result<Vec<LabJob>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.active.raw().iter() {
+            let (k, _) = entry?;
+            let Ok(bytes) = <[u8; 16]>::try_from(k.as_ref()) else {
+                continue;
+            };
+            let id = OrderId::from_bytes(bytes);
+            if let Some(job) = self.jobs.get(id.to_bytes())? {
+                out.push(job);
+            }
+        }
+        out.sort_by_key(|j| (j.promise.ship_date, j.received_at_ms, j.order_id));
+        Ok(out)
+    }
+
+    /// Stores a job with its status change, keeping the queue and active index in the
+    /// same transaction. The caller holds the lab's lock.
+    fn save(&self, before: Option<&LabJob>, job: &LabJob) -> Result<(), StoreError> {
+        let id = job.order_id.to_bytes();
+        let bytes = self.jobs.encode(job)?;
+        let old_queue = before
+            .filter(|b| b.status == JobStatus::Queued)
+            .map(queue_key);
+        let new_queue = (job.status == JobStatus::Queued).then(|| queue_key(job));
+        let active = job.status.is_active();
+        let id_bytes = self.queue.encode(&job.order_id)?;
+        (self.jobs.raw(), self.queue.raw(), self.active.raw())
+            .transaction(|(jobs, queue, act)| {
+                jobs.insert(&id, bytes.clone())?;
+                if let Some(k) = &old_queue {
+                    queue.remove(k.as_slice())?;
+                }
+                if let Some(k) = &new_queue {
+                    queue.insert(k.as_slice(), id_bytes.clone())?;
+                }
+                if active {
+                    act.insert(&id, &[][..])?;
+                } else {
+                    act.remove(&id)?;
+                }
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error)
+    }
+
+    /// Changes one job under the lab's lock and stores it durably. `change` returns
+    /// `Err(text)` to refuse (nothing is stored).
+    pub async fn update(
+        &self,
+        order_id: OrderId,
+        change: impl FnOnce(&mut LabJob) -> Result<(), String>,
+    ) -> Result<LabJob, String> {
+        let _guard = self.lock.lock().await;
+        let before = self
+            .jobs
+            .get(order_id.to_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("this lab has no job {order_id}"))?;
+        let mut job = before.clone();
+        change(&mut job)?;
+        if job != before {
+            self.save(Some(&before), &job).map_err(|e| e.to_string())?;
+            self.node.db.flush().await.map_err(|e| e.to_string())?;
+        }
+        Ok(job)
+    }
+
+    /// Takes a job from the intermediary `from`, or says why not. Idempotent per
+    /// order id.
+    pub async fn intake(&self, job: PrintJob, from: PeerId) -> Result<PrintResponse, StoreError> {
+        let order_id = job.order_id;
+        let reject = |reason: String| {
+            tracing::warn!(%order_id, "job rejected: {reason}");
+            Ok(PrintResponse::Rejected { order_id, reason })
+        };
+        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+            return Ok(self.accepted(order_id, &existing));
+        }
+        if job.lines.is_empty() || job.lines.len() > proto::MAX_ORDER_LINES {
+            return reject(format!("a job needs 1 to {} lines", proto::MAX_ORDER_LINES));
+        }
+        let missing = self.node.blobs.missing(job.lines.iter().map(|l| l.blob));
+        if !missing.is_empty() {
+            return Ok(PrintResponse::MissingBlobs {
+                order_id,
+                blobs: missing,
+            });
+        }
+        // Check the images before taking the lock: this reads files.
+        let mut dimensions = Vec::with_capacity(job.lines.len());
+        for line in &job.lines {
+            let head = match self
+                .node
+                .blobs
+                .read_prefix(&line.blob, IMAGE_HEADER_BYTES)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return reject(format!("{}: {e}", line.file_name)),
+            };
+            match check_image(&head) {
+                Ok(d) => dimensions.push(d),
+                Err(e) => return reject(format!("{} cannot be printed: {e}", line.file_name)),
+            }
+        }
+        let guard = self.lock.lock().await;
+        if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+            return Ok(self.accepted(order_id, &existing));
+        }
+        let prints: u32 = job.lines.iter().map(|l| u32::from(l.quantity)).sum();
+        let calendar = &self.calendar;
+        let promise = match self
+            .capacity
+            .promise(self.now_local(), &job.store, prints, |d| {
+                calendar.get(day_key(d)).ok().flatten().unwrap_or(0)
+            }) {
+            Ok(p) => p,
+            Err(e) => return reject(e.to_string()),
+        };
+        let record = LabJob {
+            order_id,
+            store: job.store,
+            lines: job.lines,
+            promise: promise.clone(),
+            received_at_ms: now_ms(),
+            dimensions,
+            shipped_at_ms: None,
+            paid: None,
+            from: from.to_bytes(),
+            status: JobStatus::Queued,
+            reprints: 0,
+            slipped_from: None,
+        };
+        let job_bytes = self.jobs.encode(&record)?;
+        let mut bookings = Vec::new();
+        for (day, n) in &promise.bookings {
+            let already = calendar.get(day_key(*day))?.unwrap_or(0);
+            bookings.push((day_key(*day), calendar.encode(&(already + n))?));
+        }
+        let qkey = queue_key(&record);
+        let qval = self.queue.encode(&order_id)?;
+        (
+            self.jobs.raw(),
+            self.calendar.raw(),
+            self.queue.raw(),
+            self.active.raw(),
+        )
+            .transaction(|(jobs, cal, queue, active)| {
+                jobs.insert(&order_id.to_bytes(), job_bytes.clone())?;
+                for (k, v) in &bookings {
+                    cal.insert(k.as_bytes(), v.clone())?;
+                }
+                queue.insert(qkey.as_slice(), qval.clone())?;
+                active.insert(&order_id.to_bytes(), &[][..])?;
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error)?;
+        self.node.db.flush().await?;
+        drop(guard);
+        tracing::info!(%order_id, prints, delivery = %promise.delivery_date, "job accepted");
+        let kind = EventKind::Accepted {
+            delivery_date: promise.delivery_date,
+            lab: self.name(),
+        };
+        self.node.emit(order_id, kind).await;
+        self.work.notify_waiters();
+        Ok(PrintResponse::Accepted {
+            order_id,
+            delivery_date: promise.delivery_date,
+            lab: self.name(),
+        })
+    }
+
+    fn accepted(&self, order_id: OrderId, job: &LabJob) -> PrintResponse {
+        match &job.status {
+            JobStatus::Rejected { reason } => PrintResponse::Rejected {
+                order_id,
+                reason: reason.clone(),
+            },
+            _ => PrintResponse::Accepted {
+                order_id,
+                // The date first promised: the intermediary records one answer.
+                delivery_date: job.slipped_from.unwrap_or(job.promise.delivery_date),
+                lab: self.name(),
+            },
+        }
+    }
+
+    /// Takes the next queued job for `printer`: it leaves the queue as `Printing`.
+    async fn take_next(&self, printer: &str) -> Result<Option<LabJob>, StoreError> {
+        let _guard = self.lock.lock().await;
+        let Some(first) = self.queue.raw().first()? else {
+            return Ok(None);
+        };
+        let id: OrderId = self.queue.decode(&first.1)?;
+        let Some(before) = self.jobs.get(id.to_bytes())? else {
+            self.queue.raw().remove(first.0)?;
+            return Ok(None);
+        };
+        let mut job = before.clone();
+        job.status = JobStatus::Printing {
+            printer: printer.to_string(),
+            since_ms: now_ms(),
+            output: None,
+        };
+        if before.status != JobStatus::Queued {
+            // A stale queue entry: drop it.
+            self.queue.raw().remove(first.0)?;
+            return Ok(None);
+        }
+        self.save(Some(&before), &job)?;
+        self.node.db.flush().await?;
+        Ok(Some(job))
+    }
+
+    /// The prints are made (the printer said so, or the operator did).
+    pub async fn mark_printed(&self, order_id: OrderId, by: &str) -> Result<String, String> {
+        let at = now_ms();
+        let mut counted = 0;
+        let job = self
+            .update(order_id, |job| match job.status {
+                JobStatus::Queued | JobStatus::Printing { .. } | JobStatus::Failed { .. } => {
+                    counted = job.prints();
+                    job.status = JobStatus::Printed { at_ms: at };
+                    Ok(())
+                }
+                JobStatus::Printed { .. } => Ok(()),
+                ref other => Err(format!("order {order_id} is {}", other.label())),
+            })
+            .await?;
+        if counted > 0 {
+            if let Some(t) = self.local(at) {
+                let key = t.format("%Y-%m-%dT%H").to_string();
+                let _guard = self.lock.lock().await;
+                let n = self.made.get(&key).ok().flatten().unwrap_or(0);
+                if let Err(e) = self.made.insert(&key, &(n + counted)) {
+                    tracing::warn!("cannot count prints made: {e}");
+                }
+            }
+            tracing::info!(%order_id, prints = counted, by, "printed");
+            self.node.emit(order_id, EventKind::Printed).await;
+        }
+        Ok(format!(
+            "order {order_id} printed ({} prints); ready for the courier",
+            job.prints()
+        ))
+    }
+
+    /// The operator wants the job printed again (a bad print, a jam): back to the
+    /// queue, ahead of nothing it was not ahead of before.
+    pub async fn reprint(&self, order_id: OrderId) -> Result<String, String> {
+        let mut cancel = None;
+        self.update(order_id, |job| match &job.status {
+            JobStatus::Printing { .. } | JobStatus::Failed { .. } | JobStatus::Printed { .. } => {
+                if let JobStatus::Printing {
+                    printer,
+                    output: Some(out),
+                    ..
+                } = &job.status
+                {
+                    cancel = Some((printer.clone(), out.clone()));
+                }
+                job.status = JobStatus::Queued;
+                job.reprints += 1;
+                Ok(())
+            }
+            other => Err(format!(
+                "order {order_id} is {}: nothing to print again",
+                other.label()
+            )),
+        })
+        .await?;
+        if let Some((name, out)) = cancel {
+            if let Some(p) = self.printers.iter().find(|p| p.name == name) {
+                p.cancel(&out).await;
+            }
+        }
+        self.work.notify_waiters();
+        tracing::info!(%order_id, "queued to print again");
+        Ok(format!("order {order_id} queued to print again"))
+    }
+
+    /// A printer could not finish the job; the operator decides what next.
+    async fn fail(&self, order_id: OrderId, printer: &str, reason: String) {
+        tracing::error!(%order_id, printer, "print failed: {reason}");
+        let r = self
+            .update(order_id, |job| {
+                if matches!(&job.status, JobStatus::Printing { printer: p, .. } if p == printer) {
+                    job.status = JobStatus::Failed {
+                        printer: printer.to_string(),
+                        reason: reason.clone(),
+                    };
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(%order_id, "cannot record the failure: {e}");
+        }
+    }
+
+    /// Puts a job a printer could not start (its output failed: a full disk, the
+    /// printer gone) back at its place in the queue. Nothing is lost.
+    async fn requeue(&self, order_id: OrderId, printer: &str) {
+        let r = self
+            .update(order_id, |job| {
+                if matches!(&job.status, JobStatus::Printing { printer: p, .. } if p == printer) {
+                    job.status = JobStatus::Queued;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(%order_id, "cannot put the job back in the queue: {e}");
+        }
+    }
+
+    /// The lab cannot print this job after all: it says so with a reason, and the
+    /// intermediary, seeing the `Rejected` event, releases the customer's hold.
+    async fn reject_after_intake(&self, order_id: OrderId, reason: String) {
+        tracing::error!(%order_id, "job cannot be printed: {reason}");
+        let r = self
+            .update(order_id, |job| {
+                job.status = JobStatus::Rejected {
+                    reason: reason.clone(),
+                };
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(_) => {
+                self.node
+                    .emit(order_id, EventKind::Rejected { reason })
+                    .await
+            }
+            Err(e) => tracing::error!(%order_id, "cannot record the rejection: {e}"),
+        }
+    }
+
+    /// Hands printed orders to the courier: one manifest, and once the courier has
+    /// them, `Shipped` for each (the intermediary captures the payment on it). With
+    /// no courier on the network the lab delivers them itself. A lab without printers
+    /// (prints made by hand) ships a queued job as printed now.
+    pub async fn ship(&self, order_ids: &[OrderId]) -> Result<String, String> {
+        if order_ids.is_empty() {
+            return Err("nothing to ship".into());
+        }
+        let manual = self.printers.is_empty();
+        let mut parcels = Vec::new();
+        let mut again = Vec::new();
+        for &order_id in order_ids {
+            let job = self
+                .job(order_id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("this lab has no job {order_id}"))?;
+            match &job.status {
+                JobStatus::Printed { .. } => {}
+                JobStatus::Queued if manual => {
+                    self.mark_printed(order_id, "operator").await?;
+                }
+                JobStatus::Shipped { .. } => {
+                    again.push(order_id);
+                    continue;
+                }
+                other => {
+                    return Err(format!(
+                        "order {order_id} is {}, not printed: it cannot go to the courier yet",
+                        other.label()
+                    ))
+                }
+            }
+            parcels.push(Parcel {
+                order_id,
+                store: job.store.clone(),
+                prints: job.prints(),
+                delivery_date: job.promise.delivery_date,
+            });
+        }
+        let mut lines = Vec::new();
+        // Shipping again re-announces it: the events are how the intermediary learns
+        // to capture, and one may have been missed.
+        for order_id in again {
+            self.node.emit(order_id, EventKind::Shipped).await;
+            lines.push(format!(
+                "order {order_id} was shipped already; announced again"
+            ));
+        }
+        if parcels.is_empty() {
+            return Ok(lines.join("\n"));
+        }
+        let shipment = format!(
+            "{}-{}",
+            self.now_local().format("%Y%m%d-%H%M%S"),
+            parcels
+                .first()
+                .map(|p| p.order_id.to_string())
+                .unwrap_or_default()
+        );
+        let courier = self.node.client.peers_with_role(Role::Courier).await;
+        let via = match courier.first() {
+            Some(c) => {
+                let request = ShipRequest::Manifest {
+                    shipment: shipment.clone(),
+                    lab: self.name(),
+                    parcels: parcels.clone(),
+                };
+                match self.node.client.request::<ShipProto>(c.peer, request).await {
+                    Ok(ShipResponse::PickedUp { .. }) => Some(shipment.clone()),
+                    Ok(ShipResponse::Refused { reason, .. }) => {
+                        return Err(format!("the courier refused the shipment: {reason}"))
+                    }
+                    Err(e) => return Err(format!("the courier did not take the shipment: {e}")),
+                }
+            }
+            None => {
+                tracing::warn!("no courier on the network: the lab delivers {shipment} itself");
+                None
+            }
+        };
+        let at = now_ms();
+        for p in &parcels {
+            let r = self
+                .update(p.order_id, |job| {
+                    job.status = JobStatus::Shipped {
+                        at_ms: at,
+                        shipment: via.clone(),
+                    };
+                    job.shipped_at_ms = Some(at);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(order_id = %p.order_id, "cannot record the shipment: {e}");
+                continue;
+            }
+            self.node.emit(p.order_id, EventKind::Shipped).await;
+            tracing::info!(order_id = %p.order_id, shipment = %shipment, "handed to the courier");
+            lines.push(match &via {
+                Some(s) => format!("order {} printed and shipped (courier, {s})", p.order_id),
+                None => format!(
+                    "order {} printed and shipped (no courier: by the lab)",
+                    p.order_id
+                ),
+            });
+        }
+        Ok(lines.join("\n"))
+    }
+
+    /// Every printed job, handed over together.
+    pub async fn ship_all_printed(&self) -> Result<String, String> {
+        let ids: Vec<OrderId> = self
+            .active_jobs()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|j| matches!(j.status, JobStatus::Printed { .. }))
+            .map(|j| j.order_id)
+            .collect();
+        if ids.is_empty() {
+            return Err("no printed orders are waiting for the courier".into());
+        }
+        self.ship(&ids).await
+    }
+
+    /// Prints per hour of the printers that can print now.
+    fn working_rate(&self) -> u32 {
+        if self.printers.is_empty() {
+            let hours = u32::from(
+                self.capacity
+                    .close_hour
+                    .saturating_sub(self.capacity.open_hour),
+            )
+            .max(1);
+            return self.capacity.prints_per_day / hours;
+        }
+        self.printers
+            .iter()
+            .filter(|p| p.is_working())
+            .map(|p| p.prints_per_hour)
+            .sum()
+    }
+
+    /// Which unprinted jobs will miss the courier: `order id → why`. The queue is
+    /// worked in order at the working printers' rate within opening hours.
+    pub fn at_risk(&self, jobs: &[LabJob], now_local: NaiveDateTime) -> BTreeMap<OrderId, String> {
+        let rate = self.working_rate();
+        let mut ahead: u32 = 0;
+        let mut out = BTreeMap::new();
+        for job in jobs.iter().filter(|j| j.status.is_unprinted()) {
+            ahead = ahead.saturating_add(job.prints());
+            let route = self.capacity.route(&job.store);
+            let deadline = self.capacity.deadline(route, job.promise.ship_date);
+            let why = if let JobStatus::Failed { reason, .. } = &job.status {
+                Some(format!("print failed: {reason}"))
+            } else if rate == 0 {
+                Some("no printer is working".to_string())
+            } else {
+                match self.capacity.finish_time(now_local, ahead, rate) {
+                    Some(t) if t <= deadline => None,
+                    Some(t) => Some(format!(
+                        "done {} but the courier leaves {}",
+                        t.format("%m-%d %H:%M"),
+                        deadline.format("%m-%d %H:%M")
+                    )),
+                    None => Some("no room in the calendar".to_string()),
+                }
+            };
+            if let Some(why) = why {
+                out.insert(job.order_id, why);
+            }
+        }
+        out
+    }
+
+    /// Moves the promise of every unprinted job whose courier has left without it,
+    /// and tells the store (a `Rescheduled` event). Returns the jobs moved.
+    pub async fn review(&self, now_local: NaiveDateTime) -> Vec<(OrderId, NaiveDate)> {
+        let jobs = match self.active_jobs() {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("cannot review promises: {e}");
+                return Vec::new();
+            }
+        };
+        let rate = self.working_rate().max(1);
+        let mut ahead: u32 = 0;
+        let mut moved = Vec::new();
+        for job in jobs.iter().filter(|j| j.status.is_unprinted()) {
+            ahead = ahead.saturating_add(job.prints());
+            let route = self.capacity.route(&job.store);
+            if self.capacity.deadline(route, job.promise.ship_date) > now_local {
+                continue;
+            }
+            // The courier has gone: the earliest it can be printed, then the next
+            // collection after that.
+            let done = self
+                .capacity
+                .finish_time(now_local, ahead, rate)
+                .unwrap_or(now_local);
+            let Some(mut ship) = self.capacity.ship_date(route, done.date()) else {
+                continue;
+            };
+            if self.capacity.deadline(route, ship) < done {
+                ship = match ship
+                    .succ_opt()
+                    .and_then(|d| self.capacity.ship_date(route, d))
+                {
+                    Some(d) => d,
+                    None => continue,
+                };
+            }
+            let delivery = ship + chrono::Days::new(u64::from(route.transit_days));
+            let order_id = job.order_id;
+            let was = job.promise.delivery_date;
+            let r = self
+                .update(order_id, |j| {
+                    if j.slipped_from.is_none() {
+                        j.slipped_from = Some(j.promise.delivery_date);
+                    }
+                    j.promise.ship_date = ship;
+                    j.promise.delivery_date = delivery;
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(%order_id, "cannot move the promise: {e}");
+                continue;
+            }
+            let reason = format!("missed the courier on {}", job.promise.ship_date);
+            tracing::warn!(%order_id, %was, now = %delivery, "promise slipped: {reason}");
+            self.node
+                .emit(
+                    order_id,
+                    EventKind::Rescheduled {
+                        delivery_date: delivery,
+                        reason,
+                    },
+                )
+                .await;
+            moved.push((order_id, delivery));
+        }
+        moved
+    }
+
+    /// What the console shows.
+    pub async fn status(&self) -> Result<LabStatus, String> {
+        let now = self.now_local();
+        let jobs = self.active_jobs().map_err(|e| e.to_string())?;
+        let risk = self.at_risk(&jobs, now);
+        let today = now.format("%Y-%m-%d").to_string();
+        let hour = now.format("%Y-%m-%dT%H").to_string();
+        let mut made_today = 0;
+        let mut made_this_hour = 0;
+        for entry in self.made.scan_prefix(today.as_bytes()) {
+            let (k, n) = entry.map_err(|e| e.to_string())?;
+            made_today += n;
+            if k == hour.as_bytes() {
+                made_this_hour += n;
+            }
+        }
+        let mut printers = Vec::new();
+        for p in &self.printers {
+            printers.push(p.view());
+        }
+        Ok(LabStatus {
+            lab: self.name(),
+            now_local: now.format("%Y-%m-%d %H:%M").to_string(),
+            printers,
+            jobs: jobs
+                .iter()
+                .map(|j| JobView::of(j, risk.get(&j.order_id).cloned()))
+                .collect(),
+            made_today,
+            made_this_hour,
+            capacity_today: self.capacity.capacity_on(now.date()),
+        })
+    }
+
+    /// The intermediary pays print fees.
+    async fn on_settle(&self, inbound: Inbound<SettleProto>) {
+        let (peer, request, responder) = inbound.into_parts();
+        let from_intermediary = self
+            .node
+            .client
+            .peers_with_role(Role::Intermediary)
+            .await
+            .iter()
+            .any(|p| p.peer == peer);
+        let response = match request {
+            SettleRequest::LabPayment {
+                batch,
+                lines,
+                total,
+            } if from_intermediary => {
+                let _guard = self.lock.lock().await;
+                match self.lab_payment(peer, batch, &lines, total).await {
+                    Ok(received) => {
+                        tracing::info!(%batch, %total, %received, "print fees received");
+                        SettleResponse::Received {
+                            batch,
+                            total: received,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%batch, "cannot record the payment: {e}");
+                        SettleResponse::Refused {
+                            batch,
+                            reason: "the lab could not record the payment; send it again".into(),
+                        }
+                    }
+                }
+            }
+            SettleRequest::BillPlease { batch }
+            | SettleRequest::Payment { batch, .. }
+            | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
+                batch,
+                reason: "a lab is paid its print fees by an intermediary, nothing else".into(),
+            },
+        };
+        responder.respond(response);
+    }
+
+    /// Records print fees paid by `payer`, for its own jobs only, in one write. A
+    /// payment sent again is counted as before and changes nothing. The caller holds
+    /// the lab's lock.
+    async fn lab_payment(
+        &self,
+        payer: PeerId,
+        batch: BatchId,
+        lines: &[SettleLine],
+        total: Money,
+    ) -> Result<Money, StoreError> {
+        let payer = payer.to_bytes();
+        let mut received = Money::new(0, total.currency());
+        let mut writes = sled::Batch::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
+            let order_id = line.order_id;
+            if !seen.insert(order_id) {
+                continue;
+            }
+            let Some(mut job) = self.jobs.get(order_id.to_bytes())? else {
+                tracing::warn!(%order_id, %batch, "paid for a job this lab does not have");
+                continue;
+            };
+            if job.from != payer {
+                tracing::warn!(%order_id, %batch, "paid by an intermediary that did not send the job: ignored");
+                continue;
+            }
+            if line.amount.amount_minor() <= 0 || line.amount.currency() != total.currency() {
+                tracing::warn!(%order_id, %batch, amount = %line.amount, "a print fee that is not a payment: ignored");
+                continue;
+            }
+            match job.paid {
+                Some((b, _)) if b != batch => {
+                    tracing::warn!(%order_id, %batch, "already paid in {b}");
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    job.paid = Some((batch, line.amount));
+                    writes.insert(&order_id.to_bytes(), self.jobs.encode(&job)?);
+                }
+            }
+            let fee = job.paid.map(|(_, m)| m).unwrap_or(line.amount);
+            received = received.checked_add(fee).unwrap_or(received);
+        }
+        self.jobs.raw().apply_batch(writes)?;
+        self.node.db.flush().await?;
+        Ok(received)
+    }
+
+    async fn on_print(&self, inbound: Inbound<PrintProto>) {
+        let (peer, PrintRequest::Job(job), responder) = inbound.into_parts();
+        let order_id = job.order_id;
+        match self.intake(job, peer).await {
+            Ok(r) => responder.respond(r),
+            Err(e) => {
+                tracing::error!(%peer, %order_id, "cannot take job: {e}");
+                // No answer: the intermediary's request fails and it retries later.
+            }
+        }
+    }
+
+    async fn on_admin(&self, request: AdminRequest) -> AdminResponse {
+        match request {
+            AdminRequest::Ship { order_id } => {
+                AdminResponse::from_result(self.ship(&[order_id]).await)
+            }
+            AdminRequest::ShipAllPrinted => {
+                AdminResponse::from_result(self.ship_all_printed().await)
+            }
+            AdminRequest::MarkPrinted { order_id } => {
+                AdminResponse::from_result(self.mark_printed(order_id, "operator").await)
+            }
+            AdminRequest::Reprint { order_id } => {
+                AdminResponse::from_result(self.reprint(order_id).await)
+            }
+            AdminRequest::LabStatus => AdminResponse::from_result(
+                self.status()
+                    .await
+                    .and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string())),
+            ),
+            AdminRequest::Report { date, csv } => AdminResponse::from_result(
+                crate::report::lab(&self.node.db, date).map(|r| r.render(csv)),
+            ),
+            other => AdminResponse::unsupported("a lab", &other),
+        }
+    }
+}
+
+impl RoleHandler for Lab {
+    async fn handle(self: Arc<Self>, event: NodeEvent) {
+        match event {
+            NodeEvent::Print(inbound) => self.on_print(inbound).await,
+            NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
+            NodeEvent::Admin(admin) => {
+                let (request, reply) = admin.into_parts();
+                let response = self.on_admin(request).await;
+                let _ = reply.send(response);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What `printmesh inspect` shows of a lab: its jobs with their promised dates and the
+/// blobs it holds.
+pub fn inspect(
+    db: &crate::store::Db,
+    blobs: &crate::blobs::BlobStore,
+) -> Result<serde_json::Value, StoreError> {
+    let jobs: Tree<LabJob> = db.tree("jobs")?;
+    let mut out = Vec::new();
+    for entry in jobs.entries() {
+        let (_, j) = entry?;
+        out.push(serde_json::json!({
+            "order_id": j.order_id.to_string(), "store": j.store.to_string(),
+            "delivery_date": j.promise.delivery_date.to_string(), "ship_date": j.promise.ship_date.to_string(),
+            "slipped_from": j.slipped_from.map(|d| d.to_string()),
+            "prints": j.prints(),
+            "status": j.status.label(),
+            "reprints": j.reprints,
+            "shipped": j.shipped_at_ms.is_some(),
+            "paid": j.paid.map(|(b, m)| serde_json::json!({ "batch": b.to_string(), "fee_minor": m.amount_minor() })),
+            "lines": j.lines.iter().zip(&j.dimensions).map(|(l, d)| serde_json::json!({
+                "file_name": l.file_name, "blob": l.blob.to_hex(), "size": l.size.code(), "quantity": l.quantity,
+                "fit": format!("{:?}", l.fit),
+                "width": d.0, "height": d.1,
+                "blob_path": blobs.path(&l.blob).display().to_string(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(
+        serde_json::json!({ "role": "lab", "jobs": out, "blobs": blobs.list().iter().map(|b| b.to_hex()).collect::<Vec<_>>() }),
+    )
+}
