@@ -635,7 +635,78 @@ utc_offset_hours = 9
         let c = NodeConfig::load(&p).unwrap();
         assert_eq!(c.role, Role::Lab);
         assert_eq!(c.data_dir, dir.path().join("data/lab"));
-        assert_eq!(c.lab.unwrap().capacity().unwrap().courier_days.len(), 3);
+        assert_eq!(c.lab.unwrap().capacity().unwrap().default_route.days.len(), 3);
+    }
+
+    #[test]
+    fn a_lab_with_printers_opening_hours_holidays_and_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "lab.toml",
+            r#"
+role = "lab"
+name = "Lab One"
+data_dir = "data/lab"
+[lab]
+cutoff_hour = 15
+courier_days = ["mon", "wed", "fri"]
+opening_hours = [9, 18]
+open_days = ["mon", "tue", "wed", "thu", "fri", "sat"]
+holidays = ["2026-12-31", "2027-01-01"]
+[[lab.printers]]
+name = "minilab-1"
+prints_per_hour = 1800
+hot_folder = "hot"
+[[lab.printers]]
+name = "office"
+prints_per_hour = 200
+ipp = "ipp://127.0.0.1:631/printers/PDF"
+[[lab.routes]]
+store = "store-far"
+days = ["tue"]
+pickup_hour = 19
+transit_days = 2
+"#,
+        );
+        let c = NodeConfig::load(&p).unwrap();
+        let lab = c.lab.unwrap();
+        assert_eq!(
+            lab.printers[0].output().unwrap(),
+            PrinterOutput::HotFolder(dir.path().join("hot"))
+        );
+        let m = lab.capacity().unwrap();
+        // 2,000 prints an hour for 9 hours.
+        assert_eq!(m.prints_per_day, 18_000);
+        assert_eq!(m.holidays.len(), 2);
+        assert_eq!(m.open_days.len(), 6);
+        let far: StoreId = "store-far".parse().unwrap();
+        assert_eq!(m.route(&far).transit_days, 2);
+        assert_eq!(m.route(&"store-1".parse().unwrap()).days.len(), 3);
+
+        let bad = |extra: &str, expect: &str| {
+            let p = write(
+                dir.path(),
+                "bad.toml",
+                &format!("role = \"lab\"\nname = \"L\"\ndata_dir = \"d\"\n[lab]\ncutoff_hour = 15\ncourier_days = [\"mon\"]\n{extra}"),
+            );
+            let err = NodeConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains(expect), "{extra}: {err}");
+        };
+        bad("", "give printers, or prints_per_day");
+        bad("opening_hours = [18, 9]\nprints_per_day = 5\n", "open before close");
+        bad(
+            "[[lab.printers]]\nname = \"p\"\nprints_per_hour = 1\n",
+            "exactly one of hot_folder and ipp",
+        );
+        bad(
+            "[[lab.printers]]\nname = \"p\"\nprints_per_hour = 1\nipp = \"lpd://x/y\"\n",
+            "ipp://HOST",
+        );
+        bad(
+            "prints_per_day = 5\n[[lab.printers]]\nname = \"p\"\nprints_per_hour = 1\nhot_folder = \"h\"\n",
+            "prints_per_day is for a lab without printers",
+        );
     }
 
     #[test]
