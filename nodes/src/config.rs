@@ -482,6 +482,31 @@ pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
 }
 
 impl NodeConfig {
+    /// A node on 127.0.0.1 (any port) with no role section yet: tests, benches and the
+    /// demo fill in the one its role needs.
+    pub fn bare(
+        role: Role,
+        name: &str,
+        network: &str,
+        data_dir: PathBuf,
+        peers: Vec<String>,
+    ) -> NodeConfig {
+        NodeConfig {
+            role,
+            name: name.to_string(),
+            network: network.to_string(),
+            data_dir,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            peers,
+            mdns: false,
+            kiosk: None,
+            intermediary: None,
+            acquirer: None,
+            lab: None,
+            courier: None,
+        }
+    }
+
     /// Reads, parses and checks a config file; relative paths in it are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
@@ -635,7 +660,10 @@ utc_offset_hours = 9
         let c = NodeConfig::load(&p).unwrap();
         assert_eq!(c.role, Role::Lab);
         assert_eq!(c.data_dir, dir.path().join("data/lab"));
-        assert_eq!(c.lab.unwrap().capacity().unwrap().default_route.days.len(), 3);
+        assert_eq!(
+            c.lab.unwrap().capacity().unwrap().default_route.days.len(),
+            3
+        );
     }
 
     #[test]
@@ -694,7 +722,10 @@ transit_days = 2
             assert!(err.contains(expect), "{extra}: {err}");
         };
         bad("", "give printers, or prints_per_day");
-        bad("opening_hours = [18, 9]\nprints_per_day = 5\n", "open before close");
+        bad(
+            "opening_hours = [18, 9]\nprints_per_day = 5\n",
+            "open before close",
+        );
         bad(
             "[[lab.printers]]\nname = \"p\"\nprints_per_hour = 1\n",
             "exactly one of hot_folder and ipp",

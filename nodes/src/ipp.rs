@@ -139,11 +139,14 @@ impl Value {
     }
 }
 
+/// One attribute: its name and values.
+type Attribute = (String, Vec<Value>);
+
 /// A request being built: operation attributes, then optional job attributes.
 pub struct Request {
     operation: u16,
     request_id: u32,
-    groups: Vec<(u8, Vec<(String, Vec<Value>)>)>,
+    groups: Vec<(u8, Vec<Attribute>)>,
 }
 
 impl Request {

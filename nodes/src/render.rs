@@ -119,6 +119,23 @@ pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, RenderError> {
     if reader.format() != Some(image::ImageFormat::Jpeg) {
         return Err(RenderError::NotJpeg);
     }
+    // The decoder fills a picture cut short with grey rather than failing; a lab must
+    // not print that. A whole JPEG ends with its EOI marker (some cameras pad after it
+    // with zeros).
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if !bytes
+        .get(..end)
+        .unwrap_or_default()
+        .ends_with(&[0xFF, 0xD9])
+    {
+        return Err(RenderError::Decode(
+            "the file ends before its picture does (truncated)".into(),
+        ));
+    }
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| RenderError::Decode(e.to_string()))?;
@@ -577,6 +594,24 @@ mod tests {
                 "{pa:?} {pb:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_camera_file_cut_in_half_does_not_decode() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/memory-card/DCIM/100PMESH/PMSH0003.JPG");
+        let good = std::fs::read(path).unwrap();
+        let cut = &good[..good.len() / 2];
+        let r = decode_upright(cut);
+        assert!(
+            matches!(&r, Err(RenderError::Decode(e)) if e.contains("truncated")),
+            "{:?}",
+            r.map(|i| i.dimensions())
+        );
+        // Zeros after the end marker are padding, not damage.
+        let mut padded = good.clone();
+        padded.extend_from_slice(&[0; 64]);
+        assert!(decode_upright(&padded).is_ok());
     }
 
     #[test]

@@ -198,7 +198,12 @@ async fn follow(lab: &Lab, printer: &Printer, job: LabJob) {
                     tracing::error!(%order_id, "cannot record the prints: {e}");
                 }
             }
-            Ok((state, reasons)) if state.is_final() => {
+            Ok((state, reasons)) if state.is_final() || state == ipp::JobState::Stopped => {
+                // CUPS stops a job its filters failed on (and keeps it): take it off
+                // the printer, the operator decides.
+                if state == ipp::JobState::Stopped {
+                    let _ = client.cancel_job(*id).await;
+                }
                 lab.fail(
                     order_id,
                     &printer.name,
