@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     acquirer_config, acquirer_key_file, bin, fixtures, inspect, intermediary_config, kiosk_config,
-    write_config, NodeProc,
+    write_config, NodeProc, Tmux,
 };
 use serde_json::Value;
 
@@ -209,9 +209,20 @@ transit_days = 2
             .then_some(())
     });
 
-    // The operator hands the printed orders to the courier.
-    let (ok, text) = run(&["lab", "--config", cfg(&lab_cfg), "ship", "--all"]);
-    assert!(ok && text.contains("courier"), "{text}");
+    // The operator, on the lab console in a real terminal, sees the order printed and
+    // hands it to the courier.
+    let console = Tmux::start(
+        &format!("{} lab --config {} console", bin(), cfg(&lab_cfg)),
+        120,
+        30,
+    );
+    let screen = console.wait_for("ready 1");
+    assert!(screen.contains(&id), "{screen}");
+    assert!(screen.contains("office-pdf"), "{screen}");
+    assert!(screen.contains("at risk 0"), "{screen}");
+    console.keys(&["a"]);
+    console.wait_for("(courier,");
+    console.keys(&["q"]);
     let (ok, text) = run(&["courier", "--config", cfg(&courier_cfg), "manifest"]);
     assert!(ok, "{text}");
     let manifest: Value = serde_json::from_str(&text).unwrap();

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_printmesh")
@@ -217,4 +217,80 @@ pub fn kiosk_config(dir: &Path, network: &str, intermediary: &str) -> PathBuf {
         acquirer_key_file(dir).display()
     );
     write_config(dir, "kiosk", network, &[intermediary.to_string()], &section)
+}
+
+/// A tmux server of the test's own (its own socket), killed when dropped.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn start(command: &str, width: u16, height: u16) -> Tmux {
+        let socket = format!("printmesh-test-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "kiosk",
+            ])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux is needed to test the kiosk in a real terminal (apt-get install tmux)");
+        assert!(status.success(), "tmux did not start");
+        Tmux { socket }
+    }
+
+    pub fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Keys by tmux name (`Down`, `Enter`, `F2`, `1`).
+    pub fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", "kiosk", k]);
+            std::thread::sleep(Duration::from_millis(120));
+        }
+    }
+
+    /// Characters exactly as typed (what a keyboard-wedge card reader does).
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "kiosk", "-l", text]);
+    }
+
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "kiosk"]).stdout)
+            .into_owned()
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    pub fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("the screen never showed {text:?}; it is:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
 }

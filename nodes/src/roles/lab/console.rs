@@ -360,7 +360,12 @@ fn run_in(terminal: &mut ratatui::DefaultTerminal, data_dir: &Path) -> std::io::
             match ask(data_dir, &AdminRequest::LabStatus)
                 .and_then(|t| serde_json::from_str::<LabStatus>(&t).map_err(|e| e.to_string()))
             {
-                Ok(s) => console.set_status(s),
+                Ok(s) => {
+                    if console.status.is_none() {
+                        console.message.clear();
+                    }
+                    console.set_status(s);
+                }
                 Err(e) => {
                     console.status = None;
                     console.message = e;
