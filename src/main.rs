@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::NodeConfig;
-use printmesh_nodes::demo::{default_fixtures_dir, run_orders, DemoMode, DemoNetwork};
+use printmesh_nodes::demo::{
+    default_fixtures_dir, follow_orders, run_orders, DemoMode, DemoNetwork,
+};
 use printmesh_nodes::node::{admin_call, AdminRequest};
 use printmesh_nodes::roles::kiosk::{draft_from_card, order_json};
 use printmesh_protocol::messages::Role;
@@ -76,6 +78,10 @@ enum Command {
         /// Orders to place.
         #[arg(long, default_value_t = 4)]
         orders: usize,
+        /// Headless: then follow the approved orders through the lab and the courier
+        /// until they are at the store (about half a minute).
+        #[arg(long)]
+        follow: bool,
         /// Where the nodes keep their state (a fresh temporary directory if not given).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -359,6 +365,7 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
 async fn demo(
     headless: bool,
     orders: usize,
+    follow: bool,
     data_dir: PathBuf,
     fixtures: Option<PathBuf>,
 ) -> Result<bool> {
@@ -382,14 +389,22 @@ async fn demo(
         return Ok(true);
     }
     println!(
-        "printmesh demo: acquirer, lab, intermediary and kiosk on 127.0.0.1; state in {}",
+        "printmesh demo: acquirer, lab, courier, intermediary and kiosk on 127.0.0.1; state in {}",
         data_dir.display()
     );
     let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Headless).await?;
-    let answered = run_orders(&net, orders).await?;
-    net.shutdown().await;
+    let (answered, approved) = run_orders(&net, orders).await?;
     println!("{answered} of {orders} orders answered");
-    Ok(answered == orders)
+    let mut arrived = approved.len();
+    if follow {
+        arrived = follow_orders(&net, &approved, Duration::from_secs(120)).await;
+        println!(
+            "{arrived} of {} approved orders delivered to the store",
+            approved.len()
+        );
+    }
+    net.shutdown().await;
+    Ok(answered == orders && arrived == approved.len())
 }
 
 async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
@@ -531,10 +546,11 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             headless,
             orders,
             fixtures,
+            follow,
             ..
         } => {
             let data_dir = demo_dir.context("no data directory for the demo")?;
-            return demo(headless, orders, data_dir, fixtures).await;
+            return demo(headless, orders, follow, data_dir, fixtures).await;
         }
         Command::Media {
             action: MediaAction::Scan { dir, json },

@@ -14,8 +14,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{
     acquirer_config, acquirer_key_file, bin, files_below, fixtures, inspect, intermediary_config,

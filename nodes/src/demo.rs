@@ -1,6 +1,15 @@
-//! The whole network in one process: an acquirer, a lab, an intermediary and a kiosk,
-//! each its own swarm on 127.0.0.1 with its own sled directory, configured from
-//! `fixtures/demo/*.toml` with the ports and data directories swapped for fresh ones.
+//! The whole network in one process: an acquirer, a lab, a courier, an intermediary and
+//! a kiosk, each its own swarm on 127.0.0.1 with its own sled directory, configured
+//! from `fixtures/demo/*.toml` with the ports and data directories swapped for fresh
+//! ones.
+//!
+//! Two people the demo has no hardware for are played by tasks: the minilab's
+//! controller (it takes each order out of the lab's hot folder a few seconds after it
+//! appears, as a controller does once it has printed it) and the lab's operator (every
+//! few seconds it hands whatever is printed to the courier). The courier's van drives
+//! itself (`auto_in_transit_secs`, `auto_deliver_secs`). So an order placed at the
+//! kiosk is printed, shipped, captured and delivered within a minute, and the counter
+//! (F9, staff PIN 2468) can hand it over.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +60,7 @@ pub struct DemoNetwork {
     pub data_dir: PathBuf,
     pub acquirer: Node,
     pub lab: Node,
+    pub courier: Node,
     pub intermediary: Node,
     pub kiosk_node: Node,
     pub kiosk: Arc<Kiosk>,
@@ -91,7 +101,21 @@ impl DemoNetwork {
         mode: DemoMode,
     ) -> Result<DemoNetwork, NodeError> {
         let acquirer = start_role(demo_config(fixtures, "acquirer", data_dir, vec![])?).await?;
-        let lab = start_role(demo_config(fixtures, "lab", data_dir, vec![])?).await?;
+        let courier = start_role(demo_config(fixtures, "courier", data_dir, vec![])?).await?;
+        let mut lab_config =
+            demo_config(fixtures, "lab", data_dir, vec![addr_of(&courier).await?])?;
+        let hot_folder = data_dir.join("lab-hotfolder");
+        if let Some(l) = lab_config.lab.as_mut() {
+            for p in &mut l.printers {
+                p.hot_folder = Some(hot_folder.clone());
+            }
+        }
+        let lab = start_role(lab_config).await?;
+        tokio::spawn(minilab_controller(
+            hot_folder,
+            data_dir.join("minilab-printed"),
+        ));
+        tokio::spawn(lab_operator(data_dir.join("lab")));
         let peers = vec![addr_of(&acquirer).await?, addr_of(&lab).await?];
         let intermediary =
             start_role(demo_config(fixtures, "intermediary", data_dir, peers)?).await?;
@@ -157,6 +181,7 @@ impl DemoNetwork {
             data_dir: data_dir.to_path_buf(),
             acquirer,
             lab,
+            courier,
             intermediary,
             kiosk_node,
             kiosk,
@@ -183,10 +208,97 @@ impl DemoNetwork {
             &self.kiosk_node,
             &self.intermediary,
             &self.lab,
+            &self.courier,
             &self.acquirer,
         ] {
             node.shutdown().await;
         }
+    }
+}
+
+/// The demo's stand-in for a minilab controller: an order folder in the hot folder is
+/// "printed" a few seconds after it appears, and moved out to `done` (a controller's
+/// archive), which is how the lab learns it is printed.
+async fn minilab_controller(hot_folder: PathBuf, done: PathBuf) {
+    const PRINT_TIME: Duration = Duration::from_secs(4);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(entries) = std::fs::read_dir(&hot_folder) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let old_enough = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= PRINT_TIME);
+            if old_enough {
+                let _ = std::fs::create_dir_all(&done);
+                if let Err(err) = std::fs::rename(e.path(), done.join(&name)) {
+                    tracing::warn!("demo minilab: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// The demo's stand-in for the lab's operator: every few seconds, whatever is printed
+/// goes to the courier (what `a` on the lab console does).
+async fn lab_operator(lab_data_dir: PathBuf) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let dir = lab_data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::node::admin_call(&dir, &crate::node::AdminRequest::ShipAllPrinted)
+        })
+        .await;
+    }
+}
+
+/// Follows the approved orders until the courier has delivered them to the store,
+/// printing each step as the kiosk hears of it. Returns how many arrived.
+pub async fn follow_orders(
+    net: &DemoNetwork,
+    ids: &[printmesh_protocol::OrderId],
+    timeout: Duration,
+) -> usize {
+    use printmesh_protocol::order::OrderState;
+    let mut last: std::collections::HashMap<printmesh_protocol::OrderId, OrderState> =
+        std::collections::HashMap::new();
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        for id in ids {
+            let state = net
+                .kiosk_node
+                .events
+                .state_of(*id)
+                .unwrap_or(OrderState::Draft);
+            if last.get(id) != Some(&state) {
+                if matches!(
+                    state,
+                    OrderState::Printed
+                        | OrderState::Shipped
+                        | OrderState::Delivered
+                        | OrderState::Rejected
+                ) {
+                    println!("order {id}  {}", format!("{state:?}").to_lowercase());
+                }
+                last.insert(*id, state);
+            }
+        }
+        let delivered = last
+            .values()
+            .filter(|s| **s == OrderState::Delivered)
+            .count();
+        if delivered == ids.len() || tokio::time::Instant::now() > until {
+            return delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -215,8 +327,12 @@ pub fn order_line(o: &KioskOrder) -> String {
 }
 
 /// Places `orders` orders from the fixture memory card, cycling through the test cards
-/// and print sizes; prints one line per answer. Returns how many were answered.
-pub async fn run_orders(net: &DemoNetwork, orders: usize) -> Result<usize, NodeError> {
+/// and print sizes; prints one line per answer. Returns the orders answered and the
+/// ids of those approved.
+pub async fn run_orders(
+    net: &DemoNetwork,
+    orders: usize,
+) -> Result<(usize, Vec<printmesh_protocol::OrderId>), NodeError> {
     let sizes = [PrintSize::L, PrintSize::TwoL, PrintSize::Kg];
     let mut placed = Vec::with_capacity(orders);
     for i in 0..orders {
@@ -245,14 +361,18 @@ pub async fn run_orders(net: &DemoNetwork, orders: usize) -> Result<usize, NodeE
         placed.push(id);
     }
     let mut answered = 0;
+    let mut approved = Vec::new();
     for id in placed {
         match net.kiosk.wait_for_answer(id, ANSWER_TIMEOUT).await {
             Ok(order) => {
                 answered += 1;
+                if matches!(order.answer, OrderResponse::Accepted(_)) {
+                    approved.push(id);
+                }
                 println!("{}", order_line(&order));
             }
             Err(e) => println!("order {id}  no answer: {e}"),
         }
     }
-    Ok(answered)
+    Ok((answered, approved))
 }

@@ -457,11 +457,19 @@ impl Lab {
     pub async fn mark_printed(&self, order_id: OrderId, by: &str) -> Result<String, String> {
         let at = now_ms();
         let mut counted = 0;
+        let hour = self.local(at).map(|t| t.format("%Y-%m-%dT%H").to_string());
         let job = self
             .update(order_id, |job| match job.status {
                 JobStatus::Queued | JobStatus::Printing { .. } | JobStatus::Failed { .. } => {
                     counted = job.prints();
                     job.status = JobStatus::Printed { at_ms: at };
+                    // Counted under the same lock, flushed with the job.
+                    if let Some(key) = &hour {
+                        let n = self.made.get(key).ok().flatten().unwrap_or(0);
+                        if let Err(e) = self.made.insert(key, &(n + counted)) {
+                            tracing::warn!("cannot count prints made: {e}");
+                        }
+                    }
                     Ok(())
                 }
                 JobStatus::Printed { .. } => Ok(()),
@@ -469,14 +477,6 @@ impl Lab {
             })
             .await?;
         if counted > 0 {
-            if let Some(t) = self.local(at) {
-                let key = t.format("%Y-%m-%dT%H").to_string();
-                let _guard = self.lock.lock().await;
-                let n = self.made.get(&key).ok().flatten().unwrap_or(0);
-                if let Err(e) = self.made.insert(&key, &(n + counted)) {
-                    tracing::warn!("cannot count prints made: {e}");
-                }
-            }
             tracing::info!(%order_id, prints = counted, by, "printed");
             self.node.emit(order_id, EventKind::Printed).await;
         }
