@@ -30,6 +30,7 @@ use printmesh_protocol::messages::{
 };
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::order::OrderState;
+use printmesh_protocol::pricing::Fit;
 use printmesh_protocol::{AuthCode, OrderId};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -209,7 +210,7 @@ fn every_screen_in_both_languages() {
         k.keys(&[Key::Right, Key::Char('3')]);
         snap("s502_select_second_photo", lang, &k);
         k.keys(&[Key::Down, Key::Down, Key::Enter]);
-        k.keys(&[Key::Down, Key::Right]);
+        k.keys(&[Key::Down, Key::Right, Key::Char('b')]);
         snap("s503_sizes", lang, &k);
         k.keys(&[Key::Down, Key::Down, Key::Down, Key::Down, Key::Enter]);
         snap("s504_total", lang, &k);
@@ -661,6 +662,36 @@ fn going_back_does_not_give_fresh_pin_tries() {
         code: DeclineCode::IncorrectPin,
     });
     assert_eq!(k.app.screen, Screen::Problem(Problem::PinLocked));
+}
+
+#[test]
+fn b_prints_a_photo_whole_with_a_border_and_the_order_carries_it() {
+    let mut k = Kiosk::new(Lang::En);
+    k.act(Action::MediaPresent(true));
+    k.keys(&[Key::Down, Key::Down, Key::Enter]);
+    assert_eq!(k.app.screen, Screen::Sizes);
+    // Row 0 is every photo: all get a border; then the second goes back to crop.
+    k.key(Key::Char('b'));
+    assert!(k.app.session.picks.values().all(|p| p.fit == Fit::Border));
+    k.keys(&[Key::Down, Key::Down, Key::Char('B')]);
+    assert_eq!(k.app.session.picks[&2].fit, Fit::Crop);
+    assert_eq!(k.app.session.picks[&0].fit, Fit::Border);
+    let screen = k.screen();
+    assert_eq!(screen.matches("border").count(), 2, "{screen}");
+    k.keys(&[Key::Down, Key::Enter]); // Next
+    assert_eq!(k.app.screen, Screen::Total);
+    k.key(Key::Enter);
+    k.key(Key::Char('1')); // credit
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    if k.app.screen == Screen::Pin {
+        k.key(Key::Enter);
+    }
+    let plan = k.placed.pop().unwrap();
+    assert_eq!(
+        plan.lines.iter().map(|l| l.fit).collect::<Vec<_>>(),
+        vec![Fit::Border, Fit::Crop]
+    );
 }
 
 #[test]

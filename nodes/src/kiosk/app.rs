@@ -1203,6 +1203,32 @@ impl App {
                 }
                 Vec::new()
             }
+            // B: the whole photo with a white border, or back to crop-to-fill; on the
+            // first row, for every photo.
+            (Focus::Body, Key::Char('b' | 'B')) => {
+                let flip = |f: Fit| match f {
+                    Fit::Crop => Fit::Border,
+                    Fit::Border => Fit::Crop,
+                };
+                if row == 0 {
+                    let next = flip(
+                        picked
+                            .first()
+                            .and_then(|i| self.session.picks.get(i))
+                            .map(|p| p.fit)
+                            .unwrap_or(Fit::Crop),
+                    );
+                    for p in self.session.picks.values_mut() {
+                        p.fit = next;
+                    }
+                } else if let Some(p) = picked
+                    .get(row - 1)
+                    .and_then(|i| self.session.picks.get_mut(i))
+                {
+                    p.fit = flip(p.fit);
+                }
+                Vec::new()
+            }
             (Focus::Body, Key::Char(c)) if c.is_ascii_digit() && row > 0 => {
                 if let Some(index) = picked.get(row - 1).copied() {
                     let digit = c as u16 - u16::from(b'0');

@@ -189,9 +189,14 @@ impl Lang {
 
     pub fn sizes_keys(self) -> &'static str {
         self.pick(
-            "↑↓ 写真  ←→ サイズ  数字 枚数",
-            "↑↓ photo  ←→ size  digits copies",
+            "↑↓ 写真  ←→ サイズ  数字 枚数  B ふちあり",
+            "↑↓ photo  ←→ size  digits copies  B border",
         )
+    }
+
+    /// After a line printed whole with a white border (not cropped to fill).
+    pub fn border_mark(self) -> &'static str {
+        self.pick("ふちあり", "border")
     }
 
     pub fn all_photos(self) -> &'static str {

@@ -571,6 +571,11 @@ fn render_sizes(app: &App, area: Rect, buf: &mut Buffer) {
             Span::raw("   × "),
             qty_span,
             Span::raw(format!("   {amount:>10}")),
+            Span::raw(if pick.fit == printmesh_protocol::pricing::Fit::Border {
+                format!("  {}", l.border_mark())
+            } else {
+                String::new()
+            }),
         ]));
     }
     Paragraph::new(rows).render(list, buf);
