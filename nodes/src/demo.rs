@@ -83,6 +83,22 @@ fn demo_config(
     Ok(config)
 }
 
+/// Leaves the node's effective config as `DATA_DIR/<role>.toml`, for the operators'
+/// commands (`printmesh lab --config DATA_DIR/lab.toml console`, …).
+fn leave_config(data_dir: &Path, config: &NodeConfig) {
+    let path = data_dir.join(format!("{}.toml", config.role));
+    match toml::to_string(config) {
+        Ok(text) => {
+            if let Err(e) =
+                std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, text))
+            {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        }
+        Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+    }
+}
+
 async fn addr_of(node: &Node) -> Result<String, NodeError> {
     node.addresses()
         .await
@@ -100,8 +116,12 @@ impl DemoNetwork {
         fixtures: &Path,
         mode: DemoMode,
     ) -> Result<DemoNetwork, NodeError> {
-        let acquirer = start_role(demo_config(fixtures, "acquirer", data_dir, vec![])?).await?;
-        let courier = start_role(demo_config(fixtures, "courier", data_dir, vec![])?).await?;
+        let acquirer_config = demo_config(fixtures, "acquirer", data_dir, vec![])?;
+        leave_config(data_dir, &acquirer_config);
+        let acquirer = start_role(acquirer_config).await?;
+        let courier_config = demo_config(fixtures, "courier", data_dir, vec![])?;
+        leave_config(data_dir, &courier_config);
+        let courier = start_role(courier_config).await?;
         let mut lab_config =
             demo_config(fixtures, "lab", data_dir, vec![addr_of(&courier).await?])?;
         let hot_folder = data_dir.join("lab-hotfolder");
@@ -110,6 +130,7 @@ impl DemoNetwork {
                 p.hot_folder = Some(hot_folder.clone());
             }
         }
+        leave_config(data_dir, &lab_config);
         let lab = start_role(lab_config).await?;
         tokio::spawn(minilab_controller(
             hot_folder,
@@ -117,8 +138,9 @@ impl DemoNetwork {
         ));
         tokio::spawn(lab_operator(data_dir.join("lab")));
         let peers = vec![addr_of(&acquirer).await?, addr_of(&lab).await?];
-        let intermediary =
-            start_role(demo_config(fixtures, "intermediary", data_dir, peers)?).await?;
+        let intermediary_config = demo_config(fixtures, "intermediary", data_dir, peers)?;
+        leave_config(data_dir, &intermediary_config);
+        let intermediary = start_role(intermediary_config).await?;
         let mut kiosk_config = demo_config(
             fixtures,
             "kiosk",
@@ -152,6 +174,7 @@ impl DemoNetwork {
             .kiosk
             .clone()
             .ok_or_else(|| NodeError::Role("kiosk config has no [kiosk] section".into()))?;
+        leave_config(data_dir, &kiosk_config);
         let (kiosk_node, kiosk) = crate::node::start_kiosk(kiosk_config).await?;
         let wait = Duration::from_secs(20);
         let net_err = |e: crate::net::NetError| NodeError::Role(e.to_string());

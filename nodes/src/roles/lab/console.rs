@@ -295,7 +295,7 @@ pub fn draw(frame: &mut Frame<'_>, console: &Console) {
             rows,
             [
                 Constraint::Length(26),
-                Constraint::Length(12),
+                Constraint::Length(18),
                 Constraint::Length(6),
                 Constraint::Length(9),
                 Constraint::Length(22),

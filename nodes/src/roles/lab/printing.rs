@@ -114,16 +114,22 @@ impl Printer {
 
     /// Asks the printer how it is.
     async fn check(&self, job: Option<OrderId>) {
-        match &self.kind {
+        let (working, state) = match &self.kind {
             Kind::HotFolder(dir) => match std::fs::create_dir_all(dir) {
-                Ok(()) => self.set(true, "ready".into(), job),
-                Err(e) => self.set(false, format!("hot folder unavailable: {e}"), job),
+                Ok(()) => (true, "ready".to_string()),
+                Err(e) => (false, format!("hot folder unavailable: {e}")),
             },
             Kind::Ipp(client) => match client.printer_status().await {
-                Ok(s) => self.set(s.state != 5 && s.accepting, s.describe(), job),
-                Err(e) => self.set(false, format!("unreachable: {e}"), job),
+                Ok(s) => (s.state != 5 && s.accepting, s.describe()),
+                Err(e) => (false, format!("unreachable: {e}")),
             },
-        }
+        };
+        let state = match (job, &self.kind) {
+            (Some(id), Kind::HotFolder(_)) => format!("{state}; {id} waits for the minilab"),
+            (Some(id), Kind::Ipp(_)) => format!("{state}; has {id}"),
+            (None, _) => state,
+        };
+        self.set(working, state, job);
     }
 
     /// Withdraws a job the operator wants printed again.
