@@ -22,13 +22,42 @@ pub enum PrintKind {
     Index,
 }
 
+/// A rendered JPEG: in memory, or spooled to a file (the lab renders a big order to
+/// disk, one print at a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Jpeg {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Jpeg {
+    /// The bytes (read from the spool file if need be).
+    pub fn read(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Jpeg::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
+            Jpeg::File(p) => std::fs::read(p).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    pub fn len(&self) -> std::io::Result<u64> {
+        match self {
+            Jpeg::Bytes(b) => Ok(b.len() as u64),
+            Jpeg::File(p) => std::fs::metadata(p).map(|m| m.len()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len().map(|n| n == 0).unwrap_or(true)
+    }
+}
+
 /// One file of an order.
 #[derive(Clone, Debug)]
 pub struct FolderPrint {
     pub kind: PrintKind,
     pub quantity: u16,
     pub back_print: String,
-    pub jpeg: Vec<u8>,
+    pub jpeg: Jpeg,
 }
 
 /// A job read back from an `AUTPRINT.MRK`.
@@ -153,6 +182,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+fn write_jpeg_synced(path: &Path, jpeg: &Jpeg) -> std::io::Result<()> {
+    match jpeg {
+        Jpeg::Bytes(b) => write_synced(path, b),
+        Jpeg::File(from) => {
+            std::fs::copy(from, path)?;
+            std::fs::File::open(path)?.sync_all()
+        }
+    }
+}
+
 fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
@@ -182,7 +221,7 @@ pub fn deliver(
         std::fs::create_dir_all(staging.join("IMAGE"))?;
         std::fs::create_dir_all(staging.join("MISC"))?;
         for (i, p) in prints.iter().enumerate() {
-            write_synced(
+            write_jpeg_synced(
                 &staging.join("IMAGE").join(format!("{:04}.JPG", i + 1)),
                 &p.jpeg,
             )?;
@@ -220,19 +259,19 @@ mod tests {
                 kind: PrintKind::Sized(PrintSize::L),
                 quantity: 2,
                 back_print: "01M89DY39V0YDVBNKRT9KT7ZWE #1".into(),
-                jpeg: b"\xFF\xD8one".to_vec(),
+                jpeg: Jpeg::Bytes(b"\xFF\xD8one".to_vec()),
             },
             FolderPrint {
                 kind: PrintKind::Sized(PrintSize::Kg),
                 quantity: 1,
                 back_print: "01M89DY39V0YDVBNKRT9KT7ZWE #2 \"quoted\"".into(),
-                jpeg: b"\xFF\xD8two".to_vec(),
+                jpeg: Jpeg::Bytes(b"\xFF\xD8two".to_vec()),
             },
             FolderPrint {
                 kind: PrintKind::Index,
                 quantity: 1,
                 back_print: "01M89DY39V0YDVBNKRT9KT7ZWE index".into(),
-                jpeg: b"\xFF\xD8idx".to_vec(),
+                jpeg: Jpeg::Bytes(b"\xFF\xD8idx".to_vec()),
             },
         ]
     }
@@ -280,7 +319,7 @@ mod tests {
         assert_eq!(folder, dir.path().join(id.to_string()));
         for (i, p) in prints().iter().enumerate() {
             let f = folder.join("IMAGE").join(format!("{:04}.JPG", i + 1));
-            assert_eq!(std::fs::read(f).unwrap(), p.jpeg);
+            assert_eq!(std::fs::read(f).unwrap(), *p.jpeg.read().unwrap());
         }
         let mrk = std::fs::read_to_string(folder.join("MISC/AUTPRINT.MRK")).unwrap();
         assert_eq!(parse_autprint(&mrk).unwrap().len(), 3);

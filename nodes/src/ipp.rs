@@ -32,7 +32,11 @@ pub enum IppError {
     #[error("the printer's answer is not IPP: {0}")]
     Malformed(&'static str),
     #[error("the printer refused: {status} ({message})")]
-    Status { status: String, message: String },
+    Status {
+        code: u16,
+        status: String,
+        message: String,
+    },
 }
 
 /// An IPP printer's address, split for the HTTP request.
@@ -188,16 +192,22 @@ impl Request {
                 for (i, v) in values.iter().enumerate() {
                     out.push(v.tag);
                     let n: &[u8] = if i == 0 { name.as_bytes() } else { b"" };
-                    out.extend_from_slice(&u16::try_from(n.len()).unwrap_or(0).to_be_bytes());
-                    out.extend_from_slice(n);
-                    out.extend_from_slice(&u16::try_from(v.bytes.len()).unwrap_or(0).to_be_bytes());
-                    out.extend_from_slice(&v.bytes);
+                    put_field(&mut out, n);
+                    put_field(&mut out, &v.bytes);
                 }
             }
         }
         out.push(tag::END);
         out
     }
+}
+
+/// A length-prefixed field; anything past 65,535 bytes (more than any attribute we
+/// send) is cut, so the length always matches the bytes.
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(bytes.get(..n).unwrap_or_default());
 }
 
 /// A parsed IPP answer.
@@ -277,6 +287,7 @@ impl Response {
             return Ok(self);
         }
         Err(IppError::Status {
+            code: self.status,
             status: status_name(self.status),
             message: self
                 .get("status-message")
@@ -288,6 +299,9 @@ impl Response {
         })
     }
 }
+
+/// `client-error-not-found`: the printer does not know the job (or the queue).
+pub const NOT_FOUND: u16 = 0x0406;
 
 pub fn status_name(status: u16) -> String {
     let name = match status {
@@ -348,9 +362,42 @@ impl<'a> Reader<'a> {
 
 // ------------------------------------------------------------------ HTTP transport
 
+/// Most informational (1xx) answers skipped before the real one.
+const MAX_INTERIM_ANSWERS: usize = 4;
+
 /// Splits an HTTP/1.1 response into its status and body (Content-Length, chunked, or
 /// to the end of the connection).
 pub fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), IppError> {
+    let mut raw = raw;
+    let mut interim = 0;
+    loop {
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or(IppError::Malformed("no HTTP header"))?;
+        let status = http_status(raw.get(..head_end).unwrap_or_default())?;
+        if !(100..200).contains(&status) {
+            return parse_http_answer(raw);
+        }
+        // "100 Continue" and the like come before the real answer.
+        interim += 1;
+        if interim > MAX_INTERIM_ANSWERS {
+            return Err(IppError::Malformed("too many interim answers"));
+        }
+        raw = raw.get(head_end + 4..).unwrap_or_default();
+    }
+}
+
+fn http_status(head: &[u8]) -> Result<u16, IppError> {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or(IppError::Malformed("no HTTP status"))
+}
+
+fn parse_http_answer(raw: &[u8]) -> Result<(u16, Vec<u8>), IppError> {
     let head_end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -376,10 +423,6 @@ pub fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), IppError> {
             length = v.parse::<usize>().ok();
         }
     }
-    if status == 100 {
-        // "100 Continue" before the real answer.
-        return parse_http(body);
-    }
     let body = if chunked {
         let mut out = Vec::new();
         let mut r = Reader { bytes: body, at: 0 };
@@ -396,7 +439,7 @@ pub fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), IppError> {
             if size == 0 {
                 break;
             }
-            if out.len() + size > MAX_RESPONSE_BYTES {
+            if size > MAX_RESPONSE_BYTES.saturating_sub(out.len()) {
                 return Err(IppError::Malformed("answer too large"));
             }
             out.extend_from_slice(r.take(size)?);
@@ -411,6 +454,13 @@ pub fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), IppError> {
         body.to_vec()
     };
     Ok((status, body))
+}
+
+/// What follows the IPP request in the HTTP body.
+#[derive(Clone, Copy)]
+enum Document<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
 }
 
 /// A connection-per-request IPP client for one printer.
@@ -508,12 +558,24 @@ impl Client {
     }
 
     async fn send(&self, request: &Request, document: &[u8]) -> Result<Response, IppError> {
+        self.send_doc(request, Document::Bytes(document)).await
+    }
+
+    async fn send_doc(
+        &self,
+        request: &Request,
+        document: Document<'_>,
+    ) -> Result<Response, IppError> {
         tokio::time::timeout(TIMEOUT, self.send_inner(request, document))
             .await
             .map_err(|_| IppError::Timeout)?
     }
 
-    async fn send_inner(&self, request: &Request, document: &[u8]) -> Result<Response, IppError> {
+    async fn send_inner(
+        &self,
+        request: &Request,
+        document: Document<'_>,
+    ) -> Result<Response, IppError> {
         let addr = format!("{}:{}", self.uri.host, self.uri.port);
         let mut stream = TcpStream::connect(&addr)
             .await
@@ -522,14 +584,34 @@ impl Client {
                 source,
             })?;
         let ipp = request.encode();
+        let (mut file, doc_len) = match document {
+            Document::Bytes(b) => (None, b.len() as u64),
+            Document::File(p) => {
+                let f = tokio::fs::File::open(p).await?;
+                let len = f.metadata().await?.len();
+                (Some(f), len)
+            }
+        };
         let head = format!(
             "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.uri.path,
-            ipp.len() + document.len()
+            ipp.len() as u64 + doc_len
         );
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&ipp).await?;
-        stream.write_all(document).await?;
+        match (document, file.as_mut()) {
+            (Document::Bytes(b), _) => stream.write_all(b).await?,
+            (Document::File(_), Some(f)) => {
+                let sent = tokio::io::copy(&mut f.take(doc_len), &mut stream).await?;
+                if sent != doc_len {
+                    return Err(IppError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the document file shrank while it was sent",
+                    )));
+                }
+            }
+            (Document::File(_), None) => {}
+        }
         stream.flush().await?;
         let mut raw = Vec::new();
         let limit = u64::try_from(MAX_RESPONSE_BYTES + 64 * 1024).unwrap_or(u64::MAX);
@@ -539,6 +621,24 @@ impl Client {
             return Err(IppError::Http(status));
         }
         Response::parse(&body)
+    }
+
+    /// Prints the file at `path` (of MIME type `format`) as job `name`, streamed from
+    /// disk; returns the job id.
+    pub async fn print_file(
+        &self,
+        name: &str,
+        format: &str,
+        path: &std::path::Path,
+    ) -> Result<i32, IppError> {
+        let mut r = self.request(op::PRINT_JOB);
+        r.op_attr("job-name", Value::text(tag::NAME, name));
+        r.op_attr("document-format", Value::text(tag::MIME, format));
+        let answer = self.send_doc(&r, Document::File(path)).await?.check()?;
+        answer
+            .get("job-id")
+            .and_then(Value::as_int)
+            .ok_or(IppError::Malformed("no job-id in the answer"))
     }
 
     /// Prints `document` (of MIME type `format`) as job `name`; returns the job id.
@@ -561,14 +661,13 @@ impl Client {
     pub async fn job_state(&self, job_id: i32) -> Result<(JobState, Vec<String>), IppError> {
         let mut r = self.request(op::GET_JOB_ATTRIBUTES);
         r.op_attr("job-id", Value::int(tag::INTEGER, job_id));
-        r.op_attr(
-            "requested-attributes",
-            Value::text(tag::KEYWORD, "job-state"),
-        );
         r.attr(
             tag::OPERATION,
             "requested-attributes",
-            vec![Value::text(tag::KEYWORD, "job-state-reasons")],
+            vec![
+                Value::text(tag::KEYWORD, "job-state"),
+                Value::text(tag::KEYWORD, "job-state-reasons"),
+            ],
         );
         let answer = self.send(&r, &[]).await?.check()?;
         let state = answer
@@ -662,6 +761,11 @@ mod tests {
         assert_eq!(&b[30..32], &[0, 5]);
         assert_eq!(&b[32..37], b"utf-8");
         assert_eq!(*b.last().unwrap(), tag::END);
+        // A value longer than a field can say is cut to what its length says.
+        let mut r = Request::new(op::PRINT_JOB, 1, "ipp://h/p");
+        r.op_attr("job-name", Value::text(tag::NAME, &"x".repeat(70_000)));
+        let parsed = Response::parse(&r.encode()).unwrap();
+        assert_eq!(parsed.get("job-name").unwrap().bytes.len(), 65_535);
     }
 
     #[test]
@@ -704,5 +808,13 @@ mod tests {
         );
         assert!(parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
         assert!(parse_http(b"garbage").is_err());
+        // Endless "100 Continue" is refused, not recursed into; a huge chunk size is
+        // an error, not an overflow.
+        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(10_000);
+        assert!(parse_http(&endless).is_err());
+        assert!(parse_http(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n"
+        )
+        .is_err());
     }
 }

@@ -3,10 +3,20 @@
 //! no re-encoding, and an image printed several times is stored once.
 
 use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+/// Where an image's JPEG bytes are.
+#[derive(Clone, Copy, Debug)]
+pub enum ImageData<'a> {
+    Bytes(&'a [u8]),
+    /// Streamed from the file while the document is written (one at a time).
+    File(&'a Path),
+}
 
 /// One rendered photo, as the renderer wrote it (baseline sRGB JPEG, 3 components).
 pub struct PdfImage<'a> {
-    pub jpeg: &'a [u8],
+    pub data: ImageData<'a>,
     pub width: u32,
     pub height: u32,
 }
@@ -22,30 +32,67 @@ fn points(mm: f64) -> f64 {
     mm / 25.4 * 72.0
 }
 
-/// Writes the document. Pages naming an image that does not exist are an error.
-pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, String> {
+/// Counts what goes through, for the cross-reference table's offsets.
+struct Counting<W> {
+    inner: W,
+    at: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn invalid(e: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+}
+
+/// Writes the document to `out`. Pages naming an image that does not exist are an
+/// error.
+pub fn write_to<W: Write>(
+    out: W,
+    images: &[PdfImage<'_>],
+    pages: &[PdfPage],
+) -> std::io::Result<()> {
     if pages.is_empty() {
-        return Err("a document needs at least one page".into());
+        return Err(invalid("a document needs at least one page".into()));
     }
     if let Some(p) = pages.iter().find(|p| p.image >= images.len()) {
-        return Err(format!("page names image {} of {}", p.image, images.len()));
+        return Err(invalid(format!(
+            "page names image {} of {}",
+            p.image,
+            images.len()
+        )));
     }
-    let mut out: Vec<u8> = Vec::new();
-    let mut offsets: Vec<usize> = Vec::new();
-    out.extend_from_slice(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n");
+    let mut out = Counting { inner: out, at: 0 };
+    let mut offsets: Vec<u64> = Vec::new();
+    out.write_all(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")?;
     // Object numbers: 1 catalog, 2 page tree, then each image, then each page and its
     // content stream.
     let first_image = 3;
     let first_page = first_image + images.len();
     let page_obj = |i: usize| first_page + 2 * i;
-    let object = |out: &mut Vec<u8>, offsets: &mut Vec<usize>, body: &[u8]| {
-        offsets.push(out.len());
+    fn open<W: Write>(out: &mut Counting<W>, offsets: &mut Vec<u64>) -> std::io::Result<()> {
+        offsets.push(out.at);
         let n = offsets.len();
-        out.extend_from_slice(format!("{n} 0 obj\n").as_bytes());
-        out.extend_from_slice(body);
-        out.extend_from_slice(b"\nendobj\n");
-    };
-    object(&mut out, &mut offsets, b"<< /Type /Catalog /Pages 2 0 R >>");
+        out.write_all(format!("{n} 0 obj\n").as_bytes())
+    }
+    fn object<W: Write>(
+        out: &mut Counting<W>,
+        offsets: &mut Vec<u64>,
+        body: &[u8],
+    ) -> std::io::Result<()> {
+        open(out, offsets)?;
+        out.write_all(body)?;
+        out.write_all(b"\nendobj\n")
+    }
+    object(&mut out, &mut offsets, b"<< /Type /Catalog /Pages 2 0 R >>")?;
     let mut kids = String::new();
     for i in 0..pages.len() {
         let _ = write!(kids, "{} 0 R ", page_obj(i));
@@ -59,18 +106,30 @@ pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, Stri
             pages.len()
         )
         .as_bytes(),
-    );
+    )?;
     for img in images {
-        let mut body = format!(
-            "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n",
-            img.width,
-            img.height,
-            img.jpeg.len()
-        )
-        .into_bytes();
-        body.extend_from_slice(img.jpeg);
-        body.extend_from_slice(b"\nendstream");
-        object(&mut out, &mut offsets, &body);
+        let len = match img.data {
+            ImageData::Bytes(b) => b.len() as u64,
+            ImageData::File(p) => std::fs::metadata(p)?.len(),
+        };
+        open(&mut out, &mut offsets)?;
+        out.write_all(
+            format!(
+                "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length {len} >>\nstream\n",
+                img.width, img.height
+            )
+            .as_bytes(),
+        )?;
+        match img.data {
+            ImageData::Bytes(b) => out.write_all(b)?,
+            ImageData::File(p) => {
+                let copied = std::io::copy(&mut std::fs::File::open(p)?, &mut out)?;
+                if copied != len {
+                    return Err(invalid(format!("{} changed while read", p.display())));
+                }
+            }
+        }
+        out.write_all(b"\nendstream\nendobj\n")?;
     }
     for (i, page) in pages.iter().enumerate() {
         let (w, h) = (points(page.width_mm), points(page.height_mm));
@@ -84,7 +143,7 @@ pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, Stri
                 page_obj(i) + 1
             )
             .as_bytes(),
-        );
+        )?;
         let content = format!("q {w:.2} 0 0 {h:.2} 0 0 cm /Im{} Do Q", page.image);
         object(
             &mut out,
@@ -94,9 +153,9 @@ pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, Stri
                 content.len()
             )
             .as_bytes(),
-        );
+        )?;
     }
-    let xref = out.len();
+    let xref = out.at;
     let mut table = format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1);
     for o in &offsets {
         let _ = writeln!(table, "{o:010} 00000 n ");
@@ -106,7 +165,14 @@ pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, Stri
         "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
         offsets.len() + 1
     );
-    out.extend_from_slice(table.as_bytes());
+    out.write_all(table.as_bytes())?;
+    out.flush()
+}
+
+/// The document in memory.
+pub fn write(images: &[PdfImage<'_>], pages: &[PdfPage]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    write_to(&mut out, images, pages).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -129,12 +195,12 @@ mod tests {
         let b = jpeg(30, 45);
         let images = [
             PdfImage {
-                jpeg: &a,
+                data: ImageData::Bytes(&a),
                 width: 60,
                 height: 40,
             },
             PdfImage {
-                jpeg: &b,
+                data: ImageData::Bytes(&b),
                 width: 30,
                 height: 45,
             },
@@ -190,6 +256,48 @@ mod tests {
         // In bytes (the lossy text's offsets differ after binary JPEG data).
         let xref_at = pdf.windows(5).position(|w| w == b"xref\n").unwrap();
         assert_eq!(startxref, xref_at);
+    }
+
+    #[test]
+    fn an_image_streamed_from_its_file_gives_the_same_document() {
+        let a = jpeg(50, 30);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jpg");
+        std::fs::write(&path, &a).unwrap();
+        let page = || PdfPage {
+            image: 0,
+            width_mm: 127.0,
+            height_mm: 89.0,
+        };
+        let from_memory = write(
+            &[PdfImage {
+                data: ImageData::Bytes(&a),
+                width: 50,
+                height: 30,
+            }],
+            &[page()],
+        )
+        .unwrap();
+        let from_file = write(
+            &[PdfImage {
+                data: ImageData::File(&path),
+                width: 50,
+                height: 30,
+            }],
+            &[page()],
+        )
+        .unwrap();
+        assert_eq!(from_memory, from_file);
+        std::fs::remove_file(&path).unwrap();
+        assert!(write(
+            &[PdfImage {
+                data: ImageData::File(&path),
+                width: 50,
+                height: 30,
+            }],
+            &[page()],
+        )
+        .is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::{LabConfig, NodeConfig};
-use printmesh_nodes::hotfolder::{FolderPrint, PrintKind};
+use printmesh_nodes::hotfolder::{FolderPrint, Jpeg, PrintKind};
 use printmesh_nodes::ipp::{Client, JobState};
 use printmesh_nodes::net::PrintProto;
 use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
@@ -118,13 +118,13 @@ async fn a_job_pdf_prints_on_cups_page_for_page_and_a_broken_one_stops() {
             kind: PrintKind::Sized(PrintSize::Kg),
             quantity: 2,
             back_print: "T #1".into(),
-            jpeg: a.jpeg,
+            jpeg: Jpeg::Bytes(a.jpeg),
         },
         FolderPrint {
             kind: PrintKind::Sized(PrintSize::L),
             quantity: 1,
             back_print: "T #2".into(),
-            jpeg: b.jpeg,
+            jpeg: Jpeg::Bytes(b.jpeg),
         },
     ];
     let pdf = job_pdf(&prints).unwrap();

@@ -82,6 +82,20 @@ impl CapacityModel {
         }
     }
 
+    /// Prints the lab can still make on `now`'s day: the day's capacity for the open
+    /// hours left.
+    pub fn capacity_left(&self, now_local: NaiveDateTime) -> u32 {
+        let open = u32::from(self.open_hour);
+        let close = u32::from(self.close_hour);
+        let hours = close.saturating_sub(open);
+        if hours == 0 {
+            return 0;
+        }
+        let left = close.saturating_sub(now_local.hour().max(open));
+        let full = u64::from(self.capacity_on(now_local.date()));
+        u32::try_from(full * u64::from(left) / u64::from(hours)).unwrap_or(u32::MAX)
+    }
+
     pub fn route(&self, store: &StoreId) -> &Route {
         self.routes.get(store).unwrap_or(&self.default_route)
     }
@@ -113,7 +127,12 @@ impl CapacityModel {
         let mut left = prints;
         let mut bookings = Vec::new();
         for _ in 0..MAX_LOOKAHEAD_DAYS {
-            let free = self.capacity_on(day).saturating_sub(booked(day));
+            let room = if day == now_local.date() {
+                self.capacity_left(now_local)
+            } else {
+                self.capacity_on(day)
+            };
+            let free = room.saturating_sub(booked(day));
             let take = free.min(left);
             if take > 0 {
                 bookings.push((day, take));
@@ -363,6 +382,22 @@ mod tests {
         // Past closing the job starts tomorrow, whatever the cutoff says.
         let p = m.promise(at(2026, 11, 25, 18), &store(), 5, |_| 0).unwrap();
         assert_eq!(p.bookings, vec![(date(2026, 11, 26), 5)]);
+    }
+
+    #[test]
+    fn today_has_only_the_hours_left() {
+        let mut m = model();
+        m.open_hour = 9;
+        m.close_hour = 18;
+        m.prints_per_day = 90; // 10 an hour
+                               // At 14:00 four hours are left: 40 prints today, the rest tomorrow.
+        let p = m.promise_for(at(2026, 11, 25, 14), 60, |_| 0).unwrap();
+        assert_eq!(
+            p.bookings,
+            vec![(date(2026, 11, 25), 40), (date(2026, 11, 26), 20)]
+        );
+        assert_eq!(m.capacity_left(at(2026, 11, 25, 8)), 90);
+        assert_eq!(m.capacity_left(at(2026, 11, 25, 17)), 10);
     }
 
     #[test]

@@ -256,7 +256,8 @@ impl Courier {
     pub async fn drive(&self, now: i64) {
         let after = |secs: Option<u64>, since: i64| {
             secs.is_some_and(|s| {
-                now >= since.saturating_add(i64::try_from(s).unwrap_or(i64::MAX) * 1000)
+                now >= since
+                    .saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
             })
         };
         let transit = self.config.auto_in_transit_secs;

@@ -71,6 +71,12 @@ pub enum Capture {
         at_ms: i64,
         reason: String,
     },
+    /// The lab cannot print it after all: the hold is to be released (tried again
+    /// until the acquirer confirms), then `Refused`.
+    VoidDue {
+        since_ms: i64,
+        reason: String,
+    },
 }
 
 /// What the intermediary received for an order and passed on.
@@ -124,6 +130,7 @@ const CAPTURE_DUE: u8 = b'c';
 const WORK_BUILT: &[u8] = b"\0built";
 const BILLABLE: u8 = b'b';
 const LAB_UNPAID: u8 = b'l';
+const VOID_DUE: u8 = b'v';
 
 /// `kind`, then a peer id with its length, so one peer's keys are one prefix.
 fn peer_prefix(kind: u8, peer: &[u8]) -> Vec<u8> {
@@ -140,6 +147,9 @@ fn work_keys(o: &RoutedOrder) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
     if matches!(o.capture, Capture::Due { .. }) {
         keys.push([&[CAPTURE_DUE][..], &id].concat());
+    }
+    if matches!(o.capture, Capture::VoidDue { .. }) {
+        keys.push([&[VOID_DUE][..], &id].concat());
     }
     if let (Capture::Captured { .. }, None, Some(acquirer)) =
         (&o.capture, &o.settlement, &o.acquirer)
@@ -576,10 +586,11 @@ impl Intermediary {
         }
     }
 
-    /// Releases the hold of a job no lab could take.
-    async fn void(&self, order_id: OrderId, acquirer: &[u8]) {
+    /// Releases the hold of a job no lab could take. True once the acquirer says the
+    /// hold is released (or can never be captured).
+    async fn void(&self, order_id: OrderId, acquirer: &[u8]) -> bool {
         let Ok(peer) = PeerId::from_bytes(acquirer) else {
-            return;
+            return false;
         };
         match self
             .node
@@ -587,9 +598,22 @@ impl Intermediary {
             .request::<AuthProto>(peer, AuthRequest::Void { order_id })
             .await
         {
-            Ok(AuthResponse::Voided { .. }) => tracing::info!(%order_id, "hold voided"),
-            Ok(other) => tracing::warn!(%order_id, "void answered {other:?}"),
-            Err(e) => tracing::warn!(%order_id, "void not delivered: {e}"),
+            Ok(AuthResponse::Voided { .. }) => {
+                tracing::info!(%order_id, "hold voided");
+                true
+            }
+            Ok(AuthResponse::HoldClosed { reason, .. }) => {
+                tracing::info!(%order_id, "no hold to void: {reason}");
+                true
+            }
+            Ok(other) => {
+                tracing::warn!(%order_id, "void answered {other:?}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%order_id, "void not delivered: {e}");
+                false
+            }
         }
     }
 
@@ -648,11 +672,11 @@ impl Intermediary {
         {
             return;
         }
-        let Some(acquirer) = order.acquirer.clone() else {
+        if order.acquirer.is_none() {
             return;
-        };
-        order.capture = Capture::Refused {
-            at_ms: now_ms(),
+        }
+        order.capture = Capture::VoidDue {
+            since_ms: now_ms(),
             reason: format!("the lab could not print it: {reason}"),
         };
         if let Err(e) = self.save(&mut order).await {
@@ -661,7 +685,31 @@ impl Intermediary {
         }
         drop(_guard);
         tracing::warn!(%order_id, "the lab cannot print it ({reason}): releasing the hold");
-        self.void(order_id, &acquirer).await;
+        self.release_hold(order_id).await;
+    }
+
+    /// Voids the hold of an order marked `VoidDue`; once the acquirer confirms, the
+    /// order is `Refused` (nothing to capture or bill). Retried until then.
+    async fn release_hold(&self, order_id: OrderId) {
+        let _guard = self.locks.lock(order_id).await;
+        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
+            return;
+        };
+        let (Capture::VoidDue { reason, .. }, Some(acquirer)) =
+            (order.capture.clone(), order.acquirer.clone())
+        else {
+            return;
+        };
+        if !self.void(order_id, &acquirer).await {
+            return;
+        }
+        order.capture = Capture::Refused {
+            at_ms: now_ms(),
+            reason,
+        };
+        if let Err(e) = self.save(&mut order).await {
+            tracing::error!(%order_id, "cannot record the released hold: {e}");
+        }
     }
 
     /// Captures an order's hold (idempotent at the acquirer).
@@ -717,6 +765,9 @@ impl Intermediary {
     async fn retry(self: &Arc<Self>) {
         for order_id in self.work_under(&[CAPTURE_DUE]) {
             self.capture(order_id).await;
+        }
+        for order_id in self.work_under(&[VOID_DUE]) {
+            self.release_hold(order_id).await;
         }
         // Lab fees received but not yet paid on, by lab and batch.
         let mut due: BTreeMap<(Vec<u8>, BatchId), Vec<SettleLine>> = BTreeMap::new();

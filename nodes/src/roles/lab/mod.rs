@@ -137,6 +137,8 @@ pub struct Lab {
     /// Wakes idle printers when a job is queued.
     work: tokio::sync::Notify,
     lock: tokio::sync::Mutex<()>,
+    /// Held for a whole hand-over to the courier.
+    shipping: tokio::sync::Mutex<()>,
 }
 
 fn day_key(d: NaiveDate) -> String {
@@ -193,11 +195,14 @@ impl Lab {
             printers,
             work: tokio::sync::Notify::new(),
             lock: tokio::sync::Mutex::new(()),
+            shipping: tokio::sync::Mutex::new(()),
         }))
     }
 
     /// Starts the printers and the promise review.
     pub fn start(self: &Arc<Self>) {
+        // Renders left half-done by a stop: their jobs are requeued and render again.
+        let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
         for (i, _) in self.printers.iter().enumerate() {
             tokio::spawn(printing::run(self.clone(), i));
         }
@@ -453,13 +458,44 @@ impl Lab {
         Ok(Some(job))
     }
 
-    /// The prints are made (the printer said so, or the operator did).
+    /// The operator says the prints are made.
     pub async fn mark_printed(&self, order_id: OrderId, by: &str) -> Result<String, String> {
+        self.printed_if(order_id, by, |_| true).await
+    }
+
+    /// A printer's job is done: it counts only if the job is still that printer's,
+    /// with that output (the operator may have moved it meanwhile).
+    async fn printer_done(&self, order_id: OrderId, printer: &str, out: &printing::Output) {
+        let r = self
+            .printed_if(order_id, printer, |s| {
+                matches!(s, JobStatus::Printing { printer: p, output: Some(o), .. } if p == printer && o == out)
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(%order_id, printer, "printer finished a job that moved on: {e}");
+        }
+    }
+
+    /// Marks the prints made if the job has not been printed yet and `still` holds.
+    async fn printed_if(
+        &self,
+        order_id: OrderId,
+        by: &str,
+        still: impl Fn(&JobStatus) -> bool,
+    ) -> Result<String, String> {
         let at = now_ms();
         let mut counted = 0;
         let hour = self.local(at).map(|t| t.format("%Y-%m-%dT%H").to_string());
         let job = self
             .update(order_id, |job| match job.status {
+                JobStatus::Queued | JobStatus::Printing { .. } | JobStatus::Failed { .. }
+                    if !still(&job.status) =>
+                {
+                    Err(format!(
+                        "order {order_id} is {} elsewhere now",
+                        job.status.label()
+                    ))
+                }
                 JobStatus::Queued | JobStatus::Printing { .. } | JobStatus::Failed { .. } => {
                     counted = job.prints();
                     job.status = JobStatus::Printed { at_ms: at };
@@ -557,16 +593,30 @@ impl Lab {
 
     /// The lab cannot print this job after all: it says so with a reason, and the
     /// intermediary, seeing the `Rejected` event, releases the customer's hold.
-    async fn reject_after_intake(&self, order_id: OrderId, reason: String) {
+    async fn reject_after_intake(&self, order_id: OrderId, printer: &str, reason: String) {
         tracing::error!(%order_id, "job cannot be printed: {reason}");
+        let mut release = Vec::new();
         let r = self
-            .update(order_id, |job| {
-                job.status = JobStatus::Rejected {
-                    reason: reason.clone(),
-                };
-                Ok(())
+            .update(order_id, |job| match &job.status {
+                // Only the printer that is rendering it, before anything was printed:
+                // a rejection never follows a `Printed`.
+                JobStatus::Printing {
+                    printer: p,
+                    output: None,
+                    ..
+                } if p == printer => {
+                    job.status = JobStatus::Rejected {
+                        reason: reason.clone(),
+                    };
+                    release = job.promise.bookings.clone();
+                    Ok(())
+                }
+                other => Err(format!("the job is {} now", other.label())),
             })
             .await;
+        if r.is_ok() {
+            self.release(&release).await;
+        }
         match r {
             Ok(_) => {
                 self.node
@@ -574,6 +624,18 @@ impl Lab {
                     .await
             }
             Err(e) => tracing::error!(%order_id, "cannot record the rejection: {e}"),
+        }
+    }
+
+    /// Gives booked prints back to the calendar (a job that will not print).
+    async fn release(&self, bookings: &[(NaiveDate, u32)]) {
+        let _guard = self.lock.lock().await;
+        for (day, n) in bookings {
+            let key = day_key(*day);
+            let was = self.calendar.get(&key).ok().flatten().unwrap_or(0);
+            if let Err(e) = self.calendar.insert(&key, &was.saturating_sub(*n)) {
+                tracing::warn!("cannot release {n} prints on {key}: {e}");
+            }
         }
     }
 
@@ -585,6 +647,8 @@ impl Lab {
         if order_ids.is_empty() {
             return Err("nothing to ship".into());
         }
+        // One hand-over at a time (the console's `s` and `a` could overlap).
+        let _shipping = self.shipping.lock().await;
         let manual = self.printers.is_empty();
         let mut parcels = Vec::new();
         let mut again = Vec::new();
@@ -660,13 +724,20 @@ impl Lab {
         let at = now_ms();
         for p in &parcels {
             let r = self
-                .update(p.order_id, |job| {
-                    job.status = JobStatus::Shipped {
-                        at_ms: at,
-                        shipment: via.clone(),
-                    };
-                    job.shipped_at_ms = Some(at);
-                    Ok(())
+                .update(p.order_id, |job| match job.status {
+                    JobStatus::Printed { .. } => {
+                        job.status = JobStatus::Shipped {
+                            at_ms: at,
+                            shipment: via.clone(),
+                        };
+                        job.shipped_at_ms = Some(at);
+                        Ok(())
+                    }
+                    // Sent back to print (or rejected) while the courier was asked.
+                    ref other => Err(format!(
+                        "it became {} during the hand-over; the courier has a parcel to give back",
+                        other.label()
+                    )),
                 })
                 .await;
             if let Err(e) = r {
@@ -699,6 +770,14 @@ impl Lab {
             return Err("no printed orders are waiting for the courier".into());
         }
         self.ship(&ids).await
+    }
+
+    /// Prints per hour of every printer (or of a lab that prints by hand).
+    fn configured_rate(&self) -> u32 {
+        if self.printers.is_empty() {
+            return self.working_rate();
+        }
+        self.printers.iter().map(|p| p.prints_per_hour).sum()
     }
 
     /// Prints per hour of the printers that can print now.
@@ -761,7 +840,12 @@ impl Lab {
                 return Vec::new();
             }
         };
-        let rate = self.working_rate().max(1);
+        // What the printers make when they work: a printer down for a moment must not
+        // move every promise weeks ahead.
+        let rate = match self.configured_rate() {
+            0 => return Vec::new(),
+            r => r,
+        };
         let mut ahead: u32 = 0;
         let mut moved = Vec::new();
         for job in jobs.iter().filter(|j| j.status.is_unprinted()) {
@@ -772,10 +856,9 @@ impl Lab {
             }
             // The courier has gone: the earliest it can be printed, then the next
             // collection after that.
-            let done = self
-                .capacity
-                .finish_time(now_local, ahead, rate)
-                .unwrap_or(now_local);
+            let Some(done) = self.capacity.finish_time(now_local, ahead, rate) else {
+                continue;
+            };
             let Some(mut ship) = self.capacity.ship_date(route, done.date()) else {
                 continue;
             };
@@ -788,11 +871,18 @@ impl Lab {
                     None => continue,
                 };
             }
-            let delivery = ship + chrono::Days::new(u64::from(route.transit_days));
+            let Some(delivery) =
+                ship.checked_add_days(chrono::Days::new(u64::from(route.transit_days)))
+            else {
+                continue;
+            };
             let order_id = job.order_id;
             let was = job.promise.delivery_date;
             let r = self
                 .update(order_id, |j| {
+                    if !j.status.is_unprinted() {
+                        return Err(format!("it is {} now", j.status.label()));
+                    }
                     if j.slipped_from.is_none() {
                         j.slipped_from = Some(j.promise.delivery_date);
                     }

@@ -13,7 +13,7 @@
 //! disk, a printer that is not there) goes back to its place in the queue: nothing is
 //! lost, and the printer shows the error until it works again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{JobStatus, Lab, LabJob, PrinterView};
 use crate::config::{LabPrinterConfig, PrinterOutput};
-use crate::hotfolder::{FolderPrint, PrintKind};
+use crate::hotfolder::{FolderPrint, Jpeg, PrintKind};
 use crate::ipp;
 use crate::render::{self, PrintSpec, Resampler};
 
@@ -56,6 +56,10 @@ impl Printer {
     pub fn new(config: &LabPrinterConfig, lab_name: &str) -> Result<Printer, String> {
         let (kind, label, target) = match config.output()? {
             PrinterOutput::HotFolder(dir) => {
+                // Created once, at start; afterwards a missing folder is an error.
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!("hot folder {}: {e}", dir.display());
+                }
                 let t = dir.display().to_string();
                 (Kind::HotFolder(dir), "hot folder", t)
             }
@@ -115,8 +119,11 @@ impl Printer {
     /// Asks the printer how it is.
     async fn check(&self, job: Option<OrderId>) {
         let (working, state) = match &self.kind {
-            Kind::HotFolder(dir) => match std::fs::create_dir_all(dir) {
-                Ok(()) => (true, "ready".to_string()),
+            // Never created here: an unmounted share must not become an empty local
+            // folder that looks like a working printer.
+            Kind::HotFolder(dir) => match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => (true, "ready".to_string()),
+                Ok(_) => (false, "the hot folder is not a folder".to_string()),
                 Err(e) => (false, format!("hot folder unavailable: {e}")),
             },
             Kind::Ipp(client) => match client.printer_status().await {
@@ -130,6 +137,15 @@ impl Printer {
             (None, _) => state,
         };
         self.set(working, state, job);
+    }
+
+    /// The printer's name as a file-name part.
+    fn name_for_files(&self) -> String {
+        self.name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect()
     }
 
     /// Withdraws a job the operator wants printed again.
@@ -191,18 +207,20 @@ async fn follow(lab: &Lab, printer: &Printer, job: LabJob) {
     match (output, &printer.kind) {
         // Taken but never sent (the lab stopped while rendering): start it again.
         (None, _) => lab.requeue(order_id, &printer.name).await,
-        (Some(Output::Folder(dir)), _) => {
-            if !dir.exists() {
-                if let Err(e) = lab.mark_printed(order_id, &printer.name).await {
-                    tracing::error!(%order_id, "cannot record the prints: {e}");
-                }
-            }
-        }
-        (Some(Output::IppJob(id)), Kind::Ipp(client)) => match client.job_state(*id).await {
+        (Some(out @ Output::Folder(dir)), _) => match dir.try_exists() {
+            // The controller took the order away: it has printed it.
+            Ok(false) => lab.printer_done(order_id, &printer.name, out).await,
+            Ok(true) => {}
+            // An unmounted share or a permission error says nothing about the prints.
+            Err(e) => printer.set(
+                false,
+                format!("cannot see the hot folder: {e}"),
+                Some(order_id),
+            ),
+        },
+        (Some(out @ Output::IppJob(id)), Kind::Ipp(client)) => match client.job_state(*id).await {
             Ok((ipp::JobState::Completed, _)) => {
-                if let Err(e) = lab.mark_printed(order_id, &printer.name).await {
-                    tracing::error!(%order_id, "cannot record the prints: {e}");
-                }
+                lab.printer_done(order_id, &printer.name, out).await
             }
             Ok((state, reasons)) if state.is_final() || state == ipp::JobState::Stopped => {
                 // CUPS stops a job its filters failed on (and keeps it): take it off
@@ -221,6 +239,16 @@ async fn follow(lab: &Lab, printer: &Printer, job: LabJob) {
                 .await
             }
             Ok(_) => {}
+            // The printer no longer knows the job (its history purged, or another
+            // printer at that address): nobody can say it printed.
+            Err(ipp::IppError::Status { code, .. }) if code == ipp::NOT_FOUND => {
+                lab.fail(
+                    order_id,
+                    &printer.name,
+                    format!("the printer no longer knows job {id}"),
+                )
+                .await
+            }
             Err(e) => tracing::warn!(%order_id, printer = %printer.name, "job {id}: {e}"),
         },
         (Some(Output::IppJob(_)), Kind::HotFolder(_)) => {
@@ -238,14 +266,73 @@ async fn follow(lab: &Lab, printer: &Printer, job: LabJob) {
 async fn produce(lab: &Lab, printer: &Printer, job: LabJob) {
     let order_id = job.order_id;
     printer.set(true, format!("rendering {order_id}"), Some(order_id));
-    let prints = match render_job(lab, &job).await {
-        Ok(p) => p,
-        Err(reason) => {
-            lab.reject_after_intake(order_id, reason).await;
+    let spool = lab.node.config.data_dir.join("spool").join(format!(
+        "{order_id}-{}-{}",
+        job.reprints,
+        printer.name_for_files()
+    ));
+    let sent = send(lab, printer, &job, &spool).await;
+    // The printer or the hot folder has its own copy now (or nothing was sent).
+    if let Err(e) = std::fs::remove_dir_all(&spool) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("spool {}: {e}", spool.display());
+        }
+    }
+    let sent = match sent {
+        Ok(out) => Ok(out),
+        Err(RenderFailure::Unprintable(reason)) => {
+            lab.reject_after_intake(order_id, &printer.name, reason)
+                .await;
             return;
         }
+        Err(RenderFailure::Trouble(reason)) => {
+            lab.fail(order_id, &printer.name, reason).await;
+            return;
+        }
+        Err(RenderFailure::Output(e)) => Err(e),
     };
-    let sent = match &printer.kind {
+    match sent {
+        Ok(output) => {
+            tracing::info!(%order_id, printer = %printer.name, ?output, "sent to the printer");
+            let r = lab
+                .update(order_id, |j| match &mut j.status {
+                    JobStatus::Printing {
+                        printer: p,
+                        output: o @ None,
+                        ..
+                    } if *p == printer.name => {
+                        *o = Some(output.clone());
+                        Ok(())
+                    }
+                    // The operator moved it meanwhile (reprint, marked printed).
+                    other => Err(format!("the job is now {}", other.label())),
+                })
+                .await;
+            match r {
+                Ok(_) => printer.set(true, format!("printing {order_id}"), Some(order_id)),
+                Err(e) => {
+                    tracing::warn!(%order_id, "taking the output back: {e}");
+                    printer.cancel(&output).await;
+                }
+            }
+        }
+        Err(e) => {
+            printer.set(false, e, None);
+            lab.requeue(order_id, &printer.name).await;
+        }
+    }
+}
+
+/// Renders the job into the spool and sends it to the printer.
+async fn send(
+    lab: &Lab,
+    printer: &Printer,
+    job: &LabJob,
+    spool: &Path,
+) -> Result<Output, RenderFailure> {
+    let order_id = job.order_id;
+    let prints = render_job(lab, job, spool).await?;
+    match &printer.kind {
         Kind::HotFolder(root) => {
             let root = root.clone();
             let name = if job.reprints == 0 {
@@ -261,119 +348,133 @@ async fn produce(lab: &Lab, printer: &Printer, job: LabJob) {
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(RenderFailure::Output)
         }
-        Kind::Ipp(client) => match job_pdf(&prints) {
-            Ok(pdf) => client
-                .print_job(&order_id.to_string(), "application/pdf", &pdf)
+        Kind::Ipp(client) => {
+            let pdf = spool.join("job.pdf");
+            let written = std::fs::File::create(&pdf)
+                .map_err(|e| e.to_string())
+                .and_then(|f| write_job_pdf(&prints, std::io::BufWriter::new(f)));
+            written.map_err(|e| RenderFailure::Trouble(format!("the job's PDF: {e}")))?;
+            client
+                .print_file(&order_id.to_string(), "application/pdf", &pdf)
                 .await
                 .map(Output::IppJob)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        },
-    };
-    match sent {
-        Ok(output) => {
-            tracing::info!(%order_id, printer = %printer.name, ?output, "sent to the printer");
-            let r = lab
-                .update(order_id, |j| {
-                    if let JobStatus::Printing {
-                        printer: p,
-                        output: o,
-                        ..
-                    } = &mut j.status
-                    {
-                        if *p == printer.name {
-                            *o = Some(output.clone());
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(%order_id, "cannot record where the job went: {e}");
-            }
-            printer.set(true, format!("printing {order_id}"), Some(order_id));
-        }
-        Err(e) => {
-            printer.set(false, e, None);
-            lab.requeue(order_id, &printer.name).await;
+                .map_err(|e| RenderFailure::Output(e.to_string()))
         }
     }
 }
 
-/// Every print of a job, rendered, with the index print last. `Err` is a reason the
-/// job cannot be printed at all.
-async fn render_job(lab: &Lab, job: &LabJob) -> Result<Vec<FolderPrint>, String> {
+/// Why a job did not render.
+enum RenderFailure {
+    /// A photo does not decode: the job can never be printed.
+    Unprintable(String),
+    /// The lab's own trouble (an image file it cannot read, a worker that died): the
+    /// operator looks.
+    Trouble(String),
+    /// The printer or its folder did not take it: back in the queue.
+    Output(String),
+}
+
+/// Every print of a job, rendered one at a time into `spool` (so an order of hundreds
+/// of prints never sits in memory whole), with the index print last.
+async fn render_job(
+    lab: &Lab,
+    job: &LabJob,
+    spool: &Path,
+) -> Result<Vec<FolderPrint>, RenderFailure> {
+    let trouble = |e: String| RenderFailure::Trouble(e);
+    std::fs::create_dir_all(spool)
+        .map_err(|e| trouble(format!("spool {}: {e}", spool.display())))?;
     let mut prints = Vec::with_capacity(job.lines.len() + 1);
-    let mut thumbs = Vec::with_capacity(job.lines.len());
+    let mut thumbs = Vec::new();
+    // The index print shows at most INDEX_MAX photos, each in a cell about this wide.
+    let shown = job.lines.len().min(render::INDEX_MAX);
+    let cells_across = (shown as f64).sqrt().ceil().max(1.0) as u32;
+    let thumb_side = (1500 / cells_across).clamp(96, INDEX_THUMB);
     for (i, line) in job.lines.iter().enumerate() {
         let bytes = lab
             .node
             .blobs
             .read(&line.blob)
             .await
-            .map_err(|e| format!("{}: the image is gone from the lab: {e}", line.file_name))?;
+            .map_err(|e| trouble(format!("{}: cannot read the image: {e}", line.file_name)))?;
         let spec = PrintSpec {
             size: line.size,
             fit: line.fit,
             back_print: format!("{} #{}", job.order_id, i + 1),
         };
         let file = line.file_name.clone();
-        let (print, thumb) = tokio::task::spawn_blocking(move || {
+        let path = spool.join(format!("{:04}.JPG", i + 1));
+        let out = path.clone();
+        let want_thumb = i < shown;
+        let (written, thumb) = tokio::task::spawn_blocking(move || {
             let photo = render::decode_upright(&bytes)?;
+            drop(bytes);
             let canvas = render::compose(&photo, &spec, Resampler::Fast)?;
             let jpeg = render::encode(&canvas, &spec.back_print)?;
-            let thumb = image::imageops::thumbnail(
-                &photo,
-                INDEX_THUMB.min(photo.width()),
-                (u64::from(photo.height()) * u64::from(INDEX_THUMB.min(photo.width()))
-                    / u64::from(photo.width().max(1)))
-                .max(1) as u32,
-            );
-            Ok::<_, render::RenderError>((
-                FolderPrint {
-                    kind: PrintKind::Sized(spec.size),
-                    quantity: 0,
-                    back_print: spec.back_print,
-                    jpeg,
-                },
-                thumb,
-            ))
+            let thumb = want_thumb.then(|| {
+                let (w, h) =
+                    render::fit_size((photo.width(), photo.height()), (thumb_side, thumb_side));
+                image::imageops::thumbnail(&photo, w.max(1), h.max(1))
+            });
+            Ok::<_, render::RenderError>((std::fs::write(&out, &jpeg), thumb))
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{file} cannot be printed: {e}"))?;
+        .map_err(|e| trouble(e.to_string()))?
+        .map_err(|e| RenderFailure::Unprintable(format!("{file} cannot be printed: {e}")))?;
+        written.map_err(|e| trouble(format!("spool {}: {e}", path.display())))?;
         prints.push(FolderPrint {
+            kind: PrintKind::Sized(line.size),
             quantity: line.quantity,
-            ..print
+            back_print: spec_back_print(job, i),
+            jpeg: Jpeg::File(path),
         });
-        thumbs.push(thumb);
+        if let Some(t) = thumb {
+            thumbs.push(t);
+        }
     }
     let back_print = job.order_id.to_string();
     let index = tokio::task::spawn_blocking(move || {
         render::index_print(&thumbs).and_then(|sheet| render::encode(&sheet, &back_print))
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("index print: {e}"))?;
+    .map_err(|e| trouble(e.to_string()))?
+    .map_err(|e| trouble(format!("index print: {e}")))?;
     prints.push(FolderPrint {
         kind: PrintKind::Index,
         quantity: 1,
         back_print: job.order_id.to_string(),
-        jpeg: index,
+        jpeg: Jpeg::Bytes(index),
     });
     Ok(prints)
 }
 
-/// The job as one PDF: each print as many times as ordered, then the index print.
-pub fn job_pdf(prints: &[FolderPrint]) -> Result<Vec<u8>, String> {
-    use crate::pdf::{PdfImage, PdfPage};
+fn spec_back_print(job: &LabJob, line: usize) -> String {
+    format!("{} #{}", job.order_id, line + 1)
+}
+
+/// The job as one PDF written to `out`: each print as many times as ordered, then the
+/// index print. Spooled prints are streamed from their files.
+pub fn write_job_pdf(prints: &[FolderPrint], out: impl std::io::Write) -> Result<(), String> {
+    use crate::pdf::{ImageData, PdfImage, PdfPage};
     let mut images = Vec::with_capacity(prints.len());
     let mut pages = Vec::new();
     for (i, p) in prints.iter().enumerate() {
-        let (w, h) = jpeg_size(&p.jpeg)?;
+        let (w, h, data) = match &p.jpeg {
+            Jpeg::Bytes(b) => {
+                let (w, h) = jpeg_size(std::io::Cursor::new(b))?;
+                (w, h, ImageData::Bytes(b))
+            }
+            Jpeg::File(path) => {
+                let f =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let (w, h) = jpeg_size(std::io::BufReader::new(f))?;
+                (w, h, ImageData::File(path))
+            }
+        };
         images.push(PdfImage {
-            jpeg: &p.jpeg,
+            data,
             width: w,
             height: h,
         });
@@ -392,11 +493,18 @@ pub fn job_pdf(prints: &[FolderPrint]) -> Result<Vec<u8>, String> {
             });
         }
     }
-    crate::pdf::write(&images, &pages)
+    crate::pdf::write_to(out, &images, &pages).map_err(|e| e.to_string())
 }
 
-fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), String> {
-    image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg)
+/// The job as one PDF in memory (small jobs and tests).
+pub fn job_pdf(prints: &[FolderPrint]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    write_job_pdf(prints, &mut out)?;
+    Ok(out)
+}
+
+fn jpeg_size(jpeg: impl std::io::BufRead + std::io::Seek) -> Result<(u32, u32), String> {
+    image::ImageReader::with_format(jpeg, image::ImageFormat::Jpeg)
         .into_dimensions()
         .map_err(|e| format!("a rendered print does not read back: {e}"))
 }
