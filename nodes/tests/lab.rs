@@ -246,8 +246,25 @@ hot_folder = "hot"
     let (ok, text) = admin(&lab, AdminRequest::Ship { order_id: id });
     assert!(!ok && text.contains("not printed"), "{text}");
 
+    // The operator sends it again before the minilab took it: the first folder is
+    // taken back (its disappearing is not "printed"), and the job comes out anew.
+    let (ok, text) = admin(&lab, AdminRequest::Reprint { order_id: id });
+    assert!(ok, "{text}");
+    let first_reprint = hot.join(format!("{id}-R1"));
+    wait_for("the order again in the hot folder", 60, || {
+        first_reprint
+            .join("MISC")
+            .join("AUTPRINT.MRK")
+            .exists()
+            .then_some(())
+    })
+    .await;
+    assert!(!folder.exists(), "the first folder was taken back");
+    assert_eq!(job_status(&lab, id).as_deref(), Some("printing"));
+    assert_eq!(status(&lab).made_today, 0);
+
     // The minilab controller takes the order away when it has printed it.
-    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::remove_dir_all(&first_reprint).unwrap();
     wait_for("printed", 30, || {
         (job_status(&lab, id).as_deref() == Some("printed")).then_some(())
     })
@@ -261,7 +278,7 @@ hot_folder = "hot"
     // A bad print: again, into its own folder.
     let (ok, text) = admin(&lab, AdminRequest::Reprint { order_id: id });
     assert!(ok, "{text}");
-    let again = hot.join(format!("{id}-R1"));
+    let again = hot.join(format!("{id}-R2"));
     wait_for("the reprint in the hot folder", 60, || {
         again
             .join("MISC")
