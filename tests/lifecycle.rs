@@ -314,3 +314,61 @@ transit_days = 2
         "{kiosk_state:#}"
     );
 }
+
+#[test]
+fn a_job_the_lab_has_no_room_for_is_rejected_with_its_reason_and_the_hold_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let network = format!("full-{}", std::process::id());
+    let acquirer_cfg = acquirer_config(d, &network);
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    // The lab is closed for the season: every day it looks ahead is a holiday.
+    let today = chrono::Utc::now().date_naive();
+    let holidays: Vec<String> = (0..125)
+        .map(|n| format!("\"{}\"", today + chrono::Days::new(n)))
+        .collect();
+    let lab_cfg = write_config(
+        d,
+        "lab",
+        &network,
+        &[],
+        &format!(
+            "[lab]\nprints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nholidays = [{}]",
+            holidays.join(", ")
+        ),
+    );
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    let peers = [acquirer.addrs[0].clone(), lab.addrs[0].clone()];
+    let intermediary_cfg = intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    let kiosk_cfg = kiosk_config(d, &network, &intermediary.addrs[0]);
+
+    let (ok, text) = run(&[
+        "kiosk",
+        "--config",
+        cfg(&kiosk_cfg),
+        "order",
+        "--card",
+        "visa-ok",
+    ]);
+    assert!(ok, "{text}");
+    let order: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(order["outcome"], "rejected", "{order}");
+    let reason = order["reason"].as_str().unwrap();
+    assert!(reason.contains("no room for 3 prints"), "{reason}");
+    let id = order["order_id"].as_str().unwrap().to_string();
+
+    intermediary.stop();
+    lab.stop();
+    acquirer.stop();
+    let state = inspect(&acquirer_cfg);
+    assert_eq!(state["ledger_balanced"], true, "{state:#}");
+    let hold = state["authorisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["order_id"] == id.as_str())
+        .map(|a| a["hold"].as_str().unwrap().to_string());
+    assert_eq!(hold.as_deref(), Some("voided"), "{state:#}");
+    assert_eq!(inspect(&lab_cfg)["jobs"].as_array().unwrap().len(), 0);
+}
