@@ -111,6 +111,7 @@ pub mod op {
     pub const PRINT_JOB: u16 = 0x0002;
     pub const CANCEL_JOB: u16 = 0x0008;
     pub const GET_JOB_ATTRIBUTES: u16 = 0x0009;
+    pub const GET_JOBS: u16 = 0x000A;
     pub const GET_PRINTER_ATTRIBUTES: u16 = 0x000B;
 }
 
@@ -217,6 +218,9 @@ pub struct Response {
     pub request_id: u32,
     /// `(group tag, name, values)` in the order they came.
     pub attributes: Vec<(u8, String, Vec<Value>)>,
+    /// Where each group starts in `attributes` (two jobs are two groups with the
+    /// same tag).
+    pub group_starts: Vec<usize>,
 }
 
 impl Response {
@@ -226,6 +230,7 @@ impl Response {
         let status = r.u16()?;
         let request_id = r.u32()?;
         let mut attributes: Vec<(u8, String, Vec<Value>)> = Vec::new();
+        let mut group_starts = Vec::new();
         let mut group = None;
         loop {
             let t = r.u8()?;
@@ -234,6 +239,7 @@ impl Response {
             }
             if t < 0x10 {
                 group = Some(t);
+                group_starts.push(attributes.len());
                 continue;
             }
             let g = group.ok_or(IppError::Malformed("attribute outside a group"))?;
@@ -259,6 +265,7 @@ impl Response {
             status,
             request_id,
             attributes,
+            group_starts,
         })
     }
 
@@ -275,6 +282,24 @@ impl Response {
             .filter(|(_, n, _)| n == name)
             .flat_map(|(_, _, v)| v.iter())
             .collect()
+    }
+
+    /// The groups with tag `tag`, each as its attributes.
+    pub fn groups(&self, tag: u8) -> Vec<&[(u8, String, Vec<Value>)]> {
+        let mut out = Vec::new();
+        for (i, start) in self.group_starts.iter().enumerate() {
+            let end = self
+                .group_starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(self.attributes.len());
+            if let Some(g) = self.attributes.get(*start..end) {
+                if g.first().map(|a| a.0) == Some(tag) {
+                    out.push(g);
+                }
+            }
+        }
+        out
     }
 
     pub fn is_success(&self) -> bool {
@@ -712,6 +737,44 @@ impl Client {
         })
     }
 
+    /// This client's jobs at the printer named `name` (finished ones too, as long as
+    /// the printer remembers them), with their states.
+    pub async fn find_jobs(&self, name: &str) -> Result<Vec<(i32, JobState)>, IppError> {
+        let mut r = self.request(op::GET_JOBS);
+        r.op_attr("which-jobs", Value::text(tag::KEYWORD, "all"));
+        r.op_attr(
+            "my-jobs",
+            Value {
+                tag: tag::BOOLEAN,
+                bytes: vec![1],
+            },
+        );
+        r.attr(
+            tag::OPERATION,
+            "requested-attributes",
+            vec![
+                Value::text(tag::KEYWORD, "job-id"),
+                Value::text(tag::KEYWORD, "job-name"),
+                Value::text(tag::KEYWORD, "job-state"),
+            ],
+        );
+        let answer = self.send(&r, &[]).await?.check()?;
+        let mut out = Vec::new();
+        for job in answer.groups(tag::JOB) {
+            let get = |n: &str| job.iter().find(|a| a.1 == n).and_then(|a| a.2.first());
+            let (Some(id), Some(state)) = (
+                get("job-id").and_then(Value::as_int),
+                get("job-state").and_then(Value::as_int),
+            ) else {
+                continue;
+            };
+            if get("job-name").and_then(|v| v.as_str()) == Some(name) {
+                out.push((id, JobState::from_enum(state)));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn cancel_job(&self, job_id: i32) -> Result<(), IppError> {
         let mut r = self.request(op::CANCEL_JOB);
         r.op_attr("job-id", Value::int(tag::INTEGER, job_id));
@@ -785,6 +848,8 @@ mod tests {
         assert_eq!(parsed.request_id, 9);
         assert_eq!(parsed.get("job-id").and_then(Value::as_int), Some(42));
         assert_eq!(parsed.values("job-state-reasons").len(), 2);
+        assert_eq!(parsed.groups(tag::JOB).len(), 1);
+        assert_eq!(parsed.groups(tag::OPERATION).len(), 1);
         assert!(parsed.is_success());
         // Every truncation is an error, never a panic.
         for n in 0..bytes.len() {

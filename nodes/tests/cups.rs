@@ -135,6 +135,17 @@ async fn a_job_pdf_prints_on_cups_page_for_page_and_a_broken_one_stops() {
     assert_eq!(wait_job(&client, job).await, JobState::Completed);
     let out = output_of(job).await;
     assert_eq!(pages(&out), 3, "two KG and one L");
+    // The printer finds it again by name (what a restarted lab asks).
+    let found = client.find_jobs("printmesh-cups-test").await.unwrap();
+    assert!(
+        found.contains(&(job, JobState::Completed)),
+        "{found:?} has job {job}"
+    );
+    assert!(client
+        .find_jobs("no-such-job-name")
+        .await
+        .unwrap()
+        .is_empty());
 
     // A document CUPS's filters cannot read: the job does not complete.
     let job = client

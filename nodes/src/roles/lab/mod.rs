@@ -556,6 +556,29 @@ impl Lab {
         Ok(format!("order {order_id} queued to print again"))
     }
 
+    /// Records where a printer sent the job, if it is still that printer's and not
+    /// recorded yet. False if the job moved on meanwhile.
+    async fn record_output(
+        &self,
+        order_id: OrderId,
+        printer: &str,
+        out: &printing::Output,
+    ) -> bool {
+        self.update(order_id, |j| match &mut j.status {
+            JobStatus::Printing {
+                printer: p,
+                output: o @ None,
+                ..
+            } if p == printer => {
+                *o = Some(out.clone());
+                Ok(())
+            }
+            other => Err(format!("the job is now {}", other.label())),
+        })
+        .await
+        .is_ok()
+    }
+
     /// A printer could not finish the job; the operator decides what next.
     async fn fail(&self, order_id: OrderId, printer: &str, reason: String) {
         tracing::error!(%order_id, printer, "print failed: {reason}");

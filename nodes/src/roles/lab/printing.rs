@@ -205,8 +205,37 @@ async fn follow(lab: &Lab, printer: &Printer, job: LabJob) {
         return;
     };
     match (output, &printer.kind) {
-        // Taken but never sent (the lab stopped while rendering): start it again.
-        (None, _) => lab.requeue(order_id, &printer.name).await,
+        // Taken but not recorded as sent: the lab stopped while rendering or sending.
+        // If the printer has it after all, follow that (no second print); otherwise
+        // start it again.
+        (None, Kind::HotFolder(root)) => match root.join(output_name(&job)).try_exists() {
+            Ok(true) => {
+                let out = Output::Folder(root.join(output_name(&job)));
+                lab.record_output(order_id, &printer.name, &out).await;
+            }
+            Ok(false) => lab.requeue(order_id, &printer.name).await,
+            Err(_) => {}
+        },
+        (None, Kind::Ipp(client)) => match client.find_jobs(&output_name(&job)).await {
+            Ok(jobs) => {
+                let sent = jobs
+                    .iter()
+                    .filter(|(_, s)| !matches!(s, ipp::JobState::Canceled | ipp::JobState::Aborted))
+                    .map(|(id, _)| *id)
+                    .max();
+                match sent {
+                    Some(id) => {
+                        tracing::info!(%order_id, job = id, "the printer had it already");
+                        lab.record_output(order_id, &printer.name, &Output::IppJob(id))
+                            .await;
+                    }
+                    None => lab.requeue(order_id, &printer.name).await,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%order_id, printer = %printer.name, "cannot list its jobs: {e}")
+            }
+        },
         (Some(out @ Output::Folder(dir)), _) => match dir.try_exists() {
             // The controller took the order away: it has printed it.
             Ok(false) => lab.printer_done(order_id, &printer.name, out).await,
@@ -294,32 +323,28 @@ async fn produce(lab: &Lab, printer: &Printer, job: LabJob) {
     match sent {
         Ok(output) => {
             tracing::info!(%order_id, printer = %printer.name, ?output, "sent to the printer");
-            let r = lab
-                .update(order_id, |j| match &mut j.status {
-                    JobStatus::Printing {
-                        printer: p,
-                        output: o @ None,
-                        ..
-                    } if *p == printer.name => {
-                        *o = Some(output.clone());
-                        Ok(())
-                    }
-                    // The operator moved it meanwhile (reprint, marked printed).
-                    other => Err(format!("the job is now {}", other.label())),
-                })
-                .await;
-            match r {
-                Ok(_) => printer.set(true, format!("printing {order_id}"), Some(order_id)),
-                Err(e) => {
-                    tracing::warn!(%order_id, "taking the output back: {e}");
-                    printer.cancel(&output).await;
-                }
+            if lab.record_output(order_id, &printer.name, &output).await {
+                printer.set(true, format!("printing {order_id}"), Some(order_id));
+            } else {
+                // The operator moved it meanwhile (reprint, marked printed).
+                tracing::warn!(%order_id, "taking the output back");
+                printer.cancel(&output).await;
             }
         }
         Err(e) => {
             printer.set(false, e, None);
             lab.requeue(order_id, &printer.name).await;
         }
+    }
+}
+
+/// What the job is called at the printer: its folder in the hot folder, its job name
+/// at an IPP printer. A reprint has its own.
+fn output_name(job: &LabJob) -> String {
+    if job.reprints == 0 {
+        job.order_id.to_string()
+    } else {
+        format!("{}-R{}", job.order_id, job.reprints)
     }
 }
 
@@ -330,16 +355,11 @@ async fn send(
     job: &LabJob,
     spool: &Path,
 ) -> Result<Output, RenderFailure> {
-    let order_id = job.order_id;
     let prints = render_job(lab, job, spool).await?;
     match &printer.kind {
         Kind::HotFolder(root) => {
             let root = root.clone();
-            let name = if job.reprints == 0 {
-                order_id.to_string()
-            } else {
-                format!("{order_id}-R{}", job.reprints)
-            };
+            let name = output_name(job);
             let created = lab.now_local();
             tokio::task::spawn_blocking(move || {
                 crate::hotfolder::deliver(&root, &name, &prints, created)
@@ -357,7 +377,7 @@ async fn send(
                 .and_then(|f| write_job_pdf(&prints, std::io::BufWriter::new(f)));
             written.map_err(|e| RenderFailure::Trouble(format!("the job's PDF: {e}")))?;
             client
-                .print_file(&order_id.to_string(), "application/pdf", &pdf)
+                .print_file(&output_name(job), "application/pdf", &pdf)
                 .await
                 .map(Output::IppJob)
                 .map_err(|e| RenderFailure::Output(e.to_string()))
