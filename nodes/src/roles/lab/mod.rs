@@ -662,6 +662,16 @@ impl Lab {
         }
     }
 
+    /// Books prints on a day of the calendar.
+    async fn book(&self, day: NaiveDate, prints: u32) {
+        let _guard = self.lock.lock().await;
+        let key = day_key(day);
+        let was = self.calendar.get(&key).ok().flatten().unwrap_or(0);
+        if let Err(e) = self.calendar.insert(&key, &was.saturating_add(prints)) {
+            tracing::warn!("cannot book {prints} prints on {key}: {e}");
+        }
+    }
+
     /// Hands printed orders to the courier: one manifest, and once the courier has
     /// them, `Shipped` for each (the intermediary captures the payment on it). With
     /// no courier on the network the lab delivers them itself. A lab without printers
@@ -901,6 +911,8 @@ impl Lab {
             };
             let order_id = job.order_id;
             let was = job.promise.delivery_date;
+            let print_day = done.date();
+            let mut old_bookings = Vec::new();
             let r = self
                 .update(order_id, |j| {
                     if !j.status.is_unprinted() {
@@ -909,15 +921,21 @@ impl Lab {
                     if j.slipped_from.is_none() {
                         j.slipped_from = Some(j.promise.delivery_date);
                     }
+                    old_bookings = std::mem::take(&mut j.promise.bookings);
+                    j.promise.bookings = vec![(print_day, j.prints())];
                     j.promise.ship_date = ship;
                     j.promise.delivery_date = delivery;
                     Ok(())
                 })
                 .await;
             if let Err(e) = r {
-                tracing::error!(%order_id, "cannot move the promise: {e}");
+                tracing::info!(%order_id, "promise not moved: {e}");
                 continue;
             }
+            // The calendar follows: the prints leave the days they missed and take
+            // room on the day they are now expected.
+            self.release(&old_bookings).await;
+            self.book(print_day, job.prints()).await;
             let reason = format!("missed the courier on {}", job.promise.ship_date);
             tracing::warn!(%order_id, %was, now = %delivery, "promise slipped: {reason}");
             self.node
