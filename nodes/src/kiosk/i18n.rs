@@ -655,6 +655,10 @@ impl Lang {
         )
     }
 
+    pub fn counter_already_collected(self) -> &'static str {
+        self.pick("この注文はお渡し済みです", "Already handed over")
+    }
+
     pub fn counter_not_ready(self) -> &'static str {
         self.pick("まだ店舗に届いていません", "Not delivered to the store yet")
     }

@@ -1194,10 +1194,11 @@ fn render_counter(app: &App, area: Rect, buf: &mut Buffer) {
     }
     if let Some(row) = rows.get(app.counter.cursor) {
         lines.push(Line::from(""));
-        let hint = if row.state == printmesh_protocol::order::OrderState::Delivered {
-            l.counter_mark_collected()
-        } else {
-            l.counter_not_ready()
+        use printmesh_protocol::order::OrderState;
+        let hint = match row.state {
+            OrderState::Delivered => l.counter_mark_collected(),
+            OrderState::Collected => l.counter_already_collected(),
+            _ => l.counter_not_ready(),
         };
         lines.push(Line::from(Span::styled(format!(" {hint}"), theme::muted())));
     }
