@@ -346,7 +346,74 @@ pub fn encode(canvas: &RgbImage, back_print: &str) -> Result<Vec<u8>, RenderErro
     encoder
         .encode_image(canvas)
         .map_err(|e| RenderError::Encode(e.to_string()))?;
-    Ok(with_comment(out, back_print))
+    Ok(insert_after_jfif(
+        with_comment(out, back_print),
+        &exif_segment(),
+    ))
+}
+
+/// A minimal Exif 2.3 APP1 segment for a print: upright (Orientation 1), 300 DPI, and
+/// ColorSpace sRGB — what a minilab reading `IMG FMT = EXIF2 -J` from the DPOF file
+/// expects to find.
+pub fn exif_segment() -> Vec<u8> {
+    // Big-endian TIFF: IFD0 at 8 (5 entries), the Exif IFD at 74 (2 entries), the two
+    // resolutions (RATIONAL) at 104 and 112.
+    fn entry(out: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32) {
+        out.extend_from_slice(&tag.to_be_bytes());
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    const RATIONAL: u16 = 5;
+    const UNDEFINED: u16 = 7;
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&5u16.to_be_bytes());
+    entry(&mut tiff, 0x0112, SHORT, 1, 1 << 16); // Orientation: upright
+    entry(&mut tiff, 0x011A, RATIONAL, 1, 104); // XResolution
+    entry(&mut tiff, 0x011B, RATIONAL, 1, 112); // YResolution
+    entry(&mut tiff, 0x0128, SHORT, 1, 2 << 16); // ResolutionUnit: inch
+    entry(&mut tiff, 0x8769, LONG, 1, 74); // the Exif IFD
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff.extend_from_slice(&2u16.to_be_bytes());
+    entry(
+        &mut tiff,
+        0x9000,
+        UNDEFINED,
+        4,
+        u32::from_be_bytes(*b"0230"),
+    ); // ExifVersion
+    entry(&mut tiff, 0xA001, SHORT, 1, 1 << 16); // ColorSpace: sRGB
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    for _ in 0..2 {
+        tiff.extend_from_slice(&DPI.to_be_bytes());
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+    }
+    let mut seg = vec![0xFF, 0xE1];
+    seg.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+    seg.extend_from_slice(b"Exif\x00\x00");
+    seg.extend_from_slice(&tiff);
+    seg
+}
+
+/// Inserts a whole segment after the JFIF header (or after SOI if there is none).
+fn insert_after_jfif(jpeg: Vec<u8>, segment: &[u8]) -> Vec<u8> {
+    if jpeg.get(..2) != Some(&[0xFF, 0xD8]) {
+        return jpeg;
+    }
+    let at = match (jpeg.get(2..4), be16(&jpeg, 4)) {
+        (Some([0xFF, 0xE0]), Some(len)) => 4 + len,
+        _ => 2,
+    };
+    let (Some(head), Some(tail)) = (jpeg.get(..at), jpeg.get(at..)) else {
+        return jpeg;
+    };
+    let mut out = Vec::with_capacity(jpeg.len() + segment.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(segment);
+    out.extend_from_slice(tail);
+    out
 }
 
 /// The big-endian u16 at `at`.
@@ -541,6 +608,41 @@ mod tests {
                 format!("01TESTORDER #{orientation}")
             );
         }
+    }
+
+    #[test]
+    fn a_print_is_an_upright_srgb_exif_jpeg_at_300_dpi() {
+        let spec = PrintSpec {
+            size: PrintSize::L,
+            fit: Fit::Crop,
+            back_print: "01TESTORDER #1".into(),
+        };
+        let out = render(&camera_jpeg(&upright(300, 200), 6), &spec).unwrap();
+        let exif = exif::Reader::new()
+            .read_from_container(&mut Cursor::new(&out.jpeg))
+            .unwrap();
+        let field = |tag| {
+            exif.get_field(tag, exif::In::PRIMARY)
+                .unwrap_or_else(|| panic!("{tag} missing"))
+                .value
+                .clone()
+        };
+        assert_eq!(field(exif::Tag::Orientation).get_uint(0), Some(1));
+        assert_eq!(field(exif::Tag::ColorSpace).get_uint(0), Some(1), "sRGB");
+        assert_eq!(field(exif::Tag::ResolutionUnit).get_uint(0), Some(2));
+        match field(exif::Tag::XResolution) {
+            exif::Value::Rational(r) => assert_eq!((r[0].num, r[0].denom), (300, 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(field(exif::Tag::ExifVersion), exif::Value::Undefined(ref v, _) if v == b"0230")
+        );
+        // Still decodes upright, and the back-print is still found.
+        assert_eq!(
+            decode_upright(&out.jpeg).unwrap().dimensions(),
+            (1500, 1051)
+        );
+        assert_eq!(comment(&out.jpeg).as_deref(), Some("01TESTORDER #1"));
     }
 
     #[test]
