@@ -656,10 +656,19 @@ impl Client {
         format: &str,
         path: &std::path::Path,
     ) -> Result<i32, IppError> {
+        self.print(name, format, Document::File(path)).await
+    }
+
+    async fn print(
+        &self,
+        name: &str,
+        format: &str,
+        document: Document<'_>,
+    ) -> Result<i32, IppError> {
         let mut r = self.request(op::PRINT_JOB);
         r.op_attr("job-name", Value::text(tag::NAME, name));
         r.op_attr("document-format", Value::text(tag::MIME, format));
-        let answer = self.send_doc(&r, Document::File(path)).await?.check()?;
+        let answer = self.send_doc(&r, document).await?.check()?;
         answer
             .get("job-id")
             .and_then(Value::as_int)
@@ -673,14 +682,7 @@ impl Client {
         format: &str,
         document: &[u8],
     ) -> Result<i32, IppError> {
-        let mut r = self.request(op::PRINT_JOB);
-        r.op_attr("job-name", Value::text(tag::NAME, name));
-        r.op_attr("document-format", Value::text(tag::MIME, format));
-        let answer = self.send(&r, document).await?.check()?;
-        answer
-            .get("job-id")
-            .and_then(Value::as_int)
-            .ok_or(IppError::Malformed("no job-id in the answer"))
+        self.print(name, format, Document::Bytes(document)).await
     }
 
     pub async fn job_state(&self, job_id: i32) -> Result<(JobState, Vec<String>), IppError> {

@@ -422,30 +422,21 @@ fn be16(bytes: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?])))
 }
 
-/// Inserts a COM segment after the JFIF header (or after SOI if there is none).
+/// Inserts a COM segment with `text` (ASCII, at most 4,000 bytes) after the JFIF
+/// header.
 fn with_comment(jpeg: Vec<u8>, text: &str) -> Vec<u8> {
     let text: Vec<u8> = text
         .bytes()
         .filter(|b| b.is_ascii() && *b != 0)
         .take(4000)
         .collect();
-    if text.is_empty() || jpeg.get(..2) != Some(&[0xFF, 0xD8]) {
+    if text.is_empty() {
         return jpeg;
     }
-    let at = match (jpeg.get(2..4), be16(&jpeg, 4)) {
-        (Some([0xFF, 0xE0]), Some(len)) => 4 + len,
-        _ => 2,
-    };
-    let (Some(head), Some(tail)) = (jpeg.get(..at), jpeg.get(at..)) else {
-        return jpeg;
-    };
-    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
-    out.extend_from_slice(head);
-    out.extend_from_slice(&[0xFF, 0xFE]);
-    out.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&text);
-    out.extend_from_slice(tail);
-    out
+    let mut segment = vec![0xFF, 0xFE];
+    segment.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+    segment.extend_from_slice(&text);
+    insert_after_jfif(jpeg, &segment)
 }
 
 /// The comment (back-print text) of a JPEG, if it has one before its image data.
