@@ -52,28 +52,24 @@ fn config(
     group_commit: bool,
 ) -> NodeConfig {
     let fx = fixtures();
-    NodeConfig {
+    let mut c = NodeConfig::bare(
         role,
-        name: format!("bench {role}"),
-        network: network.into(),
-        data_dir: dir.join(role.name()),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        &format!("bench {role}"),
+        network,
+        dir.join(role.name()),
         peers,
-        mdns: false,
-        kiosk: None,
-        intermediary: (role == Role::Intermediary).then(|| IntermediaryConfig {
-            prices: fx.join("demo/prices.toml"),
-            commission_bps: 2000,
-        }),
-        acquirer: (role == Role::Acquirer).then(|| AcquirerConfig {
-            cards: fx.join("cards.toml"),
-            hold_ttl_secs: 3600,
-            minor_per_point: 1,
-            group_commit,
-        }),
-        lab: None,
-        courier: None,
-    }
+    );
+    c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
+        prices: fx.join("demo/prices.toml"),
+        commission_bps: 2000,
+    });
+    c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
+        cards: fx.join("cards.toml"),
+        hold_ttl_secs: 3600,
+        minor_per_point: 1,
+        group_commit,
+    });
+    c
 }
 
 async fn addr(node: &Node) -> String {

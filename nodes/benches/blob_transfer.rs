@@ -24,20 +24,7 @@ const BLOB_BYTES: usize = 20 * 1024 * 1024;
 const RUNS: usize = 7;
 
 fn config(dir: &Path, name: &str, peers: Vec<String>) -> NodeConfig {
-    NodeConfig {
-        role: Role::Kiosk,
-        name: name.into(),
-        network: "bench".into(),
-        data_dir: dir.join(name),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        peers,
-        mdns: false,
-        kiosk: None,
-        intermediary: None,
-        acquirer: None,
-        lab: None,
-        courier: None,
-    }
+    NodeConfig::bare(Role::Kiosk, name, "bench", dir.join(name), peers)
 }
 
 async fn bare(dir: &Path, name: &str, peers: Vec<String>) -> Node {

@@ -37,37 +37,34 @@ fn fixtures() -> PathBuf {
 
 fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConfig {
     let fx = fixtures();
-    NodeConfig {
+    let mut c = NodeConfig::bare(
         role,
-        name: format!("test {role}"),
-        network: network.into(),
-        data_dir: dir.join(role.name()),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        &format!("test {role}"),
+        network,
+        dir.join(role.name()),
         peers,
-        mdns: false,
-        kiosk: (role == Role::Kiosk).then(|| KioskConfig {
-            media_dir: Some(fx.join("memory-card")),
-            cards: Some(fx.join("cards.toml")),
-            acquirer_key_file: Some(dir.join("acquirer").join("seal.pub")),
-            ..KioskConfig::new(
-                "store-test".parse().unwrap(),
-                "Test",
-                fx.join("demo/prices.toml"),
-            )
-        }),
-        intermediary: (role == Role::Intermediary).then(|| IntermediaryConfig {
-            prices: fx.join("demo/prices.toml"),
-            commission_bps: 2000,
-        }),
-        acquirer: (role == Role::Acquirer).then(|| AcquirerConfig {
-            cards: fx.join("cards.toml"),
-            hold_ttl_secs: 3600,
-            minor_per_point: 1,
-            group_commit: true,
-        }),
-        lab: None,
-        courier: None,
-    }
+    );
+    c.kiosk = (role == Role::Kiosk).then(|| KioskConfig {
+        media_dir: Some(fx.join("memory-card")),
+        cards: Some(fx.join("cards.toml")),
+        acquirer_key_file: Some(dir.join("acquirer").join("seal.pub")),
+        ..KioskConfig::new(
+            "store-test".parse().unwrap(),
+            "Test",
+            fx.join("demo/prices.toml"),
+        )
+    });
+    c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
+        prices: fx.join("demo/prices.toml"),
+        commission_bps: 2000,
+    });
+    c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
+        cards: fx.join("cards.toml"),
+        hold_ttl_secs: 3600,
+        minor_per_point: 1,
+        group_commit: true,
+    });
+    c
 }
 
 async fn addr(node: &Node) -> String {
