@@ -99,6 +99,55 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The store network's membership: its root key, certificates and revocations.
+    Network {
+        #[command(subcommand)]
+        action: NetworkAction,
+    },
+    /// Print a node's PeerId (making its identity key on first use): what
+    /// `network enroll --peer-id` needs.
+    PeerId {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkAction {
+    /// Create the network's root key and `network.toml` in DIR (keep DIR off the nodes).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The network's name (the nodes' `network` setting).
+        #[arg(long)]
+        name: String,
+    },
+    /// Issue a certificate to a node: its PeerId, role and name, signed by the root.
+    Enroll {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        peer_id: String,
+        #[arg(long)]
+        name: String,
+        /// Days it is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Revoke a certificate by serial, or every one issued to a PeerId.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        id: String,
+    },
+    /// Check a certificate file against the network's root key and print it.
+    Show {
+        #[arg(long)]
+        dir: PathBuf,
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +309,50 @@ fn admin(config: &NodeConfig, request: &AdminRequest, what: &str) -> Result<bool
             config.data_dir.display()
         ),
     }
+}
+
+fn network(action: NetworkAction) -> Result<bool> {
+    use printmesh_nodes::membership as m;
+    match action {
+        NetworkAction::Init { dir, name } => {
+            let file = m::init(&dir, &name)?;
+            println!(
+                "network {} in {}\nroot public key (each node's config names it):\n{}",
+                file.name,
+                dir.display(),
+                file.root_public_key
+            );
+        }
+        NetworkAction::Enroll {
+            dir,
+            role,
+            peer_id,
+            name,
+            days,
+        } => {
+            let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
+                .with_context(|| format!("{role:?} is not a role"))?;
+            let peer: m::PeerId = peer_id
+                .parse()
+                .with_context(|| format!("{peer_id:?} is not a PeerId"))?;
+            let (path, cert) = m::enroll(&dir, role, peer, &name, days)?;
+            println!("{}", m::describe(&cert));
+            println!("certificate: {}", path.display());
+        }
+        NetworkAction::Revoke { dir, id } => {
+            for (path, r) in m::revoke_id(&dir, &id)? {
+                println!("revoked certificate {}: {}", r.serial, path.display());
+            }
+        }
+        NetworkAction::Show { dir, file } => {
+            let root = m::load(&dir)?.root().map_err(anyhow::Error::msg)?;
+            let bytes = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            let signed = printmesh_protocol::membership::SignedCertificate::decode(&bytes)?;
+            let cert = m::verify(&signed, &root)?;
+            println!("{}", m::describe(&cert));
+        }
+    }
+    Ok(true)
 }
 
 /// A day's settlement report: from the running node, or from its database when it is
@@ -579,6 +672,16 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                     );
                 }
             }
+        }
+        Command::Network { action } => return network(action),
+        Command::PeerId { config } => {
+            let config = NodeConfig::load(&config)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| config.data_dir.display().to_string())?;
+            let key = printmesh_nodes::node::load_or_create_identity(
+                &config.data_dir.join("identity.key"),
+            )?;
+            println!("{}", key.public().to_peer_id());
         }
         Command::Inspect { config } => {
             let config = NodeConfig::load(&config)?;

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod ipp;
 pub mod kiosk;
 pub mod media;
+pub mod membership;
 pub mod net;
 pub mod node;
 pub mod pdf;

@@ -11,6 +11,7 @@ pub mod card;
 pub mod codec;
 pub mod ids;
 pub mod ledger;
+pub mod membership;
 pub mod messages;
 pub mod money;
 pub mod order;

@@ -1,0 +1,344 @@
+//! The operator's side of membership: the network's root key and the certificates it
+//! signs (`printmesh network init|enroll|revoke|show`). The forms and their checks are
+//! in `printmesh_protocol::membership`; this signs and verifies them with ed25519.
+//!
+//! A network directory holds `root.key` (the root's ed25519 key, 0600; keep it off the
+//! nodes), `network.toml` (the network's name, the root's public key, the next serial),
+//! `issued/<serial>.cert` and `revoked/<serial>.rev`.
+
+use std::path::{Path, PathBuf};
+
+use libp2p::identity::{Keypair, PublicKey};
+pub use libp2p::PeerId;
+use printmesh_protocol::membership::{
+    CertError, Certificate, Revocation, SignedCertificate, SignedRevocation, MAX_NAME_LEN,
+};
+use printmesh_protocol::messages::Role;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::node::{now_ms, write_secret_file};
+
+#[derive(Debug, Error)]
+pub enum MembershipError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MembershipError + '_ {
+    move |source| MembershipError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `network.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFile {
+    pub name: String,
+    /// The root's public key, protobuf-encoded, hex: what every node's config names.
+    pub root_public_key: String,
+    pub next_serial: u64,
+}
+
+impl NetworkFile {
+    pub fn root(&self) -> Result<PublicKey, String> {
+        root_from_hex(&self.root_public_key)
+    }
+}
+
+/// The root's public key from its hex form (as `network.toml` and node configs hold it).
+pub fn root_from_hex(hex_key: &str) -> Result<PublicKey, String> {
+    let bytes = hex::decode(hex_key.trim()).map_err(|e| format!("root key: {e}"))?;
+    PublicKey::try_decode_protobuf(&bytes).map_err(|e| format!("root key: {e}"))
+}
+
+fn network_file(dir: &Path) -> PathBuf {
+    dir.join("network.toml")
+}
+
+pub fn load(dir: &Path) -> Result<NetworkFile, MembershipError> {
+    let path = network_file(dir);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    toml::from_str(&text).map_err(|e| MembershipError::Invalid {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn save(dir: &Path, file: &NetworkFile) -> Result<(), MembershipError> {
+    let path = network_file(dir);
+    let text = toml::to_string(file).map_err(|e| MembershipError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+fn root_key(dir: &Path) -> Result<Keypair, MembershipError> {
+    let path = dir.join("root.key");
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    Keypair::from_protobuf_encoding(&bytes).map_err(|e| MembershipError::Invalid {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Creates a network: its root key and `network.toml`. Refuses to overwrite one.
+pub fn init(dir: &Path, name: &str) -> Result<NetworkFile, MembershipError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(MembershipError::Refused(
+            "a network name is 1 to 64 characters".into(),
+        ));
+    }
+    if network_file(dir).exists() || dir.join("root.key").exists() {
+        return Err(MembershipError::Refused(format!(
+            "{} already holds a network",
+            dir.display()
+        )));
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io(dir))?;
+    for sub in ["issued", "revoked"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
+    }
+    let root = Keypair::generate_ed25519();
+    let secret = root
+        .to_protobuf_encoding()
+        .map_err(|e| MembershipError::Refused(e.to_string()))?;
+    let key_path = dir.join("root.key");
+    write_secret_file(&key_path, &secret).map_err(io(&key_path))?;
+    let file = NetworkFile {
+        name: name.to_string(),
+        root_public_key: hex::encode(root.public().encode_protobuf()),
+        next_serial: 1,
+    };
+    save(dir, &file)?;
+    Ok(file)
+}
+
+/// Issues a certificate for `peer` in `role`, valid for `days`; writes it to
+/// `issued/<serial>.cert` and returns that path with the certificate.
+pub fn enroll(
+    dir: &Path,
+    role: Role,
+    peer: PeerId,
+    name: &str,
+    days: u32,
+) -> Result<(PathBuf, Certificate), MembershipError> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(MembershipError::Refused(format!(
+            "a node name is 1 to {MAX_NAME_LEN} characters"
+        )));
+    }
+    let mut file = load(dir)?;
+    let root = root_key(dir)?;
+    let now = now_ms();
+    let cert = Certificate {
+        network: file.name.clone(),
+        peer_id: peer.to_bytes(),
+        role,
+        name: name.to_string(),
+        serial: file.next_serial,
+        issued_ms: now,
+        expires_ms: now.saturating_add(i64::from(days).saturating_mul(86_400_000)),
+    };
+    let signed = sign(&root, &cert)?;
+    file.next_serial += 1;
+    save(dir, &file)?;
+    let path = dir.join("issued").join(format!("{}.cert", cert.serial));
+    std::fs::write(&path, signed.encode()?).map_err(io(&path))?;
+    Ok((path, cert))
+}
+
+/// Signs a certificate with the root key.
+pub fn sign(root: &Keypair, cert: &Certificate) -> Result<SignedCertificate, MembershipError> {
+    let certificate = cert.encode()?;
+    let signature = root
+        .sign(&certificate)
+        .map_err(|e| MembershipError::Refused(e.to_string()))?;
+    Ok(SignedCertificate {
+        certificate,
+        signature,
+    })
+}
+
+/// A certificate's contents, if the root signed it (nothing else is checked here).
+pub fn verify(signed: &SignedCertificate, root: &PublicKey) -> Result<Certificate, CertError> {
+    if !root.verify(&signed.certificate, &signed.signature) {
+        return Err(CertError::BadSignature);
+    }
+    Certificate::decode(&signed.certificate)
+}
+
+/// Revokes the certificate with `serial`; writes `revoked/<serial>.rev`.
+pub fn revoke(dir: &Path, serial: u64) -> Result<(PathBuf, Revocation), MembershipError> {
+    let file = load(dir)?;
+    let root = root_key(dir)?;
+    let issued = dir.join("issued").join(format!("{serial}.cert"));
+    let bytes = std::fs::read(&issued).map_err(io(&issued))?;
+    let cert = verify(&SignedCertificate::decode(&bytes)?, &root.public())?;
+    let revocation = Revocation {
+        network: file.name,
+        serial,
+        peer_id: cert.peer_id,
+        revoked_ms: now_ms(),
+    };
+    let encoded = revocation.encode()?;
+    let signature = root
+        .sign(&encoded)
+        .map_err(|e| MembershipError::Refused(e.to_string()))?;
+    let signed = SignedRevocation {
+        revocation: encoded,
+        signature,
+    };
+    let path = dir.join("revoked").join(format!("{serial}.rev"));
+    std::fs::write(&path, signed.encode()?).map_err(io(&path))?;
+    Ok((path, revocation))
+}
+
+/// Revokes by serial, or every certificate issued to a PeerId.
+pub fn revoke_id(dir: &Path, id: &str) -> Result<Vec<(PathBuf, Revocation)>, MembershipError> {
+    if let Ok(serial) = id.parse::<u64>() {
+        return Ok(vec![revoke(dir, serial)?]);
+    }
+    let peer: PeerId = id.parse().map_err(|_| {
+        MembershipError::Refused(format!("{id:?} is neither a serial nor a PeerId"))
+    })?;
+    let root = load(dir)?.root().map_err(MembershipError::Refused)?;
+    let issued = dir.join("issued");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&issued).map_err(io(&issued))?.flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(cert) = SignedCertificate::decode(&bytes).and_then(|s| verify(&s, &root)) else {
+            continue;
+        };
+        if cert.peer_id == peer.to_bytes() {
+            out.push(revoke(dir, cert.serial)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(MembershipError::Refused(format!(
+            "no certificate was issued to {peer}"
+        )));
+    }
+    Ok(out)
+}
+
+/// A revocation's contents, if the root signed it.
+pub fn verify_revocation(
+    signed: &SignedRevocation,
+    root: &PublicKey,
+) -> Result<Revocation, CertError> {
+    if !root.verify(&signed.revocation, &signed.signature) {
+        return Err(CertError::BadSignature);
+    }
+    Revocation::decode(&signed.revocation)
+}
+
+/// What `printmesh network show FILE` prints of a certificate.
+pub fn describe(cert: &Certificate) -> serde_json::Value {
+    let peer = PeerId::from_bytes(&cert.peer_id)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| hex::encode(&cert.peer_id));
+    let when = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| ms.to_string())
+    };
+    serde_json::json!({
+        "network": cert.network, "serial": cert.serial, "role": cert.role.name(),
+        "name": cert.name, "peer_id": peer,
+        "issued": when(cert.issued_ms), "expires": when(cert.expires_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_enroll_verify_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net");
+        let file = init(&net, "shops").unwrap();
+        assert!(init(&net, "shops").is_err(), "never overwrites a network");
+        let root = file.root().unwrap();
+        let node = Keypair::generate_ed25519();
+        let peer = node.public().to_peer_id();
+        let (path, cert) = enroll(&net, Role::Lab, peer, "Lab One", 30).unwrap();
+        assert_eq!(cert.serial, 1);
+        let signed = SignedCertificate::decode(&std::fs::read(&path).unwrap()).unwrap();
+        let back = verify(&signed, &root).unwrap();
+        assert_eq!(back, cert);
+        assert_eq!(
+            back.check("shops", &peer.to_bytes(), now_ms(), |_, _| false),
+            Ok(())
+        );
+        // Another root, or a changed byte, is not this network's word.
+        let other = Keypair::generate_ed25519();
+        assert_eq!(
+            verify(&signed, &other.public()),
+            Err(CertError::BadSignature)
+        );
+        let mut tampered = signed.clone();
+        if let Some(b) = tampered.certificate.last_mut() {
+            *b ^= 1;
+        }
+        assert_eq!(verify(&tampered, &root), Err(CertError::BadSignature));
+        // A self-signed certificate (the node's own key as "root") is refused.
+        let forged = sign(&node, &cert).unwrap();
+        assert_eq!(verify(&forged, &root), Err(CertError::BadSignature));
+
+        let (_, second) = enroll(&net, Role::Kiosk, peer, "Kiosk", 1).unwrap();
+        assert_eq!(second.serial, 2, "serials increase");
+        let (rev_path, revocation) = revoke(&net, 1).unwrap();
+        assert_eq!(revocation.peer_id, peer.to_bytes());
+        let signed_rev = SignedRevocation::decode(&std::fs::read(rev_path).unwrap()).unwrap();
+        assert_eq!(verify_revocation(&signed_rev, &root).unwrap(), revocation);
+        assert_eq!(
+            verify_revocation(&signed_rev, &other.public()),
+            Err(CertError::BadSignature)
+        );
+        assert!(revoke(&net, 99).is_err());
+        // By PeerId: every certificate it holds (serial 2 is left).
+        let by_peer = revoke_id(&net, &peer.to_string()).unwrap();
+        assert_eq!(
+            by_peer
+                .iter()
+                .map(|(_, r)| r.serial)
+                .collect::<std::collections::BTreeSet<_>>(),
+            [1, 2].into()
+        );
+        assert!(revoke_id(&net, "not-a-peer").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(net.join("root.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

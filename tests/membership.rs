@@ -1,0 +1,122 @@
+//! The operator's membership commands, as a user runs them: a network's root key, a
+//! node's PeerId, its certificate, a revocation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{bin, lab_config};
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn init_enroll_show_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("network");
+    let net_s = net.to_str().unwrap();
+    let (ok, text) = run(&["network", "init", "--dir", net_s, "--name", "shops"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("root public key"), "{text}");
+    let (ok, text) = run(&["network", "init", "--dir", net_s, "--name", "shops"]);
+    assert!(!ok && text.contains("already holds a network"), "{text}");
+
+    // The lab's PeerId, from its identity key (made on first use, the same after).
+    let lab = lab_config(dir.path(), "shops", r#"["mon"]"#);
+    let (ok, peer) = run(&["peer-id", "--config", lab.to_str().unwrap()]);
+    assert!(ok, "{peer}");
+    let peer = peer.trim().to_string();
+    let (_, again) = run(&["peer-id", "--config", lab.to_str().unwrap()]);
+    assert_eq!(again.trim(), peer);
+
+    let (ok, text) = run(&[
+        "network",
+        "enroll",
+        "--dir",
+        net_s,
+        "--role",
+        "lab",
+        "--peer-id",
+        &peer,
+        "--name",
+        "Lab One",
+        "--days",
+        "30",
+    ]);
+    assert!(ok, "{text}");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["serial"], 1);
+    assert_eq!(first["role"], "lab");
+    assert_eq!(first["peer_id"], peer.as_str());
+    let cert = net.join("issued").join("1.cert");
+    let (ok, text) = run(&["network", "show", "--dir", net_s, cert.to_str().unwrap()]);
+    assert!(ok && text.contains("Lab One"), "{text}");
+
+    // Bad input is named, and nothing is issued for it.
+    let (ok, text) = run(&[
+        "network",
+        "enroll",
+        "--dir",
+        net_s,
+        "--role",
+        "wizard",
+        "--peer-id",
+        &peer,
+        "--name",
+        "X",
+    ]);
+    assert!(!ok && text.contains("not a role"), "{text}");
+    let (ok, text) = run(&[
+        "network",
+        "enroll",
+        "--dir",
+        net_s,
+        "--role",
+        "lab",
+        "--peer-id",
+        "nope",
+        "--name",
+        "X",
+    ]);
+    assert!(!ok && text.contains("not a PeerId"), "{text}");
+    assert!(!net.join("issued").join("2.cert").exists());
+
+    // A certificate of another network does not verify against this root.
+    let other = dir.path().join("other");
+    run(&[
+        "network",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--name",
+        "other",
+    ]);
+    let (ok, text) = run(&[
+        "network",
+        "show",
+        "--dir",
+        other.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && text.contains("not signed by this network's root key"),
+        "{text}"
+    );
+
+    let (ok, text) = run(&["network", "revoke", "--dir", net_s, &peer]);
+    assert!(ok && text.contains("revoked certificate 1"), "{text}");
+    assert!(net.join("revoked").join("1.rev").exists());
+}
