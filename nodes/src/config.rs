@@ -66,6 +66,21 @@ pub struct NodeConfig {
     pub acquirer: Option<AcquirerConfig>,
     pub lab: Option<LabConfig>,
     pub courier: Option<CourierConfig>,
+    /// In a network that enrols its nodes: the root's key and this node's certificate.
+    /// Without it the node talks to any peer of its network (development only).
+    pub membership: Option<MembershipConfig>,
+}
+
+/// `[membership]`: what `printmesh network init|enroll` made for this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// The network's root public key (hex, as `network init` prints it).
+    pub root_public_key: String,
+    /// This node's certificate file (`issued/<serial>.cert`).
+    pub certificate: PathBuf,
+    /// A folder of revocation files (`*.rev`) the node loads at start.
+    pub revocations: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -504,6 +519,7 @@ impl NodeConfig {
             acquirer: None,
             lab: None,
             courier: None,
+            membership: None,
         }
     }
 
@@ -560,6 +576,12 @@ impl NodeConfig {
         }
         if let Some(a) = &mut self.acquirer {
             fix(&mut a.cards);
+        }
+        if let Some(m) = &mut self.membership {
+            fix(&mut m.certificate);
+            if let Some(r) = &mut m.revocations {
+                fix(r);
+            }
         }
         if let Some(l) = &mut self.lab {
             for p in &mut l.printers {

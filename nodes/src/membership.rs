@@ -256,6 +256,113 @@ pub fn verify_revocation(
     Revocation::decode(&signed.revocation)
 }
 
+/// A node's side of membership: its own certificate, and what it checks its peers'
+/// hellos against (the root key, the network, the revocations it knows).
+#[derive(Clone)]
+pub struct Gate {
+    network: String,
+    root: PublicKey,
+    revoked: std::sync::Arc<std::sync::RwLock<RevocationList>>,
+    /// This node's own certificate, encoded, for its hello.
+    pub own: Vec<u8>,
+}
+
+#[derive(Default)]
+struct RevocationList {
+    serials: std::collections::HashSet<u64>,
+    peers: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Gate {
+    /// Loads the node's membership: its certificate must be the root's, for this
+    /// network, this node's PeerId and role, valid now and not revoked.
+    pub fn load(
+        config: &crate::config::MembershipConfig,
+        network: &str,
+        own_peer: PeerId,
+        role: Role,
+    ) -> Result<Gate, String> {
+        let root = root_from_hex(&config.root_public_key)?;
+        let gate = Gate {
+            network: network.to_string(),
+            root,
+            revoked: Default::default(),
+            own: std::fs::read(&config.certificate)
+                .map_err(|e| format!("certificate {}: {e}", config.certificate.display()))?,
+        };
+        if let Some(dir) = &config.revocations {
+            for entry in std::fs::read_dir(dir)
+                .map_err(|e| format!("revocations {}: {e}", dir.display()))?
+                .flatten()
+            {
+                let path = entry.path();
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                match SignedRevocation::decode(&bytes).and_then(|s| gate.accept_revocation(&s)) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("revocation {}: {e}", path.display()),
+                }
+            }
+        }
+        let signed = SignedCertificate::decode(&gate.own)
+            .map_err(|e| format!("this node's certificate: {e}"))?;
+        let cert =
+            verify(&signed, &gate.root).map_err(|e| format!("this node's certificate: {e}"))?;
+        gate.check(&cert, own_peer)
+            .map_err(|e| format!("this node's certificate: {e}"))?;
+        if cert.role != role {
+            return Err(format!(
+                "this node's certificate is for a {}, not a {role}",
+                cert.role
+            ));
+        }
+        Ok(gate)
+    }
+
+    fn check(&self, cert: &Certificate, peer: PeerId) -> Result<(), CertError> {
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        cert.check(&self.network, &peer.to_bytes(), now_ms(), |serial, peer| {
+            revoked.serials.contains(&serial) || revoked.peers.contains(peer)
+        })
+    }
+
+    /// Whether a peer's hello proves it belongs, in the role it says.
+    pub fn admit(
+        &self,
+        peer: PeerId,
+        hello: &printmesh_protocol::messages::Hello,
+    ) -> Result<Certificate, CertError> {
+        let bytes = hello
+            .certificate
+            .as_deref()
+            .ok_or_else(|| CertError::Malformed("no certificate".into()))?;
+        let cert = verify(&SignedCertificate::decode(bytes)?, &self.root)?;
+        self.check(&cert, peer)?;
+        if cert.role != hello.role {
+            return Err(CertError::Malformed(format!(
+                "enrolled as a {}, says it is a {}",
+                cert.role, hello.role
+            )));
+        }
+        Ok(cert)
+    }
+
+    /// Takes a revocation the root signed; returns it.
+    pub fn accept_revocation(&self, signed: &SignedRevocation) -> Result<Revocation, CertError> {
+        let r = verify_revocation(signed, &self.root)?;
+        if r.network != self.network {
+            return Err(CertError::OtherNetwork(
+                r.network.chars().take(64).collect(),
+            ));
+        }
+        let mut list = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        list.serials.insert(r.serial);
+        list.peers.insert(r.peer_id.clone());
+        Ok(r)
+    }
+}
+
 /// What `printmesh network show FILE` prints of a certificate.
 pub fn describe(cert: &Certificate) -> serde_json::Value {
     let peer = PeerId::from_bytes(&cert.peer_id)

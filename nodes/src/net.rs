@@ -535,6 +535,8 @@ fn without_p2p(addr: &Multiaddr) -> Multiaddr {
 /// What a node tells the swarm about itself.
 pub struct NetConfig {
     pub hello: Hello,
+    /// In an enrolled network: what every peer's hello is checked against.
+    pub gate: Option<crate::membership::Gate>,
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
@@ -555,6 +557,9 @@ pub struct EventLoop {
     pending: PendingRequests,
     replies: FuturesUnordered<BoxFuture<'static, Option<SwarmJob>>>,
     hello: Hello,
+    gate: Option<crate::membership::Gate>,
+    /// Peers refused for their certificate (each is logged once).
+    refused: std::collections::HashSet<PeerId>,
     peers: HashMap<PeerId, PeerInfo>,
     static_peers: Vec<(Multiaddr, Option<PeerId>)>,
     /// Peers mDNS found, until it says they expired; redialled while not connected.
@@ -664,6 +669,8 @@ pub fn build(
         pending: PendingRequests::default(),
         replies: FuturesUnordered::new(),
         hello: config.hello,
+        gate: config.gate,
+        refused: std::collections::HashSet::new(),
         peers: HashMap::new(),
         static_peers: config.peers.into_iter().map(|a| (a, None)).collect(),
         discovered: HashMap::new(),
@@ -820,6 +827,21 @@ impl EventLoop {
             tracing::warn!(%peer, network = %hello.network, "peer belongs to another network; disconnecting");
             let _ = self.swarm.disconnect_peer_id(peer);
             return;
+        }
+        if let Some(gate) = &self.gate {
+            match gate.admit(peer, &hello) {
+                Ok(_) => {
+                    self.refused.remove(&peer);
+                }
+                Err(e) => {
+                    if self.refused.insert(peer) {
+                        tracing::warn!(%peer, role = %hello.role, name = %hello.name, "refused: {e}");
+                    }
+                    self.peers.remove(&peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+            }
         }
         let info = PeerInfo { peer, hello };
         if self.peers.get(&peer) != Some(&info) {

@@ -354,16 +354,30 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         source,
     })?;
     let events = Arc::new(EventLog::open(&db, keypair.clone())?);
+    let gate = match &config.membership {
+        Some(m) => Some(
+            crate::membership::Gate::load(
+                m,
+                &config.network,
+                keypair.public().to_peer_id(),
+                config.role,
+            )
+            .map_err(NodeError::Role)?,
+        ),
+        None => None,
+    };
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,
         name: config.name.clone(),
         store: config.kiosk.as_ref().map(|k| k.store.clone()),
+        certificate: gate.as_ref().map(|g| g.own.clone()),
     };
     let (client, rx, event_loop) = net::build(
         keypair.clone(),
         NetConfig {
             hello,
+            gate,
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,

@@ -347,15 +347,23 @@ hot_folder = "hot"
             ..
         }
     )));
-    // Delivering again reports nothing new.
-    let (ok, _) = admin(
+    // Delivering again announces it again (a store may have missed the event).
+    let (ok, text) = admin(
         &courier,
         AdminRequest::Deliver {
             order_id: Some(id),
             store: None,
         },
     );
-    assert!(!ok);
+    assert!(ok && text.contains("announced again"), "{text}");
+    let (ok, _) = admin(
+        &courier,
+        AdminRequest::Deliver {
+            order_id: Some(OrderId::from_parts(9, 9)),
+            store: None,
+        },
+    );
+    assert!(!ok, "an order not on the manifest");
     lab.shutdown().await;
     courier.shutdown().await;
 }

@@ -169,6 +169,7 @@ mod tests {
             role: Role::Lab,
             name: "Lab".into(),
             store: None,
+            certificate: None,
         }
     }
 

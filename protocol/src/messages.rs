@@ -111,6 +111,9 @@ pub struct Hello {
     pub role: Role,
     pub name: String,
     pub store: Option<StoreId>,
+    /// The node's membership certificate (an encoded
+    /// `membership::SignedCertificate`), in a network that enrols its nodes.
+    pub certificate: Option<Vec<u8>>,
 }
 
 // ---------------------------------------------------------------- orders (kiosk → intermediary)

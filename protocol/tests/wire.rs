@@ -67,8 +67,9 @@ fn golden_hello() {
             role: Role::Intermediary,
             name: "Hub".into(),
             store: Some(store()),
+            certificate: None,
         },
-        "01150000000464656d6f0103487562010973746f72652d303031",
+        "01160000000464656d6f0103487562010973746f72652d30303100",
     );
 }
 
@@ -417,7 +418,7 @@ proptest! {
     #[test]
     fn hello_round_trips(network in ".{0,30}", name in ".{0,30}", store in proptest::option::of(arb_store()),
         role in proptest::sample::select(vec![Role::Kiosk, Role::Intermediary, Role::Acquirer, Role::Lab, Role::Courier, Role::Content])) {
-        round_trip(&Hello { network, role, name, store });
+        round_trip(&Hello { network, role, name, store, certificate: None });
     }
 
     #[test]

@@ -249,6 +249,21 @@ impl Courier {
                 },
             )
             .await?;
+        if moved.is_empty() {
+            // Delivering one already delivered announces it again: the store may have
+            // missed the event (there is no resync of missed events yet).
+            if let Some(id) = order_id {
+                let done = self
+                    .manifest
+                    .get(id.to_bytes())
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|e| e.stage == Stage::Delivered);
+                if done {
+                    self.node.emit(id, EventKind::Delivered).await;
+                    return Ok(format!("order {id} was delivered already; announced again"));
+                }
+            }
+        }
         describe(moved, "delivered", order_id)
     }
 

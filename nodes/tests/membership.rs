@@ -1,0 +1,295 @@
+//! Membership on real connections (one process, real TCP on 127.0.0.1): a node of an
+//! enrolled network serves only peers whose hello carries a certificate the root
+//! signed, for that network, that PeerId and that role, unexpired and unrevoked.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use printmesh_nodes::config::{LabConfig, MembershipConfig, NodeConfig};
+use printmesh_nodes::membership::{self, sign};
+use printmesh_nodes::net::{self, NetConfig, PrintProto};
+use printmesh_nodes::node::{load_or_create_identity, now_ms, start_role, Node};
+use printmesh_protocol::membership::Certificate;
+use printmesh_protocol::messages::{Hello, PrintJob, PrintRequest, Role};
+use printmesh_protocol::OrderId;
+
+const NETWORK: &str = "shops";
+
+/// A lab enrolled in a fresh network; returns it with the network's folder.
+async fn enrolled_lab(dir: &Path) -> Node {
+    membership::init(&dir.join("net"), NETWORK).unwrap();
+    let data = dir.join("lab");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = load_or_create_identity(&data.join("identity.key")).unwrap();
+    let (cert, _) = membership::enroll(
+        &dir.join("net"),
+        Role::Lab,
+        key.public().to_peer_id(),
+        "Lab One",
+        30,
+    )
+    .unwrap();
+    let mut c = NodeConfig::bare(Role::Lab, "Lab One", NETWORK, data, vec![]);
+    c.lab = Some(
+        toml::from_str::<LabConfig>(
+            "prints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
+        )
+        .unwrap(),
+    );
+    c.membership = Some(MembershipConfig {
+        root_public_key: membership::load(&dir.join("net")).unwrap().root_public_key,
+        certificate: cert,
+        revocations: Some(dir.join("net").join("revoked")),
+    });
+    start_role(c).await.unwrap()
+}
+
+/// A raw peer that says `hello` (any certificate, or none) to `target`.
+async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client {
+    let (client, mut rx, event_loop) = net::build(
+        key,
+        NetConfig {
+            hello,
+            gate: None,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            peers: vec![target.parse().unwrap()],
+            mdns: false,
+        },
+    )
+    .unwrap();
+    tokio::spawn(event_loop.run());
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    client
+}
+
+fn hello(role: Role, certificate: Option<Vec<u8>>) -> Hello {
+    Hello {
+        network: NETWORK.into(),
+        role,
+        name: "someone".into(),
+        store: None,
+        certificate,
+    }
+}
+
+fn cert_for(peer: PeerId, role: Role, expires_ms: i64, serial: u64) -> Certificate {
+    Certificate {
+        network: NETWORK.into(),
+        peer_id: peer.to_bytes(),
+        role,
+        name: "someone".into(),
+        serial,
+        issued_ms: now_ms() - 1000,
+        expires_ms,
+    }
+}
+
+fn root(dir: &Path) -> Keypair {
+    Keypair::from_protobuf_encoding(&std::fs::read(dir.join("net").join("root.key")).unwrap())
+        .unwrap()
+}
+
+/// Whether the lab serves `client`: it lists it as a peer, and a print job from it
+/// gets an answer.
+async fn served(lab: &Node, client: &net::Client) -> bool {
+    let me = client.local_peer_id();
+    for _ in 0..30 {
+        if lab.client.peers().await.iter().any(|p| p.peer == me) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = lab.client.peers().await.iter().any(|p| p.peer == me);
+    let job = PrintRequest::Job(PrintJob {
+        order_id: OrderId::from_parts(1, 1),
+        store: "store-1".parse().unwrap(),
+        lines: vec![],
+        submitted_at_ms: 0,
+    });
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request::<PrintProto>(lab.peer_id(), job),
+    )
+    .await
+    .map(|r| r.is_ok())
+    .unwrap_or(false);
+    listed && answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_enrolled_peers_in_their_own_role_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = enrolled_lab(dir.path()).await;
+    let target = lab.addresses().await[0].to_string();
+    let root = root(dir.path());
+    let far = now_ms() + 86_400_000;
+
+    // Enrolled as an intermediary, saying so: served.
+    let key = Keypair::generate_ed25519();
+    let good = sign(
+        &root,
+        &cert_for(key.public().to_peer_id(), Role::Intermediary, far, 100),
+    )
+    .unwrap()
+    .encode()
+    .unwrap();
+    let honest = peer_saying(key, hello(Role::Intermediary, Some(good)), target.clone()).await;
+    assert!(
+        served(&lab, &honest).await,
+        "an enrolled intermediary is served"
+    );
+
+    // Refused, each: no certificate; expired; another peer's; enrolled as a kiosk but
+    // saying intermediary; signed by the peer itself; revoked.
+    let mut refused = Vec::new();
+    let key = Keypair::generate_ed25519();
+    refused.push((
+        "no certificate",
+        key.clone(),
+        hello(Role::Intermediary, None),
+    ));
+    let key = Keypair::generate_ed25519();
+    let expired = sign(
+        &root,
+        &cert_for(
+            key.public().to_peer_id(),
+            Role::Intermediary,
+            now_ms() - 1,
+            101,
+        ),
+    )
+    .unwrap();
+    refused.push((
+        "expired",
+        key,
+        hello(Role::Intermediary, Some(expired.encode().unwrap())),
+    ));
+    let key = Keypair::generate_ed25519();
+    let someone_else = Keypair::generate_ed25519().public().to_peer_id();
+    let theirs = sign(&root, &cert_for(someone_else, Role::Intermediary, far, 102)).unwrap();
+    refused.push((
+        "another peer's",
+        key,
+        hello(Role::Intermediary, Some(theirs.encode().unwrap())),
+    ));
+    let key = Keypair::generate_ed25519();
+    let kiosk = sign(
+        &root,
+        &cert_for(key.public().to_peer_id(), Role::Kiosk, far, 103),
+    )
+    .unwrap();
+    refused.push((
+        "a kiosk saying intermediary",
+        key,
+        hello(Role::Intermediary, Some(kiosk.encode().unwrap())),
+    ));
+    let key = Keypair::generate_ed25519();
+    let own = sign(
+        &key,
+        &cert_for(key.public().to_peer_id(), Role::Intermediary, far, 104),
+    )
+    .unwrap();
+    refused.push((
+        "self-signed",
+        key,
+        hello(Role::Intermediary, Some(own.encode().unwrap())),
+    ));
+    for (what, key, hello) in refused {
+        let client = peer_saying(key, hello, target.clone()).await;
+        assert!(!served(&lab, &client).await, "{what}: must not be served");
+    }
+    // The honest one is still served after all that.
+    assert!(served(&lab, &honest).await);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enrol an intermediary through the operator's commands, then revoke it.
+    membership::init(&dir.path().join("net"), NETWORK).unwrap();
+    let key = Keypair::generate_ed25519();
+    let (path, cert) = membership::enroll(
+        &dir.path().join("net"),
+        Role::Intermediary,
+        key.public().to_peer_id(),
+        "Hub",
+        30,
+    )
+    .unwrap();
+    membership::revoke(&dir.path().join("net"), cert.serial).unwrap();
+    // (enrolled_lab makes its own network; use this one's root for the lab instead.)
+    let data = dir.path().join("lab");
+    std::fs::create_dir_all(&data).unwrap();
+    let lab_key = load_or_create_identity(&data.join("identity.key")).unwrap();
+    let (lab_cert, _) = membership::enroll(
+        &dir.path().join("net"),
+        Role::Lab,
+        lab_key.public().to_peer_id(),
+        "Lab",
+        30,
+    )
+    .unwrap();
+    let root_hex = membership::load(&dir.path().join("net"))
+        .unwrap()
+        .root_public_key;
+    let mut c = NodeConfig::bare(Role::Lab, "Lab", NETWORK, data.clone(), vec![]);
+    c.lab = Some(
+        toml::from_str::<LabConfig>(
+            "prints_per_day = 1\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
+        )
+        .unwrap(),
+    );
+    c.membership = Some(MembershipConfig {
+        root_public_key: root_hex.clone(),
+        certificate: lab_cert.clone(),
+        revocations: Some(dir.path().join("net").join("revoked")),
+    });
+    let lab = start_role(c.clone()).await.unwrap();
+    let target = lab.addresses().await[0].to_string();
+    let revoked = peer_saying(
+        key,
+        hello(Role::Intermediary, Some(std::fs::read(&path).unwrap())),
+        target,
+    )
+    .await;
+    assert!(
+        !served(&lab, &revoked).await,
+        "a revoked certificate is refused"
+    );
+    lab.shutdown().await;
+    drop(lab);
+
+    // A node whose own certificate is another role's, or missing, does not start.
+    let mut wrong = c.clone();
+    wrong.role = Role::Lab;
+    wrong.membership = Some(MembershipConfig {
+        root_public_key: root_hex.clone(),
+        certificate: path.clone(), // the intermediary's, for another PeerId
+        revocations: None,
+    });
+    wrong.data_dir = dir.path().join("lab2");
+    let e = start_role(wrong).await.err().expect("refused").to_string();
+    assert!(e.contains("this node's certificate"), "{e}");
+    let mut missing = c;
+    missing.data_dir = dir.path().join("lab3");
+    missing.membership = Some(MembershipConfig {
+        root_public_key: root_hex,
+        certificate: dir.path().join("nope.cert"),
+        revocations: None,
+    });
+    let e = start_role(missing)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("nope.cert"), "{e}");
+}
