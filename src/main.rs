@@ -142,6 +142,15 @@ enum NetworkAction {
         dir: PathBuf,
         id: String,
     },
+    /// Hand a revocation file to a running node of the network, which applies it and
+    /// gossips it: the revoked peer is cut off everywhere within seconds.
+    Publish {
+        /// Any running node's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The `revoked/<serial>.rev` file.
+        file: PathBuf,
+    },
     /// Check a certificate file against the network's root key and print it.
     Show {
         #[arg(long)]
@@ -343,6 +352,11 @@ fn network(action: NetworkAction) -> Result<bool> {
             for (path, r) in m::revoke_id(&dir, &id)? {
                 println!("revoked certificate {}: {}", r.serial, path.display());
             }
+        }
+        NetworkAction::Publish { config, file } => {
+            let config = NodeConfig::load(&config)?;
+            let revocation = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            return admin(&config, &AdminRequest::Revoke { revocation }, "publish it");
         }
         NetworkAction::Show { dir, file } => {
             let root = m::load(&dir)?.root().map_err(anyhow::Error::msg)?;

@@ -263,6 +263,8 @@ pub struct Gate {
     network: String,
     root: PublicKey,
     revoked: std::sync::Arc<std::sync::RwLock<RevocationList>>,
+    /// Where revocations heard on the network are kept (`<data_dir>/revocations`).
+    keep: Option<PathBuf>,
     /// This node's own certificate, encoded, for its hello.
     pub own: Vec<u8>,
 }
@@ -281,20 +283,30 @@ impl Gate {
         network: &str,
         own_peer: PeerId,
         role: Role,
+        keep: Option<PathBuf>,
     ) -> Result<Gate, String> {
         let root = root_from_hex(&config.root_public_key)?;
         let gate = Gate {
             network: network.to_string(),
             root,
             revoked: Default::default(),
+            // Not while loading: what is read back is on disk already.
+            keep: None,
             own: std::fs::read(&config.certificate)
                 .map_err(|e| format!("certificate {}: {e}", config.certificate.display()))?,
         };
-        if let Some(dir) = &config.revocations {
-            for entry in std::fs::read_dir(dir)
-                .map_err(|e| format!("revocations {}: {e}", dir.display()))?
-                .flatten()
-            {
+        // The operator's folder, then the revocations this node heard before.
+        for dir in config.revocations.iter().chain(keep.iter()) {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound && Some(dir) == keep.as_ref() =>
+                {
+                    continue
+                }
+                Err(e) => return Err(format!("revocations {}: {e}", dir.display())),
+            };
+            for entry in entries.flatten() {
                 let path = entry.path();
                 let Ok(bytes) = std::fs::read(&path) else {
                     continue;
@@ -305,6 +317,7 @@ impl Gate {
                 }
             }
         }
+        let gate = Gate { keep, ..gate };
         let signed = SignedCertificate::decode(&gate.own)
             .map_err(|e| format!("this node's certificate: {e}"))?;
         let cert =
@@ -350,16 +363,42 @@ impl Gate {
 
     /// Takes a revocation the root signed; returns it.
     pub fn accept_revocation(&self, signed: &SignedRevocation) -> Result<Revocation, CertError> {
+        self.accept_revocation_new(signed).map(|(r, _)| r)
+    }
+
+    /// Takes a revocation the root signed; returns it and whether it is new here. A
+    /// new one is kept in the node's `revocations/` folder, so a restart knows it.
+    pub fn accept_revocation_new(
+        &self,
+        signed: &SignedRevocation,
+    ) -> Result<(Revocation, bool), CertError> {
         let r = verify_revocation(signed, &self.root)?;
         if r.network != self.network {
             return Err(CertError::OtherNetwork(
                 r.network.chars().take(64).collect(),
             ));
         }
-        let mut list = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-        list.serials.insert(r.serial);
-        list.peers.insert(r.peer_id.clone());
-        Ok(r)
+        let new = {
+            let mut list = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+            list.peers.insert(r.peer_id.clone());
+            list.serials.insert(r.serial)
+        };
+        if new {
+            if let Some(dir) = &self.keep {
+                let path = dir.join(format!("{}.rev", r.serial));
+                let written = signed
+                    .encode()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|bytes| {
+                        std::fs::create_dir_all(dir)?;
+                        std::fs::write(&path, bytes)
+                    });
+                if let Err(e) = written {
+                    tracing::error!("cannot keep {}: {e}", path.display());
+                }
+            }
+        }
+        Ok((r, new))
     }
 }
 

@@ -402,6 +402,8 @@ pub enum Command {
     Run(SwarmJob),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    /// A revocation the operator hands this node: applied here and gossiped.
+    Revoke(Vec<u8>, oneshot::Sender<Result<String, String>>),
     Shutdown,
 }
 
@@ -466,6 +468,17 @@ impl Client {
         })))
         .await?;
         rx.await.map_err(|_| NetError::Shutdown)?
+    }
+
+    /// Applies a revocation the root signed (an encoded `SignedRevocation`) and gossips
+    /// it to the network. Returns what was revoked.
+    pub async fn revoke(&self, signed: Vec<u8>) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Revoke(signed, tx))
+            .await
+            .map_err(|e| e.to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())?
     }
 
     pub async fn peers(&self) -> Vec<PeerInfo> {
@@ -640,11 +653,13 @@ pub fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
 
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&IdentTopic::new(proto::EVENTS_TOPIC))
-        .map_err(|e| BuildError::Behaviour(e.to_string()))?;
+    for topic in [proto::EVENTS_TOPIC, proto::REVOCATIONS_TOPIC] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic))
+            .map_err(|e| BuildError::Behaviour(e.to_string()))?;
+    }
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -690,6 +705,7 @@ impl EventLoop {
                     Some(Command::Run(job)) => job(&mut self.swarm, &mut self.pending),
                     Some(Command::Peers(tx)) => { let _ = tx.send(self.peers.values().cloned().collect()); }
                     Some(Command::ListenAddrs(tx)) => { let _ = tx.send(self.listen_addrs.clone()); }
+                    Some(Command::Revoke(bytes, tx)) => { let _ = tx.send(self.revoke(bytes)); }
                     Some(Command::Shutdown) | None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -779,6 +795,30 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
+            }) if message.topic == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash() => {
+                let acceptance = match self.apply_revocation(&message.data) {
+                    Ok(text) => {
+                        tracing::warn!(peer = %propagation_source, "{text}");
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) if self.gate.is_none() => {
+                        tracing::debug!("revocation ignored: {e}");
+                        MessageAcceptance::Ignore
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %propagation_source, "rejected revocation: {e}");
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
             }) => {
                 let acceptance = match verify_event(&message.data) {
                     Ok(event) => {
@@ -820,6 +860,53 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// Checks a revocation against the root key, remembers it (in the gate, and on
+    /// disk), and cuts the revoked peer off at once.
+    fn apply_revocation(&mut self, bytes: &[u8]) -> Result<String, String> {
+        let gate = self
+            .gate
+            .as_ref()
+            .ok_or("this node does not check membership")?;
+        let signed = printmesh_protocol::membership::SignedRevocation::decode(bytes)
+            .map_err(|e| e.to_string())?;
+        let (r, new) = gate
+            .accept_revocation_new(&signed)
+            .map_err(|e| e.to_string())?;
+        let peer = PeerId::from_bytes(&r.peer_id).ok();
+        if let Some(peer) = peer {
+            self.peers.remove(&peer);
+            self.refused.insert(peer);
+            if self.swarm.is_connected(&peer) {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = self.events.try_send(NodeEvent::PeerGone(peer));
+            }
+        }
+        let who = peer.map(|p| p.to_string()).unwrap_or_default();
+        Ok(if new {
+            format!(
+                "certificate {} of {who} revoked: disconnected and refused",
+                r.serial
+            )
+        } else {
+            format!("certificate {} of {who} was revoked already", r.serial)
+        })
+    }
+
+    /// A revocation from the operator: applied, then gossiped on.
+    fn revoke(&mut self, bytes: Vec<u8>) -> Result<String, String> {
+        let text = self.apply_revocation(&bytes)?;
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(proto::REVOCATIONS_TOPIC), bytes)
+        {
+            // A duplicate (already gossiped) or no peers yet: each node has it on disk.
+            tracing::info!("revocation not gossiped: {e}");
+        }
+        Ok(text)
     }
 
     fn accept_hello(&mut self, peer: PeerId, hello: Hello) {

@@ -91,6 +91,9 @@ pub mod admin {
         },
         /// Kiosk: the customer has their prints (counter mode without the screen).
         Collect { order_id: OrderId },
+        /// Any node of an enrolled network: a revocation the root signed (an encoded
+        /// `SignedRevocation`), to apply and gossip.
+        Revoke { revocation: Vec<u8> },
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +132,10 @@ pub mod admin {
     impl AdminInbound {
         pub fn into_parts(self) -> (AdminRequest, oneshot::Sender<AdminResponse>) {
             (self.request, self.reply)
+        }
+
+        pub fn request(&self) -> &AdminRequest {
+            &self.request
         }
     }
 
@@ -361,6 +368,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
                 &config.network,
                 keypair.public().to_peer_id(),
                 config.role,
+                Some(data_dir.join("revocations")),
             )
             .map_err(NodeError::Role)?,
         ),
@@ -419,6 +427,21 @@ pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Recei
                 tracing::error!("cannot record event: {err}");
             }
         }
+        // Membership is the node's, whatever its role.
+        let event = match event {
+            NodeEvent::Admin(admin) if matches!(admin.request(), AdminRequest::Revoke { .. }) => {
+                let (request, reply) = admin.into_parts();
+                if let AdminRequest::Revoke { revocation } = request {
+                    let client = node.client.clone();
+                    tokio::spawn(async move {
+                        let _ =
+                            reply.send(AdminResponse::from_result(client.revoke(revocation).await));
+                    });
+                }
+                continue;
+            }
+            other => other,
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };

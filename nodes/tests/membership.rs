@@ -293,3 +293,165 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
         .to_string();
     assert!(e.contains("nope.cert"), "{e}");
 }
+
+/// A node of `role` enrolled in the network under `dir/net` (made if missing).
+fn enrolled_config(dir: &Path, role: Role, name: &str, peers: Vec<String>) -> NodeConfig {
+    let net = dir.join("net");
+    if !net.join("network.toml").exists() {
+        membership::init(&net, NETWORK).unwrap();
+    }
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let key = load_or_create_identity(&data.join("identity.key")).unwrap();
+    let (cert, _) = membership::enroll(&net, role, key.public().to_peer_id(), name, 30).unwrap();
+    let mut c = NodeConfig::bare(role, name, NETWORK, data, peers);
+    c.membership = Some(MembershipConfig {
+        root_public_key: membership::load(&net).unwrap().root_public_key,
+        certificate: cert,
+        revocations: None,
+    });
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab_cfg = enrolled_config(dir.path(), Role::Lab, "lab", vec![]);
+    lab_cfg.lab = Some(
+        toml::from_str::<LabConfig>(
+            "prints_per_day = 1\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
+        )
+        .unwrap(),
+    );
+    let lab = start_role(lab_cfg).await.unwrap();
+    let lab_addr = lab.addresses().await[0].to_string();
+    let mut courier_cfg =
+        enrolled_config(dir.path(), Role::Courier, "courier", vec![lab_addr.clone()]);
+    courier_cfg.courier = Some(printmesh_nodes::config::CourierConfig {
+        auto_in_transit_secs: None,
+        auto_deliver_secs: None,
+    });
+    let courier = start_role(courier_cfg).await.unwrap();
+    let courier_addr = courier.addresses().await[0].to_string();
+    courier
+        .client
+        .wait_for_role(Role::Lab, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // An enrolled intermediary, connected to both.
+    let key = Keypair::generate_ed25519();
+    let (cert_path, cert) = membership::enroll(
+        &dir.path().join("net"),
+        Role::Intermediary,
+        key.public().to_peer_id(),
+        "Hub",
+        30,
+    )
+    .unwrap();
+    let hub = peer_saying(
+        key,
+        hello(Role::Intermediary, Some(std::fs::read(&cert_path).unwrap())),
+        lab_addr.clone(),
+    )
+    .await;
+    hub.dial(courier_addr.parse().unwrap()).await.unwrap();
+    let me = hub.local_peer_id();
+    for node in [&lab, &courier] {
+        let mut seen = false;
+        for _ in 0..50 {
+            if node.client.peers().await.iter().any(|p| p.peer == me) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(seen, "the hub is a peer of every node before");
+    }
+
+    // The operator revokes it and hands the revocation to the lab only.
+    let (rev, _) = membership::revoke(&dir.path().join("net"), cert.serial).unwrap();
+    let dir_lab = lab.config.data_dir.clone();
+    let revocation = std::fs::read(&rev).unwrap();
+    let answer = std::thread::spawn(move || {
+        printmesh_nodes::node::admin_call(
+            &dir_lab,
+            &printmesh_nodes::node::AdminRequest::Revoke { revocation },
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert!(
+        answer.ok && answer.text.contains("revoked"),
+        "{}",
+        answer.text
+    );
+
+    // Within seconds the courier has it too, and neither serves the hub.
+    let started = std::time::Instant::now();
+    for node in [&lab, &courier] {
+        let mut gone = false;
+        for _ in 0..100 {
+            if !node.client.peers().await.iter().any(|p| p.peer == me) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "revoked everywhere");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(courier
+        .config
+        .data_dir
+        .join("revocations")
+        .join(format!("{}.rev", cert.serial))
+        .exists());
+    // It dials again: refused.
+    hub.dial(lab_addr.parse().unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    // A forged revocation (signed by someone else) is refused by the node.
+    let dir_lab = lab.config.data_dir.clone();
+    let forged = {
+        let r = printmesh_protocol::membership::Revocation {
+            network: NETWORK.into(),
+            serial: 1,
+            peer_id: courier.peer_id().to_bytes(),
+            revoked_ms: now_ms(),
+        };
+        let bytes = r.encode().unwrap();
+        let other = Keypair::generate_ed25519();
+        printmesh_protocol::membership::SignedRevocation {
+            signature: other.sign(&bytes).unwrap(),
+            revocation: bytes,
+        }
+        .encode()
+        .unwrap()
+    };
+    let answer = std::thread::spawn(move || {
+        printmesh_nodes::node::admin_call(
+            &dir_lab,
+            &printmesh_nodes::node::AdminRequest::Revoke { revocation: forged },
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert!(
+        !answer.ok && answer.text.contains("not signed"),
+        "{}",
+        answer.text
+    );
+    assert!(lab
+        .client
+        .peers()
+        .await
+        .iter()
+        .any(|p| p.peer == courier.peer_id()));
+    lab.shutdown().await;
+    courier.shutdown().await;
+}

@@ -40,6 +40,8 @@ pub mod proto {
     pub const BLOB_MAX_BYTES: u64 = 64 * 1024 * 1024;
     /// Gossipsub topic for order events.
     pub const EVENTS_TOPIC: &str = "printmesh/order-events/1";
+    /// Gossipsub topic for the root's revocations (`membership::SignedRevocation`).
+    pub const REVOCATIONS_TOPIC: &str = "printmesh/revocations/1";
     pub const EVENT_MAX_BYTES: usize = 16 * 1024;
     /// Most lines in one order.
     pub const MAX_ORDER_LINES: usize = 500;
