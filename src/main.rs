@@ -326,10 +326,11 @@ fn network(action: NetworkAction) -> Result<bool> {
         NetworkAction::Init { dir, name } => {
             let file = m::init(&dir, &name)?;
             println!(
-                "network {} in {}\nroot public key (each node's config names it):\n{}",
+                "network {} in {}\nroot public key (each node's [membership] names it):\n{}\npre-shared key (each node's psk_file, optional): {}",
                 file.name,
                 dir.display(),
-                file.root_public_key
+                file.root_public_key,
+                dir.join("swarm.key").display()
             );
         }
         NetworkAction::Enroll {

@@ -31,6 +31,12 @@ fn init_enroll_show_and_revoke() {
     let (ok, text) = run(&["network", "init", "--dir", net_s, "--name", "shops"]);
     assert!(ok, "{text}");
     assert!(text.contains("root public key"), "{text}");
+    // The private network's pre-shared key, for each node's `psk_file`.
+    let psk = std::fs::read_to_string(net.join("swarm.key")).unwrap();
+    assert!(
+        psk.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"),
+        "{psk}"
+    );
     let (ok, text) = run(&["network", "init", "--dir", net_s, "--name", "shops"]);
     assert!(!ok && text.contains("already holds a network"), "{text}");
 

@@ -61,6 +61,10 @@ pub struct NodeConfig {
     /// Find peers on the LAN by mDNS as well.
     #[serde(default)]
     pub mdns: bool,
+    /// A private network's pre-shared key file (`/key/swarm/psk/1.0.0/`, as
+    /// `printmesh network init` writes `swarm.key`): the outer fence, before noise.
+    #[serde(default)]
+    pub psk_file: Option<PathBuf>,
     pub kiosk: Option<KioskConfig>,
     pub intermediary: Option<IntermediaryConfig>,
     pub acquirer: Option<AcquirerConfig>,
@@ -514,6 +518,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
             peers,
             mdns: false,
+            psk_file: None,
             kiosk: None,
             intermediary: None,
             acquirer: None,
@@ -544,6 +549,9 @@ impl NodeConfig {
             }
         };
         fix(&mut self.data_dir);
+        if let Some(p) = &mut self.psk_file {
+            fix(p);
+        }
         if let Some(k) = &mut self.kiosk {
             fix(&mut k.prices);
             if let Some(m) = &mut k.media_dir {

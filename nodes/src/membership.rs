@@ -126,6 +126,8 @@ pub fn init(dir: &Path, name: &str) -> Result<NetworkFile, MembershipError> {
         .map_err(|e| MembershipError::Refused(e.to_string()))?;
     let key_path = dir.join("root.key");
     write_secret_file(&key_path, &secret).map_err(io(&key_path))?;
+    let psk_path = dir.join("swarm.key");
+    write_secret_file(&psk_path, new_psk().as_bytes()).map_err(io(&psk_path))?;
     let file = NetworkFile {
         name: name.to_string(),
         root_public_key: hex::encode(root.public().encode_protobuf()),
@@ -400,6 +402,19 @@ impl Gate {
         }
         Ok((r, new))
     }
+}
+
+/// Reads a private network's pre-shared key (the `/key/swarm/psk/1.0.0/` format).
+pub fn load_psk(path: &Path) -> Result<libp2p::pnet::PreSharedKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.parse()
+        .map_err(|e| format!("{}: not a pre-shared key: {e}", path.display()))
+}
+
+/// A new pre-shared key, in the file format.
+pub fn new_psk() -> String {
+    let key: [u8; 32] = rand::random();
+    format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", hex::encode(key))
 }
 
 /// What `printmesh network show FILE` prints of a certificate.

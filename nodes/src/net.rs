@@ -550,6 +550,8 @@ pub struct NetConfig {
     pub hello: Hello,
     /// In an enrolled network: what every peer's hello is checked against.
     pub gate: Option<crate::membership::Gate>,
+    /// A private network's pre-shared key: peers without it cannot connect at all.
+    pub psk: Option<libp2p::pnet::PreSharedKey>,
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
@@ -590,6 +592,34 @@ pub enum BuildError {
     Listen { addr: Multiaddr, reason: String },
 }
 
+/// TCP, then (in a private network) the pre-shared key's handshake, then noise and
+/// yamux. A peer without the key cannot even start noise.
+fn transport(
+    key: &Keypair,
+    psk: Option<libp2p::pnet::PreSharedKey>,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    noise::Error,
+> {
+    use libp2p::core::upgrade::Version;
+    use libp2p::Transport as _;
+    let noise = noise::Config::new(key)?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    Ok(match psk {
+        Some(psk) => tcp
+            .and_then(move |socket, _| libp2p::pnet::PnetConfig::new(psk).handshake(socket))
+            .upgrade(Version::V1)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+        None => tcp
+            .upgrade(Version::V1)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    })
+}
+
 /// Builds the swarm and splits it into a client, the role's event receiver and the
 /// event loop.
 pub fn build(
@@ -597,13 +627,12 @@ pub fn build(
     config: NetConfig,
 ) -> Result<(Client, mpsc::Receiver<NodeEvent>, EventLoop), BuildError> {
     let mdns_enabled = config.mdns;
+    let psk = config.psk;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| {
+            transport(key, psk).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
         .map_err(|e| BuildError::Transport(e.to_string()))?
         .with_behaviour(|key| {
             // Every event is signed by its origin and checked on receipt

@@ -374,6 +374,10 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         ),
         None => None,
     };
+    let psk = match &config.psk_file {
+        Some(path) => Some(crate::membership::load_psk(path).map_err(NodeError::Role)?),
+        None => None,
+    };
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,
@@ -386,6 +390,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         NetConfig {
             hello,
             gate,
+            psk,
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,

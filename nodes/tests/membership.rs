@@ -59,6 +59,7 @@ async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client 
         NetConfig {
             hello,
             gate: None,
+            psk: None,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             peers: vec![target.parse().unwrap()],
             mdns: false,
@@ -454,4 +455,53 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
         .any(|p| p.peer == courier.peer_id()));
     lab.shutdown().await;
     courier.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_networks_pre_shared_key_there_is_no_connection_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let psk = dir.path().join("swarm.key");
+    std::fs::write(&psk, membership::new_psk()).unwrap();
+    let other_psk = dir.path().join("other.key");
+    std::fs::write(&other_psk, membership::new_psk()).unwrap();
+    let node = |name: &str, key: Option<&Path>, peers: Vec<String>| {
+        let mut c = NodeConfig::bare(Role::Courier, name, NETWORK, dir.path().join(name), peers);
+        c.courier = Some(printmesh_nodes::config::CourierConfig {
+            auto_in_transit_secs: None,
+            auto_deliver_secs: None,
+        });
+        c.psk_file = key.map(Path::to_path_buf);
+        c
+    };
+    let a = start_role(node("a", Some(&psk), vec![])).await.unwrap();
+    let addr = a.addresses().await[0].to_string();
+    let b = start_role(node("b", Some(&psk), vec![addr.clone()]))
+        .await
+        .unwrap();
+    b.client
+        .wait_for_role(Role::Courier, Duration::from_secs(10))
+        .await
+        .expect("the same key: connected");
+    let c = start_role(node("c", Some(&other_psk), vec![addr.clone()]))
+        .await
+        .unwrap();
+    let d = start_role(node("d", None, vec![addr])).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for outsider in [&c, &d] {
+        assert!(outsider.client.peers().await.is_empty());
+        assert!(!a
+            .client
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer == outsider.peer_id()));
+    }
+    // A key file that is not one is a clear error at start.
+    std::fs::write(dir.path().join("bad.key"), "not a key").unwrap();
+    let e = start_role(node("e", Some(&dir.path().join("bad.key")), vec![]))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("not a pre-shared key"), "{e}");
 }
