@@ -40,13 +40,27 @@ pub fn sign_event(keypair: &Keypair, event: &OrderEvent) -> Result<SignedEvent, 
         event: bytes,
         public_key: keypair.public().encode_protobuf(),
         signature,
+        certificate: None,
     })
 }
 
 /// Checks a gossiped frame: it decodes within its cap, the signature verifies, and the
-/// origin named inside is the signer.
-pub fn verify_event(frame: &[u8]) -> Result<OrderEvent, EventError> {
+/// origin named inside is the signer. Returns the event with the origin's certificate
+/// (if it carries one) for the membership check.
+pub fn verify_event_with_certificate(
+    frame: &[u8],
+) -> Result<(OrderEvent, Option<Vec<u8>>), EventError> {
     let signed: SignedEvent = decode_frame(frame, proto::EVENT_MAX_BYTES)?;
+    let certificate = signed.certificate.clone();
+    verify_signed(signed).map(|e| (e, certificate))
+}
+
+/// [`verify_event_with_certificate`] without the certificate.
+pub fn verify_event(frame: &[u8]) -> Result<OrderEvent, EventError> {
+    verify_event_with_certificate(frame).map(|(e, _)| e)
+}
+
+fn verify_signed(signed: SignedEvent) -> Result<OrderEvent, EventError> {
     let key = PublicKey::try_decode_protobuf(&signed.public_key).map_err(|_| EventError::BadKey)?;
     if !key.verify(&signed.event, &signed.signature) {
         return Err(EventError::BadSignature);
@@ -76,6 +90,8 @@ pub struct EventLog {
     /// Our last sequence number; taken and stored under the lock, so two emits can
     /// never store them out of order.
     seq: Mutex<u64>,
+    /// Our membership certificate, carried by each event we sign (enrolled networks).
+    certificate: Mutex<Option<Vec<u8>>>,
 }
 
 impl EventLog {
@@ -89,7 +105,13 @@ impl EventLog {
             events,
             meta,
             seq: Mutex::new(seq),
+            certificate: Mutex::new(None),
         })
+    }
+
+    /// The certificate our events carry from now on.
+    pub fn set_certificate(&self, certificate: Vec<u8>) {
+        *self.certificate.lock().unwrap_or_else(|e| e.into_inner()) = Some(certificate);
     }
 
     /// Records, signs and gossips a new event of ours. Gossip failure (no peers yet)
@@ -116,7 +138,12 @@ impl EventLog {
             kind,
         };
         self.record(&event)?;
-        let signed = sign_event(&self.keypair, &event)?;
+        let mut signed = sign_event(&self.keypair, &event)?;
+        signed.certificate = self
+            .certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES)?;
         if let Err(e) = client.publish_event(frame).await {
             tracing::debug!(%order_id, "event not gossiped now: {e}");

@@ -363,6 +363,30 @@ impl Gate {
         Ok(cert)
     }
 
+    /// Whether a gossiped event's origin may emit it: its certificate (carried in the
+    /// event) is the root's, for this network and that origin, valid and unrevoked,
+    /// and for the role that emits this kind of event.
+    pub fn admit_event(
+        &self,
+        event: &printmesh_protocol::messages::OrderEvent,
+        certificate: Option<&[u8]>,
+    ) -> Result<(), CertError> {
+        let origin = PeerId::from_bytes(&event.origin)
+            .map_err(|_| CertError::Malformed("origin is not a PeerId".into()))?;
+        let bytes = certificate.ok_or_else(|| CertError::Malformed("no certificate".into()))?;
+        let cert = verify(&SignedCertificate::decode(bytes)?, &self.root)?;
+        self.check(&cert, origin)?;
+        let may = event.kind.emitted_by();
+        if cert.role != may {
+            return Err(CertError::Malformed(format!(
+                "a {} may not emit {:?} (only a {may})",
+                cert.role,
+                printmesh_protocol::order::Step::of(&event.kind)
+            )));
+        }
+        Ok(())
+    }
+
     /// Takes a revocation the root signed; returns it.
     pub fn accept_revocation(&self, signed: &SignedRevocation) -> Result<Revocation, CertError> {
         self.accept_revocation_new(signed).map(|(r, _)| r)

@@ -36,7 +36,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::verify_event;
+use crate::events::verify_event_with_certificate;
 
 /// Capacity of the command and event channels.
 pub const CHANNEL_CAPACITY: usize = 256;
@@ -575,6 +575,8 @@ pub struct EventLoop {
     gate: Option<crate::membership::Gate>,
     /// Peers refused for their certificate (each is logged once).
     refused: std::collections::HashSet<PeerId>,
+    /// Reasons gossiped events were rejected for (each is logged once; bounded).
+    rejected: BoundedSet,
     peers: HashMap<PeerId, PeerInfo>,
     static_peers: Vec<(Multiaddr, Option<PeerId>)>,
     /// Peers mDNS found, until it says they expired; redialled while not connected.
@@ -618,6 +620,22 @@ fn transport(
             .multiplex(yamux::Config::default())
             .boxed(),
     })
+}
+
+/// A set that forgets everything once it holds [`BoundedSet::MAX`] entries, so a
+/// flood of distinct reasons cannot grow it without end (the log then repeats one).
+#[derive(Default)]
+struct BoundedSet(HashSet<String>);
+
+impl BoundedSet {
+    const MAX: usize = 1024;
+
+    fn insert(&mut self, s: String) -> bool {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(s)
+    }
 }
 
 /// Builds the swarm and splits it into a client, the role's event receiver and the
@@ -715,6 +733,7 @@ pub fn build(
         hello: config.hello,
         gate: config.gate,
         refused: std::collections::HashSet::new(),
+        rejected: BoundedSet::default(),
         peers: HashMap::new(),
         static_peers: config.peers.into_iter().map(|a| (a, None)).collect(),
         discovered: HashMap::new(),
@@ -849,7 +868,23 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
-                let acceptance = match verify_event(&message.data) {
+                let checked = verify_event_with_certificate(&message.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(event, cert)| match &self.gate {
+                        // In an enrolled network the origin must be a member whose
+                        // role emits this kind of event; otherwise it goes no further.
+                        Some(gate) => match gate.admit_event(&event, cert.as_deref()) {
+                            Ok(()) => Ok(event),
+                            Err(e) => Err(format!(
+                                "from {}: {e}",
+                                PeerId::from_bytes(&event.origin)
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default()
+                            )),
+                        },
+                        None => Ok(event),
+                    });
+                let acceptance = match checked {
                     Ok(event) => {
                         if self.events.try_send(NodeEvent::Event(event)).is_err() {
                             tracing::warn!("event queue full: dropping a gossiped event");
@@ -857,7 +892,10 @@ impl EventLoop {
                         MessageAcceptance::Accept
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %propagation_source, "rejected gossiped event: {e}");
+                        // Logged once per reason, however often it is repeated.
+                        if self.rejected.insert(e.clone()) {
+                            tracing::warn!(peer = %propagation_source, "rejected gossiped event: {e}");
+                        }
                         MessageAcceptance::Reject
                     }
                 };

@@ -378,6 +378,9 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         Some(path) => Some(crate::membership::load_psk(path).map_err(NodeError::Role)?),
         None => None,
     };
+    if let Some(gate) = &gate {
+        events.set_certificate(gate.own.clone());
+    }
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,

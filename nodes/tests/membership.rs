@@ -505,3 +505,104 @@ async fn without_the_networks_pre_shared_key_there_is_no_connection_at_all() {
         .to_string();
     assert!(e.contains("not a pre-shared key"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossiped_events_count_only_from_the_role_that_emits_them() {
+    use printmesh_nodes::events::sign_event;
+    use printmesh_protocol::codec::encode_frame;
+    use printmesh_protocol::messages::{proto, EventKind, OrderEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab_cfg = enrolled_config(dir.path(), Role::Lab, "lab", vec![]);
+    lab_cfg.lab = Some(
+        toml::from_str::<LabConfig>(
+            "prints_per_day = 1\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
+        )
+        .unwrap(),
+    );
+    let lab = start_role(lab_cfg).await.unwrap();
+    let lab_addr = lab.addresses().await[0].to_string();
+    let mut courier_cfg =
+        enrolled_config(dir.path(), Role::Courier, "courier", vec![lab_addr.clone()]);
+    courier_cfg.courier = Some(printmesh_nodes::config::CourierConfig {
+        auto_in_transit_secs: None,
+        auto_deliver_secs: None,
+    });
+    let courier = start_role(courier_cfg).await.unwrap();
+    courier
+        .client
+        .wait_for_role(Role::Lab, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // An enrolled kiosk (so the lab serves it) that tries to pass off a lab's event.
+    let key = Keypair::generate_ed25519();
+    let (cert_path, _) = membership::enroll(
+        &dir.path().join("net"),
+        Role::Kiosk,
+        key.public().to_peer_id(),
+        "Kiosk",
+        30,
+    )
+    .unwrap();
+    let cert = std::fs::read(&cert_path).unwrap();
+    let kiosk = peer_saying(
+        key.clone(),
+        hello(Role::Kiosk, Some(cert.clone())),
+        lab_addr,
+    )
+    .await;
+    let me = kiosk.local_peer_id();
+    for _ in 0..50 {
+        if lab.client.peers().await.iter().any(|p| p.peer == me) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let gossipsub take the new peer into its mesh.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let forged_order = OrderId::from_parts(5, 5);
+    let publish = |kind: EventKind, with_cert: bool| {
+        let event = OrderEvent {
+            origin: key.public().to_peer_id().to_bytes(),
+            seq: 1,
+            order_id: forged_order,
+            at_ms: now_ms(),
+            kind,
+        };
+        let mut signed = sign_event(&key, &event).unwrap();
+        signed.certificate = with_cert.then(|| cert.clone());
+        encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap()
+    };
+    // Both really go out (the lab subscribes to the topic): the lab must refuse them.
+    kiosk
+        .publish_event(publish(EventKind::Shipped, true))
+        .await
+        .expect("published");
+    kiosk
+        .publish_event(publish(EventKind::Printed, false))
+        .await
+        .expect("published");
+
+    // The lab's own event, from a lab, reaches the courier.
+    let real_order = OrderId::from_parts(6, 6);
+    lab.emit(real_order, EventKind::Printed).await;
+    let mut arrived = false;
+    for _ in 0..50 {
+        if !courier.events.events_for(real_order).unwrap().is_empty() {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(arrived, "a lab's event from the lab is taken");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in [&lab, &courier] {
+        assert!(
+            node.events.events_for(forged_order).unwrap().is_empty(),
+            "a kiosk's 'Shipped' and an uncertified event are not stored, nor passed on"
+        );
+    }
+    lab.shutdown().await;
+    courier.shutdown().await;
+}

@@ -627,4 +627,28 @@ pub struct SignedEvent {
     /// The origin's public key (libp2p protobuf encoding).
     pub public_key: Vec<u8>,
     pub signature: Vec<u8>,
+    /// In an enrolled network, the origin's membership certificate (an encoded
+    /// `membership::SignedCertificate`): every node checks the origin may emit this
+    /// kind of event, however many hops away it is.
+    pub certificate: Option<Vec<u8>>,
+}
+
+impl EventKind {
+    /// The role whose nodes emit this kind of event.
+    pub fn emitted_by(&self) -> Role {
+        match self {
+            EventKind::Submitted { .. } => Role::Intermediary,
+            EventKind::Authorised { .. }
+            | EventKind::Declined { .. }
+            | EventKind::Voided
+            | EventKind::Expired => Role::Acquirer,
+            EventKind::Accepted { .. }
+            | EventKind::Rejected { .. }
+            | EventKind::Printed
+            | EventKind::Shipped
+            | EventKind::Rescheduled { .. } => Role::Lab,
+            EventKind::Tracking { .. } | EventKind::Delivered => Role::Courier,
+            EventKind::Collected => Role::Kiosk,
+        }
+    }
 }

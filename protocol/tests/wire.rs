@@ -245,8 +245,9 @@ fn golden_event() {
             event: vec![9, 9],
             public_key: vec![1],
             signature: vec![2, 2],
+            certificate: None,
         },
-        "01080000000209090101020202",
+        "0109000000020909010102020200",
     );
 }
 
@@ -477,7 +478,7 @@ proptest! {
         at in any::<i64>(), kind in arb_event_kind(), sig in proptest::collection::vec(any::<u8>(), 0..64)) {
         let event = OrderEvent { origin: origin.clone(), seq, order_id: id, at_ms: at, kind };
         round_trip(&event);
-        round_trip(&SignedEvent { event: encode_frame(&event, MAX_FRAME_BYTES).unwrap(), public_key: origin, signature: sig });
+        round_trip(&SignedEvent { event: encode_frame(&event, MAX_FRAME_BYTES).unwrap(), public_key: origin, signature: sig, certificate: None });
     }
 
     /// Random bytes never panic a decoder; they decode or they error.
