@@ -239,6 +239,8 @@ fn rr<P: WireProtocol>() -> Rr<P> {
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Connection caps: per peer, in total, and half-open incoming ones.
+    limits: libp2p::connection_limits::Behaviour,
     identify: identify::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
@@ -404,6 +406,7 @@ pub enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// A revocation the operator hands this node: applied here and gossiped.
     Revoke(Vec<u8>, oneshot::Sender<Result<String, String>>),
+    ConnectionsTo(PeerId, oneshot::Sender<u32>),
     Shutdown,
 }
 
@@ -479,6 +482,19 @@ impl Client {
             .map_err(|e| e.to_string())?;
         rx.await
             .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    /// How many connections this node has to `peer` right now.
+    pub async fn connections_to(&self, peer: PeerId) -> u32 {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .command(Command::ConnectionsTo(peer, tx))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     pub async fn peers(&self) -> Vec<PeerInfo> {
@@ -577,6 +593,8 @@ pub struct EventLoop {
     refused: std::collections::HashSet<PeerId>,
     /// Reasons gossiped events were rejected for (each is logged once; bounded).
     rejected: BoundedSet,
+    /// Established connections per peer.
+    connections: HashMap<PeerId, u32>,
     peers: HashMap<PeerId, PeerInfo>,
     static_peers: Vec<(Multiaddr, Option<PeerId>)>,
     /// Peers mDNS found, until it says they expired; redialled while not connected.
@@ -621,6 +639,14 @@ fn transport(
             .boxed(),
     })
 }
+
+/// A peer has at most this many connections to a node at once (a flood of dials from
+/// one peer cannot crowd out the others).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Connections a node holds in all.
+pub const MAX_CONNECTIONS: u32 = 512;
+/// Incoming connections still in their handshake at once.
+pub const MAX_PENDING_INCOMING: u32 = 64;
 
 /// A set that forgets everything once it holds [`BoundedSet::MAX`] entries, so a
 /// flood of distinct reasons cannot grow it without end (the log then repeats one).
@@ -681,6 +707,12 @@ pub fn build(
                 None
             };
             Ok(Behaviour {
+                limits: libp2p::connection_limits::Behaviour::new(
+                    libp2p::connection_limits::ConnectionLimits::default()
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                        .with_max_established(Some(MAX_CONNECTIONS))
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+                ),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/printmesh/id/1".into(), key.public())
                         .with_agent_version(format!("printmesh/{}", env!("CARGO_PKG_VERSION"))),
@@ -734,6 +766,7 @@ pub fn build(
         gate: config.gate,
         refused: std::collections::HashSet::new(),
         rejected: BoundedSet::default(),
+        connections: HashMap::new(),
         peers: HashMap::new(),
         static_peers: config.peers.into_iter().map(|a| (a, None)).collect(),
         discovered: HashMap::new(),
@@ -754,6 +787,7 @@ impl EventLoop {
                     Some(Command::Peers(tx)) => { let _ = tx.send(self.peers.values().cloned().collect()); }
                     Some(Command::ListenAddrs(tx)) => { let _ = tx.send(self.listen_addrs.clone()); }
                     Some(Command::Revoke(bytes, tx)) => { let _ = tx.send(self.revoke(bytes)); }
+                    Some(Command::ConnectionsTo(peer, tx)) => { let _ = tx.send(self.connections.get(&peer).copied().unwrap_or(0)); }
                     Some(Command::Shutdown) | None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -797,6 +831,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.connections.insert(peer_id, num_established.get());
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     for (addr, peer) in &mut self.static_peers {
                         if without_p2p(addr) == without_p2p(address) {
@@ -814,11 +849,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
                 ..
-            } if self.peers.remove(&peer_id).is_some() => {
-                tracing::info!(%peer_id, "peer gone");
-                let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
+            } => {
+                if num_established == 0 {
+                    self.connections.remove(&peer_id);
+                    if self.peers.remove(&peer_id).is_some() {
+                        tracing::info!(%peer_id, "peer gone");
+                        let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
+                    }
+                } else {
+                    self.connections.insert(peer_id, num_established);
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "outgoing connection failed: {error}");

@@ -606,3 +606,43 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
     lab.shutdown().await;
     courier.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_dialling_over_and_over_holds_a_few_connections_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = NodeConfig::bare(Role::Courier, "a", NETWORK, dir.path().join("a"), vec![]);
+    c.courier = Some(printmesh_nodes::config::CourierConfig {
+        auto_in_transit_secs: None,
+        auto_deliver_secs: None,
+    });
+    let node = start_role(c).await.unwrap();
+    let addr = node.addresses().await[0].to_string();
+    let flooder = peer_saying(
+        Keypair::generate_ed25519(),
+        hello(Role::Lab, None),
+        addr.clone(),
+    )
+    .await;
+    for _ in 0..20 {
+        let _ = flooder.dial(addr.parse().unwrap()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = node.client.connections_to(flooder.local_peer_id()).await;
+    assert!(
+        (1..=net::MAX_CONNECTIONS_PER_PEER).contains(&held),
+        "{held} connections from one peer"
+    );
+    // Someone else still gets in and is served.
+    let other = peer_saying(Keypair::generate_ed25519(), hello(Role::Lab, None), addr).await;
+    let me = other.local_peer_id();
+    let mut seen = false;
+    for _ in 0..50 {
+        if node.client.peers().await.iter().any(|p| p.peer == me) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen);
+    node.shutdown().await;
+}
