@@ -771,6 +771,31 @@ transit_days = 2
     }
 
     #[test]
+    fn membership_and_the_pre_shared_key_resolve_against_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "courier.toml",
+            r#"
+role = "courier"
+name = "Van"
+data_dir = "data/courier"
+psk_file = "netadmin/swarm.key"
+[courier]
+[membership]
+root_public_key = "0801"
+certificate = "netadmin/issued/3.cert"
+revocations = "netadmin/revoked"
+"#,
+        );
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.psk_file, Some(dir.path().join("netadmin/swarm.key")));
+        let m = c.membership.unwrap();
+        assert_eq!(m.certificate, dir.path().join("netadmin/issued/3.cert"));
+        assert_eq!(m.revocations, Some(dir.path().join("netadmin/revoked")));
+    }
+
+    #[test]
     fn a_typo_is_named_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(
