@@ -263,6 +263,18 @@ struct ExifFacts {
     thumbnail: Option<Vec<u8>>,
 }
 
+/// The EXIF facts of a file's bytes, as the kiosk reads them from a memory card:
+/// orientation, when it was taken, and the embedded thumbnail's size (for the fuzzer
+/// and tests; the kiosk reads files).
+pub fn exif_facts_of(bytes: &[u8]) -> Option<(u8, Option<String>, Option<usize>)> {
+    let facts = read_exif(&mut std::io::Cursor::new(bytes))?;
+    Some((
+        facts.orientation,
+        facts.taken_at,
+        facts.thumbnail.map(|t| t.len()),
+    ))
+}
+
 fn read_exif(reader: &mut (impl std::io::BufRead + std::io::Seek)) -> Option<ExifFacts> {
     use exif::{In, Tag, Value};
     let exif = exif::Reader::new().read_from_container(reader).ok()?;
