@@ -271,10 +271,11 @@ pub struct Gate {
     pub own: Vec<u8>,
 }
 
+/// Revoked certificate serials. A revocation names one certificate: a node renewed
+/// under a new serial (same key) is welcome again.
 #[derive(Default)]
 struct RevocationList {
     serials: std::collections::HashSet<u64>,
-    peers: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Gate {
@@ -337,8 +338,8 @@ impl Gate {
 
     fn check(&self, cert: &Certificate, peer: PeerId) -> Result<(), CertError> {
         let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-        cert.check(&self.network, &peer.to_bytes(), now_ms(), |serial, peer| {
-            revoked.serials.contains(&serial) || revoked.peers.contains(peer)
+        cert.check(&self.network, &peer.to_bytes(), now_ms(), |serial, _| {
+            revoked.serials.contains(&serial)
         })
     }
 
@@ -406,7 +407,6 @@ impl Gate {
         }
         let new = {
             let mut list = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-            list.peers.insert(r.peer_id.clone());
             list.serials.insert(r.serial)
         };
         if new {

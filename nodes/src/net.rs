@@ -887,7 +887,9 @@ impl EventLoop {
                 message,
             }) if message.topic == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash() => {
                 let acceptance = match self.apply_revocation(&message.data) {
-                    Ok(text) => {
+                    // One this node had already: not passed on again (a replay).
+                    Ok((_, false)) => MessageAcceptance::Ignore,
+                    Ok((text, true)) => {
                         tracing::warn!(peer = %propagation_source, "{text}");
                         MessageAcceptance::Accept
                     }
@@ -973,7 +975,7 @@ impl EventLoop {
 
     /// Checks a revocation against the root key, remembers it (in the gate, and on
     /// disk), and cuts the revoked peer off at once.
-    fn apply_revocation(&mut self, bytes: &[u8]) -> Result<String, String> {
+    fn apply_revocation(&mut self, bytes: &[u8]) -> Result<(String, bool), String> {
         let gate = self
             .gate
             .as_ref()
@@ -993,19 +995,20 @@ impl EventLoop {
             }
         }
         let who = peer.map(|p| p.to_string()).unwrap_or_default();
-        Ok(if new {
+        let text = if new {
             format!(
                 "certificate {} of {who} revoked: disconnected and refused",
                 r.serial
             )
         } else {
             format!("certificate {} of {who} was revoked already", r.serial)
-        })
+        };
+        Ok((text, new))
     }
 
     /// A revocation from the operator: applied, then gossiped on.
     fn revoke(&mut self, bytes: Vec<u8>) -> Result<String, String> {
-        let text = self.apply_revocation(&bytes)?;
+        let (text, _) = self.apply_revocation(&bytes)?;
         if let Err(e) = self
             .swarm
             .behaviour_mut()

@@ -257,14 +257,34 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
     let lab = start_role(c.clone()).await.unwrap();
     let target = lab.addresses().await[0].to_string();
     let revoked = peer_saying(
-        key,
+        key.clone(),
         hello(Role::Intermediary, Some(std::fs::read(&path).unwrap())),
-        target,
+        target.clone(),
     )
     .await;
     assert!(
         !served(&lab, &revoked).await,
         "a revoked certificate is refused"
+    );
+    drop(revoked);
+    // Renewed under a new serial, the same node (same key) is welcome again.
+    let (renewed, _) = membership::enroll(
+        &dir.path().join("net"),
+        Role::Intermediary,
+        key.public().to_peer_id(),
+        "Hub",
+        30,
+    )
+    .unwrap();
+    let renewed = peer_saying(
+        key,
+        hello(Role::Intermediary, Some(std::fs::read(&renewed).unwrap())),
+        target,
+    )
+    .await;
+    assert!(
+        served(&lab, &renewed).await,
+        "a renewed certificate is served"
     );
     lab.shutdown().await;
     drop(lab);
