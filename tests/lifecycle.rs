@@ -21,22 +21,12 @@ use std::time::{Duration, Instant};
 
 use common::{
     acquirer_config, acquirer_key_file, bin, fixtures, inspect, intermediary_config, kiosk_config,
-    write_config, NodeProc, Tmux,
+    run, write_config, NodeProc, Tmux,
 };
 use serde_json::Value;
 
 const QUEUE: &str = "ipp://127.0.0.1:631/printers/PDF";
 const OUT: &str = "/var/spool/cups-pdf/out";
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn cfg(p: &Path) -> &str {
     p.to_str().unwrap()

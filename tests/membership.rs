@@ -9,19 +9,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{bin, lab_config};
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{lab_config, run};
 
 #[test]
 fn init_enroll_show_and_revoke() {

@@ -14,24 +14,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    acquirer_config, bin, files_below, inspect, intermediary_config, kiosk_config, lab_config,
+    acquirer_config, files_below, inspect, intermediary_config, kiosk_config, lab_config, run,
     NodeProc,
 };
 use serde_json::Value;
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn order(kiosk: &Path, card: &str, size: &str, extra: &[&str]) -> Value {
     let mut args = vec![

@@ -116,6 +116,17 @@ impl Drop for NodeProc {
     }
 }
 
+/// Runs `printmesh ARGS…` to the end: whether it succeeded, and stdout then stderr.
+pub fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Writes a node config into `dir` and returns its path.
 pub fn write_config(
     dir: &Path,

@@ -638,7 +638,7 @@ impl Lab {
             })
             .await;
         if r.is_ok() {
-            self.release(&release).await;
+            self.move_bookings(&release, &[]).await;
         }
         match r {
             Ok(_) => {
@@ -650,25 +650,21 @@ impl Lab {
         }
     }
 
-    /// Gives booked prints back to the calendar (a job that will not print).
-    async fn release(&self, bookings: &[(NaiveDate, u32)]) {
+    /// Moves prints in the calendar, under the lab's lock: `from` is given back (a
+    /// job that will not print, or a promise that moved), `to` is booked.
+    async fn move_bookings(&self, from: &[(NaiveDate, u32)], to: &[(NaiveDate, u32)]) {
         let _guard = self.lock.lock().await;
-        for (day, n) in bookings {
-            let key = day_key(*day);
-            let was = self.calendar.get(&key).ok().flatten().unwrap_or(0);
-            if let Err(e) = self.calendar.insert(&key, &was.saturating_sub(*n)) {
-                tracing::warn!("cannot release {n} prints on {key}: {e}");
+        let changes = from
+            .iter()
+            .map(|(d, n)| (*d, -i64::from(*n)))
+            .chain(to.iter().map(|(d, n)| (*d, i64::from(*n))));
+        for (day, delta) in changes {
+            let key = day_key(day);
+            let was = i64::from(self.calendar.get(&key).ok().flatten().unwrap_or(0));
+            let now = u32::try_from((was + delta).max(0)).unwrap_or(u32::MAX);
+            if let Err(e) = self.calendar.insert(&key, &now) {
+                tracing::warn!("cannot book {delta} prints on {key}: {e}");
             }
-        }
-    }
-
-    /// Books prints on a day of the calendar.
-    async fn book(&self, day: NaiveDate, prints: u32) {
-        let _guard = self.lock.lock().await;
-        let key = day_key(day);
-        let was = self.calendar.get(&key).ok().flatten().unwrap_or(0);
-        if let Err(e) = self.calendar.insert(&key, &was.saturating_add(prints)) {
-            tracing::warn!("cannot book {prints} prints on {key}: {e}");
         }
     }
 
@@ -934,8 +930,8 @@ impl Lab {
             }
             // The calendar follows: the prints leave the days they missed and take
             // room on the day they are now expected.
-            self.release(&old_bookings).await;
-            self.book(print_day, job.prints()).await;
+            self.move_bookings(&old_bookings, &[(print_day, job.prints())])
+                .await;
             let reason = format!("missed the courier on {}", job.promise.ship_date);
             tracing::warn!(%order_id, %was, now = %delivery, "promise slipped: {reason}");
             self.node
