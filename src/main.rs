@@ -132,6 +132,10 @@ enum NetworkAction {
         peer_id: String,
         #[arg(long)]
         name: String,
+        /// A kiosk's store (required for a kiosk; its intermediary serves it that
+        /// store's orders only).
+        #[arg(long)]
+        store: Option<String>,
         /// Days it is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
@@ -338,6 +342,7 @@ fn network(action: NetworkAction) -> Result<bool> {
             role,
             peer_id,
             name,
+            store,
             days,
         } => {
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
@@ -345,7 +350,13 @@ fn network(action: NetworkAction) -> Result<bool> {
             let peer: m::PeerId = peer_id
                 .parse()
                 .with_context(|| format!("{peer_id:?} is not a PeerId"))?;
-            let (path, cert) = m::enroll(&dir, role, peer, &name, days)?;
+            let store = store
+                .map(|s| {
+                    s.parse()
+                        .with_context(|| format!("{s:?} is not a store id"))
+                })
+                .transpose()?;
+            let (path, cert) = m::enroll(&dir, role, peer, &name, store, days)?;
             println!("{}", m::describe(&cert));
             println!("certificate: {}", path.display());
         }

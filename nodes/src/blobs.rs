@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
-use printmesh_protocol::messages::{proto, BlobOffer, BlobReply, BlobVerdict};
+use printmesh_protocol::messages::{proto, BlobOffer, BlobReply, BlobVerdict, Role};
 use printmesh_protocol::BlobId;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt, AsyncWriteExt as _};
@@ -492,10 +492,21 @@ pub async fn send_blob_cut(
     }
 }
 
-/// Accepts pushed blobs from peers of our network (they said hello) until the node
-/// stops, at most [`MAX_CONCURRENT_RECEIVES`] at once. A failed transfer is logged; it
-/// never stops the server.
-pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>) {
+/// Whether a node in role `to` takes photos pushed by a peer in role `from`: a
+/// kiosk sends its intermediary the order's photos, the intermediary sends them on to
+/// the lab. Nobody else pushes blobs to anyone.
+pub fn takes_blobs(from: Role, to: Role) -> bool {
+    matches!(
+        (from, to),
+        (Role::Kiosk, Role::Intermediary) | (Role::Intermediary, Role::Lab)
+    )
+}
+
+/// Accepts pushed blobs from peers of our network (they said hello, in a role that
+/// sends this node photos, see [`takes_blobs`]) until the node stops, at most
+/// [`MAX_CONCURRENT_RECEIVES`] at once. A failed transfer is logged; it never stops
+/// the server.
+pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role: Role) {
     let mut control = client.stream_control();
     let mut incoming = match control.accept(blob_protocol()) {
         Ok(incoming) => incoming,
@@ -506,9 +517,22 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>) {
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECEIVES));
     while let Some((peer, mut stream)) = incoming.next().await {
-        if !client.peers().await.iter().any(|p| p.peer == peer) {
-            tracing::warn!(%peer, "blob stream from a peer that has not said hello; refused");
-            continue;
+        let from = client
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.hello.role);
+        match from {
+            None => {
+                tracing::warn!(%peer, "blob stream from a peer that has not said hello; refused");
+                continue;
+            }
+            Some(from) if !takes_blobs(from, role) => {
+                tracing::warn!(%peer, %from, "a {role} takes no photos from a {from}; refused");
+                continue;
+            }
+            Some(_) => {}
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many blob transfers at once; refusing one");

@@ -13,7 +13,8 @@ pub use libp2p::PeerId;
 use printmesh_protocol::membership::{
     CertError, Certificate, Revocation, SignedCertificate, SignedRevocation, MAX_NAME_LEN,
 };
-use printmesh_protocol::messages::Role;
+use printmesh_protocol::messages::{proto, Role};
+use printmesh_protocol::StoreId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -138,18 +139,33 @@ pub fn init(dir: &Path, name: &str) -> Result<NetworkFile, MembershipError> {
 }
 
 /// Issues a certificate for `peer` in `role`, valid for `days`; writes it to
-/// `issued/<serial>.cert` and returns that path with the certificate.
+/// `issued/<serial>.cert` and returns that path with the certificate. A kiosk's
+/// certificate names its store (and only a kiosk's does).
 pub fn enroll(
     dir: &Path,
     role: Role,
     peer: PeerId,
     name: &str,
+    store: Option<StoreId>,
     days: u32,
 ) -> Result<(PathBuf, Certificate), MembershipError> {
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(MembershipError::Refused(format!(
             "a node name is 1 to {MAX_NAME_LEN} characters"
         )));
+    }
+    match (role, &store) {
+        (Role::Kiosk, None) => {
+            return Err(MembershipError::Refused(
+                "a kiosk is enrolled for its store: give --store".into(),
+            ))
+        }
+        (Role::Kiosk, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(MembershipError::Refused(format!(
+                "only a kiosk belongs to a store, not a {role}"
+            )))
+        }
     }
     let mut file = load(dir)?;
     let root = root_key(dir)?;
@@ -159,6 +175,7 @@ pub fn enroll(
         peer_id: peer.to_bytes(),
         role,
         name: name.to_string(),
+        store,
         serial: file.next_serial,
         issued_ms: now,
         expires_ms: now.saturating_add(i64::from(days).saturating_mul(86_400_000)),
@@ -276,6 +293,15 @@ pub struct Gate {
 #[derive(Default)]
 struct RevocationList {
     serials: std::collections::HashSet<u64>,
+    /// Each revocation as the root signed it, newest last: what hellos pass on.
+    signed: Vec<Vec<u8>>,
+}
+
+fn show_store(store: &Option<StoreId>) -> String {
+    store
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "(none)".into())
 }
 
 impl Gate {
@@ -361,6 +387,20 @@ impl Gate {
                 cert.role, hello.role
             )));
         }
+        if cert.name != hello.name {
+            return Err(CertError::Malformed(format!(
+                "enrolled as {:?}, says it is {:?}",
+                cert.name,
+                hello.name.chars().take(MAX_NAME_LEN).collect::<String>()
+            )));
+        }
+        if cert.store != hello.store {
+            return Err(CertError::Malformed(format!(
+                "enrolled for store {}, says store {}",
+                show_store(&cert.store),
+                show_store(&hello.store)
+            )));
+        }
         Ok(cert)
     }
 
@@ -388,6 +428,26 @@ impl Gate {
         Ok(())
     }
 
+    /// The newest revocations this node knows, as signed, for its hello (at most
+    /// [`proto::MAX_HELLO_REVOCATIONS`]).
+    pub fn revocations(&self) -> Vec<Vec<u8>> {
+        let list = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        let skip = list
+            .signed
+            .len()
+            .saturating_sub(proto::MAX_HELLO_REVOCATIONS);
+        list.signed.iter().skip(skip).cloned().collect()
+    }
+
+    /// Why this node's own certificate no longer counts (expired, or revoked), if it
+    /// does not: its peers refuse it from then on.
+    pub fn own_problem(&self, own_peer: PeerId) -> Option<CertError> {
+        match SignedCertificate::decode(&self.own).and_then(|s| verify(&s, &self.root)) {
+            Ok(cert) => self.check(&cert, own_peer).err(),
+            Err(e) => Some(e),
+        }
+    }
+
     /// Takes a revocation the root signed; returns it.
     pub fn accept_revocation(&self, signed: &SignedRevocation) -> Result<Revocation, CertError> {
         self.accept_revocation_new(signed).map(|(r, _)| r)
@@ -407,7 +467,13 @@ impl Gate {
         }
         let new = {
             let mut list = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-            list.serials.insert(r.serial)
+            let new = list.serials.insert(r.serial);
+            if new {
+                if let Ok(bytes) = signed.encode() {
+                    list.signed.push(bytes);
+                }
+            }
+            new
         };
         if new {
             if let Some(dir) = &self.keep {
@@ -453,7 +519,7 @@ pub fn describe(cert: &Certificate) -> serde_json::Value {
     };
     serde_json::json!({
         "network": cert.network, "serial": cert.serial, "role": cert.role.name(),
-        "name": cert.name, "peer_id": peer,
+        "name": cert.name, "peer_id": peer, "store": cert.store.as_ref().map(|s| s.to_string()),
         "issued": when(cert.issued_ms), "expires": when(cert.expires_ms),
     })
 }
@@ -471,7 +537,7 @@ mod tests {
         let root = file.root().unwrap();
         let node = Keypair::generate_ed25519();
         let peer = node.public().to_peer_id();
-        let (path, cert) = enroll(&net, Role::Lab, peer, "Lab One", 30).unwrap();
+        let (path, cert) = enroll(&net, Role::Lab, peer, "Lab One", None, 30).unwrap();
         assert_eq!(cert.serial, 1);
         let signed = SignedCertificate::decode(&std::fs::read(&path).unwrap()).unwrap();
         let back = verify(&signed, &root).unwrap();
@@ -495,7 +561,24 @@ mod tests {
         let forged = sign(&node, &cert).unwrap();
         assert_eq!(verify(&forged, &root), Err(CertError::BadSignature));
 
-        let (_, second) = enroll(&net, Role::Kiosk, peer, "Kiosk", 1).unwrap();
+        assert!(
+            enroll(&net, Role::Kiosk, peer, "Kiosk", None, 1).is_err(),
+            "a kiosk needs its store"
+        );
+        assert!(
+            enroll(&net, Role::Lab, peer, "Lab", Some("s1".parse().unwrap()), 1).is_err(),
+            "only a kiosk has a store"
+        );
+        let (_, second) = enroll(
+            &net,
+            Role::Kiosk,
+            peer,
+            "Kiosk",
+            Some("s1".parse().unwrap()),
+            1,
+        )
+        .unwrap();
+        assert_eq!(second.store, Some("s1".parse().unwrap()));
         assert_eq!(second.serial, 2, "serials increase");
         let (rev_path, revocation) = revoke(&net, 1).unwrap();
         assert_eq!(revocation.peer_id, peer.to_bytes());

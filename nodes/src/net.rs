@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::io;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -47,6 +47,28 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop redials configured peers that are not connected.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+/// A connected peer whose hello has not been accepted by then is disconnected.
+pub const ADMISSION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a peer that flooded is refused.
+pub const CUT_OFF_FOR: Duration = Duration::from_secs(60);
+/// Refused requests and rejected gossip a peer may cause within
+/// [`STRIKE_WINDOW`] before it is cut off.
+pub const MAX_STRIKES: u32 = 100;
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Gossipsub's application score of a peer not (yet) admitted: far below the
+/// graylist threshold, so nothing is published or forwarded to it and nothing it
+/// sends is taken until its hello is accepted.
+const UNADMITTED_SCORE: f64 = -1000.0;
+
+/// Requests per second (sustained, and in a burst) a peer in `role` may send. A kiosk
+/// sends an order every few seconds; an intermediary sends an acquirer thousands of
+/// authorisations a second at a busy hour.
+pub fn request_budget(role: Role) -> (f64, f64) {
+    match role {
+        Role::Kiosk | Role::Courier | Role::Content => (20.0, 100.0),
+        Role::Intermediary | Role::Acquirer | Role::Lab => (20_000.0, 40_000.0),
+    }
+}
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum NetError {
@@ -241,6 +263,10 @@ fn rr<P: WireProtocol>() -> Rr<P> {
 pub struct Behaviour {
     /// Connection caps: per peer, in total, and half-open incoming ones.
     limits: libp2p::connection_limits::Behaviour,
+    /// No new connections while the process uses most of the machine's memory.
+    memory: libp2p::memory_connection_limits::Behaviour,
+    /// Peers cut off for flooding.
+    blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
@@ -347,6 +373,9 @@ impl Served for ShipProto {
 /// answering makes the peer's request fail.
 pub struct Inbound<P: WireProtocol> {
     pub peer: PeerId,
+    /// The store the peer belongs to (a kiosk's; checked against its certificate in
+    /// an enrolled network).
+    pub store: Option<printmesh_protocol::StoreId>,
     pub request: P::Request,
     reply: oneshot::Sender<P::Response>,
 }
@@ -589,8 +618,16 @@ pub struct EventLoop {
     replies: FuturesUnordered<BoxFuture<'static, Option<SwarmJob>>>,
     hello: Hello,
     gate: Option<crate::membership::Gate>,
-    /// Peers refused for their certificate (each is logged once).
-    refused: std::collections::HashSet<PeerId>,
+    /// Peers refused, and why (each peer and reason is logged once; bounded).
+    refused: BoundedSet,
+    /// Connected peers whose hello is not accepted yet, since when.
+    unadmitted: HashMap<PeerId, Instant>,
+    /// Each peer's allowance of inbound requests.
+    allowances: HashMap<PeerId, Allowance>,
+    /// Peers cut off for flooding, until when.
+    cut_off: HashMap<PeerId, Instant>,
+    /// Whether this node was told its own certificate no longer counts.
+    own_problem: Option<String>,
     /// Reasons gossiped events were rejected for (each is logged once; bounded).
     rejected: BoundedSet,
     /// Established connections per peer.
@@ -662,6 +699,74 @@ impl BoundedSet {
         }
         self.0.insert(s)
     }
+
+    /// Forgets the entries that begin with `prefix`.
+    fn forget(&mut self, prefix: &str) {
+        self.0.retain(|s| !s.starts_with(prefix));
+    }
+}
+
+/// A token bucket: `take` is false once the peer is over its budget.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Bucket {
+            // Full: capped to the burst at the first take.
+            tokens: f64::INFINITY,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Hellos a peer may send (one per connection; a few reconnects).
+const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
+
+/// A peer's buckets of inbound requests and hellos, and the strikes (refused
+/// requests, rejected gossip) counted in the current window.
+struct Allowance {
+    requests: Bucket,
+    hellos: Bucket,
+    strikes: u32,
+    window_from: Instant,
+}
+
+impl Allowance {
+    fn new() -> Self {
+        Allowance {
+            requests: Bucket::new(),
+            hellos: Bucket::new(),
+            strikes: 0,
+            window_from: Instant::now(),
+        }
+    }
+
+    /// Counts a strike; true once the peer has had too many in the window.
+    fn strike(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_from) > STRIKE_WINDOW {
+            self.window_from = now;
+            self.strikes = 0;
+        }
+        self.strikes = self.strikes.saturating_add(1);
+        self.strikes > MAX_STRIKES
+    }
 }
 
 /// Builds the swarm and splits it into a client, the role's event receiver and the
@@ -693,8 +798,20 @@ pub fn build(
                 .heartbeat_interval(Duration::from_secs(1))
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub =
+            let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+            // Scores only to keep peers out until their hello is accepted (the
+            // application score); many honest peers share one address (127.0.0.1,
+            // a store's NAT), so no colocation penalty.
+            gossipsub.with_peer_score(
+                gossipsub::PeerScoreParams {
+                    app_specific_weight: 1.0,
+                    ip_colocation_factor_weight: 0.0,
+                    behaviour_penalty_weight: -1.0,
+                    ..gossipsub::PeerScoreParams::default()
+                },
+                gossipsub::PeerScoreThresholds::default(),
+            )?;
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config {
@@ -713,6 +830,8 @@ pub fn build(
                         .with_max_established(Some(MAX_CONNECTIONS))
                         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
                 ),
+                memory: libp2p::memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                blocked: Default::default(),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/printmesh/id/1".into(), key.public())
                         .with_agent_version(format!("printmesh/{}", env!("CARGO_PKG_VERSION"))),
@@ -764,7 +883,11 @@ pub fn build(
         replies: FuturesUnordered::new(),
         hello: config.hello,
         gate: config.gate,
-        refused: std::collections::HashSet::new(),
+        refused: BoundedSet::default(),
+        unadmitted: HashMap::new(),
+        allowances: HashMap::new(),
+        cut_off: HashMap::new(),
+        own_problem: None,
         rejected: BoundedSet::default(),
         connections: HashMap::new(),
         peers: HashMap::new(),
@@ -794,7 +917,10 @@ impl EventLoop {
                 Some(Some(job)) = self.replies.next(), if !self.replies.is_empty() => {
                     job(&mut self.swarm, &mut self.pending);
                 }
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.housekeeping();
+                }
             }
         }
         tracing::debug!("swarm loop stopped");
@@ -841,10 +967,18 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
+                    // Nothing gossiped reaches it, nor is taken from it, until its
+                    // hello is accepted.
+                    self.unadmitted.insert(peer_id, Instant::now());
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer_id, UNADMITTED_SCORE);
+                    let hello = self.my_hello();
                     self.swarm
                         .behaviour_mut()
                         .hello
-                        .send_request(&peer_id, self.hello.clone());
+                        .send_request(&peer_id, hello);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -854,6 +988,8 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
+                    self.unadmitted.remove(&peer_id);
+                    self.allowances.remove(&peer_id);
                     if self.peers.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "peer gone");
                         let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
@@ -898,7 +1034,13 @@ impl EventLoop {
                         MessageAcceptance::Ignore
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %propagation_source, "rejected revocation: {e}");
+                        if self
+                            .rejected
+                            .insert(format!("{propagation_source} revocation {e}"))
+                        {
+                            tracing::warn!(peer = %propagation_source, "rejected revocation: {e}");
+                        }
+                        self.strike(propagation_source, "rejected revocations");
                         MessageAcceptance::Reject
                     }
                 };
@@ -940,6 +1082,7 @@ impl EventLoop {
                         if self.rejected.insert(e.clone()) {
                             tracing::warn!(peer = %propagation_source, "rejected gossiped event: {e}");
                         }
+                        self.strike(propagation_source, "rejected events");
                         MessageAcceptance::Reject
                     }
                 };
@@ -986,12 +1129,16 @@ impl EventLoop {
             .accept_revocation_new(&signed)
             .map_err(|e| e.to_string())?;
         let peer = PeerId::from_bytes(&r.peer_id).ok();
-        if let Some(peer) = peer {
-            self.peers.remove(&peer);
-            self.refused.insert(peer);
+        if let Some(peer) = peer.filter(|_| new) {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, UNADMITTED_SCORE);
+            if self.peers.remove(&peer).is_some() {
+                let _ = self.events.try_send(NodeEvent::PeerGone(peer));
+            }
             if self.swarm.is_connected(&peer) {
                 let _ = self.swarm.disconnect_peer_id(peer);
-                let _ = self.events.try_send(NodeEvent::PeerGone(peer));
             }
         }
         let who = peer.map(|p| p.to_string()).unwrap_or_default();
@@ -1027,21 +1174,28 @@ impl EventLoop {
             let _ = self.swarm.disconnect_peer_id(peer);
             return;
         }
-        if let Some(gate) = &self.gate {
-            match gate.admit(peer, &hello) {
-                Ok(_) => {
-                    self.refused.remove(&peer);
-                }
-                Err(e) => {
-                    if self.refused.insert(peer) {
-                        tracing::warn!(%peer, role = %hello.role, name = %hello.name, "refused: {e}");
-                    }
-                    self.peers.remove(&peer);
-                    let _ = self.swarm.disconnect_peer_id(peer);
-                    return;
+        if self.gate.is_some() {
+            // What the peer knows of revocations first: it may be about itself.
+            for bytes in hello.revocations.iter().take(proto::MAX_HELLO_REVOCATIONS) {
+                match self.apply_revocation(bytes) {
+                    Ok((text, true)) => tracing::warn!(from = %peer, "{text}"),
+                    Ok((_, false)) => {}
+                    Err(e) => tracing::debug!(from = %peer, "revocation in a hello ignored: {e}"),
                 }
             }
         }
+        if let Some(gate) = &self.gate {
+            if let Err(e) = gate.admit(peer, &hello) {
+                self.refuse(peer, &hello, e.to_string());
+                return;
+            }
+        }
+        self.refused.forget(&format!("{peer} "));
+        self.unadmitted.remove(&peer);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, 0.0);
         let info = PeerInfo { peer, hello };
         if self.peers.get(&peer) != Some(&info) {
             tracing::info!(%peer, role = %info.hello.role, name = %info.hello.name, "peer ready");
@@ -1050,17 +1204,128 @@ impl EventLoop {
         }
     }
 
+    /// Refuses a peer whose hello does not prove it belongs: logged once for each
+    /// peer and reason, disconnected, and nothing of it kept.
+    fn refuse(&mut self, peer: PeerId, hello: &Hello, reason: String) {
+        if self.refused.insert(format!("{peer} {reason}")) {
+            let name: String = hello.name.chars().take(80).collect();
+            tracing::warn!(%peer, role = %hello.role, %name, "refused: {reason}");
+        }
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, UNADMITTED_SCORE);
+        if self.peers.remove(&peer).is_some() {
+            let _ = self.events.try_send(NodeEvent::PeerGone(peer));
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Counts a strike against a peer (a refused request, rejected gossip); one that
+    /// has too many in a short while is flooding, and is cut off for [`CUT_OFF_FOR`]:
+    /// disconnected, its connections refused, everyone else served as before.
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        let flooding = self
+            .allowances
+            .entry(peer)
+            .or_insert_with(Allowance::new)
+            .strike();
+        if !flooding || self.cut_off.contains_key(&peer) {
+            return;
+        }
+        tracing::warn!(%peer, "flooding ({why}): cut off for {} s", CUT_OFF_FOR.as_secs());
+        self.cut_off.insert(peer, Instant::now() + CUT_OFF_FOR);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.unadmitted.remove(&peer);
+        if self.peers.remove(&peer).is_some() {
+            let _ = self.events.try_send(NodeEvent::PeerGone(peer));
+        }
+    }
+
+    /// Every tick: disconnects peers that did not prove themselves in time and those
+    /// whose certificates expired since, lets cut-off peers back when their time is
+    /// up, and says so once when this node's own certificate stops counting.
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        let late: Vec<PeerId> = self
+            .unadmitted
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) > ADMISSION_DEADLINE)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in late {
+            tracing::debug!(%peer, "no accepted hello in time: disconnecting");
+            self.unadmitted.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let served: Vec<PeerId> = self
+            .cut_off
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in served {
+            self.cut_off.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(%peer, "cut-off over: the peer may connect again");
+        }
+        let Some(gate) = &self.gate else {
+            return;
+        };
+        let lapsed: Vec<(PeerInfo, String)> = self
+            .peers
+            .values()
+            .filter_map(|info| {
+                gate.admit(info.peer, &info.hello)
+                    .err()
+                    .map(|e| (info.clone(), e.to_string()))
+            })
+            .collect();
+        let own = gate
+            .own_problem(*self.swarm.local_peer_id())
+            .map(|e| e.to_string());
+        for (info, reason) in lapsed {
+            self.refuse(info.peer, &info.hello, reason);
+        }
+        if own != self.own_problem {
+            if let Some(problem) = &own {
+                tracing::error!("this node's own certificate: {problem}; its peers refuse it");
+            }
+            self.own_problem = own;
+        }
+    }
+
+    /// This node's hello, with the revocations it knows.
+    fn my_hello(&self) -> Hello {
+        let mut hello = self.hello.clone();
+        if let Some(gate) = &self.gate {
+            hello.revocations = gate.revocations();
+        }
+        hello
+    }
+
     fn on_hello(&mut self, event: request_response::Event<Hello, Hello>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    let allowed = self
+                        .allowances
+                        .entry(peer)
+                        .or_insert_with(Allowance::new)
+                        .hellos
+                        .take(HELLO_BUDGET);
+                    if !allowed {
+                        self.strike(peer, "hellos");
+                        return;
+                    }
+                    let hello = self.my_hello();
                     let _ = self
                         .swarm
                         .behaviour_mut()
                         .hello
-                        .send_response(channel, self.hello.clone());
+                        .send_response(channel, hello);
                     self.accept_hello(peer, request);
                 }
                 request_response::Message::Response { response, .. } => {
@@ -1090,16 +1355,39 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     let Some(info) = self.peers.get(&peer) else {
-                        tracing::warn!(%peer, protocol = P::ID, "request from a peer that has not said hello; ignored");
+                        if self.rejected.insert(format!("{peer} {} unadmitted", P::ID)) {
+                            tracing::warn!(%peer, protocol = P::ID, "request from a peer that has not said hello; ignored");
+                        }
+                        self.strike(peer, "requests before its hello");
                         return;
                     };
-                    if !P::FROM.contains(&info.hello.role) {
-                        tracing::warn!(%peer, role = %info.hello.role, protocol = P::ID, "request from a role that may not send it; ignored");
+                    let role = info.hello.role;
+                    let store = info.hello.store.clone();
+                    if !P::FROM.contains(&role) {
+                        if self.rejected.insert(format!("{peer} {} {role}", P::ID)) {
+                            tracing::warn!(%peer, %role, protocol = P::ID, "request from a role that may not send it; ignored");
+                        }
+                        self.strike(peer, "requests its role may not send");
+                        return;
+                    }
+                    let budget = request_budget(role);
+                    let allowed = self
+                        .allowances
+                        .entry(peer)
+                        .or_insert_with(Allowance::new)
+                        .requests
+                        .take(budget);
+                    if !allowed {
+                        if self.rejected.insert(format!("{peer} {} budget", P::ID)) {
+                            tracing::warn!(%peer, %role, protocol = P::ID, "over its request budget ({}/s): requests dropped", budget.0);
+                        }
+                        self.strike(peer, "requests over its budget");
                         return;
                     }
                     let (tx, rx) = oneshot::channel::<P::Response>();
                     let inbound = Inbound {
                         peer,
+                        store,
                         request,
                         reply: tx,
                     };
@@ -1149,7 +1437,10 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::warn!(%peer, protocol = P::ID, "inbound request failed: {error}");
+                // An answer we chose not to give (a request refused above) is no news.
+                if !matches!(error, request_response::InboundFailure::ResponseOmission) {
+                    tracing::warn!(%peer, protocol = P::ID, "inbound request failed: {error}");
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -387,6 +387,8 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         name: config.name.clone(),
         store: config.kiosk.as_ref().map(|k| k.store.clone()),
         certificate: gate.as_ref().map(|g| g.own.clone()),
+        // Filled in by the swarm loop with what it knows at each hello.
+        revocations: vec![],
     };
     let (client, rx, event_loop) = net::build(
         keypair.clone(),
@@ -401,7 +403,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
     )?;
     let admin_events = event_loop.event_sender();
     tokio::spawn(event_loop.run());
-    tokio::spawn(serve_blobs(client.clone(), blobs.clone()));
+    tokio::spawn(serve_blobs(client.clone(), blobs.clone(), config.role));
     match admin::listen(&data_dir, admin_events) {
         Ok(()) => {}
         Err(e) => tracing::warn!("no admin socket in {}: {e}", data_dir.display()),

@@ -17,7 +17,7 @@ use printmesh_nodes::config::{LabConfig, MembershipConfig, NodeConfig};
 use printmesh_nodes::membership::{self, sign};
 use printmesh_nodes::net::{self, NetConfig, PrintProto};
 use printmesh_nodes::node::{load_or_create_identity, now_ms, start_role, Node};
-use printmesh_protocol::membership::Certificate;
+use printmesh_protocol::membership::{Certificate, SignedCertificate};
 use printmesh_protocol::messages::{Hello, PrintJob, PrintRequest, Role};
 use printmesh_protocol::OrderId;
 
@@ -34,6 +34,7 @@ async fn enrolled_lab(dir: &Path) -> Node {
         Role::Lab,
         key.public().to_peer_id(),
         "Lab One",
+        None,
         30,
     )
     .unwrap();
@@ -71,13 +72,22 @@ async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client 
     client
 }
 
+/// A hello in `role`, with the name and store its certificate (if it has a readable
+/// one) was issued for.
 fn hello(role: Role, certificate: Option<Vec<u8>>) -> Hello {
+    let issued = certificate
+        .as_deref()
+        .and_then(|b| SignedCertificate::decode(b).ok())
+        .and_then(|s| Certificate::decode(&s.certificate).ok());
     Hello {
         network: NETWORK.into(),
         role,
-        name: "someone".into(),
-        store: None,
+        name: issued
+            .as_ref()
+            .map_or_else(|| "someone".into(), |c| c.name.clone()),
+        store: issued.and_then(|c| c.store),
         certificate,
+        revocations: vec![],
     }
 }
 
@@ -87,6 +97,7 @@ fn cert_for(peer: PeerId, role: Role, expires_ms: i64, serial: u64) -> Certifica
         peer_id: peer.to_bytes(),
         role,
         name: "someone".into(),
+        store: None,
         serial,
         issued_ms: now_ms() - 1000,
         expires_ms,
@@ -223,6 +234,7 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
         Role::Intermediary,
         key.public().to_peer_id(),
         "Hub",
+        None,
         30,
     )
     .unwrap();
@@ -236,6 +248,7 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
         Role::Lab,
         lab_key.public().to_peer_id(),
         "Lab",
+        None,
         30,
     )
     .unwrap();
@@ -273,6 +286,7 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
         Role::Intermediary,
         key.public().to_peer_id(),
         "Hub",
+        None,
         30,
     )
     .unwrap();
@@ -324,7 +338,15 @@ fn enrolled_config(dir: &Path, role: Role, name: &str, peers: Vec<String>) -> No
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let key = load_or_create_identity(&data.join("identity.key")).unwrap();
-    let (cert, _) = membership::enroll(&net, role, key.public().to_peer_id(), name, 30).unwrap();
+    let (cert, _) = membership::enroll(
+        &net,
+        role,
+        key.public().to_peer_id(),
+        name,
+        (role == Role::Kiosk).then(|| "store-1".parse().unwrap()),
+        30,
+    )
+    .unwrap();
     let mut c = NodeConfig::bare(role, name, NETWORK, data, peers);
     c.membership = Some(MembershipConfig {
         root_public_key: membership::load(&net).unwrap().root_public_key,
@@ -367,6 +389,7 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
         Role::Intermediary,
         key.public().to_peer_id(),
         "Hub",
+        None,
         30,
     )
     .unwrap();
@@ -562,6 +585,7 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
         Role::Kiosk,
         key.public().to_peer_id(),
         "Kiosk",
+        Some("store-1".parse().unwrap()),
         30,
     )
     .unwrap();

@@ -58,6 +58,9 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,
     });
+    c.lab = (role == Role::Lab).then(|| {
+        toml::from_str("prints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\"]").unwrap()
+    });
     c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
         cards: fx.join("cards.toml"),
         hold_ttl_secs: 3600,
@@ -81,9 +84,11 @@ async fn client_node(dir: &Path, network: &str, role: Role, peer_addr: String) -
     node
 }
 
-async fn two_nodes(dir: &Path) -> (Node, Node) {
+/// An intermediary connected to a node in `role` (a lab for photos, an acquirer for
+/// authorisations).
+async fn two_nodes(dir: &Path, role: Role) -> (Node, Node) {
     let network = format!("net-{}", rand::random::<u32>());
-    let receiver = start_role(config(&dir.join("r"), Role::Acquirer, &network, vec![]))
+    let receiver = start_role(config(&dir.join("r"), role, &network, vec![]))
         .await
         .unwrap();
     let sender = client_node(
@@ -95,7 +100,7 @@ async fn two_nodes(dir: &Path) -> (Node, Node) {
     .await;
     sender
         .client
-        .wait_for_role(Role::Acquirer, Duration::from_secs(10))
+        .wait_for_role(role, Duration::from_secs(10))
         .await
         .unwrap();
     (sender, receiver)
@@ -110,7 +115,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn a_blob_arrives_verified_and_is_not_sent_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Lab).await;
     let bytes = random_bytes(1_500_000);
     let blob = sender.blobs.import_bytes(&bytes).await.unwrap();
     let mut control = sender.client.stream_control();
@@ -132,7 +137,7 @@ async fn a_blob_arrives_verified_and_is_not_sent_twice() {
 #[tokio::test]
 async fn a_cut_transfer_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Lab).await;
     let bytes = random_bytes(3_000_000);
     let blob = sender.blobs.import_bytes(&bytes).await.unwrap();
     let mut control = sender.client.stream_control();
@@ -168,7 +173,7 @@ async fn a_cut_transfer_resumes_where_it_stopped() {
 #[tokio::test]
 async fn bytes_that_do_not_match_their_hash_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Lab).await;
     // The sender claims blob `claimed` but holds other bytes under its name.
     let claimed = BlobId::of(b"the real photo");
     let path = sender.blobs.path(&claimed);
@@ -271,7 +276,7 @@ fn card_state(node: &Node, last4: &str) -> serde_json::Value {
 #[tokio::test]
 async fn hostile_frames_get_errors_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Acquirer).await;
     let mut control = sender.client.stream_control();
     let auth = StreamProtocol::new(proto::AUTH);
 
@@ -327,7 +332,7 @@ async fn hostile_frames_get_errors_and_the_node_keeps_serving() {
 #[tokio::test]
 async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Acquirer).await;
     let id = OrderId::from_parts(3, 3);
     let peer = receiver.peer_id();
     let key = acquirer_key(&receiver);
@@ -531,21 +536,25 @@ async fn a_request_from_a_role_that_may_not_send_it_is_refused() {
     let held: printmesh_nodes::store::Tree<printmesh_nodes::roles::acquirer::AuthRecord> =
         acquirer.db.tree("auths").unwrap();
     assert_eq!(held.len(), 0);
+    // Nor does an acquirer take photos from a kiosk (only its intermediary does).
+    let blob = kiosk.blobs.import_bytes(&random_bytes(1000)).await.unwrap();
+    let mut control = kiosk.client.stream_control();
+    let pushed = send_blob(&mut control, &kiosk.blobs, acquirer.peer_id(), blob).await;
+    assert!(pushed.is_err(), "a blob pushed to an acquirer: {pushed:?}");
+    assert!(acquirer.blobs.list().is_empty());
 }
 
 #[tokio::test]
 async fn a_complete_but_unverified_partial_is_verified_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Lab).await;
     let mut control = sender.client.stream_control();
 
     // Every byte arrived before a crash, but was never committed.
     let good = random_bytes(300_000);
     let blob = sender.blobs.import_bytes(&good).await.unwrap();
     std::fs::write(
-        dir.path()
-            .join("r/acquirer/blobs/partial")
-            .join(blob.to_hex()),
+        dir.path().join("r/lab/blobs/partial").join(blob.to_hex()),
         &good,
     )
     .unwrap();
@@ -559,9 +568,7 @@ async fn a_complete_but_unverified_partial_is_verified_not_trusted() {
     let other = random_bytes(300_000);
     let blob = sender.blobs.import_bytes(&other).await.unwrap();
     std::fs::write(
-        dir.path()
-            .join("r/acquirer/blobs/partial")
-            .join(blob.to_hex()),
+        dir.path().join("r/lab/blobs/partial").join(blob.to_hex()),
         random_bytes(300_000),
     )
     .unwrap();
@@ -592,7 +599,7 @@ async fn the_acquirer_checks_card_types_pins_and_blocks_after_three_wrong() {
     use EntryMode::{Chip, Swipe};
     use PaymentMethod::{Credit, Debit, IcCard, PointCard};
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Acquirer).await;
     let peer = receiver.peer_id();
     let key = acquirer_key(&receiver);
     let n = std::sync::atomic::AtomicU64::new(100);
@@ -691,7 +698,7 @@ async fn the_acquirer_checks_card_types_pins_and_blocks_after_three_wrong() {
 #[tokio::test]
 async fn tampered_or_foreign_envelopes_and_unsealed_cards_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (sender, receiver) = two_nodes(dir.path()).await;
+    let (sender, receiver) = two_nodes(dir.path(), Role::Acquirer).await;
     let peer = receiver.peer_id();
     let key = acquirer_key(&receiver);
     let ask = |req| sender.client.request::<AuthProto>(peer, req);

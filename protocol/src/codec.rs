@@ -170,6 +170,7 @@ mod tests {
             name: "Lab".into(),
             store: None,
             certificate: None,
+            revocations: vec![],
         }
     }
 

@@ -30,6 +30,8 @@ pub struct Certificate {
     pub peer_id: Vec<u8>,
     pub role: Role,
     pub name: String,
+    /// A kiosk's store: the intermediary serves it that store's orders only.
+    pub store: Option<crate::StoreId>,
     pub serial: u64,
     pub issued_ms: i64,
     pub expires_ms: i64,
@@ -172,6 +174,7 @@ mod tests {
             peer_id: vec![1, 2, 3],
             role: Role::Lab,
             name: "Lab One".into(),
+            store: None,
             serial: 7,
             issued_ms: 1_000,
             expires_ms: 10_000,

@@ -20,8 +20,11 @@ use crate::seal::SealedCard;
 /// Protocol ids and their size caps, in one place.
 pub mod proto {
     /// Node introduction: role, name, network.
-    pub const HELLO: &str = "/printmesh/hello/1";
-    pub const HELLO_MAX_BYTES: usize = 4 * 1024;
+    pub const HELLO: &str = "/printmesh/hello/2";
+    /// Room for a certificate and [`MAX_HELLO_REVOCATIONS`] revocations.
+    pub const HELLO_MAX_BYTES: usize = 96 * 1024;
+    /// Most revocations one hello passes on (the newest).
+    pub const MAX_HELLO_REVOCATIONS: usize = 256;
     /// Kiosk → intermediary: order submission.
     pub const ORDER: &str = "/printmesh/order/1";
     pub const ORDER_MAX_REQUEST_BYTES: usize = 256 * 1024;
@@ -39,7 +42,7 @@ pub mod proto {
     /// Largest blob a node accepts (a camera JPEG is 3-20 MB).
     pub const BLOB_MAX_BYTES: u64 = 64 * 1024 * 1024;
     /// Gossipsub topic for order events.
-    pub const EVENTS_TOPIC: &str = "printmesh/order-events/1";
+    pub const EVENTS_TOPIC: &str = "printmesh/order-events/2";
     /// Gossipsub topic for the root's revocations (`membership::SignedRevocation`).
     pub const REVOCATIONS_TOPIC: &str = "printmesh/revocations/1";
     pub const EVENT_MAX_BYTES: usize = 16 * 1024;
@@ -116,6 +119,9 @@ pub struct Hello {
     /// The node's membership certificate (an encoded
     /// `membership::SignedCertificate`), in a network that enrols its nodes.
     pub certificate: Option<Vec<u8>>,
+    /// The revocations the node knows (encoded `membership::SignedRevocation`s), so
+    /// a node that was away when one was gossiped learns it on its next connection.
+    pub revocations: Vec<Vec<u8>>,
 }
 
 // ---------------------------------------------------------------- orders (kiosk → intermediary)

@@ -68,8 +68,9 @@ fn golden_hello() {
             name: "Hub".into(),
             store: Some(store()),
             certificate: None,
+            revocations: vec![],
         },
-        "01160000000464656d6f0103487562010973746f72652d30303100",
+        "01170000000464656d6f0103487562010973746f72652d3030310000",
     );
 }
 
@@ -419,7 +420,7 @@ proptest! {
     #[test]
     fn hello_round_trips(network in ".{0,30}", name in ".{0,30}", store in proptest::option::of(arb_store()),
         role in proptest::sample::select(vec![Role::Kiosk, Role::Intermediary, Role::Acquirer, Role::Lab, Role::Courier, Role::Content])) {
-        round_trip(&Hello { network, role, name, store, certificate: None });
+        round_trip(&Hello { network, role, name, store, certificate: None, revocations: vec![] });
     }
 
     #[test]

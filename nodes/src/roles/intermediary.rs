@@ -338,8 +338,13 @@ impl Intermediary {
         )
     }
 
-    /// Handles one submission end to end.
-    pub async fn submit(&self, request: OrderRequest) -> Result<OrderResponse, StoreError> {
+    /// Handles one submission end to end, from a kiosk of `kiosk_store` (when known):
+    /// a kiosk submits, and hears answers about, its own store's orders only.
+    pub async fn submit(
+        &self,
+        request: OrderRequest,
+        kiosk_store: Option<StoreId>,
+    ) -> Result<OrderResponse, StoreError> {
         let submit: SealedOrder = match request {
             OrderRequest::SubmitSealed(order) => order,
             OrderRequest::Submit(o) | OrderRequest::SubmitWithPin { order: o, .. } => {
@@ -352,8 +357,22 @@ impl Intermediary {
             }
         };
         let order_id = submit.order_id;
+        if let Some(store) = kiosk_store.filter(|s| *s != submit.store) {
+            tracing::warn!(%order_id, kiosk_store = %store, order_store = %submit.store, "a kiosk submitted another store's order: refused");
+            return Ok(OrderResponse::Rejected {
+                order_id,
+                reason: format!("this kiosk belongs to store {store}, not {}", submit.store),
+            });
+        }
         let _guard = self.locks.lock(order_id).await;
         let existing = self.orders.get(order_id.to_bytes())?;
+        if existing.as_ref().is_some_and(|o| o.store != submit.store) {
+            tracing::warn!(%order_id, store = %submit.store, "an order id of another store: refused");
+            return Ok(OrderResponse::Rejected {
+                order_id,
+                reason: "this order id belongs to another store".into(),
+            });
+        }
         if let Some(RoutedOrder {
             stage: Stage::Answered(answer),
             ..
@@ -1012,9 +1031,10 @@ impl Intermediary {
     }
 
     async fn on_order(&self, inbound: Inbound<OrderProto>) {
+        let store = inbound.store.clone();
         let (peer, request, responder) = inbound.into_parts();
         let order_id = request.order_id();
-        match self.submit(request).await {
+        match self.submit(request, store).await {
             Ok(r) => responder.respond(r),
             Err(e) => {
                 tracing::error!(%peer, %order_id, "order failed: {e}");
