@@ -63,6 +63,9 @@ fn config(
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,
     });
+    // One bench kiosk sends hundreds of orders a second: far over a store's budget.
+    c.limits.kiosk_requests_per_sec = 1e6;
+    c.limits.kiosk_request_burst = 1e6;
     c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
         cards: fx.join("cards.toml"),
         hold_ttl_secs: 3600,

@@ -24,7 +24,13 @@ const BLOB_BYTES: usize = 20 * 1024 * 1024;
 const RUNS: usize = 7;
 
 fn config(dir: &Path, name: &str, peers: Vec<String>) -> NodeConfig {
-    NodeConfig::bare(Role::Kiosk, name, "bench", dir.join(name), peers)
+    // A kiosk pushes photos to its intermediary.
+    let role = if name == "receiver" {
+        Role::Intermediary
+    } else {
+        Role::Kiosk
+    };
+    NodeConfig::bare(role, name, "bench", dir.join(name), peers)
 }
 
 async fn bare(dir: &Path, name: &str, peers: Vec<String>) -> Node {
@@ -91,7 +97,7 @@ async fn main() {
     let sender = bare(dir.path(), "sender", vec![addr]).await;
     sender
         .client
-        .wait_for_role(Role::Kiosk, Duration::from_secs(10))
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
         .await
         .unwrap();
     let mut control = sender.client.stream_control();

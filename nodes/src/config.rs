@@ -73,6 +73,49 @@ pub struct NodeConfig {
     /// In a network that enrols its nodes: the root's key and this node's certificate.
     /// Without it the node talks to any peer of its network (development only).
     pub membership: Option<MembershipConfig>,
+    /// How many requests a peer may send this node (`[limits]`; defaults suit a store).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: requests a second a peer may send this node, sustained and in a burst,
+/// by the role it proved. Over its budget a peer's requests are dropped, and a peer
+/// that keeps on is cut off for a minute (see `net::CUT_OFF_FOR`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A kiosk (or courier) sends an order every few seconds.
+    pub kiosk_requests_per_sec: f64,
+    pub kiosk_request_burst: f64,
+    /// An intermediary sends its acquirer thousands of authorisations a second at a
+    /// busy hour; labs and acquirers answer each other's settlements.
+    pub service_requests_per_sec: f64,
+    pub service_request_burst: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            kiosk_requests_per_sec: 20.0,
+            kiosk_request_burst: 100.0,
+            service_requests_per_sec: 20_000.0,
+            service_request_burst: 40_000.0,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// (per second, burst) for a peer in `role`.
+    pub fn requests(&self, role: Role) -> (f64, f64) {
+        match role {
+            Role::Kiosk | Role::Courier | Role::Content => {
+                (self.kiosk_requests_per_sec, self.kiosk_request_burst)
+            }
+            Role::Intermediary | Role::Acquirer | Role::Lab => {
+                (self.service_requests_per_sec, self.service_request_burst)
+            }
+        }
+    }
 }
 
 /// `[membership]`: what `printmesh network init|enroll` made for this node.
@@ -525,6 +568,7 @@ impl NodeConfig {
             lab: None,
             courier: None,
             membership: None,
+            limits: LimitsConfig::default(),
         }
     }
 

@@ -60,16 +60,6 @@ pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// sends is taken until its hello is accepted.
 const UNADMITTED_SCORE: f64 = -1000.0;
 
-/// Requests per second (sustained, and in a burst) a peer in `role` may send. A kiosk
-/// sends an order every few seconds; an intermediary sends an acquirer thousands of
-/// authorisations a second at a busy hour.
-pub fn request_budget(role: Role) -> (f64, f64) {
-    match role {
-        Role::Kiosk | Role::Courier | Role::Content => (20.0, 100.0),
-        Role::Intermediary | Role::Acquirer | Role::Lab => (20_000.0, 40_000.0),
-    }
-}
-
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum NetError {
     #[error("request to {peer} failed: {reason}")]
@@ -597,6 +587,8 @@ pub struct NetConfig {
     pub gate: Option<crate::membership::Gate>,
     /// A private network's pre-shared key: peers without it cannot connect at all.
     pub psk: Option<libp2p::pnet::PreSharedKey>,
+    /// What each peer may ask of this node.
+    pub limits: crate::config::LimitsConfig,
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
@@ -624,6 +616,7 @@ pub struct EventLoop {
     unadmitted: HashMap<PeerId, Instant>,
     /// Each peer's allowance of inbound requests.
     allowances: HashMap<PeerId, Allowance>,
+    limits: crate::config::LimitsConfig,
     /// Peers cut off for flooding, until when.
     cut_off: HashMap<PeerId, Instant>,
     /// Whether this node was told its own certificate no longer counts.
@@ -886,6 +879,7 @@ pub fn build(
         refused: BoundedSet::default(),
         unadmitted: HashMap::new(),
         allowances: HashMap::new(),
+        limits: config.limits,
         cut_off: HashMap::new(),
         own_problem: None,
         rejected: BoundedSet::default(),
@@ -1370,7 +1364,7 @@ impl EventLoop {
                         self.strike(peer, "requests its role may not send");
                         return;
                     }
-                    let budget = request_budget(role);
+                    let budget = self.limits.requests(role);
                     let allowed = self
                         .allowances
                         .entry(peer)

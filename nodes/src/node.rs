@@ -396,6 +396,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
             hello,
             gate,
             psk,
+            limits: config.limits,
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,

@@ -941,3 +941,279 @@ async fn the_counter_hands_over_only_delivered_orders() {
         );
     }
 }
+
+/// A sealed order for `order_id` of one L print of `blob`, with `card` sealed to
+/// `key`, as a kiosk of "store-test" sends it.
+fn order_of(
+    key: &SealKey,
+    order_id: OrderId,
+    blob: BlobId,
+    blob_len: u64,
+    card: &Card,
+) -> OrderRequest {
+    let total = Money::new(30, Currency::Jpy);
+    let store: printmesh_protocol::StoreId = "store-test".parse().unwrap();
+    let binding = Binding {
+        order_id,
+        amount: total,
+        store: store.clone(),
+        method: PaymentMethod::Credit,
+    };
+    let card = seal_card(
+        key,
+        &binding,
+        &card_data(card),
+        EntryMode::Swipe,
+        None,
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    OrderRequest::SubmitSealed(SealedOrder {
+        order_id,
+        store,
+        placed_at_ms: 0,
+        lines: vec![OrderLine {
+            blob,
+            blob_len,
+            file_name: "PMSH0001.JPG".into(),
+            size: PrintSize::L,
+            quantity: 1,
+            fit: Default::default(),
+        }],
+        total,
+        method: PaymentMethod::Credit,
+        card,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_that_floods_is_cut_off_and_every_honest_order_completes() {
+    use futures::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let acquirer = start_role(config(
+        &dir.path().join("a"),
+        Role::Acquirer,
+        &network,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let lab = start_role(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+        .await
+        .unwrap();
+    let intermediary = start_role(config(
+        &dir.path().join("i"),
+        Role::Intermediary,
+        &network,
+        vec![addr(&acquirer).await, addr(&lab).await],
+    ))
+    .await
+    .unwrap();
+    for role in [Role::Acquirer, Role::Lab] {
+        intermediary
+            .client
+            .wait_for_role(role, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let im_addr = addr(&intermediary).await;
+    let honest = client_node(
+        &dir.path().join("k"),
+        &network,
+        Role::Kiosk,
+        im_addr.clone(),
+    )
+    .await;
+    let flooder = client_node(&dir.path().join("f"), &network, Role::Kiosk, im_addr).await;
+    let im = honest
+        .client
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .peer;
+    flooder
+        .client
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let key = acquirer_key(&acquirer);
+    let photo = std::fs::read(fixtures().join("memory-card/DCIM/100PMESH/PMSH0001.JPG")).unwrap();
+    let blob = honest.blobs.import_bytes(&photo).await.unwrap();
+    let mut control = honest.client.stream_control();
+    send_blob(&mut control, &honest.blobs, im, blob)
+        .await
+        .unwrap();
+
+    // The flood: thousands of orders, 64 in flight at a time, naming a photo the
+    // intermediary never got (each is real work for it: a lookup and an answer).
+    let flood = {
+        let client = flooder.client.clone();
+
+        tokio::spawn(async move {
+            let never_sent = BlobId::of(b"never sent");
+            let answers: Vec<bool> = futures::stream::iter(0..3_000u64)
+                .map(|i| {
+                    let client = client.clone();
+                    let request = order_of(
+                        &key,
+                        OrderId::from_parts(9, u128::from(i)),
+                        never_sent,
+                        10,
+                        &VISA_CREDIT,
+                    );
+                    async move { client.request::<OrderProto>(im, request).await.is_ok() }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            answers.iter().filter(|ok| **ok).count()
+        })
+    };
+    // Meanwhile the honest kiosk's customers pay and get a delivery date.
+    for i in 0..5u64 {
+        let order_id = OrderId::from_parts(1_000 + i, u128::from(i));
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            honest.client.request::<OrderProto>(
+                im,
+                order_of(&key, order_id, blob, photo.len() as u64, &VISA_CREDIT),
+            ),
+        )
+        .await
+        .expect("an honest order is answered in time")
+        .unwrap();
+        assert!(
+            matches!(answer, OrderResponse::Accepted(_)),
+            "honest order {i}: {answer:?}"
+        );
+    }
+    let answered = flood.await.unwrap();
+    assert!(
+        answered < 1_000,
+        "the flooder had {answered} of 3000 requests answered"
+    );
+    // Cut off: disconnected, and not let back in while its time runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        intermediary.client.connections_to(flooder.peer_id()).await,
+        0,
+        "the flooder is disconnected"
+    );
+    let again = flooder
+        .client
+        .request::<OrderProto>(
+            im,
+            order_of(&key, OrderId::from_parts(9, 9_999), blob, 10, &VISA_CREDIT),
+        )
+        .await;
+    assert!(again.is_err(), "the flooder is refused: {again:?}");
+    // And the honest kiosk is still served.
+    let answer = honest
+        .client
+        .request::<OrderProto>(
+            im,
+            order_of(
+                &key,
+                OrderId::from_parts(2_000, 1),
+                blob,
+                photo.len() as u64,
+                &VISA_CREDIT,
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(answer, OrderResponse::Accepted(_)), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_kiosk_submits_its_own_stores_orders_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let intermediary = start_role(config(
+        &dir.path().join("i"),
+        Role::Intermediary,
+        &network,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let ours = client_node(
+        &dir.path().join("k"),
+        &network,
+        Role::Kiosk,
+        addr(&intermediary).await,
+    )
+    .await;
+    let mut cfg = config(
+        &dir.path().join("o"),
+        Role::Kiosk,
+        &network,
+        vec![addr(&intermediary).await],
+    );
+    if let Some(k) = cfg.kiosk.as_mut() {
+        k.store = "store-other".parse().unwrap();
+    }
+    let (theirs, mut rx) = start(cfg).await.unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let im = ours
+        .client
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .peer;
+    theirs
+        .client
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (_, some_acquirer) = SealSecret::generate(&mut rand::rngs::OsRng);
+    let blob = BlobId::of(b"photo");
+    let reason = |answer: OrderResponse| match answer {
+        OrderResponse::Rejected { reason, .. } => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+
+    // store-test's order, with a total off the price list: answered and kept.
+    let order_id = OrderId::from_parts(7, 7);
+    let OrderRequest::SubmitSealed(mut order) =
+        order_of(&some_acquirer, order_id, blob, 10, &VISA_CREDIT)
+    else {
+        unreachable!()
+    };
+    order.total = Money::new(1, Currency::Jpy);
+    let first = ours
+        .client
+        .request::<OrderProto>(im, OrderRequest::SubmitSealed(order.clone()))
+        .await
+        .unwrap();
+    assert!(reason(first).contains("price list"));
+
+    // Another store's kiosk may not submit it as store-test's...
+    let answer = theirs
+        .client
+        .request::<OrderProto>(im, OrderRequest::SubmitSealed(order.clone()))
+        .await
+        .unwrap();
+    assert!(
+        reason(answer.clone()).contains("belongs to store store-other"),
+        "{answer:?}"
+    );
+    // ...nor, under its own store, hear the answer store-test's order got.
+    order.store = "store-other".parse().unwrap();
+    let answer = theirs
+        .client
+        .request::<OrderProto>(im, OrderRequest::SubmitSealed(order))
+        .await
+        .unwrap();
+    assert!(
+        reason(answer.clone()).contains("another store"),
+        "{answer:?}"
+    );
+    let state = printmesh_nodes::roles::intermediary::inspect(&intermediary.db).unwrap();
+    assert!(
+        !state.to_string().contains("store-other"),
+        "nothing of the other store's attempts is kept: {state}"
+    );
+}
