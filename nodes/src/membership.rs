@@ -297,6 +297,14 @@ struct RevocationList {
     signed: Vec<Vec<u8>>,
 }
 
+/// "a lab", "an acquirer".
+fn a(role: Role) -> String {
+    match role {
+        Role::Acquirer | Role::Intermediary => format!("an {role}"),
+        _ => format!("a {role}"),
+    }
+}
+
 fn show_store(store: &Option<StoreId>) -> String {
     store
         .as_ref()
@@ -375,27 +383,24 @@ impl Gate {
         peer: PeerId,
         hello: &printmesh_protocol::messages::Hello,
     ) -> Result<Certificate, CertError> {
-        let bytes = hello
-            .certificate
-            .as_deref()
-            .ok_or_else(|| CertError::Malformed("no certificate".into()))?;
+        let bytes = hello.certificate.as_deref().ok_or(CertError::Missing)?;
         let cert = verify(&SignedCertificate::decode(bytes)?, &self.root)?;
         self.check(&cert, peer)?;
         if cert.role != hello.role {
-            return Err(CertError::Malformed(format!(
+            return Err(CertError::NotAllowed(format!(
                 "enrolled as a {}, says it is a {}",
                 cert.role, hello.role
             )));
         }
         if cert.name != hello.name {
-            return Err(CertError::Malformed(format!(
+            return Err(CertError::NotAllowed(format!(
                 "enrolled as {:?}, says it is {:?}",
                 cert.name,
                 hello.name.chars().take(MAX_NAME_LEN).collect::<String>()
             )));
         }
         if cert.store != hello.store {
-            return Err(CertError::Malformed(format!(
+            return Err(CertError::NotAllowed(format!(
                 "enrolled for store {}, says store {}",
                 show_store(&cert.store),
                 show_store(&hello.store)
@@ -414,15 +419,16 @@ impl Gate {
     ) -> Result<(), CertError> {
         let origin = PeerId::from_bytes(&event.origin)
             .map_err(|_| CertError::Malformed("origin is not a PeerId".into()))?;
-        let bytes = certificate.ok_or_else(|| CertError::Malformed("no certificate".into()))?;
+        let bytes = certificate.ok_or(CertError::Missing)?;
         let cert = verify(&SignedCertificate::decode(bytes)?, &self.root)?;
         self.check(&cert, origin)?;
         let may = event.kind.emitted_by();
         if cert.role != may {
-            return Err(CertError::Malformed(format!(
-                "a {} may not emit {:?} (only a {may})",
-                cert.role,
-                printmesh_protocol::order::Step::of(&event.kind)
+            return Err(CertError::NotAllowed(format!(
+                "{} may not emit {:?} (only {})",
+                a(cert.role),
+                printmesh_protocol::order::Step::of(&event.kind),
+                a(may)
             )));
         }
         Ok(())

@@ -429,13 +429,29 @@ pub trait RoleHandler: Send + Sync + 'static {
 }
 
 /// Delivers events to the role, each in its own task, at most
-/// [`MAX_CONCURRENT_HANDLERS`] at once. Gossiped events are recorded first.
+/// [`MAX_CONCURRENT_HANDLERS`] at once. Gossiped events are recorded first; one this
+/// node has already (the same origin, order and number: a replay) goes no further.
 pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<NodeEvent>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS));
+    // Origins whose replays were logged (once each; bounded).
+    let mut replayed: std::collections::HashSet<Vec<u8>> = Default::default();
     while let Some(event) = rx.recv().await {
         if let NodeEvent::Event(e) = &event {
-            if let Err(err) = node.events.record(e) {
-                tracing::error!("cannot record event: {err}");
+            match node.events.record(e) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if replayed.len() >= 1024 {
+                        replayed.clear();
+                    }
+                    if replayed.insert(e.origin.clone()) {
+                        let origin = libp2p::PeerId::from_bytes(&e.origin)
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        tracing::warn!(%origin, order_id = %e.order_id, seq = e.seq, "an event this node has already (replayed): ignored");
+                    }
+                    continue;
+                }
+                Err(err) => tracing::error!("cannot record event: {err}"),
             }
         }
         // Membership is the node's, whatever its role.

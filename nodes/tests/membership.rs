@@ -9,6 +9,7 @@
 )]
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -22,6 +23,50 @@ use printmesh_protocol::messages::{Hello, PrintJob, PrintRequest, Role};
 use printmesh_protocol::OrderId;
 
 const NETWORK: &str = "shops";
+
+/// Everything the nodes of this test binary log at warn and above.
+fn log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How many logged lines have all of `words`.
+fn logged(words: &[&str]) -> usize {
+    let log = log();
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).to_string();
+    text.lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .count()
+}
+
+/// The order a test peer's print job names: its own, so what it left behind shows.
+fn order_of(peer: PeerId) -> OrderId {
+    let bytes = peer.to_bytes();
+    let tail: [u8; 16] = bytes[bytes.len() - 16..].try_into().unwrap();
+    OrderId::from_parts(1, u128::from_be_bytes(tail))
+}
 
 /// A lab enrolled in a fresh network; returns it with the network's folder.
 async fn enrolled_lab(dir: &Path) -> Node {
@@ -122,7 +167,7 @@ async fn served(lab: &Node, client: &net::Client) -> bool {
     }
     let listed = lab.client.peers().await.iter().any(|p| p.peer == me);
     let job = PrintRequest::Job(PrintJob {
-        order_id: OrderId::from_parts(1, 1),
+        order_id: order_of(me),
         store: "store-1".parse().unwrap(),
         lines: vec![],
         submitted_at_ms: 0,
@@ -139,6 +184,7 @@ async fn served(lab: &Node, client: &net::Client) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_enrolled_peers_in_their_own_role_are_served() {
+    log();
     let dir = tempfile::tempdir().unwrap();
     let lab = enrolled_lab(dir.path()).await;
     let target = lab.addresses().await[0].to_string();
@@ -215,12 +261,31 @@ async fn only_enrolled_peers_in_their_own_role_are_served() {
         key,
         hello(Role::Intermediary, Some(own.encode().unwrap())),
     ));
+    let mut clients = Vec::new();
     for (what, key, hello) in refused {
         let client = peer_saying(key, hello, target.clone()).await;
         assert!(!served(&lab, &client).await, "{what}: must not be served");
+        clients.push((what, client));
     }
     // The honest one is still served after all that.
     assert!(served(&lab, &honest).await);
+    // Each refused peer keeps redialling (every 2 s): it is refused each time, logged
+    // once, and nothing it sent is kept.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let state = printmesh_nodes::roles::lab::inspect(&lab.db, &lab.blobs)
+        .unwrap()
+        .to_string();
+    for (what, client) in &clients {
+        let peer = client.local_peer_id();
+        assert_eq!(
+            logged(&["refused:", &peer.to_string()]),
+            1,
+            "{what}: logged once"
+        );
+        let order = order_of(peer);
+        assert!(!state.contains(&order.to_string()), "{what}: nothing kept");
+        assert!(lab.events.events_for(order).unwrap().is_empty());
+    }
     lab.shutdown().await;
 }
 
@@ -552,6 +617,7 @@ async fn without_the_networks_pre_shared_key_there_is_no_connection_at_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossiped_events_count_only_from_the_role_that_emits_them() {
+    log();
     use printmesh_nodes::events::sign_event;
     use printmesh_protocol::codec::encode_frame;
     use printmesh_protocol::messages::{proto, EventKind, OrderEvent};
@@ -564,6 +630,7 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
         )
         .unwrap(),
     );
+    let lab_cert = std::fs::read(&lab_cfg.membership.as_ref().unwrap().certificate).unwrap();
     let lab = start_role(lab_cfg).await.unwrap();
     let lab_addr = lab.addresses().await[0].to_string();
     let mut courier_cfg =
@@ -628,6 +695,11 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
         .publish_event(publish(EventKind::Printed, false))
         .await
         .expect("published");
+    // An acquirer's word (a void releases the customer's money) from a kiosk.
+    kiosk
+        .publish_event(publish(EventKind::Voided, true))
+        .await
+        .expect("published");
 
     // The lab's own event, from a lab, reaches the courier.
     let real_order = OrderId::from_parts(6, 6);
@@ -641,6 +713,49 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(arrived, "a lab's event from the lab is taken");
+
+    // A replay: the lab's event again under its number, changed (re-signed with the
+    // lab's own key and certificate, so it passes every other check), twice.
+    let stored = courier.events.events_for(real_order).unwrap();
+    let lab_key = load_or_create_identity(&dir.path().join("lab").join("identity.key")).unwrap();
+    for at_ms in [1, 2] {
+        let mut replay = stored[0].clone();
+        replay.at_ms = at_ms;
+        replay.kind = EventKind::Shipped;
+        let mut signed = sign_event(&lab_key, &replay).unwrap();
+        signed.certificate = Some(lab_cert.clone());
+        kiosk
+            .publish_event(encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap())
+            .await
+            .expect("published");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for node in [&lab, &courier] {
+        assert_eq!(
+            node.events.events_for(real_order).unwrap(),
+            stored,
+            "a replayed event is not kept"
+        );
+    }
+    let replays = logged(&["replayed", &lab.peer_id().to_string()]);
+    assert!(
+        (1..=2).contains(&replays),
+        "a replay is logged once by each node that saw it: {replays}"
+    );
+    // The kiosk's forgeries: each reason logged once.
+    let kiosk_id = key.public().to_peer_id().to_string();
+    let text = String::from_utf8_lossy(&log().lock().unwrap()).to_string();
+    let about_kiosk: Vec<&str> = text.lines().filter(|l| l.contains(&kiosk_id)).collect();
+    assert_eq!(
+        logged(&["may not emit Ship", &kiosk_id]),
+        1,
+        "{about_kiosk:#?}"
+    );
+    assert_eq!(
+        logged(&["may not emit Void", &kiosk_id]),
+        1,
+        "{about_kiosk:#?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     for node in [&lab, &courier] {
         assert!(

@@ -80,6 +80,11 @@ pub enum CertError {
     Revoked(u64),
     #[error("the certificate's name is empty or too long")]
     BadName,
+    #[error("no certificate")]
+    Missing,
+    /// A valid certificate that does not cover what the peer says or does.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl From<CodecError> for CertError {
