@@ -523,6 +523,35 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
     hub.dial(lab_addr.parse().unwrap()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+
+    // A node that was away when it was gossiped (and has no operator folder) learns
+    // it from the first peer it greets, and refuses the hub too.
+    let mut late_cfg = enrolled_config(dir.path(), Role::Courier, "late", vec![lab_addr.clone()]);
+    late_cfg.courier = Some(printmesh_nodes::config::CourierConfig {
+        auto_in_transit_secs: None,
+        auto_deliver_secs: None,
+    });
+    let late = start_role(late_cfg).await.unwrap();
+    late.client
+        .wait_for_role(Role::Lab, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let kept = late
+        .config
+        .data_dir
+        .join("revocations")
+        .join(format!("{}.rev", cert.serial));
+    for _ in 0..50 {
+        if kept.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kept.exists(), "learned from the lab's hello");
+    hub.dial(late.addresses().await[0].clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!late.client.peers().await.iter().any(|p| p.peer == me));
+    late.shutdown().await;
     // A forged revocation (signed by someone else) is refused by the node.
     let dir_lab = lab.config.data_dir.clone();
     let forged = {
@@ -805,4 +834,45 @@ async fn a_peer_dialling_over_and_over_holds_a_few_connections_and_others_are_se
     }
     assert!(seen);
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_while_connected_is_cut_off_then() {
+    log();
+    let dir = tempfile::tempdir().unwrap();
+    let lab = enrolled_lab(dir.path()).await;
+    let target = lab.addresses().await[0].to_string();
+    let key = Keypair::generate_ed25519();
+    let soon = sign(
+        &root(dir.path()),
+        &cert_for(
+            key.public().to_peer_id(),
+            Role::Intermediary,
+            now_ms() + 3_000,
+            200,
+        ),
+    )
+    .unwrap()
+    .encode()
+    .unwrap();
+    let hub = peer_saying(key, hello(Role::Intermediary, Some(soon)), target).await;
+    assert!(
+        served(&lab, &hub).await,
+        "served while its certificate is valid"
+    );
+    let me = hub.local_peer_id();
+    let mut gone = false;
+    for _ in 0..80 {
+        if !lab.client.peers().await.iter().any(|p| p.peer == me) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "cut off within seconds of its certificate's expiry");
+    // It keeps redialling: refused each time, logged once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert_eq!(logged(&["refused:", "expired", &me.to_string()]), 1);
+    lab.shutdown().await;
 }
