@@ -79,7 +79,8 @@ pub struct NodeConfig {
 }
 
 /// `[limits]`: requests a second a peer may send this node, sustained and in a burst,
-/// by the role it proved. Over its budget a peer's requests are dropped, and a peer
+/// by the role it proved; the same budget holds for the events a node of that role
+/// gossips. Over its budget a peer's requests (or events) are dropped, and a peer
 /// that keeps on is cut off for a minute (see `net::CUT_OFF_FOR`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -617,6 +617,8 @@ pub struct EventLoop {
     /// Each peer's allowance of inbound requests.
     allowances: HashMap<PeerId, Allowance>,
     limits: crate::config::LimitsConfig,
+    /// Each event origin's allowance of gossiped events (bounded).
+    event_allowances: HashMap<Vec<u8>, Bucket>,
     /// Peers cut off for flooding, until when.
     cut_off: HashMap<PeerId, Instant>,
     /// Whether this node was told its own certificate no longer counts.
@@ -880,6 +882,7 @@ pub fn build(
         unadmitted: HashMap::new(),
         allowances: HashMap::new(),
         limits: config.limits,
+        event_allowances: HashMap::new(),
         cut_off: HashMap::new(),
         own_problem: None,
         rejected: BoundedSet::default(),
@@ -1065,6 +1068,16 @@ impl EventLoop {
                         None => Ok(event),
                     });
                 let acceptance = match checked {
+                    Ok(event) if !self.within_event_budget(&event) => {
+                        let origin = PeerId::from_bytes(&event.origin).ok();
+                        if self.rejected.insert(format!("{origin:?} event budget")) {
+                            tracing::warn!(?origin, "over its event budget: events dropped");
+                        }
+                        if origin == Some(propagation_source) {
+                            self.strike(propagation_source, "events over its budget");
+                        }
+                        MessageAcceptance::Ignore
+                    }
                     Ok(event) => {
                         if self.events.try_send(NodeEvent::Event(event)).is_err() {
                             tracing::warn!("event queue full: dropping a gossiped event");
@@ -1287,6 +1300,20 @@ impl EventLoop {
             }
             self.own_problem = own;
         }
+    }
+
+    /// Whether an event's origin is within its budget of events (that of the role that
+    /// emits this kind, as for requests): a member that floods the network with
+    /// valid events fills nobody's disk.
+    fn within_event_budget(&mut self, event: &OrderEvent) -> bool {
+        if self.event_allowances.len() >= 4096 && !self.event_allowances.contains_key(&event.origin)
+        {
+            self.event_allowances.clear();
+        }
+        self.event_allowances
+            .entry(event.origin.clone())
+            .or_insert_with(Bucket::new)
+            .take(self.limits.requests(event.kind.emitted_by()))
     }
 
     /// This node's hello, with the revocations it knows.

@@ -792,6 +792,34 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
             "a kiosk's 'Shipped' and an uncertified event are not stored, nor passed on"
         );
     }
+    // A member that floods valid events of its own kind (a kiosk's "collected"):
+    // the lab keeps no more than its budget, and cuts the kiosk off.
+    let before = lab.events.len();
+    for i in 0..400u64 {
+        let event = OrderEvent {
+            origin: key.public().to_peer_id().to_bytes(),
+            seq: 100 + i,
+            order_id: OrderId::from_parts(77, u128::from(i)),
+            at_ms: now_ms(),
+            kind: EventKind::Collected,
+        };
+        let mut signed = sign_event(&key, &event).unwrap();
+        signed.certificate = Some(cert.clone());
+        let _ = kiosk
+            .publish_event(encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept = lab.events.len() - before;
+    assert!(
+        (1..=150).contains(&kept),
+        "{kept} of 400 flooded events kept"
+    );
+    assert_eq!(
+        lab.client.connections_to(me).await,
+        0,
+        "the kiosk is cut off"
+    );
     lab.shutdown().await;
     courier.shutdown().await;
 }
