@@ -80,7 +80,44 @@ fn demo_config(
     config.peers = peers;
     config.mdns = false;
     config.network = format!("printmesh-demo-{}", std::process::id());
+    enrol(data_dir, &mut config)?;
     Ok(config)
+}
+
+/// The demo is an enrolled private network, as a store network is: the operator's
+/// folder is `DATA_DIR/netadmin` (root key, `swarm.key`, issued certificates), and
+/// each node gets a certificate for its role, name (and, a kiosk, its store), so
+/// `printmesh network revoke --dir DATA_DIR/netadmin …` works on it.
+fn enrol(data_dir: &Path, config: &mut NodeConfig) -> Result<(), NodeError> {
+    use crate::membership;
+    let net = data_dir.join("netadmin");
+    let role = |e: membership::MembershipError| NodeError::Role(e.to_string());
+    // A demo directory used again keeps its network (and its name).
+    let file = if net.join("network.toml").exists() {
+        membership::load(&net).map_err(role)?
+    } else {
+        membership::init(&net, &config.network).map_err(role)?
+    };
+    config.network = file.name.clone();
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Role(e.to_string()))?;
+    let key = crate::node::load_or_create_identity(&config.data_dir.join("identity.key"))?;
+    let store = config.kiosk.as_ref().map(|k| k.store.clone());
+    let (certificate, _) = membership::enroll(
+        &net,
+        config.role,
+        key.public().to_peer_id(),
+        &config.name,
+        store,
+        365,
+    )
+    .map_err(role)?;
+    config.membership = Some(crate::config::MembershipConfig {
+        root_public_key: file.root_public_key,
+        certificate,
+        revocations: Some(net.join("revoked")),
+    });
+    config.psk_file = Some(net.join("swarm.key"));
+    Ok(())
 }
 
 /// Leaves the node's effective config as `DATA_DIR/<role>.toml`, for the operators'

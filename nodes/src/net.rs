@@ -55,9 +55,11 @@ pub const CUT_OFF_FOR: Duration = Duration::from_secs(60);
 /// [`STRIKE_WINDOW`] before it is cut off.
 pub const MAX_STRIKES: u32 = 100;
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
-/// Gossipsub's application score of a peer not (yet) admitted: far below the
-/// graylist threshold, so nothing is published or forwarded to it and nothing it
-/// sends is taken until its hello is accepted.
+/// Gossipsub's application score of a peer refused, cut off, or (in an enrolled
+/// network) not admitted yet: far below the graylist threshold, so nothing is
+/// published or forwarded to it and nothing it sends is taken. Gossipsub keeps a
+/// score an hour after the peer leaves, so a refused peer that dials again gets
+/// nothing either.
 const UNADMITTED_SCORE: f64 = -1000.0;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -964,13 +966,17 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
-                    // Nothing gossiped reaches it, nor is taken from it, until its
-                    // hello is accepted.
                     self.unadmitted.insert(peer_id, Instant::now());
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .set_application_score(&peer_id, UNADMITTED_SCORE);
+                    // In an enrolled network nothing gossiped reaches a peer, nor is
+                    // taken from it, until its hello is accepted; it joins the mesh at
+                    // the heartbeat after. (In a development network any peer of the
+                    // network is served: it joins the mesh at once, as it subscribes.)
+                    if self.gate.is_some() {
+                        self.swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .set_application_score(&peer_id, UNADMITTED_SCORE);
+                    }
                     let hello = self.my_hello();
                     self.swarm
                         .behaviour_mut()
@@ -1178,6 +1184,10 @@ impl EventLoop {
     fn accept_hello(&mut self, peer: PeerId, hello: Hello) {
         if hello.network != self.hello.network {
             tracing::warn!(%peer, network = %hello.network, "peer belongs to another network; disconnecting");
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, UNADMITTED_SCORE);
             let _ = self.swarm.disconnect_peer_id(peer);
             return;
         }
@@ -1242,6 +1252,10 @@ impl EventLoop {
         }
         tracing::warn!(%peer, "flooding ({why}): cut off for {} s", CUT_OFF_FOR.as_secs());
         self.cut_off.insert(peer, Instant::now() + CUT_OFF_FOR);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, UNADMITTED_SCORE);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         self.unadmitted.remove(&peer);
         if self.peers.remove(&peer).is_some() {

@@ -426,6 +426,12 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
 /// never touches the swarm.
 pub trait RoleHandler: Send + Sync + 'static {
     fn handle(self: Arc<Self>, event: NodeEvent) -> impl Future<Output = ()> + Send;
+
+    /// Whether the node keeps a gossiped event at all (a kiosk keeps only its own
+    /// store's orders' events).
+    fn keeps(&self, _event: &printmesh_protocol::messages::OrderEvent) -> bool {
+        true
+    }
 }
 
 /// Delivers events to the role, each in its own task, at most
@@ -437,6 +443,9 @@ pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Recei
     let mut replayed: std::collections::HashSet<Vec<u8>> = Default::default();
     while let Some(event) = rx.recv().await {
         if let NodeEvent::Event(e) = &event {
+            if !role.keeps(e) {
+                continue;
+            }
             match node.events.record(e) {
                 Ok(true) => {}
                 Ok(false) => {

@@ -1217,3 +1217,62 @@ async fn a_kiosk_submits_its_own_stores_orders_only() {
         "nothing of the other store's attempts is kept: {state}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_keeps_the_events_of_its_own_orders_only() {
+    use printmesh_nodes::roles::kiosk::draft_from_card;
+    use printmesh_protocol::messages::EventKind;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let (_, key) = SealSecret::generate(&mut rand::rngs::OsRng);
+    std::fs::create_dir_all(dir.path().join("acquirer")).unwrap();
+    std::fs::write(dir.path().join("acquirer/seal.pub"), key.to_hex()).unwrap();
+    // A lab's node, whose events the kiosk hears by gossip.
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+        .await
+        .unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config(
+        dir.path(),
+        Role::Kiosk,
+        &network,
+        vec![addr(&lab).await],
+    ))
+    .await
+    .unwrap();
+    node.client
+        .wait_for_role(Role::Lab, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let card = CardData {
+        pan: "4111111111111111".parse().unwrap(),
+        expiry: Expiry::new(2030, 12).unwrap(),
+    };
+    let draft = draft_from_card(
+        &fixtures().join("memory-card"),
+        PrintSize::L,
+        PaymentMethod::Credit,
+        card,
+    )
+    .unwrap();
+    let ours = kiosk.place_order(draft).await.unwrap();
+    // Let gossipsub take the kiosk into the lab's mesh.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let theirs = OrderId::from_parts(8, 8);
+    lab.emit(theirs, EventKind::Printed).await;
+    lab.emit(ours, EventKind::Printed).await;
+    let mut arrived = false;
+    for _ in 0..50 {
+        if !node.events.events_for(ours).unwrap().is_empty() {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(arrived, "the kiosk keeps its own order's event");
+    assert!(
+        node.events.events_for(theirs).unwrap().is_empty(),
+        "another store's order's event is not kept"
+    );
+}

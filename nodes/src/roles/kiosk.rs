@@ -630,6 +630,14 @@ impl Kiosk {
 }
 
 impl RoleHandler for Kiosk {
+    /// A kiosk sees only its own store's orders: events for orders it did not place
+    /// (not in its outbox, not answered) are not kept.
+    fn keeps(&self, event: &printmesh_protocol::messages::OrderEvent) -> bool {
+        let key = event.order_id.to_bytes();
+        matches!(self.orders.contains(key), Ok(true))
+            || matches!(self.outbox.contains(key), Ok(true))
+    }
+
     async fn handle(self: Arc<Self>, event: NodeEvent) {
         match event {
             NodeEvent::PeerReady(_) => self.wake.notify_one(),
