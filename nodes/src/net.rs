@@ -1238,15 +1238,15 @@ impl EventLoop {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
+    fn allowance(&mut self, peer: PeerId) -> &mut Allowance {
+        self.allowances.entry(peer).or_insert_with(Allowance::new)
+    }
+
     /// Counts a strike against a peer (a refused request, rejected gossip); one that
     /// has too many in a short while is flooding, and is cut off for [`CUT_OFF_FOR`]:
     /// disconnected, its connections refused, everyone else served as before.
     fn strike(&mut self, peer: PeerId, why: &str) {
-        let flooding = self
-            .allowances
-            .entry(peer)
-            .or_insert_with(Allowance::new)
-            .strike();
+        let flooding = self.allowance(peer).strike();
         if !flooding || self.cut_off.contains_key(&peer) {
             return;
         }
@@ -1345,12 +1345,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let allowed = self
-                        .allowances
-                        .entry(peer)
-                        .or_insert_with(Allowance::new)
-                        .hellos
-                        .take(HELLO_BUDGET);
+                    let allowed = self.allowance(peer).hellos.take(HELLO_BUDGET);
                     if !allowed {
                         self.strike(peer, "hellos");
                         return;
@@ -1406,12 +1401,7 @@ impl EventLoop {
                         return;
                     }
                     let budget = self.limits.requests(role);
-                    let allowed = self
-                        .allowances
-                        .entry(peer)
-                        .or_insert_with(Allowance::new)
-                        .requests
-                        .take(budget);
+                    let allowed = self.allowance(peer).requests.take(budget);
                     if !allowed {
                         if self.rejected.insert(format!("{peer} {} budget", P::ID)) {
                             tracing::warn!(%peer, %role, protocol = P::ID, "over its request budget ({}/s): requests dropped", budget.0);

@@ -424,6 +424,7 @@ fn enrolled_config(dir: &Path, role: Role, name: &str, peers: Vec<String>) -> No
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
+    log();
     let dir = tempfile::tempdir().unwrap();
     let mut lab_cfg = enrolled_config(dir.path(), Role::Lab, "lab", vec![]);
     lab_cfg.lab = Some(
@@ -519,10 +520,20 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
         .join("revocations")
         .join(format!("{}.rev", cert.serial))
         .exists());
-    // It dials again: refused.
+    // It dials again (and keeps redialling the lab every 2 s): refused each time,
+    // logged once.
     hub.dial(lab_addr.parse().unwrap()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    let refusals = logged(&["refused:", "is revoked", &me.to_string()]);
+    assert!(refusals >= 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert_eq!(
+        logged(&["refused:", "is revoked", &me.to_string()]),
+        refusals,
+        "logged once"
+    );
 
     // A node that was away when it was gossiped (and has no operator folder) learns
     // it from the first peer it greets, and refuses the hub too.

@@ -84,6 +84,28 @@ async fn client_node(dir: &Path, network: &str, role: Role, peer_addr: String) -
     node
 }
 
+/// An intermediary, and a node of store-test's kiosk connected to it (which answers
+/// nothing: the test speaks for it); with the intermediary's id.
+async fn intermediary_and_kiosk(dir: &Path, network: &str) -> (Node, Node, libp2p::PeerId) {
+    let intermediary = start_role(config(&dir.join("i"), Role::Intermediary, network, vec![]))
+        .await
+        .unwrap();
+    let kiosk = client_node(
+        &dir.join("k"),
+        network,
+        Role::Kiosk,
+        addr(&intermediary).await,
+    )
+    .await;
+    let peer = kiosk
+        .client
+        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .peer;
+    (intermediary, kiosk, peer)
+}
+
 /// An intermediary connected to a node in `role` (a lab for photos, an acquirer for
 /// authorisations).
 async fn two_nodes(dir: &Path, role: Role) -> (Node, Node) {
@@ -409,27 +431,7 @@ async fn replayed_authorisations_return_the_first_answer_and_hold_once() {
 async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_blob() {
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
-    let intermediary = start_role(config(
-        &dir.path().join("i"),
-        Role::Intermediary,
-        &network,
-        vec![],
-    ))
-    .await
-    .unwrap();
-    let kiosk = client_node(
-        &dir.path().join("k"),
-        &network,
-        Role::Kiosk,
-        addr(&intermediary).await,
-    )
-    .await;
-    let peer = kiosk
-        .client
-        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .peer;
+    let (_intermediary, kiosk, peer) = intermediary_and_kiosk(dir.path(), &network).await;
     let never_sent = BlobId::of(b"never uploaded");
     let id = OrderId::from_parts(4, 4);
     let (_, some_acquirer) = SealSecret::generate(&mut rand::rngs::OsRng);
@@ -1131,21 +1133,7 @@ async fn a_kiosk_that_floods_is_cut_off_and_every_honest_order_completes() {
 async fn a_kiosk_submits_its_own_stores_orders_only() {
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
-    let intermediary = start_role(config(
-        &dir.path().join("i"),
-        Role::Intermediary,
-        &network,
-        vec![],
-    ))
-    .await
-    .unwrap();
-    let ours = client_node(
-        &dir.path().join("k"),
-        &network,
-        Role::Kiosk,
-        addr(&intermediary).await,
-    )
-    .await;
+    let (intermediary, ours, im) = intermediary_and_kiosk(dir.path(), &network).await;
     let mut cfg = config(
         &dir.path().join("o"),
         Role::Kiosk,
@@ -1157,12 +1145,6 @@ async fn a_kiosk_submits_its_own_stores_orders_only() {
     }
     let (theirs, mut rx) = start(cfg).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let im = ours
-        .client
-        .wait_for_role(Role::Intermediary, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .peer;
     theirs
         .client
         .wait_for_role(Role::Intermediary, Duration::from_secs(10))
