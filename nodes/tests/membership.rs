@@ -915,3 +915,70 @@ async fn a_certificate_that_expires_while_connected_is_cut_off_then() {
     assert_eq!(logged(&["refused:", "expired", &me.to_string()]), 1);
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_connects_and_never_greets_is_dropped_after_the_deadline() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lab = enrolled_lab(dir.path()).await;
+    // A peer that takes the lab's hello stream and never answers, nor greets.
+    let mut silent = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let me = *silent.local_peer_id();
+    let mut hellos = silent
+        .behaviour()
+        .new_control()
+        .accept(libp2p::StreamProtocol::new(
+            printmesh_protocol::messages::proto::HELLO,
+        ))
+        .unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some((_, stream)) = hellos.next().await {
+            held.push(stream);
+        }
+    });
+    silent.dial(lab.addresses().await[0].clone()).unwrap();
+    let (tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionClosed { .. } = silent.select_next_some().await {
+                let _ = tx.send(std::time::Instant::now());
+            }
+        }
+    });
+    let mut connected = false;
+    for _ in 0..50 {
+        if lab.client.connections_to(me).await > 0 {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(connected, "the silent peer got a connection");
+    let since = std::time::Instant::now();
+    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    let dropped = tokio::time::timeout(Duration::from_secs(20), closed.recv())
+        .await
+        .expect("dropped within the deadline and a tick")
+        .unwrap();
+    let after = dropped.duration_since(since);
+    assert!(
+        after >= net::ADMISSION_DEADLINE - Duration::from_secs(1),
+        "not before the deadline: {after:?}"
+    );
+    assert_eq!(lab.client.connections_to(me).await, 0);
+    lab.shutdown().await;
+}
