@@ -139,35 +139,22 @@ impl Certificate {
     }
 }
 
-impl SignedCertificate {
-    pub fn encode(&self) -> Result<Vec<u8>, CertError> {
-        Ok(encode_frame(self, MAX_CERT_BYTES)?)
-    }
+/// `encode` and `decode` in the codec's frame, within [`MAX_CERT_BYTES`].
+macro_rules! cert_frame {
+    ($($t:ident),*) => {$(
+        impl $t {
+            pub fn encode(&self) -> Result<Vec<u8>, CertError> {
+                Ok(encode_frame(self, MAX_CERT_BYTES)?)
+            }
 
-    pub fn decode(bytes: &[u8]) -> Result<SignedCertificate, CertError> {
-        Ok(decode_frame(bytes, MAX_CERT_BYTES)?)
-    }
+            pub fn decode(bytes: &[u8]) -> Result<$t, CertError> {
+                Ok(decode_frame(bytes, MAX_CERT_BYTES)?)
+            }
+        }
+    )*};
 }
 
-impl Revocation {
-    pub fn encode(&self) -> Result<Vec<u8>, CertError> {
-        Ok(encode_frame(self, MAX_CERT_BYTES)?)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Revocation, CertError> {
-        Ok(decode_frame(bytes, MAX_CERT_BYTES)?)
-    }
-}
-
-impl SignedRevocation {
-    pub fn encode(&self) -> Result<Vec<u8>, CertError> {
-        Ok(encode_frame(self, MAX_CERT_BYTES)?)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<SignedRevocation, CertError> {
-        Ok(decode_frame(bytes, MAX_CERT_BYTES)?)
-    }
-}
+cert_frame!(SignedCertificate, Revocation, SignedRevocation);
 
 #[cfg(test)]
 mod tests {
