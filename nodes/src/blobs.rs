@@ -516,6 +516,8 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role
         }
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECEIVES));
+    // Peers refused, each logged once (bounded).
+    let mut refused: HashSet<PeerId> = HashSet::new();
     while let Some((peer, mut stream)) = incoming.next().await {
         let from = client
             .peers()
@@ -523,16 +525,21 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role
             .into_iter()
             .find(|p| p.peer == peer)
             .map(|p| p.hello.role);
-        match from {
-            None => {
-                tracing::warn!(%peer, "blob stream from a peer that has not said hello; refused");
-                continue;
-            }
+        let why = match from {
+            None => "it has not said hello".to_string(),
             Some(from) if !takes_blobs(from, role) => {
-                tracing::warn!(%peer, %from, "a {role} takes no photos from a {from}; refused");
-                continue;
+                format!("a {role} takes no photos from a {from}")
             }
-            Some(_) => {}
+            Some(_) => String::new(),
+        };
+        if !why.is_empty() {
+            if refused.len() >= 1024 {
+                refused.clear();
+            }
+            if refused.insert(peer) {
+                tracing::warn!(%peer, "blob stream refused: {why}");
+            }
+            continue;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many blob transfers at once; refusing one");

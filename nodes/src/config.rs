@@ -106,6 +106,38 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (name, rate, burst) in [
+            (
+                "kiosk",
+                self.kiosk_requests_per_sec,
+                self.kiosk_request_burst,
+            ),
+            (
+                "service",
+                self.service_requests_per_sec,
+                self.service_request_burst,
+            ),
+        ] {
+            if !(rate.is_finite() && rate > 0.0 && burst.is_finite() && burst >= 1.0) {
+                return Err(format!(
+                    "limits.{name}_requests_per_sec must be above 0 and limits.{name}_request_burst at least 1"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// (per second, burst) of the events an origin in `role` gossips. A kiosk's are
+    /// its customers collecting; a courier reports every parcel of a round at once,
+    /// so it has the services' budget.
+    pub fn events(&self, role: Role) -> (f64, f64) {
+        match role {
+            Role::Kiosk | Role::Content => self.requests(Role::Kiosk),
+            _ => self.requests(Role::Intermediary),
+        }
+    }
+
     /// (per second, burst) for a peer in `role`.
     pub fn requests(&self, role: Role) -> (f64, f64) {
         match role {
@@ -649,6 +681,7 @@ impl NodeConfig {
         if self.name.trim().is_empty() {
             return Err("name is empty".into());
         }
+        self.limits.validate()?;
         for addr in self.listen.iter().chain(&self.peers) {
             let parsed = addr
                 .parse::<Multiaddr>()
@@ -891,6 +924,40 @@ revocations = "netadmin/revoked"
         );
         let err = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("commission_bps 12000"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_store_defaults_and_refuse_a_budget_nobody_could_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let base =
+            "role = \"acquirer\"\nname = \"A\"\ndata_dir = \"d\"\n[acquirer]\ncards = \"c.toml\"\n";
+        let p = write(dir.path(), "a.toml", base);
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.requests(Role::Kiosk), (20.0, 100.0));
+        assert_eq!(c.limits.requests(Role::Courier), (20.0, 100.0));
+        assert_eq!(c.limits.requests(Role::Intermediary), (20_000.0, 40_000.0));
+        // A courier reports a whole round's parcels at once: a service's event budget.
+        assert_eq!(c.limits.events(Role::Courier), (20_000.0, 40_000.0));
+        assert_eq!(c.limits.events(Role::Kiosk), (20.0, 100.0));
+        let p = write(
+            dir.path(),
+            "b.toml",
+            &format!("{base}[limits]\nkiosk_requests_per_sec = 5.0\n"),
+        );
+        assert_eq!(
+            NodeConfig::load(&p).unwrap().limits.requests(Role::Kiosk),
+            (5.0, 100.0)
+        );
+        for bad in [
+            "kiosk_requests_per_sec = 0.0",
+            "kiosk_request_burst = 0.5",
+            "service_requests_per_sec = -1.0",
+        ] {
+            let p = write(dir.path(), "c.toml", &format!("{base}[limits]\n{bad}\n"));
+            let err = NodeConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains("limits."), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -151,6 +151,11 @@ impl EventLog {
         Ok(())
     }
 
+    /// Whether this node has the event (same order, origin and number) already.
+    pub fn has(&self, event: &OrderEvent) -> bool {
+        matches!(self.events.contains(event_key(event)), Ok(true))
+    }
+
     /// Keeps an event if it is new; returns whether it was.
     pub fn record(&self, event: &OrderEvent) -> Result<bool, EventError> {
         Ok(self.events.insert_new(event_key(event), event)?)

@@ -293,8 +293,9 @@ pub struct Gate {
 #[derive(Default)]
 struct RevocationList {
     serials: std::collections::HashSet<u64>,
-    /// Each revocation as the root signed it, newest last: what hellos pass on.
-    signed: Vec<Vec<u8>>,
+    /// Each revocation as the root signed it, by serial (the newest certificates'
+    /// last): what hellos pass on.
+    signed: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 /// "a lab", "an acquirer".
@@ -320,6 +321,8 @@ impl Gate {
         network: &str,
         own_peer: PeerId,
         role: Role,
+        name: &str,
+        store: Option<&StoreId>,
         keep: Option<PathBuf>,
     ) -> Result<Gate, String> {
         let root = root_from_hex(&config.root_public_key)?;
@@ -365,6 +368,21 @@ impl Gate {
             return Err(format!(
                 "this node's certificate is for a {}, not a {role}",
                 cert.role
+            ));
+        }
+        // Its peers check the hello's name and store against the certificate: a
+        // config that differs would be refused by all of them.
+        if cert.name != name {
+            return Err(format!(
+                "this node's certificate is for {:?}, its config names it {name:?}",
+                cert.name
+            ));
+        }
+        if cert.store.as_ref() != store {
+            return Err(format!(
+                "this node's certificate is for store {}, its config says {}",
+                show_store(&cert.store),
+                show_store(&store.cloned())
             ));
         }
         Ok(gate)
@@ -438,11 +456,12 @@ impl Gate {
     /// [`proto::MAX_HELLO_REVOCATIONS`]).
     pub fn revocations(&self) -> Vec<Vec<u8>> {
         let list = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-        let skip = list
-            .signed
-            .len()
-            .saturating_sub(proto::MAX_HELLO_REVOCATIONS);
-        list.signed.iter().skip(skip).cloned().collect()
+        list.signed
+            .values()
+            .rev()
+            .take(proto::MAX_HELLO_REVOCATIONS)
+            .cloned()
+            .collect()
     }
 
     /// Why this node's own certificate no longer counts (expired, or revoked), if it
@@ -465,6 +484,19 @@ impl Gate {
         &self,
         signed: &SignedRevocation,
     ) -> Result<(Revocation, bool), CertError> {
+        // One this node has is not checked again (a peer cannot make it verify the
+        // same signatures over and over).
+        if let Ok(r) = Revocation::decode(&signed.revocation) {
+            let list = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+            if list.serials.contains(&r.serial)
+                && list
+                    .signed
+                    .get(&r.serial)
+                    .is_some_and(|b| signed.encode().is_ok_and(|s| s == *b))
+            {
+                return Ok((r, false));
+            }
+        }
         let r = verify_revocation(signed, &self.root)?;
         if r.network != self.network {
             return Err(CertError::OtherNetwork(
@@ -476,7 +508,7 @@ impl Gate {
             let new = list.serials.insert(r.serial);
             if new {
                 if let Ok(bytes) = signed.encode() {
-                    list.signed.push(bytes);
+                    list.signed.insert(r.serial, bytes);
                 }
             }
             new

@@ -591,6 +591,8 @@ pub struct NetConfig {
     pub psk: Option<libp2p::pnet::PreSharedKey>,
     /// What each peer may ask of this node.
     pub limits: crate::config::LimitsConfig,
+    /// The node's event log: a gossiped event it has already is not taken again.
+    pub known_events: Option<std::sync::Arc<crate::events::EventLog>>,
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
@@ -621,6 +623,7 @@ pub struct EventLoop {
     limits: crate::config::LimitsConfig,
     /// Each event origin's allowance of gossiped events (bounded).
     event_allowances: HashMap<Vec<u8>, Bucket>,
+    known_events: Option<std::sync::Arc<crate::events::EventLog>>,
     /// Peers cut off for flooding, until when.
     cut_off: HashMap<PeerId, Instant>,
     /// Whether this node was told its own certificate no longer counts.
@@ -732,6 +735,9 @@ impl Bucket {
     }
 }
 
+/// Peers (and event origins) whose budgets a node keeps track of at once.
+const MAX_ALLOWANCES: usize = 8192;
+
 /// Hellos a peer may send (one per connection; a few reconnects).
 const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
 
@@ -752,6 +758,15 @@ impl Allowance {
             strikes: 0,
             window_from: Instant::now(),
         }
+    }
+
+    /// How long since the peer last asked for anything or was struck.
+    fn idle(&self) -> Duration {
+        self.requests
+            .at
+            .max(self.hellos.at)
+            .max(self.window_from)
+            .elapsed()
     }
 
     /// Counts a strike; true once the peer has had too many in the window.
@@ -805,6 +820,10 @@ pub fn build(
                     app_specific_weight: 1.0,
                     ip_colocation_factor_weight: 0.0,
                     behaviour_penalty_weight: -1.0,
+                    // A score is kept this long after the peer leaves (a refused
+                    // peer that redials is graylisted at once); not the default
+                    // hour, which throwaway identities would fill.
+                    retain_score: Duration::from_secs(120),
                     ..gossipsub::PeerScoreParams::default()
                 },
                 gossipsub::PeerScoreThresholds::default(),
@@ -885,6 +904,7 @@ pub fn build(
         allowances: HashMap::new(),
         limits: config.limits,
         event_allowances: HashMap::new(),
+        known_events: config.known_events,
         cut_off: HashMap::new(),
         own_problem: None,
         rejected: BoundedSet::default(),
@@ -992,7 +1012,6 @@ impl EventLoop {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
                     self.unadmitted.remove(&peer_id);
-                    self.allowances.remove(&peer_id);
                     if self.peers.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "peer gone");
                         let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
@@ -1074,6 +1093,20 @@ impl EventLoop {
                         None => Ok(event),
                     });
                 let acceptance = match checked {
+                    // One this node has (a replay, after gossipsub's own minute of
+                    // memory): not taken, not passed on, charged to nobody.
+                    Ok(event)
+                        if self
+                            .known_events
+                            .as_ref()
+                            .is_some_and(|log| log.has(&event)) =>
+                    {
+                        let origin = PeerId::from_bytes(&event.origin).ok();
+                        if self.rejected.insert(format!("{origin:?} replayed")) {
+                            tracing::warn!(?origin, order_id = %event.order_id, seq = event.seq, from = %propagation_source, "an event this node has already (replayed): ignored");
+                        }
+                        MessageAcceptance::Ignore
+                    }
                     Ok(event) if !self.within_event_budget(&event) => {
                         let origin = PeerId::from_bytes(&event.origin).ok();
                         if self.rejected.insert(format!("{origin:?} event budget")) {
@@ -1183,7 +1216,10 @@ impl EventLoop {
 
     fn accept_hello(&mut self, peer: PeerId, hello: Hello) {
         if hello.network != self.hello.network {
-            tracing::warn!(%peer, network = %hello.network, "peer belongs to another network; disconnecting");
+            let network: String = hello.network.chars().take(64).collect();
+            if self.refused.insert(format!("{peer} network {network}")) {
+                tracing::warn!(%peer, %network, "peer belongs to another network; disconnecting");
+            }
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -1191,23 +1227,34 @@ impl EventLoop {
             let _ = self.swarm.disconnect_peer_id(peer);
             return;
         }
+        if let Some(Err(e)) = self.gate.as_ref().map(|g| g.admit(peer, &hello)) {
+            self.refuse(peer, &hello, e.to_string());
+            return;
+        }
         if self.gate.is_some() {
-            // What the peer knows of revocations first: it may be about itself.
+            // A member passes on the revocations it knows (an outsider's are not
+            // even looked at).
+            let mut learned = false;
             for bytes in hello.revocations.iter().take(proto::MAX_HELLO_REVOCATIONS) {
                 match self.apply_revocation(bytes) {
-                    Ok((text, true)) => tracing::warn!(from = %peer, "{text}"),
+                    Ok((text, true)) => {
+                        tracing::warn!(from = %peer, "{text}");
+                        learned = true;
+                    }
                     Ok((_, false)) => {}
                     Err(e) => tracing::debug!(from = %peer, "revocation in a hello ignored: {e}"),
                 }
             }
-        }
-        if let Some(gate) = &self.gate {
-            if let Err(e) = gate.admit(peer, &hello) {
-                self.refuse(peer, &hello, e.to_string());
-                return;
+            // One of them may have been its own.
+            if learned {
+                if let Some(Err(e)) = self.gate.as_ref().map(|g| g.admit(peer, &hello)) {
+                    self.refuse(peer, &hello, e.to_string());
+                    return;
+                }
             }
         }
         self.refused.forget(&format!("{peer} "));
+        self.rejected.forget(&format!("{peer} "));
         self.unadmitted.remove(&peer);
         self.swarm
             .behaviour_mut()
@@ -1238,7 +1285,15 @@ impl EventLoop {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
+    /// A peer's allowance. Kept after it disconnects (a peer does not get a fresh
+    /// budget by reconnecting); bounded: past [`MAX_ALLOWANCES`] those of peers not
+    /// connected and quiet for a minute are forgotten.
     fn allowance(&mut self, peer: PeerId) -> &mut Allowance {
+        if self.allowances.len() >= MAX_ALLOWANCES && !self.allowances.contains_key(&peer) {
+            let swarm = &self.swarm;
+            self.allowances
+                .retain(|p, a| swarm.is_connected(p) || a.idle() < Duration::from_secs(60));
+        }
         self.allowances.entry(peer).or_insert_with(Allowance::new)
     }
 
@@ -1320,14 +1375,20 @@ impl EventLoop {
     /// emits this kind, as for requests): a member that floods the network with
     /// valid events fills nobody's disk.
     fn within_event_budget(&mut self, event: &OrderEvent) -> bool {
-        if self.event_allowances.len() >= 4096 && !self.event_allowances.contains_key(&event.origin)
+        if self.event_allowances.len() >= MAX_ALLOWANCES
+            && !self.event_allowances.contains_key(&event.origin)
         {
-            self.event_allowances.clear();
+            // Origins quiet for a minute have full buckets again: forget them.
+            self.event_allowances
+                .retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
+            if self.event_allowances.len() >= MAX_ALLOWANCES {
+                return false;
+            }
         }
         self.event_allowances
             .entry(event.origin.clone())
             .or_insert_with(Bucket::new)
-            .take(self.limits.requests(event.kind.emitted_by()))
+            .take(self.limits.events(event.kind.emitted_by()))
     }
 
     /// This node's hello, with the revocations it knows.
@@ -1369,7 +1430,12 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::warn!(%peer, "bad hello: {error}");
+                // A hello dropped over budget is no news; the rest once each.
+                if !matches!(error, request_response::InboundFailure::ResponseOmission)
+                    && self.rejected.insert(format!("{peer} hello {error}"))
+                {
+                    tracing::warn!(%peer, "bad hello: {error}");
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -368,6 +368,8 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
                 &config.network,
                 keypair.public().to_peer_id(),
                 config.role,
+                &config.name,
+                config.kiosk.as_ref().map(|k| &k.store),
                 Some(data_dir.join("revocations")),
             )
             .map_err(NodeError::Role)?,
@@ -397,6 +399,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
             gate,
             psk,
             limits: config.limits,
+            known_events: Some(events.clone()),
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,

@@ -107,6 +107,7 @@ async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client 
             gate: None,
             psk: None,
             limits: Default::default(),
+            known_events: None,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             peers: vec![target.parse().unwrap()],
             mdns: false,
@@ -380,6 +381,23 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
     wrong.data_dir = dir.path().join("lab2");
     let e = start_role(wrong).await.err().expect("refused").to_string();
     assert!(e.contains("this node's certificate"), "{e}");
+    // Nor one whose config names it otherwise than its certificate (every peer would
+    // refuse it, and only they would say why).
+    let mut renamed = c.clone();
+    renamed.name = "Lab Two".into();
+    renamed.data_dir = dir.path().join("lab4");
+    std::fs::create_dir_all(&renamed.data_dir).unwrap();
+    std::fs::copy(
+        dir.path().join("lab/identity.key"),
+        renamed.data_dir.join("identity.key"),
+    )
+    .unwrap();
+    let e = start_role(renamed)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("its config names it \"Lab Two\""), "{e}");
     let mut missing = c;
     missing.data_dir = dir.path().join("lab3");
     missing.membership = Some(MembershipConfig {

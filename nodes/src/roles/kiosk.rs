@@ -33,6 +33,11 @@ use crate::store::{StoreError, Tree};
 
 /// Longest pause between two delivery attempts of one order.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// At most one order attempt starts per this, so a backlog stays within the
+/// intermediary's request budget for a kiosk (20 a second by default: an attempt is
+/// one or two requests).
+const OUTBOX_PACE: Duration = Duration::from_millis(100);
+
 /// How often the outbox is looked at when nothing wakes it.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(500);
 /// Rounds of "missing blobs → upload → submit" within one attempt.
@@ -475,6 +480,9 @@ impl Kiosk {
                             set.remove(&id);
                         }
                     });
+                    // A backlog (after the network was away) goes out at a pace its
+                    // intermediary's budget for a kiosk takes.
+                    tokio::time::sleep(OUTBOX_PACE).await;
                 }
             }
             tokio::select! {
