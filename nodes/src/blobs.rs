@@ -517,7 +517,7 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECEIVES));
     // Peers refused, each logged once (bounded).
-    let mut refused: HashSet<PeerId> = HashSet::new();
+    let mut refused: HashSet<(PeerId, String)> = HashSet::new();
     while let Some((peer, mut stream)) = incoming.next().await {
         let from = client
             .peers()
@@ -536,7 +536,7 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role
             if refused.len() >= 1024 {
                 refused.clear();
             }
-            if refused.insert(peer) {
+            if refused.insert((peer, why.clone())) {
                 tracing::warn!(%peer, "blob stream refused: {why}");
             }
             continue;

@@ -55,6 +55,13 @@ pub fn verify_event_with_certificate(
     verify_signed(signed).map(|e| (e, certificate))
 }
 
+/// The event a frame claims to carry, unchecked: enough to see whether this node has
+/// it already (then nothing else about it matters).
+pub fn peek_event(frame: &[u8]) -> Option<OrderEvent> {
+    let signed: SignedEvent = decode_frame(frame, proto::EVENT_MAX_BYTES).ok()?;
+    decode_frame(&signed.event, proto::EVENT_MAX_BYTES).ok()
+}
+
 /// [`verify_event_with_certificate`] without the certificate.
 pub fn verify_event(frame: &[u8]) -> Result<OrderEvent, EventError> {
     verify_event_with_certificate(frame).map(|(e, _)| e)

@@ -293,9 +293,9 @@ pub struct Gate {
 #[derive(Default)]
 struct RevocationList {
     serials: std::collections::HashSet<u64>,
-    /// Each revocation as the root signed it, by serial (the newest certificates'
-    /// last): what hellos pass on.
-    signed: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// Each revocation as the root signed it, with when it was revoked, by serial:
+    /// what hellos pass on (the most recently revoked).
+    signed: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
 }
 
 /// "a lab", "an acquirer".
@@ -456,11 +456,12 @@ impl Gate {
     /// [`proto::MAX_HELLO_REVOCATIONS`]).
     pub fn revocations(&self) -> Vec<Vec<u8>> {
         let list = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-        list.signed
-            .values()
-            .rev()
+        let mut newest: Vec<&(i64, Vec<u8>)> = list.signed.values().collect();
+        newest.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        newest
+            .into_iter()
             .take(proto::MAX_HELLO_REVOCATIONS)
-            .cloned()
+            .map(|(_, bytes)| bytes.clone())
             .collect()
     }
 
@@ -488,11 +489,10 @@ impl Gate {
         // same signatures over and over).
         if let Ok(r) = Revocation::decode(&signed.revocation) {
             let list = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-            if list.serials.contains(&r.serial)
-                && list
-                    .signed
-                    .get(&r.serial)
-                    .is_some_and(|b| signed.encode().is_ok_and(|s| s == *b))
+            if list
+                .signed
+                .get(&r.serial)
+                .is_some_and(|(_, b)| signed.encode().is_ok_and(|s| s == *b))
             {
                 return Ok((r, false));
             }
@@ -508,7 +508,7 @@ impl Gate {
             let new = list.serials.insert(r.serial);
             if new {
                 if let Ok(bytes) = signed.encode() {
-                    list.signed.insert(r.serial, bytes);
+                    list.signed.insert(r.serial, (r.revoked_ms, bytes));
                 }
             }
             new

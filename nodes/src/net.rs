@@ -58,8 +58,8 @@ pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Gossipsub's application score of a peer refused, cut off, or (in an enrolled
 /// network) not admitted yet: far below the graylist threshold, so nothing is
 /// published or forwarded to it and nothing it sends is taken. Gossipsub keeps a
-/// score an hour after the peer leaves, so a refused peer that dials again gets
-/// nothing either.
+/// score two minutes after the peer leaves (`retain_score`), so a refused peer that
+/// dials again gets nothing either.
 const UNADMITTED_SCORE: f64 = -1000.0;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -738,6 +738,10 @@ impl Bucket {
 /// Peers (and event origins) whose budgets a node keeps track of at once.
 const MAX_ALLOWANCES: usize = 8192;
 
+/// Events a peer may pass on that this node has already (an honest relay passes on
+/// only what it had not seen; a few cross in flight).
+const REPLAY_BUDGET: (f64, f64) = (50.0, 500.0);
+
 /// Hellos a peer may send (one per connection; a few reconnects).
 const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
 
@@ -746,6 +750,7 @@ const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
 struct Allowance {
     requests: Bucket,
     hellos: Bucket,
+    replays: Bucket,
     strikes: u32,
     window_from: Instant,
 }
@@ -755,6 +760,7 @@ impl Allowance {
         Allowance {
             requests: Bucket::new(),
             hellos: Bucket::new(),
+            replays: Bucket::new(),
             strikes: 0,
             window_from: Instant::now(),
         }
@@ -1076,6 +1082,39 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                // One this node has (a replay, after gossipsub's own minute of memory)
+                // is not checked, taken, passed on, nor charged to its origin; the peer
+                // that keeps sending them is struck.
+                let replay = self.known_events.as_ref().and_then(|log| {
+                    crate::events::peek_event(&message.data).filter(|e| log.has(e))
+                });
+                if let Some(event) = replay {
+                    if self
+                        .rejected
+                        .insert(format!("{propagation_source} replayed"))
+                    {
+                        let origin = PeerId::from_bytes(&event.origin)
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        tracing::warn!(%origin, from = %propagation_source, order_id = %event.order_id, seq = event.seq, "an event this node has already (replayed): ignored");
+                    }
+                    if !self
+                        .allowance(propagation_source)
+                        .replays
+                        .take(REPLAY_BUDGET)
+                    {
+                        self.strike(propagation_source, "replayed events");
+                    }
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let checked = verify_event_with_certificate(&message.data)
                     .map_err(|e| e.to_string())
                     .and_then(|(event, cert)| match &self.gate {
@@ -1093,20 +1132,6 @@ impl EventLoop {
                         None => Ok(event),
                     });
                 let acceptance = match checked {
-                    // One this node has (a replay, after gossipsub's own minute of
-                    // memory): not taken, not passed on, charged to nobody.
-                    Ok(event)
-                        if self
-                            .known_events
-                            .as_ref()
-                            .is_some_and(|log| log.has(&event)) =>
-                    {
-                        let origin = PeerId::from_bytes(&event.origin).ok();
-                        if self.rejected.insert(format!("{origin:?} replayed")) {
-                            tracing::warn!(?origin, order_id = %event.order_id, seq = event.seq, from = %propagation_source, "an event this node has already (replayed): ignored");
-                        }
-                        MessageAcceptance::Ignore
-                    }
                     Ok(event) if !self.within_event_budget(&event) => {
                         let origin = PeerId::from_bytes(&event.origin).ok();
                         if self.rejected.insert(format!("{origin:?} event budget")) {
@@ -1293,6 +1318,17 @@ impl EventLoop {
             let swarm = &self.swarm;
             self.allowances
                 .retain(|p, a| swarm.is_connected(p) || a.idle() < Duration::from_secs(60));
+            // Still full (a crowd of new identities): the longest idle makes room.
+            if self.allowances.len() >= MAX_ALLOWANCES {
+                let idlest = self
+                    .allowances
+                    .iter()
+                    .max_by_key(|(_, a)| a.idle())
+                    .map(|(p, _)| *p);
+                if let Some(idlest) = idlest {
+                    self.allowances.remove(&idlest);
+                }
+            }
         }
         self.allowances.entry(peer).or_insert_with(Allowance::new)
     }
@@ -1382,7 +1418,14 @@ impl EventLoop {
             self.event_allowances
                 .retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
             if self.event_allowances.len() >= MAX_ALLOWANCES {
-                return false;
+                let idlest = self
+                    .event_allowances
+                    .iter()
+                    .min_by_key(|(_, b)| b.at)
+                    .map(|(o, _)| o.clone());
+                if let Some(idlest) = idlest {
+                    self.event_allowances.remove(&idlest);
+                }
             }
         }
         self.event_allowances

@@ -1258,3 +1258,74 @@ async fn a_kiosk_keeps_the_events_of_its_own_orders_only() {
         "another store's order's event is not kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_with_a_morning_of_orders_in_its_outbox_is_not_taken_for_a_flood() {
+    use printmesh_nodes::roles::kiosk::draft_from_card;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let acquirer = start_role(config(dir.path(), Role::Acquirer, &network, vec![]))
+        .await
+        .unwrap();
+    // A tight budget for kiosks (the kiosk's pace must fit any sane one).
+    let mut c = config(
+        dir.path(),
+        Role::Intermediary,
+        &network,
+        vec![addr(&acquirer).await],
+    );
+    c.limits.kiosk_requests_per_sec = 10.0;
+    c.limits.kiosk_request_burst = 30.0;
+    let intermediary = start_role(c).await.unwrap();
+    intermediary
+        .client
+        .wait_for_role(Role::Acquirer, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // The kiosk sells while its uplink is down: 150 orders wait in its outbox, each
+    // on a card over its limit (the acquirer's decline is a final answer).
+    let (node, kiosk) =
+        printmesh_nodes::node::start_kiosk(config(dir.path(), Role::Kiosk, &network, vec![]))
+            .await
+            .unwrap();
+    let card = CardData {
+        pan: "5555555555554444".parse().unwrap(),
+        expiry: Expiry::new(2029, 12).unwrap(),
+    };
+    for _ in 0..150 {
+        let draft = draft_from_card(
+            &fixtures().join("memory-card"),
+            PrintSize::L,
+            PaymentMethod::Credit,
+            card.clone(),
+        )
+        .unwrap();
+        kiosk.place_order(draft).await.unwrap();
+    }
+    assert_eq!(kiosk.outbox_len(), 150);
+    // The uplink comes back: the backlog drains at the kiosk's pace, every order is
+    // answered, and the intermediary never takes the kiosk for a flooder.
+    node.client
+        .dial(addr(&intermediary).await.parse().unwrap())
+        .await
+        .unwrap();
+    let mut drained = false;
+    for _ in 0..120 {
+        if kiosk.outbox_len() == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(drained, "{} orders still in the outbox", kiosk.outbox_len());
+    assert!(
+        intermediary
+            .client
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer == node.peer_id()),
+        "the kiosk is still served"
+    );
+}

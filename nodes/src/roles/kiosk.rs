@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use printmesh_protocol::card::{CardBrand, CardData};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
@@ -33,10 +34,44 @@ use crate::store::{StoreError, Tree};
 
 /// Longest pause between two delivery attempts of one order.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// At most one order attempt starts per this, so a backlog stays within the
-/// intermediary's request budget for a kiosk (20 a second by default: an attempt is
-/// one or two requests).
-const OUTBOX_PACE: Duration = Duration::from_millis(100);
+/// The outbox starts at most this many order attempts at once, then this many a
+/// second, so a backlog stays within the intermediary's request budget for a kiosk
+/// (burst 100, 20 a second by default: an attempt is one or two requests).
+const OUTBOX_BURST: f64 = 20.0;
+const OUTBOX_PER_SEC: f64 = 8.0;
+
+/// The outbox's pace: a token bucket of attempts.
+struct Pace {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            tokens: OUTBOX_BURST,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits for the next attempt's turn.
+    async fn next(&mut self) {
+        loop {
+            let now = tokio::time::Instant::now();
+            let refill = now.duration_since(self.at).as_secs_f64() * OUTBOX_PER_SEC;
+            self.tokens = (self.tokens + refill).min(OUTBOX_BURST);
+            self.at = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(
+                (1.0 - self.tokens) / OUTBOX_PER_SEC,
+            ))
+            .await;
+        }
+    }
+}
 
 /// How often the outbox is looked at when nothing wakes it.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(500);
@@ -448,9 +483,9 @@ impl Kiosk {
 
     /// Drains the outbox for as long as the node runs.
     pub async fn run_outbox(self: Arc<Self>) {
+        let mut pace = Pace::new();
         loop {
-            let now = tokio::time::Instant::now();
-            let due: Vec<OrderRequest> = self
+            let mut due: Vec<OrderRequest> = self
                 .outbox
                 .entries()
                 .filter_map(|r| match r {
@@ -460,13 +495,32 @@ impl Kiosk {
                         None
                     }
                 })
-                .filter(|s| {
-                    let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-                    backoff.get(&s.order_id()).is_none_or(|(_, at)| *at <= now)
-                })
+                .filter(|s| self.is_due(s.order_id()))
                 .collect();
+            // Orders not tried yet (a customer at the screen) before older ones.
+            due.sort_by_key(|s| self.tried(s.order_id()));
+            let mut woken = false;
             for request in due {
                 let id = request.order_id();
+                if self
+                    .in_flight
+                    .lock()
+                    .map(|s| s.contains(&id))
+                    .unwrap_or(true)
+                {
+                    continue;
+                }
+                // A new order came in while a backlog drains: it goes first.
+                if self.wake.notified().now_or_never().is_some() {
+                    woken = true;
+                    break;
+                }
+                // A backlog (after the network was away) goes out at a pace its
+                // intermediary's budget for a kiosk takes; then, is it still due?
+                pace.next().await;
+                if !matches!(self.outbox.contains(id.to_bytes()), Ok(true)) || !self.is_due(id) {
+                    continue;
+                }
                 let claimed = self
                     .in_flight
                     .lock()
@@ -480,16 +534,29 @@ impl Kiosk {
                             set.remove(&id);
                         }
                     });
-                    // A backlog (after the network was away) goes out at a pace its
-                    // intermediary's budget for a kiosk takes.
-                    tokio::time::sleep(OUTBOX_PACE).await;
                 }
+            }
+            if woken {
+                continue;
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(OUTBOX_TICK) => {}
             }
         }
+    }
+
+    /// Whether an order's backoff (if any) has run out.
+    fn is_due(&self, id: OrderId) -> bool {
+        let now = tokio::time::Instant::now();
+        let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        backoff.get(&id).is_none_or(|(_, at)| *at <= now)
+    }
+
+    /// Whether an order was tried before (it has a backoff record).
+    fn tried(&self, id: OrderId) -> bool {
+        let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        backoff.contains_key(&id)
     }
 
     fn back_off(&self, id: OrderId, reason: &str) {
