@@ -286,6 +286,8 @@ pub struct Gate {
     keep: Option<PathBuf>,
     /// This node's own certificate, encoded, for its hello.
     pub own: Vec<u8>,
+    /// The same, as the root signed it (checked once, at load).
+    own_cert: Certificate,
 }
 
 /// Revoked certificate serials. A revocation names one certificate: a node renewed
@@ -326,14 +328,19 @@ impl Gate {
         keep: Option<PathBuf>,
     ) -> Result<Gate, String> {
         let root = root_from_hex(&config.root_public_key)?;
+        let own = std::fs::read(&config.certificate)
+            .map_err(|e| format!("certificate {}: {e}", config.certificate.display()))?;
+        let own_cert = SignedCertificate::decode(&own)
+            .and_then(|signed| verify(&signed, &root))
+            .map_err(|e| format!("this node's certificate: {e}"))?;
         let gate = Gate {
             network: network.to_string(),
             root,
             revoked: Default::default(),
             // Not while loading: what is read back is on disk already.
             keep: None,
-            own: std::fs::read(&config.certificate)
-                .map_err(|e| format!("certificate {}: {e}", config.certificate.display()))?,
+            own,
+            own_cert,
         };
         // The operator's folder, then the revocations this node heard before.
         for dir in config.revocations.iter().chain(keep.iter()) {
@@ -358,11 +365,8 @@ impl Gate {
             }
         }
         let gate = Gate { keep, ..gate };
-        let signed = SignedCertificate::decode(&gate.own)
-            .map_err(|e| format!("this node's certificate: {e}"))?;
-        let cert =
-            verify(&signed, &gate.root).map_err(|e| format!("this node's certificate: {e}"))?;
-        gate.check(&cert, own_peer)
+        let cert = &gate.own_cert;
+        gate.check(cert, own_peer)
             .map_err(|e| format!("this node's certificate: {e}"))?;
         if cert.role != role {
             return Err(format!(
@@ -388,7 +392,9 @@ impl Gate {
         Ok(gate)
     }
 
-    fn check(&self, cert: &Certificate, peer: PeerId) -> Result<(), CertError> {
+    /// A certificate admitted earlier, again: its expiry and the revocations (its
+    /// signature was checked when it was admitted).
+    pub fn check(&self, cert: &Certificate, peer: PeerId) -> Result<(), CertError> {
         let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
         cert.check(&self.network, &peer.to_bytes(), now_ms(), |serial, _| {
             revoked.serials.contains(&serial)
@@ -468,20 +474,12 @@ impl Gate {
     /// Why this node's own certificate no longer counts (expired, or revoked), if it
     /// does not: its peers refuse it from then on.
     pub fn own_problem(&self, own_peer: PeerId) -> Option<CertError> {
-        match SignedCertificate::decode(&self.own).and_then(|s| verify(&s, &self.root)) {
-            Ok(cert) => self.check(&cert, own_peer).err(),
-            Err(e) => Some(e),
-        }
-    }
-
-    /// Takes a revocation the root signed; returns it.
-    pub fn accept_revocation(&self, signed: &SignedRevocation) -> Result<Revocation, CertError> {
-        self.accept_revocation_new(signed).map(|(r, _)| r)
+        self.check(&self.own_cert, own_peer).err()
     }
 
     /// Takes a revocation the root signed; returns it and whether it is new here. A
     /// new one is kept in the node's `revocations/` folder, so a restart knows it.
-    pub fn accept_revocation_new(
+    pub fn accept_revocation(
         &self,
         signed: &SignedRevocation,
     ) -> Result<(Revocation, bool), CertError> {

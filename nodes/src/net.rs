@@ -27,6 +27,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
+use printmesh_protocol::membership::Certificate;
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
     PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
@@ -618,6 +619,9 @@ pub struct EventLoop {
     refused: BoundedSet,
     /// Connected peers whose hello is not accepted yet, since when.
     unadmitted: HashMap<PeerId, Instant>,
+    /// In an enrolled network, the certificates of the peers admitted (their
+    /// signatures checked once; expiry and revocation every tick).
+    admitted: HashMap<PeerId, Certificate>,
     /// Each peer's allowance of inbound requests.
     allowances: HashMap<PeerId, Allowance>,
     limits: crate::config::LimitsConfig,
@@ -738,6 +742,37 @@ impl Bucket {
 /// Peers (and event origins) whose budgets a node keeps track of at once.
 const MAX_ALLOWANCES: usize = 8192;
 
+/// The entry for `key` in a map of budgets kept to [`MAX_ALLOWANCES`]: when it is
+/// full, entries idle a minute (their buckets full again) go, then the idlest.
+fn bounded_entry<K: Eq + std::hash::Hash + Clone, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    idle: impl Fn(&K, &V) -> Duration,
+    new: impl FnOnce() -> V,
+) -> &mut V {
+    if map.len() >= MAX_ALLOWANCES && !map.contains_key(&key) {
+        map.retain(|k, v| idle(k, v) < Duration::from_secs(60));
+        let idlest = (map.len() >= MAX_ALLOWANCES)
+            .then(|| {
+                map.iter()
+                    .max_by_key(|(k, v)| idle(k, v))
+                    .map(|(k, _)| k.clone())
+            })
+            .flatten();
+        if let Some(idlest) = idlest {
+            map.remove(&idlest);
+        }
+    }
+    map.entry(key).or_insert_with(new)
+}
+
+/// A PeerId's text, from its bytes (empty if they are not one).
+fn peer_name(bytes: &[u8]) -> String {
+    PeerId::from_bytes(bytes)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
 /// Events a peer may pass on that this node has already (an honest relay passes on
 /// only what it had not seen; a few cross in flight).
 const REPLAY_BUDGET: (f64, f64) = (50.0, 500.0);
@@ -771,6 +806,7 @@ impl Allowance {
         self.requests
             .at
             .max(self.hellos.at)
+            .max(self.replays.at)
             .max(self.window_from)
             .elapsed()
     }
@@ -907,6 +943,7 @@ pub fn build(
         gate: config.gate,
         refused: BoundedSet::default(),
         unadmitted: HashMap::new(),
+        admitted: HashMap::new(),
         allowances: HashMap::new(),
         limits: config.limits,
         event_allowances: HashMap::new(),
@@ -1018,6 +1055,7 @@ impl EventLoop {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
                     self.unadmitted.remove(&peer_id);
+                    self.admitted.remove(&peer_id);
                     if self.peers.remove(&peer_id).is_some() {
                         tracing::info!(%peer_id, "peer gone");
                         let _ = self.events.try_send(NodeEvent::PeerGone(peer_id));
@@ -1049,114 +1087,13 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
-            }) if message.topic == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash() => {
-                let acceptance = match self.apply_revocation(&message.data) {
-                    // One this node had already: not passed on again (a replay).
-                    Ok((_, false)) => MessageAcceptance::Ignore,
-                    Ok((text, true)) => {
-                        tracing::warn!(peer = %propagation_source, "{text}");
-                        MessageAcceptance::Accept
-                    }
-                    Err(e) if self.gate.is_none() => {
-                        tracing::debug!("revocation ignored: {e}");
-                        MessageAcceptance::Ignore
-                    }
-                    Err(e) => {
-                        if self
-                            .rejected
-                            .insert(format!("{propagation_source} revocation {e}"))
-                        {
-                            tracing::warn!(peer = %propagation_source, "rejected revocation: {e}");
-                        }
-                        self.strike(propagation_source, "rejected revocations");
-                        MessageAcceptance::Reject
-                    }
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-            }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
             }) => {
-                // One this node has (a replay, after gossipsub's own minute of memory)
-                // is not checked, taken, passed on, nor charged to its origin; the peer
-                // that keeps sending them is struck.
-                let replay = self.known_events.as_ref().and_then(|log| {
-                    crate::events::peek_event(&message.data).filter(|e| log.has(e))
-                });
-                if let Some(event) = replay {
-                    if self
-                        .rejected
-                        .insert(format!("{propagation_source} replayed"))
-                    {
-                        let origin = PeerId::from_bytes(&event.origin)
-                            .map(|p| p.to_string())
-                            .unwrap_or_default();
-                        tracing::warn!(%origin, from = %propagation_source, order_id = %event.order_id, seq = event.seq, "an event this node has already (replayed): ignored");
-                    }
-                    if !self
-                        .allowance(propagation_source)
-                        .replays
-                        .take(REPLAY_BUDGET)
-                    {
-                        self.strike(propagation_source, "replayed events");
-                    }
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Ignore,
-                        );
-                    return;
-                }
-                let checked = verify_event_with_certificate(&message.data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(event, cert)| match &self.gate {
-                        // In an enrolled network the origin must be a member whose
-                        // role emits this kind of event; otherwise it goes no further.
-                        Some(gate) => match gate.admit_event(&event, cert.as_deref()) {
-                            Ok(()) => Ok(event),
-                            Err(e) => Err(format!(
-                                "from {}: {e}",
-                                PeerId::from_bytes(&event.origin)
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default()
-                            )),
-                        },
-                        None => Ok(event),
-                    });
-                let acceptance = match checked {
-                    Ok(event) if !self.within_event_budget(&event) => {
-                        let origin = PeerId::from_bytes(&event.origin).ok();
-                        if self.rejected.insert(format!("{origin:?} event budget")) {
-                            tracing::warn!(?origin, "over its event budget: events dropped");
-                        }
-                        if origin == Some(propagation_source) {
-                            self.strike(propagation_source, "events over its budget");
-                        }
-                        MessageAcceptance::Ignore
-                    }
-                    Ok(event) => {
-                        if self.events.try_send(NodeEvent::Event(event)).is_err() {
-                            tracing::warn!("event queue full: dropping a gossiped event");
-                        }
-                        MessageAcceptance::Accept
-                    }
-                    Err(e) => {
-                        // Logged once per reason, however often it is repeated.
-                        if self.rejected.insert(e.clone()) {
-                            tracing::warn!(peer = %propagation_source, "rejected gossiped event: {e}");
-                        }
-                        self.strike(propagation_source, "rejected events");
-                        MessageAcceptance::Reject
-                    }
-                };
+                let acceptance =
+                    if message.topic == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash() {
+                        self.judge_revocation(propagation_source, &message.data)
+                    } else {
+                        self.judge_event(propagation_source, &message.data)
+                    };
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -1187,6 +1124,86 @@ impl EventLoop {
         }
     }
 
+    /// What becomes of a gossiped revocation: a new one is applied and passed on; one
+    /// this node had is not passed on again; a bad one is rejected and struck.
+    fn judge_revocation(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
+        match self.apply_revocation(data) {
+            Ok((_, false)) => MessageAcceptance::Ignore,
+            Ok((text, true)) => {
+                tracing::warn!(peer = %source, "{text}");
+                MessageAcceptance::Accept
+            }
+            Err(e) if self.gate.is_none() => {
+                tracing::debug!("revocation ignored: {e}");
+                MessageAcceptance::Ignore
+            }
+            Err(e) => {
+                if self.rejected.insert(format!("{source} revocation {e}")) {
+                    tracing::warn!(peer = %source, "rejected revocation: {e}");
+                }
+                self.strike(source, "rejected revocations");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// What becomes of a gossiped order event. One this node has (a replay, after
+    /// gossipsub's own minute of memory) is not checked, taken, passed on, nor charged
+    /// to its origin, and the peer that keeps sending them is struck. Then the
+    /// origin's signature and (enrolled) certificate and role, then its budget.
+    fn judge_event(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
+        let replay = self
+            .known_events
+            .as_ref()
+            .and_then(|log| crate::events::peek_event(data).filter(|e| log.has(e)));
+        if let Some(event) = replay {
+            if self.rejected.insert(format!("{source} replayed")) {
+                let origin = peer_name(&event.origin);
+                tracing::warn!(%origin, from = %source, order_id = %event.order_id, seq = event.seq, "an event this node has already (replayed): ignored");
+            }
+            if !self.allowance(source).replays.take(REPLAY_BUDGET) {
+                self.strike(source, "replayed events");
+            }
+            return MessageAcceptance::Ignore;
+        }
+        let event = match self.verified_event(data) {
+            Ok(event) => event,
+            Err(e) => {
+                // Logged once per reason, however often it is repeated.
+                if self.rejected.insert(e.clone()) {
+                    tracing::warn!(peer = %source, "rejected gossiped event: {e}");
+                }
+                self.strike(source, "rejected events");
+                return MessageAcceptance::Reject;
+            }
+        };
+        if !self.within_event_budget(&event) {
+            let origin = peer_name(&event.origin);
+            if self.rejected.insert(format!("{origin} event budget")) {
+                tracing::warn!(%origin, "over its event budget: events dropped");
+            }
+            if event.origin == source.to_bytes() {
+                self.strike(source, "events over its budget");
+            }
+            return MessageAcceptance::Ignore;
+        }
+        if self.events.try_send(NodeEvent::Event(event)).is_err() {
+            tracing::warn!("event queue full: dropping a gossiped event");
+        }
+        MessageAcceptance::Accept
+    }
+
+    /// A gossiped event whose signature is its origin's, and (in an enrolled network)
+    /// whose origin is a member whose role emits this kind of event.
+    fn verified_event(&self, data: &[u8]) -> Result<OrderEvent, String> {
+        let (event, cert) = verify_event_with_certificate(data).map_err(|e| e.to_string())?;
+        if let Some(gate) = &self.gate {
+            gate.admit_event(&event, cert.as_deref())
+                .map_err(|e| format!("from {}: {e}", peer_name(&event.origin)))?;
+        }
+        Ok(event)
+    }
+
     /// Checks a revocation against the root key, remembers it (in the gate, and on
     /// disk), and cuts the revoked peer off at once.
     fn apply_revocation(&mut self, bytes: &[u8]) -> Result<(String, bool), String> {
@@ -1196,23 +1213,11 @@ impl EventLoop {
             .ok_or("this node does not check membership")?;
         let signed = printmesh_protocol::membership::SignedRevocation::decode(bytes)
             .map_err(|e| e.to_string())?;
-        let (r, new) = gate
-            .accept_revocation_new(&signed)
-            .map_err(|e| e.to_string())?;
-        let peer = PeerId::from_bytes(&r.peer_id).ok();
-        if let Some(peer) = peer.filter(|_| new) {
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .set_application_score(&peer, UNADMITTED_SCORE);
-            if self.peers.remove(&peer).is_some() {
-                let _ = self.events.try_send(NodeEvent::PeerGone(peer));
-            }
-            if self.swarm.is_connected(&peer) {
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
+        let (r, new) = gate.accept_revocation(&signed).map_err(|e| e.to_string())?;
+        if let Some(peer) = PeerId::from_bytes(&r.peer_id).ok().filter(|_| new) {
+            self.shut_out(peer);
         }
-        let who = peer.map(|p| p.to_string()).unwrap_or_default();
+        let who = peer_name(&r.peer_id);
         let text = if new {
             format!(
                 "certificate {} of {who} revoked: disconnected and refused",
@@ -1245,38 +1250,22 @@ impl EventLoop {
             if self.refused.insert(format!("{peer} network {network}")) {
                 tracing::warn!(%peer, %network, "peer belongs to another network; disconnecting");
             }
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .set_application_score(&peer, UNADMITTED_SCORE);
-            let _ = self.swarm.disconnect_peer_id(peer);
+            self.shut_out(peer);
             return;
         }
-        if let Some(Err(e)) = self.gate.as_ref().map(|g| g.admit(peer, &hello)) {
-            self.refuse(peer, &hello, e.to_string());
-            return;
-        }
-        if self.gate.is_some() {
+        if let Some(gate) = &self.gate {
+            let cert = match gate.admit(peer, &hello) {
+                Ok(cert) => cert,
+                Err(e) => return self.refuse(peer, &hello, e.to_string()),
+            };
             // A member passes on the revocations it knows (an outsider's are not
-            // even looked at).
-            let mut learned = false;
-            for bytes in hello.revocations.iter().take(proto::MAX_HELLO_REVOCATIONS) {
-                match self.apply_revocation(bytes) {
-                    Ok((text, true)) => {
-                        tracing::warn!(from = %peer, "{text}");
-                        learned = true;
-                    }
-                    Ok((_, false)) => {}
-                    Err(e) => tracing::debug!(from = %peer, "revocation in a hello ignored: {e}"),
+            // even looked at); one of them may have been its own.
+            if self.learn_revocations(peer, &hello.revocations) {
+                if let Some(Err(e)) = self.gate.as_ref().map(|g| g.check(&cert, peer)) {
+                    return self.refuse(peer, &hello, e.to_string());
                 }
             }
-            // One of them may have been its own.
-            if learned {
-                if let Some(Err(e)) = self.gate.as_ref().map(|g| g.admit(peer, &hello)) {
-                    self.refuse(peer, &hello, e.to_string());
-                    return;
-                }
-            }
+            self.admitted.insert(peer, cert);
         }
         self.refused.forget(&format!("{peer} "));
         self.rejected.forget(&format!("{peer} "));
@@ -1293,17 +1282,41 @@ impl EventLoop {
         }
     }
 
+    /// Applies the revocations a member's hello passes on; true if one was new here.
+    fn learn_revocations(&mut self, from: PeerId, revocations: &[Vec<u8>]) -> bool {
+        let mut learned = false;
+        for bytes in revocations.iter().take(proto::MAX_HELLO_REVOCATIONS) {
+            match self.apply_revocation(bytes) {
+                Ok((text, true)) => {
+                    tracing::warn!(%from, "{text}");
+                    learned = true;
+                }
+                Ok((_, false)) => {}
+                Err(e) => tracing::debug!(%from, "revocation in a hello ignored: {e}"),
+            }
+        }
+        learned
+    }
+
     /// Refuses a peer whose hello does not prove it belongs: logged once for each
-    /// peer and reason, disconnected, and nothing of it kept.
+    /// peer and reason, shut out, and nothing of it kept.
     fn refuse(&mut self, peer: PeerId, hello: &Hello, reason: String) {
         if self.refused.insert(format!("{peer} {reason}")) {
             let name: String = hello.name.chars().take(80).collect();
             tracing::warn!(%peer, role = %hello.role, %name, "refused: {reason}");
         }
+        self.shut_out(peer);
+    }
+
+    /// Shuts a peer out: graylisted in gossip, no longer a peer (the role hears it is
+    /// gone), disconnected.
+    fn shut_out(&mut self, peer: PeerId) {
         self.swarm
             .behaviour_mut()
             .gossipsub
             .set_application_score(&peer, UNADMITTED_SCORE);
+        self.unadmitted.remove(&peer);
+        self.admitted.remove(&peer);
         if self.peers.remove(&peer).is_some() {
             let _ = self.events.try_send(NodeEvent::PeerGone(peer));
         }
@@ -1314,23 +1327,19 @@ impl EventLoop {
     /// budget by reconnecting); bounded: past [`MAX_ALLOWANCES`] those of peers not
     /// connected and quiet for a minute are forgotten.
     fn allowance(&mut self, peer: PeerId) -> &mut Allowance {
-        if self.allowances.len() >= MAX_ALLOWANCES && !self.allowances.contains_key(&peer) {
-            let swarm = &self.swarm;
-            self.allowances
-                .retain(|p, a| swarm.is_connected(p) || a.idle() < Duration::from_secs(60));
-            // Still full (a crowd of new identities): the longest idle makes room.
-            if self.allowances.len() >= MAX_ALLOWANCES {
-                let idlest = self
-                    .allowances
-                    .iter()
-                    .max_by_key(|(_, a)| a.idle())
-                    .map(|(p, _)| *p);
-                if let Some(idlest) = idlest {
-                    self.allowances.remove(&idlest);
+        let swarm = &self.swarm;
+        bounded_entry(
+            &mut self.allowances,
+            peer,
+            |p, a| {
+                if swarm.is_connected(p) {
+                    Duration::ZERO
+                } else {
+                    a.idle()
                 }
-            }
-        }
-        self.allowances.entry(peer).or_insert_with(Allowance::new)
+            },
+            Allowance::new,
+        )
     }
 
     /// Counts a strike against a peer (a refused request, rejected gossip); one that
@@ -1343,15 +1352,8 @@ impl EventLoop {
         }
         tracing::warn!(%peer, "flooding ({why}): cut off for {} s", CUT_OFF_FOR.as_secs());
         self.cut_off.insert(peer, Instant::now() + CUT_OFF_FOR);
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .set_application_score(&peer, UNADMITTED_SCORE);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
-        self.unadmitted.remove(&peer);
-        if self.peers.remove(&peer).is_some() {
-            let _ = self.events.try_send(NodeEvent::PeerGone(peer));
-        }
+        self.shut_out(peer);
     }
 
     /// Every tick: disconnects peers that did not prove themselves in time and those
@@ -1384,20 +1386,23 @@ impl EventLoop {
         let Some(gate) = &self.gate else {
             return;
         };
-        let lapsed: Vec<(PeerInfo, String)> = self
-            .peers
-            .values()
-            .filter_map(|info| {
-                gate.admit(info.peer, &info.hello)
+        let lapsed: Vec<(PeerId, String)> = self
+            .admitted
+            .iter()
+            .filter_map(|(peer, cert)| {
+                gate.check(cert, *peer)
                     .err()
-                    .map(|e| (info.clone(), e.to_string()))
+                    .map(|e| (*peer, e.to_string()))
             })
             .collect();
         let own = gate
             .own_problem(*self.swarm.local_peer_id())
             .map(|e| e.to_string());
-        for (info, reason) in lapsed {
-            self.refuse(info.peer, &info.hello, reason);
+        for (peer, reason) in lapsed {
+            match self.peers.get(&peer).map(|info| info.hello.clone()) {
+                Some(hello) => self.refuse(peer, &hello, reason),
+                None => self.shut_out(peer),
+            }
         }
         if own != self.own_problem {
             if let Some(problem) = &own {
@@ -1411,27 +1416,14 @@ impl EventLoop {
     /// emits this kind, as for requests): a member that floods the network with
     /// valid events fills nobody's disk.
     fn within_event_budget(&mut self, event: &OrderEvent) -> bool {
-        if self.event_allowances.len() >= MAX_ALLOWANCES
-            && !self.event_allowances.contains_key(&event.origin)
-        {
-            // Origins quiet for a minute have full buckets again: forget them.
-            self.event_allowances
-                .retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
-            if self.event_allowances.len() >= MAX_ALLOWANCES {
-                let idlest = self
-                    .event_allowances
-                    .iter()
-                    .min_by_key(|(_, b)| b.at)
-                    .map(|(o, _)| o.clone());
-                if let Some(idlest) = idlest {
-                    self.event_allowances.remove(&idlest);
-                }
-            }
-        }
-        self.event_allowances
-            .entry(event.origin.clone())
-            .or_insert_with(Bucket::new)
-            .take(self.limits.events(event.kind.emitted_by()))
+        let budget = self.limits.events(event.kind.emitted_by());
+        bounded_entry(
+            &mut self.event_allowances,
+            event.origin.clone(),
+            |_, b| b.at.elapsed(),
+            Bucket::new,
+        )
+        .take(budget)
     }
 
     /// This node's hello, with the revocations it knows.

@@ -442,8 +442,6 @@ pub trait RoleHandler: Send + Sync + 'static {
 /// node has already (the same origin, order and number: a replay) goes no further.
 pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<NodeEvent>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS));
-    // Origins whose replays were logged (once each; bounded).
-    let mut replayed: std::collections::HashSet<Vec<u8>> = Default::default();
     while let Some(event) = rx.recv().await {
         if let NodeEvent::Event(e) = &event {
             if !role.keeps(e) {
@@ -451,16 +449,10 @@ pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Recei
             }
             match node.events.record(e) {
                 Ok(true) => {}
+                // The swarm loop ignores (and logs) events the log has; this is
+                // the second copy of one that was in flight when the first landed.
                 Ok(false) => {
-                    if replayed.len() >= 1024 {
-                        replayed.clear();
-                    }
-                    if replayed.insert(e.origin.clone()) {
-                        let origin = libp2p::PeerId::from_bytes(&e.origin)
-                            .map(|p| p.to_string())
-                            .unwrap_or_default();
-                        tracing::warn!(%origin, order_id = %e.order_id, seq = e.seq, "an event this node has already (replayed): ignored");
-                    }
+                    tracing::debug!(order_id = %e.order_id, seq = e.seq, "an event this node has already: ignored");
                     continue;
                 }
                 Err(err) => tracing::error!("cannot record event: {err}"),
