@@ -156,17 +156,30 @@ fn root(dir: &Path) -> Keypair {
         .unwrap()
 }
 
+/// Whether `node` lists `peer` as a peer (its hello accepted).
+async fn lists(node: &Node, peer: PeerId) -> bool {
+    node.client.peers().await.iter().any(|p| p.peer == peer)
+}
+
+/// Asks `check` every 100 ms for up to `secs` seconds; whether it came true.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check().await
+}
+
 /// Whether the lab serves `client`: it lists it as a peer, and a print job from it
 /// gets an answer.
 async fn served(lab: &Node, client: &net::Client) -> bool {
     let me = client.local_peer_id();
-    for _ in 0..30 {
-        if lab.client.peers().await.iter().any(|p| p.peer == me) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let listed = lab.client.peers().await.iter().any(|p| p.peer == me);
+    let listed = eventually(3, || lists(lab, me)).await;
     let job = PrintRequest::Job(PrintJob {
         order_id: order_of(me),
         store: "store-1".parse().unwrap(),
@@ -487,15 +500,10 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
     hub.dial(courier_addr.parse().unwrap()).await.unwrap();
     let me = hub.local_peer_id();
     for node in [&lab, &courier] {
-        let mut seen = false;
-        for _ in 0..50 {
-            if node.client.peers().await.iter().any(|p| p.peer == me) {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(seen, "the hub is a peer of every node before");
+        assert!(
+            eventually(5, || lists(node, me)).await,
+            "the hub is a peer of every node before"
+        );
     }
 
     // The operator revokes it and hands the revocation to the lab only.
@@ -521,15 +529,10 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
     // Within seconds the courier has it too, and neither serves the hub.
     let started = std::time::Instant::now();
     for node in [&lab, &courier] {
-        let mut gone = false;
-        for _ in 0..100 {
-            if !node.client.peers().await.iter().any(|p| p.peer == me) {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(gone, "revoked everywhere");
+        assert!(
+            eventually(10, || async { !lists(node, me).await }).await,
+            "revoked everywhere"
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(courier
@@ -542,11 +545,11 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
     // logged once.
     hub.dial(lab_addr.parse().unwrap()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert!(!lists(&lab, me).await);
     let refusals = logged(&["refused:", "is revoked", &me.to_string()]);
     assert!(refusals >= 1);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert!(!lists(&lab, me).await);
     assert_eq!(
         logged(&["refused:", "is revoked", &me.to_string()]),
         refusals,
@@ -570,16 +573,13 @@ async fn a_revocation_reaches_every_node_and_cuts_the_peer_off() {
         .data_dir
         .join("revocations")
         .join(format!("{}.rev", cert.serial));
-    for _ in 0..50 {
-        if kept.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(kept.exists(), "learned from the lab's hello");
+    assert!(
+        eventually(5, || async { kept.exists() }).await,
+        "learned from the lab's hello"
+    );
     hub.dial(late.addresses().await[0].clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!late.client.peers().await.iter().any(|p| p.peer == me));
+    assert!(!lists(&late, me).await);
     late.shutdown().await;
     // A forged revocation (signed by someone else) is refused by the node.
     let dir_lab = lab.config.data_dir.clone();
@@ -723,12 +723,7 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
     )
     .await;
     let me = kiosk.local_peer_id();
-    for _ in 0..50 {
-        if lab.client.peers().await.iter().any(|p| p.peer == me) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(eventually(5, || lists(&lab, me)).await);
     // Let gossipsub take the new peer into its mesh.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let forged_order = OrderId::from_parts(5, 5);
@@ -762,15 +757,13 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
     // The lab's own event, from a lab, reaches the courier.
     let real_order = OrderId::from_parts(6, 6);
     lab.emit(real_order, EventKind::Printed).await;
-    let mut arrived = false;
-    for _ in 0..50 {
-        if !courier.events.events_for(real_order).unwrap().is_empty() {
-            arrived = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(arrived, "a lab's event from the lab is taken");
+    assert!(
+        eventually(5, || async {
+            !courier.events.events_for(real_order).unwrap().is_empty()
+        })
+        .await,
+        "a lab's event from the lab is taken"
+    );
 
     // A replay: the lab's event again under its number, changed (re-signed with the
     // lab's own key and certificate, so it passes every other check), twice.
@@ -881,15 +874,7 @@ async fn a_peer_dialling_over_and_over_holds_a_few_connections_and_others_are_se
     // Someone else still gets in and is served.
     let other = peer_saying(Keypair::generate_ed25519(), hello(Role::Lab, None), addr).await;
     let me = other.local_peer_id();
-    let mut seen = false;
-    for _ in 0..50 {
-        if node.client.peers().await.iter().any(|p| p.peer == me) {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen);
+    assert!(eventually(5, || lists(&node, me)).await);
     node.shutdown().await;
 }
 
@@ -918,18 +903,13 @@ async fn a_certificate_that_expires_while_connected_is_cut_off_then() {
         "served while its certificate is valid"
     );
     let me = hub.local_peer_id();
-    let mut gone = false;
-    for _ in 0..80 {
-        if !lab.client.peers().await.iter().any(|p| p.peer == me) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "cut off within seconds of its certificate's expiry");
+    assert!(
+        eventually(8, || async { !lists(&lab, me).await }).await,
+        "cut off within seconds of its certificate's expiry"
+    );
     // It keeps redialling: refused each time, logged once.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert!(!lists(&lab, me).await);
     assert_eq!(logged(&["refused:", "expired", &me.to_string()]), 1);
     lab.shutdown().await;
 }
@@ -977,17 +957,12 @@ async fn a_peer_that_connects_and_never_greets_is_dropped_after_the_deadline() {
             }
         }
     });
-    let mut connected = false;
-    for _ in 0..50 {
-        if lab.client.connections_to(me).await > 0 {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(connected, "the silent peer got a connection");
+    assert!(
+        eventually(5, || async { lab.client.connections_to(me).await > 0 }).await,
+        "the silent peer got a connection"
+    );
     let since = std::time::Instant::now();
-    assert!(!lab.client.peers().await.iter().any(|p| p.peer == me));
+    assert!(!lists(&lab, me).await);
     let dropped = tokio::time::timeout(Duration::from_secs(20), closed.recv())
         .await
         .expect("dropped within the deadline and a tick")
