@@ -36,20 +36,24 @@ fn init_enroll_show_and_revoke() {
     let (_, again) = run(&["peer-id", "--config", lab.to_str().unwrap()]);
     assert_eq!(again.trim(), peer);
 
-    let (ok, text) = run(&[
-        "network",
-        "enroll",
-        "--dir",
-        net_s,
-        "--role",
-        "lab",
-        "--peer-id",
-        &peer,
-        "--name",
-        "Lab One",
-        "--days",
-        "30",
-    ]);
+    // `network enroll --dir NET --role ROLE --peer-id ID --name NAME` and `more`.
+    let enroll = |role: &str, peer_id: &str, name: &str, more: &[&str]| {
+        let mut args = vec![
+            "network",
+            "enroll",
+            "--dir",
+            net_s,
+            "--role",
+            role,
+            "--peer-id",
+            peer_id,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(more);
+        run(&args)
+    };
+    let (ok, text) = enroll("lab", &peer, "Lab One", &["--days", "30"]);
     assert!(ok, "{text}");
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["serial"], 1);
@@ -60,33 +64,20 @@ fn init_enroll_show_and_revoke() {
     assert!(ok && text.contains("Lab One"), "{text}");
 
     // Bad input is named, and nothing is issued for it.
-    let (ok, text) = run(&[
-        "network",
-        "enroll",
-        "--dir",
-        net_s,
-        "--role",
-        "wizard",
-        "--peer-id",
-        &peer,
-        "--name",
-        "X",
-    ]);
+    let (ok, text) = enroll("wizard", &peer, "X", &[]);
     assert!(!ok && text.contains("not a role"), "{text}");
-    let (ok, text) = run(&[
-        "network",
-        "enroll",
-        "--dir",
-        net_s,
-        "--role",
-        "lab",
-        "--peer-id",
-        "nope",
-        "--name",
-        "X",
-    ]);
+    let (ok, text) = enroll("lab", "nope", "X", &[]);
     assert!(!ok && text.contains("not a PeerId"), "{text}");
+    // A kiosk is enrolled for its store, and only a kiosk has one.
+    let (ok, text) = enroll("kiosk", &peer, "Kiosk 1", &[]);
+    assert!(!ok && text.contains("--store"), "{text}");
+    let (ok, text) = enroll("lab", &peer, "X", &["--store", "store-001"]);
+    assert!(!ok && text.contains("only a kiosk"), "{text}");
     assert!(!net.join("issued").join("2.cert").exists());
+    let (ok, text) = enroll("kiosk", &peer, "Kiosk 1", &["--store", "store-001"]);
+    assert!(ok, "{text}");
+    let kiosk: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(kiosk["store"], "store-001");
 
     // A certificate of another network does not verify against this root.
     let other = dir.path().join("other");
