@@ -435,39 +435,7 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
     let never_sent = BlobId::of(b"never uploaded");
     let id = OrderId::from_parts(4, 4);
     let (_, some_acquirer) = SealSecret::generate(&mut rand::rngs::OsRng);
-    let seal = |order_id, total| {
-        let binding = Binding {
-            order_id,
-            amount: Money::new(total, Currency::Jpy),
-            store: "store-test".parse().unwrap(),
-            method: PaymentMethod::Credit,
-        };
-        seal_card(
-            &some_acquirer,
-            &binding,
-            &card_data(&VISA_CREDIT),
-            EntryMode::Swipe,
-            None,
-            &mut rand::rngs::OsRng,
-        )
-        .unwrap()
-    };
-    let submit = SealedOrder {
-        order_id: id,
-        store: "store-test".parse().unwrap(),
-        placed_at_ms: 0,
-        lines: vec![OrderLine {
-            blob: never_sent,
-            blob_len: 14,
-            file_name: "PMSH0001.JPG".into(),
-            size: PrintSize::L,
-            quantity: 1,
-            fit: Default::default(),
-        }],
-        total: Money::new(30, Currency::Jpy),
-        method: PaymentMethod::Credit,
-        card: seal(id, 30),
-    };
+    let submit = sealed_order(&some_acquirer, id, never_sent, 14, &VISA_CREDIT);
     let answer = kiosk
         .client
         .request::<OrderProto>(peer, OrderRequest::SubmitSealed(submit.clone()))
@@ -482,10 +450,14 @@ async fn an_order_naming_a_blob_that_never_arrived_is_answered_with_the_missing_
     );
 
     // A total that does not match the price list is a final rejection naming both.
-    let mut wrong = submit;
-    wrong.order_id = OrderId::from_parts(5, 5);
+    let mut wrong = sealed_order(
+        &some_acquirer,
+        OrderId::from_parts(5, 5),
+        never_sent,
+        14,
+        &VISA_CREDIT,
+    );
     wrong.total = Money::new(1, Currency::Jpy);
-    wrong.card = seal(wrong.order_id, 1);
     let answer = kiosk
         .client
         .request::<OrderProto>(peer, OrderRequest::SubmitSealed(wrong))
@@ -944,8 +916,7 @@ async fn the_counter_hands_over_only_delivered_orders() {
     }
 }
 
-/// A sealed order for `order_id` of one L print of `blob`, with `card` sealed to
-/// `key`, as a kiosk of "store-test" sends it.
+/// [`sealed_order`], submitted.
 fn order_of(
     key: &SealKey,
     order_id: OrderId,
@@ -953,6 +924,18 @@ fn order_of(
     blob_len: u64,
     card: &Card,
 ) -> OrderRequest {
+    OrderRequest::SubmitSealed(sealed_order(key, order_id, blob, blob_len, card))
+}
+
+/// A sealed order for `order_id` of one L print of `blob` (JPY 30), with `card`
+/// sealed to `key`, as a kiosk of "store-test" sends it.
+fn sealed_order(
+    key: &SealKey,
+    order_id: OrderId,
+    blob: BlobId,
+    blob_len: u64,
+    card: &Card,
+) -> SealedOrder {
     let total = Money::new(30, Currency::Jpy);
     let store: printmesh_protocol::StoreId = "store-test".parse().unwrap();
     let binding = Binding {
@@ -970,7 +953,7 @@ fn order_of(
         &mut rand::rngs::OsRng,
     )
     .unwrap();
-    OrderRequest::SubmitSealed(SealedOrder {
+    SealedOrder {
         order_id,
         store,
         placed_at_ms: 0,
@@ -985,7 +968,7 @@ fn order_of(
         total,
         method: PaymentMethod::Credit,
         card,
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1159,11 +1142,7 @@ async fn a_kiosk_submits_its_own_stores_orders_only() {
 
     // store-test's order, with a total off the price list: answered and kept.
     let order_id = OrderId::from_parts(7, 7);
-    let OrderRequest::SubmitSealed(mut order) =
-        order_of(&some_acquirer, order_id, blob, 10, &VISA_CREDIT)
-    else {
-        unreachable!()
-    };
+    let mut order = sealed_order(&some_acquirer, order_id, blob, 10, &VISA_CREDIT);
     order.total = Money::new(1, Currency::Jpy);
     let first = ours
         .client
