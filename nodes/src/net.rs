@@ -710,14 +710,15 @@ impl BoundedSet {
     }
 }
 
-/// A token bucket: `take` is false once the peer is over its budget.
-struct Bucket {
+/// A token bucket: `take` is false once the peer (or the kiosk's own outbox) is over
+/// its budget.
+pub(crate) struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
 impl Bucket {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Bucket {
             // Full: capped to the burst at the first take.
             tokens: f64::INFINITY,
@@ -725,7 +726,8 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
+    /// Takes a token at `per_sec` refill and `burst` capacity.
+    pub(crate) fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
         self.tokens = (self.tokens + refill).min(burst);

@@ -34,44 +34,10 @@ use crate::store::{StoreError, Tree};
 
 /// Longest pause between two delivery attempts of one order.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The outbox starts at most this many order attempts at once, then this many a
-/// second, so a backlog stays within the intermediary's request budget for a kiosk
-/// (burst 100, 20 a second by default: an attempt is one or two requests).
-const OUTBOX_BURST: f64 = 20.0;
-const OUTBOX_PER_SEC: f64 = 8.0;
-
-/// The outbox's pace: a token bucket of attempts.
-struct Pace {
-    tokens: f64,
-    at: tokio::time::Instant,
-}
-
-impl Pace {
-    fn new() -> Pace {
-        Pace {
-            tokens: OUTBOX_BURST,
-            at: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Waits for the next attempt's turn.
-    async fn next(&mut self) {
-        loop {
-            let now = tokio::time::Instant::now();
-            let refill = now.duration_since(self.at).as_secs_f64() * OUTBOX_PER_SEC;
-            self.tokens = (self.tokens + refill).min(OUTBOX_BURST);
-            self.at = now;
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs_f64(
-                (1.0 - self.tokens) / OUTBOX_PER_SEC,
-            ))
-            .await;
-        }
-    }
-}
+/// The outbox's pace (per second, burst) of order attempts, so a backlog stays
+/// within the intermediary's request budget for a kiosk (20 a second, burst 100 by
+/// default: an attempt is one or two requests).
+const OUTBOX_PACE: (f64, f64) = (8.0, 20.0);
 
 /// How often the outbox is looked at when nothing wakes it.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(500);
@@ -483,7 +449,7 @@ impl Kiosk {
 
     /// Drains the outbox for as long as the node runs.
     pub async fn run_outbox(self: Arc<Self>) {
-        let mut pace = Pace::new();
+        let mut pace = crate::net::Bucket::new();
         loop {
             let mut due: Vec<OrderRequest> = self
                 .outbox
@@ -517,7 +483,9 @@ impl Kiosk {
                 }
                 // A backlog (after the network was away) goes out at a pace its
                 // intermediary's budget for a kiosk takes; then, is it still due?
-                pace.next().await;
+                while !pace.take(OUTBOX_PACE) {
+                    tokio::time::sleep(Duration::from_secs_f64(1.0 / OUTBOX_PACE.0)).await;
+                }
                 if !matches!(self.outbox.contains(id.to_bytes()), Ok(true)) || !self.is_due(id) {
                     continue;
                 }
