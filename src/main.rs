@@ -702,11 +702,7 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
         Command::Network { action } => return network(action),
         Command::PeerId { config } => {
             let config = NodeConfig::load(&config)?;
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| config.data_dir.display().to_string())?;
-            let key = printmesh_nodes::node::load_or_create_identity(
-                &config.data_dir.join("identity.key"),
-            )?;
+            let key = printmesh_nodes::node::identity(&config.data_dir)?;
             println!("{}", key.public().to_peer_id());
         }
         Command::Inspect { config } => {

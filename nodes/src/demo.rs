@@ -99,8 +99,7 @@ fn enrol(data_dir: &Path, config: &mut NodeConfig) -> Result<(), NodeError> {
         membership::init(&net, &config.network).map_err(role)?
     };
     config.network = file.name.clone();
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Role(e.to_string()))?;
-    let key = crate::node::load_or_create_identity(&config.data_dir.join("identity.key"))?;
+    let key = crate::node::identity(&config.data_dir)?;
     let store = config.kiosk.as_ref().map(|k| k.store.clone());
     let (certificate, _) = membership::enroll(
         &net,

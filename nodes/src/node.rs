@@ -276,6 +276,16 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Loads the node's ed25519 identity from `path`, creating it (mode 0600) on first run.
+/// A node's identity key, `DATA_DIR/identity.key`, made (with its folder) on first
+/// use: what the node runs as, `printmesh peer-id` prints and enrolment certifies.
+pub fn identity(data_dir: &Path) -> Result<Keypair, NodeError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    load_or_create_identity(&data_dir.join("identity.key"))
+}
+
 pub fn load_or_create_identity(path: &Path) -> Result<Keypair, NodeError> {
     let err = |reason: String| NodeError::Identity {
         path: path.display().to_string(),
@@ -350,11 +360,7 @@ impl Node {
 /// Opens a node's state and starts its swarm loop and blob server.
 pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    let keypair = load_or_create_identity(&data_dir.join("identity.key"))?;
+    let keypair = identity(&data_dir)?;
     let db = Db::open(&data_dir.join("db"))?;
     let blobs = BlobStore::open(&data_dir.join("blobs")).map_err(|source| NodeError::DataDir {
         path: data_dir.join("blobs").display().to_string(),
