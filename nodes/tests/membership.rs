@@ -788,11 +788,8 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
             "a replayed event is not kept"
         );
     }
-    let replays = logged(&["replayed", &lab.peer_id().to_string()]);
-    assert!(
-        (1..=2).contains(&replays),
-        "a replay is logged once by each node that saw it: {replays}"
-    );
+    // Only the lab saw them (it passed neither on), and said so once.
+    assert_eq!(logged(&["replayed", &lab.peer_id().to_string()]), 1);
     // The kiosk's forgeries: each reason logged once.
     let kiosk_id = key.public().to_peer_id().to_string();
     let text = String::from_utf8_lossy(&log().lock().unwrap()).to_string();
