@@ -25,7 +25,7 @@ use printmesh_protocol::membership::{
 };
 use printmesh_protocol::messages::{
     BlobOffer, EventKind, Hello, OrderEvent, OrderLine, OrderResponse, PrintJob, PrintRequest,
-    Role, SignedEvent,
+    Role, SignedEvent, SyncRequest, SyncResponse,
 };
 use printmesh_protocol::pricing::PrintSize;
 use printmesh_protocol::{BlobId, OrderId};
@@ -45,6 +45,8 @@ const PRINT_REQUEST: u8 = 5;
 const BLOB_OFFER: u8 = 11;
 const SIGNED_EVENT: u8 = 15;
 const VERIFY_EVENT: u8 = 16;
+const SYNC_REQUEST: u8 = 17;
+const SYNC_RESPONSE: u8 = 18;
 
 /// A seed for the wire target: the type's byte, then the frame.
 fn framed(which: u8, frame: Vec<u8>) -> Vec<u8> {
@@ -146,6 +148,30 @@ fn make() -> Vec<(&'static str, String, Vec<u8>)> {
         "verify-event".into(),
         framed(VERIFY_EVENT, frame!(&signed)),
     ));
+    out.push((
+        "wire",
+        "sync-request".into(),
+        framed(
+            SYNC_REQUEST,
+            frame!(&SyncRequest::Since {
+                log: 0x5eed,
+                after: 300
+            }),
+        ),
+    ));
+    out.push((
+        "wire",
+        "sync-response".into(),
+        framed(
+            SYNC_RESPONSE,
+            frame!(&SyncResponse::Events {
+                log: 0x5eed,
+                frames: vec![frame!(&signed)],
+                next: 301,
+                more: false,
+            }),
+        ),
+    ));
 
     out.push(("membership", "certificate".into(), cert));
     out.push(("membership", "revocation".into(), revocation));
@@ -213,6 +239,13 @@ fn check(target: &str, name: &str, bytes: &[u8]) {
                 BLOB_OFFER => decode_frame::<BlobOffer>(frame, MAX_FRAME_BYTES).is_ok(),
                 SIGNED_EVENT => decode_frame::<SignedEvent>(frame, MAX_FRAME_BYTES).is_ok(),
                 VERIFY_EVENT => printmesh_nodes::events::verify_event(frame).is_ok(),
+                SYNC_REQUEST => decode_frame::<SyncRequest>(frame, MAX_FRAME_BYTES).is_ok(),
+                SYNC_RESPONSE => match decode_frame::<SyncResponse>(frame, MAX_FRAME_BYTES) {
+                    Ok(SyncResponse::Events { frames, .. }) => frames
+                        .iter()
+                        .all(|f| printmesh_nodes::events::verify_event(f).is_ok()),
+                    _ => false,
+                },
                 other => panic!("no seed type {other}"),
             }
         }

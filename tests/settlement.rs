@@ -285,3 +285,51 @@ fn three_parties_settle_and_their_reports_agree() {
         }
     }
 }
+
+/// The lab ships while the intermediary is down, so its `Shipped` event reaches
+/// nobody; the intermediary, once back, asks the lab what it missed and captures.
+#[test]
+fn an_intermediary_that_was_down_when_the_lab_shipped_captures_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let network = format!("away-{}", std::process::id());
+    let acquirer_cfg = acquirer_config(d, &network);
+    let lab_cfg = lab_config(
+        d,
+        &network,
+        r#"["mon", "tue", "wed", "thu", "fri", "sat", "sun"]"#,
+    );
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    let peers = [acquirer.addrs[0].clone(), lab.addrs[0].clone()];
+    let intermediary_cfg = intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    let kiosk_cfg = kiosk_config(d, &network, &intermediary.addrs[0]);
+    let visa = order(&kiosk_cfg, "visa-ok", "L", &[]);
+    assert_eq!(visa["outcome"], "approved", "{visa}");
+    let id = visa["order_id"].as_str().unwrap().to_string();
+
+    intermediary.stop();
+    let (ok, text) = run(&["lab", "--config", lab_cfg.to_str().unwrap(), "ship", &id]);
+    assert!(ok && text.contains("shipped"), "{text}");
+    let date = chrono::Utc::now().date_naive().to_string();
+    let captured = || {
+        totals(&report("acquirer", &acquirer_cfg, &date))
+            .get("captured not yet settled")
+            .copied()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        captured(),
+        Some(0),
+        "nobody captured it: the intermediary was down"
+    );
+
+    // Back on the same database: it catches up from the lab and captures.
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    eventually("the capture once the intermediary is back", d, || {
+        captured() == Some(90)
+    });
+    let log = std::fs::read_to_string(&intermediary.log).unwrap();
+    assert!(log.contains("caught up on missed events"), "{log}");
+}

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let max = MAX_FRAME_BYTES;
-    match which % 17 {
+    match which % 19 {
         0 => drop(decode_frame::<Hello>(frame, max)),
         1 => drop(decode_frame::<OrderRequest>(frame, max)),
         2 => drop(decode_frame::<OrderResponse>(frame, max)),
@@ -27,6 +27,15 @@ fuzz_target!(|data: &[u8]| {
         13 => drop(decode_frame::<BlobVerdict>(frame, max)),
         14 => drop(decode_frame::<OrderEvent>(frame, max)),
         15 => drop(decode_frame::<SignedEvent>(frame, max)),
-        _ => drop(printmesh_nodes::events::verify_event(frame)),
+        16 => drop(printmesh_nodes::events::verify_event(frame)),
+        17 => drop(decode_frame::<SyncRequest>(frame, max)),
+        _ => {
+            // A sync answer, and each frame in it judged as the syncer does.
+            if let Ok(SyncResponse::Events { frames, .. }) = decode_frame::<SyncResponse>(frame, max) {
+                for f in frames.iter().take(proto::SYNC_MAX_EVENTS) {
+                    drop(printmesh_nodes::events::judge_frame(None, f));
+                }
+            }
+        }
     }
 });

@@ -79,6 +79,21 @@ fn verify_signed(signed: SignedEvent) -> Result<OrderEvent, EventError> {
     Ok(event)
 }
 
+/// Whether a gossiped or synced frame may be taken: its signature is its origin's, and
+/// in an enrolled network (`gate`) the origin is a member whose role emits this kind.
+/// The swarm loop judges gossip with it, the sync task what peers send it.
+pub fn judge_frame(
+    gate: Option<&crate::membership::Gate>,
+    frame: &[u8],
+) -> Result<OrderEvent, String> {
+    let (event, cert) = verify_event_with_certificate(frame).map_err(|e| e.to_string())?;
+    if let Some(gate) = gate {
+        gate.admit_event(&event, cert.as_deref())
+            .map_err(|e| format!("from {}: {e}", crate::net::peer_name(&event.origin)))?;
+    }
+    Ok(event)
+}
+
 fn event_key(event: &OrderEvent) -> Vec<u8> {
     let origin = blake3::hash(&event.origin);
     let mut key = Vec::with_capacity(32);
@@ -88,12 +103,42 @@ fn event_key(event: &OrderEvent) -> Vec<u8> {
     key
 }
 
+/// An event as this node stored it for its peers: the signed frame it came in (or
+/// went out) as, so a peer that asks for it later can check it as it checks gossip.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredFrame {
+    pub order_id: OrderId,
+    /// An encoded [`SignedEvent`].
+    pub frame: Vec<u8>,
+}
+
+/// A page of the log for a peer that asks ([`EventLog::page`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub frames: Vec<Vec<u8>>,
+    /// The last arrival number looked at (ask after it next time).
+    pub next: u64,
+    /// Whether the log has more after `next` now.
+    pub more: bool,
+}
+
 /// The node's copy of every order event it has seen, and its own sequence counter.
+///
+/// Every event stored with its signed frame also gets an *arrival number* (1, 2, …
+/// in the order this node stored them; `event_frames`), which is what peers page
+/// through when they ask what they missed (`sync`). `log_id` names this numbering.
 pub struct EventLog {
     keypair: Keypair,
     origin: Vec<u8>,
     events: Tree<OrderEvent>,
     meta: Tree<u64>,
+    /// Arrival number (u64 big-endian) → the event's signed frame.
+    frames: Tree<StoredFrame>,
+    /// Drawn when the database is new; a peer's cursor into another log is not used.
+    log_id: u64,
+    /// The last arrival number; taken under the lock, with the event and its frame
+    /// stored in one transaction, so arrivals are stored in their order.
+    arrival: Mutex<u64>,
     /// Our last sequence number; taken and stored under the lock, so two emits can
     /// never store them out of order.
     seq: Mutex<u64>,
@@ -105,12 +150,29 @@ impl EventLog {
     pub fn open(db: &Db, keypair: Keypair) -> Result<EventLog, StoreError> {
         let events = db.tree("events")?;
         let meta: Tree<u64> = db.tree("event_meta")?;
+        let frames: Tree<StoredFrame> = db.tree("event_frames")?;
         let seq = meta.get(b"seq")?.unwrap_or(0);
+        let log_id = match meta.get(b"log_id")? {
+            Some(id) => id,
+            None => {
+                // Never 0: a peer that knows no log asks about log 0.
+                let id = rand::random::<u64>().max(1);
+                meta.insert(b"log_id", &id)?;
+                id
+            }
+        };
+        let arrival = match frames.raw().last()? {
+            Some((key, _)) => arrival_of(&key),
+            None => 0,
+        };
         Ok(EventLog {
             origin: PeerId::from(keypair.public()).to_bytes(),
             keypair,
             events,
             meta,
+            frames,
+            log_id,
+            arrival: Mutex::new(arrival),
             seq: Mutex::new(seq),
             certificate: Mutex::new(None),
         })
@@ -144,7 +206,6 @@ impl EventLog {
             at_ms,
             kind,
         };
-        self.record(&event)?;
         let mut signed = sign_event(&self.keypair, &event)?;
         signed.certificate = self
             .certificate
@@ -152,6 +213,9 @@ impl EventLog {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES)?;
+        self.record_signed(&event, &frame)?;
+        // With no peer to gossip to now, the event waits in the log: peers ask for
+        // what they missed when they connect (`sync`).
         if let Err(e) = client.publish_event(frame).await {
             tracing::debug!(%order_id, "event not gossiped now: {e}");
         }
@@ -163,9 +227,84 @@ impl EventLog {
         matches!(self.events.contains(event_key(event)), Ok(true))
     }
 
-    /// Keeps an event if it is new; returns whether it was.
+    /// Keeps an event if it is new; returns whether it was. Without its signed frame
+    /// the event cannot be passed on to a peer that asks for it later: nodes record
+    /// with [`EventLog::record_signed`].
     pub fn record(&self, event: &OrderEvent) -> Result<bool, EventError> {
         Ok(self.events.insert_new(event_key(event), event)?)
+    }
+
+    /// Keeps an event with the signed frame it came as, under the next arrival
+    /// number, in one transaction; returns whether it was new.
+    pub fn record_signed(&self, event: &OrderEvent, frame: &[u8]) -> Result<bool, EventError> {
+        use sled::transaction::ConflictableTransactionError as Conflict;
+        use sled::Transactional;
+        let key = event_key(event);
+        let value = self.events.encode(event)?;
+        let mut last = self.arrival.lock().unwrap_or_else(|e| e.into_inner());
+        let next = *last + 1;
+        let stored = self.frames.encode(&StoredFrame {
+            order_id: event.order_id,
+            frame: frame.to_vec(),
+        })?;
+        let new = (self.events.raw(), self.frames.raw())
+            .transaction(|(events, frames)| {
+                if events.get(&key)?.is_some() {
+                    return Ok(false);
+                }
+                events.insert(key.as_slice(), value.as_slice())?;
+                frames.insert(&next.to_be_bytes(), stored.as_slice())?;
+                Ok::<bool, Conflict<()>>(true)
+            })
+            .map_err(crate::store::transaction_error)?;
+        if new {
+            *last = next;
+        }
+        Ok(new)
+    }
+
+    /// Names this log's arrival numbering (see [`SyncRequest`](printmesh_protocol::messages::SyncRequest)).
+    pub fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
+    /// The frames stored after arrival `after` that `sees` lets through, oldest first:
+    /// at most `max_events` of them in `max_bytes`, looking through at most `max_scan`
+    /// stored events.
+    pub fn page(
+        &self,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        max_scan: usize,
+        mut sees: impl FnMut(OrderId) -> bool,
+    ) -> Result<Page, EventError> {
+        let mut page = Page {
+            next: after,
+            ..Page::default()
+        };
+        let mut bytes = 0usize;
+        let start = after.saturating_add(1).to_be_bytes();
+        for (scanned, entry) in self.frames.raw().range(start..).enumerate() {
+            let (key, value) = entry.map_err(crate::store::StoreError::from)?;
+            if scanned >= max_scan || page.frames.len() >= max_events {
+                page.more = true;
+                break;
+            }
+            let stored = self.frames.decode(&value)?;
+            if sees(stored.order_id) {
+                // Room for the frame and its length prefix.
+                let needs = stored.frame.len() + 10;
+                if bytes + needs > max_bytes {
+                    page.more = true;
+                    break;
+                }
+                bytes += needs;
+                page.frames.push(stored.frame);
+            }
+            page.next = arrival_of(&key);
+        }
+        Ok(page)
     }
 
     pub fn events_for(&self, order_id: OrderId) -> Result<Vec<OrderEvent>, EventError> {
@@ -188,6 +327,11 @@ impl EventLog {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
+}
+
+/// An arrival number from its key (big-endian u64; 0 for a key that is not one).
+fn arrival_of(key: &[u8]) -> u64 {
+    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -248,5 +392,74 @@ mod tests {
         assert_eq!(log.events_for(e.order_id).unwrap().len(), 1);
         // A lone "printed" event does not apply to a draft.
         assert_eq!(log.state_of(e.order_id).unwrap(), OrderState::Draft);
+    }
+
+    /// An event of `key`'s numbered `seq` for `order`, and its signed frame.
+    fn signed(key: &Keypair, seq: u64, order: OrderId) -> (OrderEvent, Vec<u8>) {
+        let event = OrderEvent {
+            seq,
+            order_id: order,
+            ..event(key)
+        };
+        let frame =
+            encode_frame(&sign_event(key, &event).unwrap(), proto::EVENT_MAX_BYTES).unwrap();
+        (event, frame)
+    }
+
+    #[test]
+    fn signed_events_are_numbered_as_they_arrive_and_paged_for_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::generate_ed25519();
+        let (a, b) = (OrderId::from_parts(1, 1), OrderId::from_parts(2, 2));
+        let log_id = {
+            let db = Db::open(dir.path()).unwrap();
+            let log = EventLog::open(&db, key.clone()).unwrap();
+            for seq in 1..=5 {
+                let (e, f) = signed(&key, seq, if seq % 2 == 0 { b } else { a });
+                assert!(log.record_signed(&e, &f).unwrap());
+                // The same event again is no new arrival.
+                assert!(!log.record_signed(&e, &f).unwrap());
+            }
+            let all = log.page(0, 100, 1 << 20, 100, |_| true).unwrap();
+            assert_eq!((all.frames.len(), all.next, all.more), (5, 5, false));
+            // Each frame is the event as signed.
+            assert_eq!(verify_event(&all.frames[1]).unwrap(), signed(&key, 2, b).0);
+            // Pages: by count, by scan (a viewer that sees only order b), by bytes.
+            let two = log.page(0, 2, 1 << 20, 100, |_| true).unwrap();
+            assert_eq!((two.frames.len(), two.next, two.more), (2, 2, true));
+            let rest = log.page(two.next, 100, 1 << 20, 100, |_| true).unwrap();
+            assert_eq!((rest.frames.len(), rest.next, rest.more), (3, 5, false));
+            let only_b = log.page(0, 100, 1 << 20, 3, |o| o == b).unwrap();
+            assert_eq!(
+                (only_b.frames.len(), only_b.next, only_b.more),
+                (1, 3, true)
+            );
+            let tight = log
+                .page(0, 100, all.frames[0].len() + 10, 100, |_| true)
+                .unwrap();
+            assert_eq!((tight.frames.len(), tight.next, tight.more), (1, 1, true));
+            let none = log.page(5, 100, 1 << 20, 100, |_| true).unwrap();
+            assert_eq!(
+                none,
+                Page {
+                    frames: vec![],
+                    next: 5,
+                    more: false
+                }
+            );
+            log.log_id()
+        };
+        // Reopened: the same log, numbering on from where it was.
+        let db = Db::open(dir.path()).unwrap();
+        let log = EventLog::open(&db, key.clone()).unwrap();
+        assert_eq!(log.log_id(), log_id);
+        let (e, f) = signed(&key, 6, a);
+        assert!(log.record_signed(&e, &f).unwrap());
+        let page = log.page(5, 100, 1 << 20, 100, |_| true).unwrap();
+        assert_eq!((page.frames.len(), page.next), (1, 6));
+        // Another database is another log.
+        let other = tempfile::tempdir().unwrap();
+        let db = Db::open(other.path()).unwrap();
+        assert_ne!(EventLog::open(&db, key).unwrap().log_id(), log_id);
     }
 }

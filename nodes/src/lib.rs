@@ -4,6 +4,7 @@
 //! - [`store`]: the node's sled database as typed trees.
 //! - [`blobs`]: BLAKE3-addressed images on disk and the resumable stream protocol.
 //! - [`events`]: signed, gossiped order events and each node's event log.
+//! - [`sync`]: anti-entropy, each node asking its peers for the events it missed.
 //! - [`node`]: starting a node from its config and plugging its role in.
 //! - [`roles`]: kiosk, intermediary, acquirer, lab.
 //! - [`kiosk`]: the kiosk's devices and customer screens.
@@ -27,3 +28,4 @@ pub mod render;
 pub mod report;
 pub mod roles;
 pub mod store;
+pub mod sync;

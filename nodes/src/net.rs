@@ -30,14 +30,15 @@ use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
 use printmesh_protocol::membership::Certificate;
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
-    PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
+    PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse, SyncRequest,
+    SyncResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::verify_event_with_certificate;
+use crate::events::judge_frame;
 
 /// Capacity of the command and event channels.
 pub const CHANNEL_CAPACITY: usize = 256;
@@ -142,6 +143,15 @@ wire_protocol!(
     proto::SHIP_MAX_BYTES,
     ShipRequest,
     ShipResponse
+);
+
+wire_protocol!(
+    SyncProto,
+    proto::SYNC,
+    proto::SYNC_MAX_REQUEST_BYTES,
+    proto::SYNC_MAX_RESPONSE_BYTES,
+    SyncRequest,
+    SyncResponse
 );
 
 wire_protocol!(
@@ -269,6 +279,7 @@ pub struct Behaviour {
     print: Rr<PrintProto>,
     settle: Rr<SettleProto>,
     ship: Rr<ShipProto>,
+    sync: Rr<SyncProto>,
     stream: libp2p_stream::Behaviour,
 }
 
@@ -282,6 +293,7 @@ pub struct PendingRequests {
     print: Pending<PrintResponse>,
     settle: Pending<SettleResponse>,
     ship: Pending<ShipResponse>,
+    sync: Pending<SyncResponse>,
 }
 
 /// A protocol the event loop serves for roles: where its behaviour and its pending
@@ -362,6 +374,28 @@ impl Served for ShipProto {
     }
 }
 
+impl Served for SyncProto {
+    /// Any member may ask what it missed; what it is shown depends on its role (a
+    /// kiosk sees its own store's orders only: `sync::Viewer`).
+    const FROM: &'static [Role] = &[
+        Role::Kiosk,
+        Role::Intermediary,
+        Role::Acquirer,
+        Role::Lab,
+        Role::Courier,
+        Role::Content,
+    ];
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
+        &mut b.sync
+    }
+    fn pending(p: &mut PendingRequests) -> &mut Pending<SyncResponse> {
+        &mut p.sync
+    }
+    fn inbound(i: Inbound<Self>) -> NodeEvent {
+        NodeEvent::Sync(i)
+    }
+}
+
 /// A request a peer sent us. Answer it with [`Inbound::respond`]; dropping it without
 /// answering makes the peer's request fail.
 pub struct Inbound<P: WireProtocol> {
@@ -404,10 +438,27 @@ pub enum NodeEvent {
     Print(Inbound<PrintProto>),
     Settle(Inbound<SettleProto>),
     Ship(Inbound<ShipProto>),
-    /// A gossiped order event whose signature and origin checked out.
+    /// An order event whose signature and origin checked out, as it reached the node
+    /// (gossiped, or sent by a peer it asked what it missed): `node::serve` records it
+    /// with its frame and hands it to the role as [`NodeEvent::Event`].
+    Incoming(IncomingEvent),
+    /// An order event new to this node, for the role.
     Event(OrderEvent),
+    /// A peer asks what it missed: answered by the swarm loop from the event log,
+    /// never handed to a role.
+    Sync(Inbound<SyncProto>),
     /// An operator's command through the node's admin socket.
     Admin(crate::node::AdminInbound),
+}
+
+/// An event on its way into the node's log.
+pub struct IncomingEvent {
+    pub event: OrderEvent,
+    /// The signed frame it came as (kept, so it can be passed on to peers that ask).
+    pub frame: Vec<u8>,
+    /// Told once the event is recorded (true) or found not new or not kept here
+    /// (false): the sync task moves its cursor past an event only then.
+    pub done: Option<oneshot::Sender<bool>>,
 }
 
 /// A connected peer of our network.
@@ -448,6 +499,11 @@ impl Client {
     /// A handle for opening and accepting raw streams (blobs).
     pub fn stream_control(&self) -> libp2p_stream::Control {
         self.stream.clone()
+    }
+
+    /// Whether the swarm loop has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
     }
 
     async fn command(&self, c: Command) -> Result<(), NetError> {
@@ -769,7 +825,7 @@ fn bounded_entry<K: Eq + std::hash::Hash + Clone, V>(
 }
 
 /// A PeerId's text, from its bytes (empty if they are not one).
-fn peer_name(bytes: &[u8]) -> String {
+pub(crate) fn peer_name(bytes: &[u8]) -> String {
     PeerId::from_bytes(bytes)
         .map(|p| p.to_string())
         .unwrap_or_default()
@@ -904,6 +960,7 @@ pub fn build(
                 print: rr(),
                 settle: rr(),
                 ship: rr(),
+                sync: rr(),
                 stream: libp2p_stream::Behaviour::new(),
             })
         })
@@ -1085,6 +1142,7 @@ impl EventLoop {
             BehaviourEvent::Print(e) => self.on_request_response::<PrintProto>(e),
             BehaviourEvent::Settle(e) => self.on_request_response::<SettleProto>(e),
             BehaviourEvent::Ship(e) => self.on_request_response::<ShipProto>(e),
+            BehaviourEvent::Sync(e) => self.on_request_response::<SyncProto>(e),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -1168,7 +1226,7 @@ impl EventLoop {
             }
             return MessageAcceptance::Ignore;
         }
-        let event = match self.verified_event(data) {
+        let event = match judge_frame(self.gate.as_ref(), data) {
             Ok(event) => event,
             Err(e) => {
                 // Logged once per reason, however often it is repeated.
@@ -1189,21 +1247,33 @@ impl EventLoop {
             }
             return MessageAcceptance::Ignore;
         }
-        if self.events.try_send(NodeEvent::Event(event)).is_err() {
+        let incoming = IncomingEvent {
+            event,
+            frame: data.to_vec(),
+            done: None,
+        };
+        if self.events.try_send(NodeEvent::Incoming(incoming)).is_err() {
+            // Not lost for good: the next sync with a peer that has it brings it.
             tracing::warn!("event queue full: dropping a gossiped event");
         }
         MessageAcceptance::Accept
     }
 
-    /// A gossiped event whose signature is its origin's, and (in an enrolled network)
-    /// whose origin is a member whose role emits this kind of event.
-    fn verified_event(&self, data: &[u8]) -> Result<OrderEvent, String> {
-        let (event, cert) = verify_event_with_certificate(data).map_err(|e| e.to_string())?;
-        if let Some(gate) = &self.gate {
-            gate.admit_event(&event, cert.as_deref())
-                .map_err(|e| format!("from {}: {e}", peer_name(&event.origin)))?;
-        }
-        Ok(event)
+    /// Answers a peer that asks what it missed, off the loop (a page reads up to
+    /// [`proto::SYNC_MAX_SCAN`] stored events): a kiosk is shown its own store's
+    /// orders only.
+    fn answer_sync(&self, inbound: Inbound<SyncProto>, role: Role) {
+        let Some(log) = self.known_events.clone() else {
+            inbound.respond(SyncResponse::Unavailable {
+                reason: "this node keeps no event log".into(),
+            });
+            return;
+        };
+        let viewer = crate::sync::Viewer::of(role, inbound.store.clone());
+        tokio::task::spawn_blocking(move || {
+            let answer = crate::sync::answer(&log, &inbound.request, &viewer);
+            inbound.respond(answer);
+        });
     }
 
     /// Checks a revocation against the root key, remembers it (in the gate, and on
@@ -1519,9 +1589,14 @@ impl EventLoop {
                         request,
                         reply: tx,
                     };
-                    if self.events.try_send(P::inbound(inbound)).is_err() {
-                        tracing::warn!(%peer, protocol = P::ID, "role is busy: request dropped");
-                        return;
+                    match P::inbound(inbound) {
+                        NodeEvent::Sync(inbound) => self.answer_sync(inbound, role),
+                        event => {
+                            if self.events.try_send(event).is_err() {
+                                tracing::warn!(%peer, protocol = P::ID, "role is busy: request dropped");
+                                return;
+                            }
+                        }
                     }
                     self.replies.push(
                         async move {

@@ -389,6 +389,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
     if let Some(gate) = &gate {
         events.set_certificate(gate.own.clone());
     }
+    let sync_gate = gate.clone();
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,
@@ -412,7 +413,15 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         },
     )?;
     let admin_events = event_loop.event_sender();
+    let syncer = crate::sync::Syncer::new(
+        client.clone(),
+        events.clone(),
+        event_loop.event_sender(),
+        db.tree("sync_cursors")?,
+        sync_gate,
+    );
     tokio::spawn(event_loop.run());
+    tokio::spawn(syncer.run());
     tokio::spawn(serve_blobs(client.clone(), blobs.clone(), config.role));
     match admin::listen(&data_dir, admin_events) {
         Ok(()) => {}
@@ -444,26 +453,20 @@ pub trait RoleHandler: Send + Sync + 'static {
 }
 
 /// Delivers events to the role, each in its own task, at most
-/// [`MAX_CONCURRENT_HANDLERS`] at once. Gossiped events are recorded first; one this
-/// node has already (the same origin, order and number: a replay) goes no further.
+/// [`MAX_CONCURRENT_HANDLERS`] at once. Incoming order events (gossiped or synced)
+/// are recorded with their frames first and reach the role as [`NodeEvent::Event`];
+/// one this node has already (the same origin, order and number: a replay) goes no
+/// further.
 pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<NodeEvent>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS));
     while let Some(event) = rx.recv().await {
-        if let NodeEvent::Event(e) = &event {
-            if !role.keeps(e) {
-                continue;
-            }
-            match node.events.record(e) {
-                Ok(true) => {}
-                // The swarm loop ignores (and logs) events the log has; this is
-                // the second copy of one that was in flight when the first landed.
-                Ok(false) => {
-                    tracing::debug!(order_id = %e.order_id, seq = e.seq, "an event this node has already: ignored");
-                    continue;
-                }
-                Err(err) => tracing::error!("cannot record event: {err}"),
-            }
-        }
+        let event = match event {
+            NodeEvent::Incoming(incoming) => match take_incoming(&node, role.as_ref(), incoming) {
+                Some(event) => NodeEvent::Event(event),
+                None => continue,
+            },
+            other => other,
+        };
         // Membership is the node's, whatever its role.
         let event = match event {
             NodeEvent::Admin(admin) if matches!(admin.request(), AdminRequest::Revoke { .. }) => {
@@ -488,6 +491,38 @@ pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Recei
             drop(permit);
         });
     }
+}
+
+/// Records an incoming event (if the role keeps it); the event, if it is new here.
+fn take_incoming<R: RoleHandler>(
+    node: &Node,
+    role: &R,
+    incoming: net::IncomingEvent,
+) -> Option<printmesh_protocol::messages::OrderEvent> {
+    let net::IncomingEvent { event, frame, done } = incoming;
+    let new = role.keeps(&event)
+        && match node.events.record_signed(&event, &frame) {
+            Ok(true) => true,
+            // The swarm loop ignores (and logs) gossip the log has; this is a second
+            // copy of one that was in flight when the first landed, or a synced one
+            // that gossip brought meanwhile.
+            Ok(false) => {
+                tracing::debug!(order_id = %event.order_id, seq = event.seq, "an event this node has already: ignored");
+                false
+            }
+            Err(err) => {
+                // The role still hears of it; a later sync brings it again.
+                tracing::error!("cannot record event: {err}");
+                if let Some(done) = done {
+                    let _ = done.send(false);
+                }
+                return Some(event);
+            }
+        };
+    if let Some(done) = done {
+        let _ = done.send(new);
+    }
+    new.then_some(event)
 }
 
 /// Waits for Ctrl-C or SIGTERM.

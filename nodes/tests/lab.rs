@@ -59,8 +59,8 @@ async fn listener(dir: &Path, network: &str, role: Role, peer: String) -> Node {
     let events = node.events.clone();
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            if let NodeEvent::Event(e) = e {
-                let _ = events.record(&e);
+            if let NodeEvent::Incoming(e) = e {
+                let _ = events.record_signed(&e.event, &e.frame);
             }
         }
     });

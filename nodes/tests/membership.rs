@@ -844,6 +844,61 @@ async fn gossiped_events_count_only_from_the_role_that_emits_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_passed_on_in_a_sync_is_judged_as_gossip_is() {
+    log();
+    use printmesh_protocol::messages::EventKind;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab_cfg = enrolled_config(dir.path(), Role::Lab, "lab", vec![]);
+    lab_cfg.lab = Some(
+        toml::from_str::<LabConfig>(
+            "prints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
+        )
+        .unwrap(),
+    );
+    let lab = start_role(lab_cfg).await.unwrap();
+    // An enrolled kiosk's node whose log holds a kiosk's word (collected) and a lab's
+    // word it signed itself (shipped), made while it was offline: what a broken or
+    // hostile kiosk would pass on when asked.
+    let mut kiosk_cfg = enrolled_config(dir.path(), Role::Kiosk, "kiosk", vec![]);
+    kiosk_cfg.kiosk = Some(printmesh_nodes::config::KioskConfig::new(
+        "store-1".parse().unwrap(),
+        "Store",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo/prices.toml"),
+    ));
+    let (kiosk, mut rx) = printmesh_nodes::node::start(kiosk_cfg).await.unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (collected, shipped) = (OrderId::from_parts(31, 1), OrderId::from_parts(31, 2));
+    kiosk.emit(collected, EventKind::Collected).await;
+    kiosk.emit(shipped, EventKind::Shipped).await;
+    kiosk
+        .client
+        .dial(lab.addresses().await[0].clone())
+        .await
+        .unwrap();
+    // The lab asks the kiosk what it missed: it takes the kiosk's own word only.
+    assert!(
+        eventually(20, || async {
+            !lab.events.events_for(collected).unwrap().is_empty()
+        })
+        .await,
+        "a kiosk's collected, synced, is taken"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        lab.events.events_for(shipped).unwrap().is_empty(),
+        "a kiosk's shipped, synced, is not"
+    );
+    let kiosk_id = kiosk.peer_id().to_string();
+    assert_eq!(
+        logged(&["a synced event refused", "may not emit Ship", &kiosk_id]),
+        1
+    );
+    lab.shutdown().await;
+    kiosk.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_dialling_over_and_over_holds_a_few_connections_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = NodeConfig::bare(Role::Courier, "a", NETWORK, dir.path().join("a"), vec![]);

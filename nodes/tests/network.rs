@@ -1308,3 +1308,276 @@ async fn a_kiosk_with_a_morning_of_orders_in_its_outbox_is_not_taken_for_a_flood
         "the kiosk is still served"
     );
 }
+
+/// Polls `check` every 100 ms for up to `secs` seconds; whether it came true.
+async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_away_catches_up_on_the_events_it_missed() {
+    use printmesh_nodes::sync::SyncCursor;
+    use printmesh_protocol::messages::EventKind;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    // A lab's node works while nobody is there to hear it: 300 events, more than one
+    // page of a sync answer, gossiped to no one.
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+        .await
+        .unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let orders: Vec<OrderId> = (0..300u128).map(|i| OrderId::from_parts(9, i)).collect();
+    for order in &orders {
+        lab.emit(*order, EventKind::Printed).await;
+    }
+    // The intermediary comes up afterwards: it asks the lab what it missed.
+    let intermediary = start_role(config(
+        dir.path(),
+        Role::Intermediary,
+        &network,
+        vec![addr(&lab).await],
+    ))
+    .await
+    .unwrap();
+    let caught_up = within(20, || {
+        orders
+            .iter()
+            .all(|o| !intermediary.events.events_for(*o).unwrap().is_empty())
+    })
+    .await;
+    assert!(
+        caught_up,
+        "{} of 300 events reached the intermediary",
+        intermediary.events.len()
+    );
+    // Each exactly once, with the lab's signature (stored to be passed on in turn).
+    assert_eq!(intermediary.events.len(), 300);
+    let page = intermediary
+        .events
+        .page(0, 1000, 1 << 24, 1000, |_| true)
+        .unwrap();
+    assert_eq!(page.frames.len(), 300);
+    let origin = lab.peer_id().to_bytes();
+    for frame in &page.frames {
+        assert_eq!(
+            printmesh_nodes::events::verify_event(frame).unwrap().origin,
+            origin
+        );
+    }
+    // Where it has read the lab's log up to is kept, for the next time.
+    let cursors: printmesh_nodes::store::Tree<SyncCursor> =
+        intermediary.db.tree("sync_cursors").unwrap();
+    let cursor = cursors.get(lab.peer_id().to_bytes()).unwrap().unwrap();
+    assert_eq!((cursor.log, cursor.after), (lab.events.log_id(), 300));
+    intermediary.shutdown().await;
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_catches_up_on_its_own_stores_orders_only() {
+    use printmesh_nodes::net::SyncProto;
+    use printmesh_nodes::roles::kiosk::draft_from_card;
+    use printmesh_protocol::messages::{EventKind, SyncRequest, SyncResponse};
+    use printmesh_protocol::order::OrderState;
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let (_, key) = SealSecret::generate(&mut rand::rngs::OsRng);
+    std::fs::create_dir_all(dir.path().join("acquirer")).unwrap();
+    std::fs::write(dir.path().join("acquirer/seal.pub"), key.to_hex()).unwrap();
+    // The store sells while its uplink is down.
+    let (node, kiosk) =
+        printmesh_nodes::node::start_kiosk(config(dir.path(), Role::Kiosk, &network, vec![]))
+            .await
+            .unwrap();
+    let card = CardData {
+        pan: "4111111111111111".parse().unwrap(),
+        expiry: Expiry::new(2030, 12).unwrap(),
+    };
+    let draft = draft_from_card(
+        &fixtures().join("memory-card"),
+        PrintSize::L,
+        PaymentMethod::Credit,
+        card,
+    )
+    .unwrap();
+    let ours = kiosk.place_order(draft).await.unwrap();
+    // Meanwhile the network goes on: a node that heard it all (it stands for the
+    // intermediary, the lab and the courier) has this order delivered, and another
+    // store's.
+    let (hub, mut rx) = start(config(
+        &dir.path().join("hub"),
+        Role::Intermediary,
+        &network,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let theirs = OrderId::from_parts(7, 7);
+    for (order, store) in [(ours, "store-test"), (theirs, "store-other")] {
+        hub.emit(
+            order,
+            EventKind::Submitted {
+                store: store.parse().unwrap(),
+                total: Money::new(90, Currency::Jpy),
+            },
+        )
+        .await;
+        for kind in [
+            EventKind::Authorised {
+                auth_code: "7UCEPP".to_string().try_into().unwrap(),
+            },
+            EventKind::Accepted {
+                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+                lab: "Lab".into(),
+            },
+            EventKind::Printed,
+            EventKind::Shipped,
+            EventKind::Delivered,
+        ] {
+            hub.emit(order, kind).await;
+        }
+    }
+    // The uplink is back: the counter knows the prints are in the store.
+    node.client
+        .dial(addr(&hub).await.parse().unwrap())
+        .await
+        .unwrap();
+    let delivered = within(20, || {
+        kiosk
+            .counter_rows()
+            .unwrap()
+            .iter()
+            .any(|r| r.order_id == ours && r.state == OrderState::Delivered)
+    })
+    .await;
+    assert!(delivered, "the counter sees the order delivered");
+    assert_eq!(node.events.events_for(ours).unwrap().len(), 6);
+    assert!(
+        node.events.events_for(theirs).unwrap().is_empty(),
+        "another store's order is not the kiosk's business"
+    );
+
+    // On the wire: a kiosk is shown its store's orders' events, a lab all of them.
+    let kiosk_peer = client_node(
+        &dir.path().join("k2"),
+        &network,
+        Role::Kiosk,
+        addr(&hub).await,
+    )
+    .await;
+    let lab_peer = client_node(
+        &dir.path().join("l2"),
+        &network,
+        Role::Lab,
+        addr(&hub).await,
+    )
+    .await;
+    for (asker, role, expected) in [(&kiosk_peer, Role::Kiosk, 6), (&lab_peer, Role::Lab, 12)] {
+        asker
+            .client
+            .wait_for_role(Role::Intermediary, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let answer = asker
+            .client
+            .request::<SyncProto>(hub.peer_id(), SyncRequest::Since { log: 0, after: 0 })
+            .await
+            .unwrap();
+        let SyncResponse::Events { frames, .. } = answer else {
+            panic!("{answer:?}")
+        };
+        let orders: Vec<OrderId> = frames
+            .iter()
+            .map(|f| printmesh_nodes::events::verify_event(f).unwrap().order_id)
+            .collect();
+        assert_eq!(orders.len(), expected, "{role}");
+        if role == Role::Kiosk {
+            assert!(orders.iter().all(|o| *o == ours));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_events_a_peer_passes_on_in_a_sync_are_refused() {
+    use printmesh_nodes::events::sign_event;
+    use printmesh_protocol::messages::{EventKind, OrderEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+        .await
+        .unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let lab_key = printmesh_nodes::node::identity(&dir.path().join("l").join("lab")).unwrap();
+    let order = OrderId::from_parts(4, 4);
+    let event = |seq, kind| OrderEvent {
+        origin: lab.peer_id().to_bytes(),
+        seq,
+        order_id: order,
+        at_ms: 1,
+        kind,
+    };
+    // A good one; one whose signature is broken; one signed by somebody else in the
+    // lab's name. The lab's log holds all three as if it had heard them.
+    let good = event(1, EventKind::Printed);
+    let frame = |e: &OrderEvent, key: &libp2p::identity::Keypair| {
+        encode_frame(&sign_event(key, e).unwrap(), proto::EVENT_MAX_BYTES).unwrap()
+    };
+    lab.events
+        .record_signed(&good, &frame(&good, &lab_key))
+        .unwrap();
+    let broken = event(2, EventKind::Shipped);
+    let mut signed = sign_event(&lab_key, &broken).unwrap();
+    signed.signature[0] ^= 1;
+    lab.events
+        .record_signed(
+            &broken,
+            &encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap(),
+        )
+        .unwrap();
+    let impostor = event(3, EventKind::Shipped);
+    let other = libp2p::identity::Keypair::generate_ed25519();
+    lab.events
+        .record_signed(&impostor, &frame(&impostor, &other))
+        .unwrap();
+
+    let intermediary = start_role(config(
+        dir.path(),
+        Role::Intermediary,
+        &network,
+        vec![addr(&lab).await],
+    ))
+    .await
+    .unwrap();
+    assert!(
+        within(20, || !intermediary
+            .events
+            .events_for(order)
+            .unwrap()
+            .is_empty())
+        .await,
+        "the good event arrives"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        intermediary.events.events_for(order).unwrap(),
+        vec![good],
+        "only the event whose signature is its origin's is kept"
+    );
+    // The lab is still a peer: it asked nothing, it was asked.
+    assert!(intermediary
+        .client
+        .peers()
+        .await
+        .iter()
+        .any(|p| p.peer == lab.peer_id()));
+}

@@ -58,6 +58,18 @@ pub mod proto {
     pub const SHIP_MAX_BYTES: usize = 256 * 1024;
     /// Most parcels in one shipment.
     pub const MAX_PARCELS: usize = 2_000;
+    /// Anti-entropy: a node asks a peer for the order events it took in after a point
+    /// in its log (a node that was away, or missed a gossip, catches up).
+    pub const SYNC: &str = "/printmesh/sync/1";
+    pub const SYNC_MAX_REQUEST_BYTES: usize = 1024;
+    /// Room for [`SYNC_MAX_EVENTS`] frames of a usual size, or a few of the largest
+    /// ([`EVENT_MAX_BYTES`] each); the answering node stops adding frames before it.
+    pub const SYNC_MAX_RESPONSE_BYTES: usize = 512 * 1024;
+    /// Most event frames in one sync answer.
+    pub const SYNC_MAX_EVENTS: usize = 256;
+    /// Most stored events one sync answer looks through (a kiosk's answer passes over
+    /// other stores' orders), so an answer costs the same however the log is made up.
+    pub const SYNC_MAX_SCAN: usize = 2048;
 }
 
 /// The acquirer's token for a card: its keyed hash of the PAN, cut to 16 bytes. It
@@ -637,6 +649,34 @@ pub struct SignedEvent {
     /// `membership::SignedCertificate`): every node checks the origin may emit this
     /// kind of event, however many hops away it is.
     pub certificate: Option<Vec<u8>>,
+}
+
+// ---------------------------------------------------------------- anti-entropy (sync)
+
+/// What a node asks a peer that may have events it missed: the events the peer stored
+/// after `after` in its own log. Each node numbers the events it stores, from 1, in the
+/// order it stores them; `log` names that numbering (it is drawn anew with a new
+/// database), so a cursor into a log that is gone is not used on its successor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    Since { log: u64, after: u64 },
+}
+
+/// A page of a peer's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// `frames` are encoded [`SignedEvent`]s, as gossiped, oldest first; the asker
+    /// checks each as it checks gossip. Ask from `next` in `log` next time; `more`
+    /// says there is more to read now. A `log` other than the one asked about means
+    /// the page starts at the beginning of the peer's log.
+    Events {
+        log: u64,
+        frames: Vec<Vec<u8>>,
+        next: u64,
+        more: bool,
+    },
+    /// The peer cannot read its log now; ask again later.
+    Unavailable { reason: String },
 }
 
 impl EventKind {

@@ -253,6 +253,27 @@ fn golden_event() {
 }
 
 #[test]
+fn golden_sync() {
+    golden(
+        SyncRequest::Since { log: 5, after: 300 },
+        "01050000000005fb2c01",
+    );
+    golden(
+        SyncResponse::Events {
+            log: 5,
+            frames: vec![vec![9, 9]],
+            next: 7,
+            more: true,
+        },
+        "01080000000005010209090701",
+    );
+    golden(
+        SyncResponse::Unavailable { reason: "x".into() },
+        "0103000000010178",
+    );
+}
+
+#[test]
 fn an_invalid_pan_on_the_wire_is_refused() {
     let mut frame = encode_frame(
         &AuthRequest::Authorise(Authorise {
@@ -482,6 +503,14 @@ proptest! {
         round_trip(&SignedEvent { event: encode_frame(&event, MAX_FRAME_BYTES).unwrap(), public_key: origin, signature: sig, certificate: None });
     }
 
+    #[test]
+    fn sync_messages_round_trip(log in any::<u64>(), after in any::<u64>(), more in any::<bool>(),
+        frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8), reason in ".{0,40}") {
+        round_trip(&SyncRequest::Since { log, after });
+        round_trip(&SyncResponse::Events { log, frames, next: after, more });
+        round_trip(&SyncResponse::Unavailable { reason });
+    }
+
     /// Random bytes never panic a decoder; they decode or they error.
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -490,10 +519,12 @@ proptest! {
         let _ = decode_frame::<PrintRequest>(&bytes, MAX_FRAME_BYTES);
         let _ = decode_frame::<SignedEvent>(&bytes, MAX_FRAME_BYTES);
         let _ = decode_frame::<BlobOffer>(&bytes, MAX_FRAME_BYTES);
+        let _ = decode_frame::<SyncResponse>(&bytes, MAX_FRAME_BYTES);
         let mut framed = vec![1u8];
         framed.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         framed.extend_from_slice(&bytes);
         let _ = decode_frame::<OrderRequest>(&framed, MAX_FRAME_BYTES);
         let _ = decode_frame::<OrderEvent>(&framed, MAX_FRAME_BYTES);
+        let _ = decode_frame::<SyncResponse>(&framed, MAX_FRAME_BYTES);
     }
 }
