@@ -564,6 +564,37 @@ impl PrinterStatus {
     }
 }
 
+/// The name of the system user this process runs as, which is what CUPS's own tools
+/// send as `requesting-user-name` (and what a print server's policies and job list
+/// go by): `$USER`, `$LOGNAME`, else the password-file entry of the process's uid.
+/// A name that is no user on the print server is worse than odd: Debian 12's cupsd
+/// (2.4.2) crashes on a job of such a user when it checks the user's groups (a
+/// Cancel-Job, a job queued on a stopped printer; seen here, under gdb: SIGSEGV).
+pub fn system_user_name() -> Option<String> {
+    let named = |v: String| Some(v).filter(|v| !v.is_empty() && v.len() <= 64);
+    if let Some(name) = std::env::var("USER")
+        .ok()
+        .and_then(named)
+        .or_else(|| std::env::var("LOGNAME").ok().and_then(named))
+    {
+        return Some(name);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let uid_field = fields.nth(1)?;
+        (uid_field == uid).then(|| name.to_string()).and_then(named)
+    })
+}
+
 impl Client {
     pub fn new(uri: &str, user: &str) -> Result<Client, IppError> {
         Ok(Client {

@@ -29,7 +29,9 @@ const OUT: &str = "/var/spool/cups-pdf/out";
 
 /// CUPS with the PDF queue, set up by the project's script if it is not there.
 async fn cups() -> Client {
-    let client = Client::new(QUEUE, "printmesh-test").unwrap();
+    // As the system user the test runs as, as the lab does.
+    let user = printmesh_nodes::ipp::system_user_name().unwrap_or_else(|| "root".into());
+    let client = Client::new(QUEUE, &user).unwrap();
     if client.printer_status().await.is_ok() {
         return client;
     }

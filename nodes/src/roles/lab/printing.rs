@@ -64,10 +64,14 @@ impl Printer {
                 (Kind::HotFolder(dir), "hot folder", t)
             }
             PrinterOutput::Ipp(uri) => {
-                let user: String = lab_name
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .collect();
+                // Jobs go in as the system user the lab runs as, as `lp`'s do (see
+                // `ipp::system_user_name`); the lab's name if there is none.
+                let user: String = ipp::system_user_name().unwrap_or_else(|| {
+                    lab_name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect()
+                });
                 let client =
                     ipp::Client::new(&uri, if user.is_empty() { "printmesh" } else { &user })
                         .map_err(|e| e.to_string())?;
