@@ -139,6 +139,12 @@ pub struct EventLog {
     /// The last arrival number; taken under the lock, with the event and its frame
     /// stored in one transaction, so arrivals are stored in their order.
     arrival: Mutex<u64>,
+    /// Arrivals up to this one are on disk (flushed): only they are shown to peers,
+    /// so a crash cannot lose an arrival a peer has read past and number another
+    /// event with it.
+    durable: std::sync::atomic::AtomicU64,
+    /// Whether an unreadable stored frame was reported (once).
+    unreadable_logged: std::sync::atomic::AtomicBool,
     /// Our last sequence number; taken and stored under the lock, so two emits can
     /// never store them out of order.
     seq: Mutex<u64>,
@@ -173,6 +179,9 @@ impl EventLog {
             frames,
             log_id,
             arrival: Mutex::new(arrival),
+            // What was there at open is on disk.
+            durable: std::sync::atomic::AtomicU64::new(arrival),
+            unreadable_logged: Default::default(),
             seq: Mutex::new(seq),
             certificate: Mutex::new(None),
         })
@@ -268,12 +277,31 @@ impl EventLog {
         self.log_id
     }
 
-    /// The frames stored after arrival `after` that `sees` lets through, oldest first:
-    /// at most `max_events` of them in `max_bytes`, looking through at most `max_scan`
-    /// stored events.
+    /// The last arrival number that is on disk, flushing first if there are newer
+    /// ones: what peers may be shown.
+    pub fn durable_arrival(&self) -> Result<u64, EventError> {
+        use std::sync::atomic::Ordering;
+        let last = *self.arrival.lock().unwrap_or_else(|e| e.into_inner());
+        if last > self.durable.load(Ordering::Acquire) {
+            // Every arrival up to `last` is stored (in memory) by now.
+            self.frames
+                .raw()
+                .flush()
+                .map_err(crate::store::StoreError::from)?;
+            self.durable.fetch_max(last, Ordering::AcqRel);
+        }
+        Ok(self.durable.load(Ordering::Acquire))
+    }
+
+    /// The frames stored after arrival `after` up to `until` that `sees` lets
+    /// through, oldest first: at most `max_events` of them in `max_bytes`, looking
+    /// through at most `max_scan` stored events. A stored frame that cannot be read
+    /// is passed over (and reported once).
+    #[allow(clippy::too_many_arguments)]
     pub fn page(
         &self,
         after: u64,
+        until: u64,
         max_events: usize,
         max_bytes: usize,
         max_scan: usize,
@@ -284,14 +312,29 @@ impl EventLog {
             ..Page::default()
         };
         let mut bytes = 0usize;
-        let start = after.saturating_add(1).to_be_bytes();
-        for (scanned, entry) in self.frames.raw().range(start..).enumerate() {
+        if after >= until {
+            return Ok(page);
+        }
+        let range = after.saturating_add(1).to_be_bytes()..=until.to_be_bytes();
+        let mut scanned = 0usize;
+        for entry in self.frames.raw().range(range) {
             let (key, value) = entry.map_err(crate::store::StoreError::from)?;
             if scanned >= max_scan || page.frames.len() >= max_events {
                 page.more = true;
                 break;
             }
-            let stored = self.frames.decode(&value)?;
+            scanned += 1;
+            let stored = match self.frames.decode(&value) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    use std::sync::atomic::Ordering;
+                    if !self.unreadable_logged.swap(true, Ordering::Relaxed) {
+                        tracing::error!("a stored event frame cannot be read (passed over): {e}");
+                    }
+                    page.next = arrival_of(&key);
+                    continue;
+                }
+            };
             if sees(stored.order_id) {
                 // Room for the frame and its length prefix.
                 let needs = stored.frame.len() + 10;
@@ -420,25 +463,32 @@ mod tests {
                 // The same event again is no new arrival.
                 assert!(!log.record_signed(&e, &f).unwrap());
             }
-            let all = log.page(0, 100, 1 << 20, 100, |_| true).unwrap();
+            let all = log.page(0, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
             assert_eq!((all.frames.len(), all.next, all.more), (5, 5, false));
             // Each frame is the event as signed.
             assert_eq!(verify_event(&all.frames[1]).unwrap(), signed(&key, 2, b).0);
             // Pages: by count, by scan (a viewer that sees only order b), by bytes.
-            let two = log.page(0, 2, 1 << 20, 100, |_| true).unwrap();
+            let two = log.page(0, u64::MAX, 2, 1 << 20, 100, |_| true).unwrap();
             assert_eq!((two.frames.len(), two.next, two.more), (2, 2, true));
-            let rest = log.page(two.next, 100, 1 << 20, 100, |_| true).unwrap();
+            let rest = log
+                .page(two.next, u64::MAX, 100, 1 << 20, 100, |_| true)
+                .unwrap();
             assert_eq!((rest.frames.len(), rest.next, rest.more), (3, 5, false));
-            let only_b = log.page(0, 100, 1 << 20, 3, |o| o == b).unwrap();
+            let only_b = log.page(0, u64::MAX, 100, 1 << 20, 3, |o| o == b).unwrap();
             assert_eq!(
                 (only_b.frames.len(), only_b.next, only_b.more),
                 (1, 3, true)
             );
             let tight = log
-                .page(0, 100, all.frames[0].len() + 10, 100, |_| true)
+                .page(0, u64::MAX, 100, all.frames[0].len() + 10, 100, |_| true)
                 .unwrap();
             assert_eq!((tight.frames.len(), tight.next, tight.more), (1, 1, true));
-            let none = log.page(5, 100, 1 << 20, 100, |_| true).unwrap();
+            // Up to a point (what is on disk): the rest waits.
+            let durable = log.durable_arrival().unwrap();
+            assert_eq!(durable, 5);
+            let upto = log.page(0, 3, 100, 1 << 20, 100, |_| true).unwrap();
+            assert_eq!((upto.frames.len(), upto.next, upto.more), (3, 3, false));
+            let none = log.page(5, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
             assert_eq!(
                 none,
                 Page {
@@ -455,7 +505,7 @@ mod tests {
         assert_eq!(log.log_id(), log_id);
         let (e, f) = signed(&key, 6, a);
         assert!(log.record_signed(&e, &f).unwrap());
-        let page = log.page(5, 100, 1 << 20, 100, |_| true).unwrap();
+        let page = log.page(5, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
         assert_eq!((page.frames.len(), page.next), (1, 6));
         // Another database is another log.
         let other = tempfile::tempdir().unwrap();

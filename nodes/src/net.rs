@@ -302,6 +302,9 @@ pub trait Served: WireProtocol + Sized {
     /// The roles that may send this request. (The role is the one the peer announced
     /// in its hello; certificates that prove it come with the membership issue.)
     const FROM: &'static [Role];
+    /// Whether the request draws on the peer's request budget (sync pages have one
+    /// of their own).
+    const BUDGETED: bool = true;
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self>;
     fn pending(p: &mut PendingRequests) -> &mut Pending<Self::Response>;
     fn inbound(i: Inbound<Self>) -> NodeEvent;
@@ -385,6 +388,7 @@ impl Served for SyncProto {
         Role::Courier,
         Role::Content,
     ];
+    const BUDGETED: bool = false;
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
         &mut b.sync
     }
@@ -456,9 +460,20 @@ pub struct IncomingEvent {
     pub event: OrderEvent,
     /// The signed frame it came as (kept, so it can be passed on to peers that ask).
     pub frame: Vec<u8>,
-    /// Told once the event is recorded (true) or found not new or not kept here
-    /// (false): the sync task moves its cursor past an event only then.
-    pub done: Option<oneshot::Sender<bool>>,
+    /// Told what became of it: the sync task moves its cursor past an event only once
+    /// it is recorded (or known, or not kept here).
+    pub done: Option<oneshot::Sender<Recorded>>,
+}
+
+/// What became of an [`IncomingEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// New here: recorded, and handed to the role.
+    New,
+    /// The node has it already, or does not keep it (a kiosk: another store's order).
+    Known,
+    /// It could not be stored (the database failed): it should be brought again.
+    Failed,
 }
 
 /// A connected peer of our network.
@@ -684,6 +699,8 @@ pub struct EventLoop {
     /// Each event origin's allowance of gossiped events (bounded).
     event_allowances: HashMap<Vec<u8>, Bucket>,
     known_events: Option<std::sync::Arc<crate::events::EventLog>>,
+    /// Sync answers being read now ([`MAX_SYNC_ANSWERS`]).
+    sync_answers: std::sync::Arc<tokio::sync::Semaphore>,
     /// Peers cut off for flooding, until when.
     cut_off: HashMap<PeerId, Instant>,
     /// Whether this node was told its own certificate no longer counts.
@@ -795,6 +812,11 @@ impl Bucket {
             false
         }
     }
+
+    /// How long since it was last taken from.
+    pub(crate) fn idle(&self) -> Duration {
+        self.at.elapsed()
+    }
 }
 
 /// Peers (and event origins) whose budgets a node keeps track of at once.
@@ -802,7 +824,7 @@ const MAX_ALLOWANCES: usize = 8192;
 
 /// The entry for `key` in a map of budgets kept to [`MAX_ALLOWANCES`]: when it is
 /// full, entries idle a minute (their buckets full again) go, then the idlest.
-fn bounded_entry<K: Eq + std::hash::Hash + Clone, V>(
+pub(crate) fn bounded_entry<K: Eq + std::hash::Hash + Clone, V>(
     map: &mut HashMap<K, V>,
     key: K,
     idle: impl Fn(&K, &V) -> Duration,
@@ -837,6 +859,13 @@ const REPLAY_BUDGET: (f64, f64) = (50.0, 500.0);
 
 /// Hellos a peer may send (one per connection; a few reconnects).
 const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
+/// Sync pages a peer may ask for, whatever its role (its own syncer asks at most ten a
+/// second, one page at a time); apart from its request budget, so catching up never
+/// takes from what a kiosk may send in orders.
+const SYNC_BUDGET: (f64, f64) = (20.0, 40.0);
+/// Sync answers being read from the log at once; a request past them is answered
+/// "busy" at once (the asker tries again later).
+const MAX_SYNC_ANSWERS: usize = 4;
 
 /// A peer's buckets of inbound requests and hellos, and the strikes (refused
 /// requests, rejected gossip) counted in the current window.
@@ -844,6 +873,7 @@ struct Allowance {
     requests: Bucket,
     hellos: Bucket,
     replays: Bucket,
+    syncs: Bucket,
     strikes: u32,
     window_from: Instant,
 }
@@ -854,6 +884,7 @@ impl Allowance {
             requests: Bucket::new(),
             hellos: Bucket::new(),
             replays: Bucket::new(),
+            syncs: Bucket::new(),
             strikes: 0,
             window_from: Instant::now(),
         }
@@ -865,6 +896,7 @@ impl Allowance {
             .at
             .max(self.hellos.at)
             .max(self.replays.at)
+            .max(self.syncs.at)
             .max(self.window_from)
             .elapsed()
     }
@@ -1007,6 +1039,7 @@ pub fn build(
         limits: config.limits,
         event_allowances: HashMap::new(),
         known_events: config.known_events,
+        sync_answers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SYNC_ANSWERS)),
         cut_off: HashMap::new(),
         own_problem: None,
         rejected: BoundedSet::default(),
@@ -1262,16 +1295,29 @@ impl EventLoop {
     /// Answers a peer that asks what it missed, off the loop (a page reads up to
     /// [`proto::SYNC_MAX_SCAN`] stored events): a kiosk is shown its own store's
     /// orders only.
-    fn answer_sync(&self, inbound: Inbound<SyncProto>, role: Role) {
+    /// Each peer has a budget of pages of its own ([`SYNC_BUDGET`]), and at most
+    /// [`MAX_SYNC_ANSWERS`] are read at once.
+    fn answer_sync(&mut self, inbound: Inbound<SyncProto>, role: Role, peer: PeerId) {
+        let unavailable = |reason: &str| SyncResponse::Unavailable {
+            reason: reason.into(),
+        };
+        if !self.allowance(peer).syncs.take(SYNC_BUDGET) {
+            if self.rejected.insert(format!("{peer} sync budget")) {
+                tracing::warn!(%peer, "over its sync budget: pages refused");
+            }
+            self.strike(peer, "sync pages over its budget");
+            return inbound.respond(unavailable("over your sync budget"));
+        }
         let Some(log) = self.known_events.clone() else {
-            inbound.respond(SyncResponse::Unavailable {
-                reason: "this node keeps no event log".into(),
-            });
-            return;
+            return inbound.respond(unavailable("this node keeps no event log"));
+        };
+        let Ok(slot) = self.sync_answers.clone().try_acquire_owned() else {
+            return inbound.respond(unavailable("busy"));
         };
         let viewer = crate::sync::Viewer::of(role, inbound.store.clone());
         tokio::task::spawn_blocking(move || {
             let answer = crate::sync::answer(&log, &inbound.request, &viewer);
+            drop(slot);
             inbound.respond(answer);
         });
     }
@@ -1574,7 +1620,7 @@ impl EventLoop {
                         return;
                     }
                     let budget = self.limits.requests(role);
-                    let allowed = self.allowance(peer).requests.take(budget);
+                    let allowed = !P::BUDGETED || self.allowance(peer).requests.take(budget);
                     if !allowed {
                         if self.rejected.insert(format!("{peer} {} budget", P::ID)) {
                             tracing::warn!(%peer, %role, protocol = P::ID, "over its request budget ({}/s): requests dropped", budget.0);
@@ -1590,7 +1636,7 @@ impl EventLoop {
                         reply: tx,
                     };
                     match P::inbound(inbound) {
-                        NodeEvent::Sync(inbound) => self.answer_sync(inbound, role),
+                        NodeEvent::Sync(inbound) => self.answer_sync(inbound, role, peer),
                         event => {
                             if self.events.try_send(event).is_err() {
                                 tracing::warn!(%peer, protocol = P::ID, "role is busy: request dropped");

@@ -419,6 +419,7 @@ pub async fn start(config: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent
         event_loop.event_sender(),
         db.tree("sync_cursors")?,
         sync_gate,
+        config.limits,
     );
     tokio::spawn(event_loop.run());
     tokio::spawn(syncer.run());
@@ -499,30 +500,31 @@ fn take_incoming<R: RoleHandler>(
     role: &R,
     incoming: net::IncomingEvent,
 ) -> Option<printmesh_protocol::messages::OrderEvent> {
+    use net::Recorded;
     let net::IncomingEvent { event, frame, done } = incoming;
-    let new = role.keeps(&event)
-        && match node.events.record_signed(&event, &frame) {
-            Ok(true) => true,
+    let recorded = if !role.keeps(&event) {
+        Recorded::Known
+    } else {
+        match node.events.record_signed(&event, &frame) {
+            Ok(true) => Recorded::New,
             // The swarm loop ignores (and logs) gossip the log has; this is a second
             // copy of one that was in flight when the first landed, or a synced one
             // that gossip brought meanwhile.
             Ok(false) => {
                 tracing::debug!(order_id = %event.order_id, seq = event.seq, "an event this node has already: ignored");
-                false
+                Recorded::Known
             }
             Err(err) => {
-                // The role still hears of it; a later sync brings it again.
+                // The role still hears of it; the syncer reads that page again.
                 tracing::error!("cannot record event: {err}");
-                if let Some(done) = done {
-                    let _ = done.send(false);
-                }
-                return Some(event);
+                Recorded::Failed
             }
-        };
+        }
+    };
     if let Some(done) = done {
-        let _ = done.send(new);
+        let _ = done.send(recorded);
     }
-    new.then_some(event)
+    (recorded != Recorded::Known).then_some(event)
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -14,36 +14,48 @@
 //! prints were delivered while its uplink was down.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use libp2p::PeerId;
-use printmesh_protocol::messages::{proto, EventKind, Role, SyncRequest, SyncResponse};
+use printmesh_protocol::messages::{proto, EventKind, OrderEvent, Role, SyncRequest, SyncResponse};
 use printmesh_protocol::{OrderId, StoreId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::config::LimitsConfig;
 use crate::events::{judge_frame, peek_event, EventLog};
 use crate::membership::Gate;
-use crate::net::{Client, IncomingEvent, NodeEvent, SyncProto};
+use crate::net::{bounded_entry, Bucket, Client, IncomingEvent, NodeEvent, Recorded, SyncProto};
 use crate::store::Tree;
 
 /// How often a node asks every peer what it missed (and at once when a peer connects).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// A round that failed (the peer had not taken our hello yet, was busy…) is tried
+/// again this much later.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the task looks for newly connected peers.
-const TICK: Duration = Duration::from_secs(1);
-/// Between two pages from one peer: at most ten a second, half a kiosk's request
-/// budget, so catching up never looks like a flood.
+const TICK: Duration = Duration::from_millis(500);
+/// Between two pages from one peer: at most ten a second, half its sync budget at
+/// the peer (`net::SYNC_BUDGET`).
 const PAGE_PAUSE: Duration = Duration::from_millis(100);
 /// Pages read from one peer in one round; a longer backlog goes on next round.
 const MAX_PAGES_PER_ROUND: usize = 64;
+/// The longest one round with one peer may take (the rest goes on next round).
+const ROUND_DEADLINE: Duration = Duration::from_secs(120);
 /// Peers asked at once.
 const MAX_PARALLEL: usize = 8;
 /// How long one page may take.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Synced events in the role's queue at once (it has `net::CHANNEL_CAPACITY` slots,
+/// which live requests and gossip need too).
+const MAX_IN_FLIGHT: usize = 32;
+/// How long to wait for an origin's budget to refill.
+const BUDGET_WAIT: Duration = Duration::from_millis(50);
 /// Peers whose cursors are kept; past this the longest unused go.
 const MAX_CURSORS: usize = 4096;
+/// Most distinct lines the syncer remembers having logged (then it forgets them all).
+const MAX_LOGGED: usize = 1024;
 
 /// Where this node has read a peer's log up to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,10 +89,19 @@ impl Viewer {
 }
 
 /// The answer to a peer's [`SyncRequest`]: a page of this node's log after the point
-/// it asks from (from the start if it asks about another log than this one).
+/// it asks from, up to what is on disk. A cursor into another log than this one, or
+/// past this log's end (arrivals this node lost, or never had), reads from the start.
 pub fn answer(log: &EventLog, request: &SyncRequest, viewer: &Viewer) -> SyncResponse {
     let SyncRequest::Since { log: asked, after } = request;
-    let after = if *asked == log.log_id() { *after } else { 0 };
+    let until = match log.durable_arrival() {
+        Ok(until) => until,
+        Err(e) => return unreadable(e),
+    };
+    let after = if *asked == log.log_id() && *after <= until {
+        *after
+    } else {
+        0
+    };
     // A store's order is the store's if its intermediary said so (`Submitted`).
     let mut stores: HashMap<OrderId, bool> = HashMap::new();
     let mut sees = |order: OrderId| match viewer {
@@ -96,6 +117,7 @@ pub fn answer(log: &EventLog, request: &SyncRequest, viewer: &Viewer) -> SyncRes
     };
     match log.page(
         after,
+        until,
         proto::SYNC_MAX_EVENTS,
         // Room for the response's own fields.
         proto::SYNC_MAX_RESPONSE_BYTES - 64,
@@ -108,12 +130,14 @@ pub fn answer(log: &EventLog, request: &SyncRequest, viewer: &Viewer) -> SyncRes
             next: page.next,
             more: page.more,
         },
-        Err(e) => {
-            tracing::error!("cannot read the event log for a peer: {e}");
-            SyncResponse::Unavailable {
-                reason: "this node cannot read its event log now".into(),
-            }
-        }
+        Err(e) => unreadable(e),
+    }
+}
+
+fn unreadable(e: crate::events::EventError) -> SyncResponse {
+    tracing::error!("cannot read the event log for a peer: {e}");
+    SyncResponse::Unavailable {
+        reason: "this node cannot read its event log now".into(),
     }
 }
 
@@ -125,12 +149,15 @@ pub struct Syncer {
     events: mpsc::Sender<NodeEvent>,
     cursors: Tree<SyncCursor>,
     gate: Option<Gate>,
+    limits: LimitsConfig,
+    /// Each origin's budget of synced events (the same as for its gossip: a member
+    /// that made up a flood of valid events gets no further by sync).
+    budgets: Mutex<HashMap<Vec<u8>, Bucket>>,
+    /// Synced events in the role's queue ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<Semaphore>,
     /// What was logged, once per peer and reason (bounded).
-    logged: std::sync::Mutex<HashSet<String>>,
+    logged: Mutex<HashSet<String>>,
 }
-
-/// Most distinct (peer, reason) lines the syncer remembers having logged.
-const MAX_LOGGED: usize = 1024;
 
 /// What one round with one peer brought.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -141,16 +168,25 @@ pub struct Round {
     pub rejected: usize,
 }
 
+/// When a peer is asked next, and whether a round with it is under way.
+#[derive(Clone, Copy)]
+struct Due {
+    at: Instant,
+    running: bool,
+}
+
 impl Syncer {
     /// `events` is the role's queue (`EventLoop::event_sender`), `cursors` the tree
     /// where this node keeps how far it has read each peer's log, `gate` what it
-    /// judges events against in an enrolled network (the swarm loop's own).
+    /// judges events against in an enrolled network (the swarm loop's own), `limits`
+    /// the node's budgets.
     pub fn new(
         client: Client,
         log: Arc<EventLog>,
         events: mpsc::Sender<NodeEvent>,
         cursors: Tree<SyncCursor>,
         gate: Option<Gate>,
+        limits: LimitsConfig,
     ) -> Syncer {
         Syncer {
             client,
@@ -158,6 +194,9 @@ impl Syncer {
             events,
             cursors,
             gate,
+            limits,
+            budgets: Default::default(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             logged: Default::default(),
         }
     }
@@ -165,14 +204,19 @@ impl Syncer {
     /// Whether `line` is news (not logged before); bounded.
     fn first_time(&self, line: String) -> bool {
         let mut seen = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        seen.len() < MAX_LOGGED && seen.insert(line)
+        if seen.len() >= MAX_LOGGED {
+            seen.clear();
+        }
+        seen.insert(line)
     }
 
-    /// Asks each peer when it connects, and every peer every [`SYNC_INTERVAL`].
+    /// Asks each peer when it connects and every [`SYNC_INTERVAL`] after, each in a
+    /// round of its own (at most [`MAX_PARALLEL`] at once), so a slow peer delays
+    /// nobody else.
     pub async fn run(self) {
         let this = Arc::new(self);
-        let mut asked: HashSet<PeerId> = HashSet::new();
-        let mut last_round = Instant::now();
+        let slots = Arc::new(Semaphore::new(MAX_PARALLEL));
+        let dues: Arc<Mutex<HashMap<PeerId, Due>>> = Default::default();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -187,40 +231,67 @@ impl Syncer {
                 .into_iter()
                 .map(|p| p.peer)
                 .collect();
-            asked.retain(|p| peers.contains(p));
-            let everyone = last_round.elapsed() >= SYNC_INTERVAL;
-            if everyone {
-                last_round = Instant::now();
-            }
-            let due: Vec<PeerId> = peers
-                .iter()
-                .filter(|p| everyone || !asked.contains(p))
-                .copied()
-                .collect();
-            futures::stream::iter(due.iter().copied())
-                .for_each_concurrent(MAX_PARALLEL, |peer| {
-                    let this = this.clone();
-                    async move {
-                        match this.round(peer).await {
-                            Ok(round) if round.taken > 0 => {
+            let now = Instant::now();
+            let start: Vec<PeerId> = {
+                let mut dues = dues.lock().unwrap_or_else(|e| e.into_inner());
+                // A peer that left is asked at once when it is back.
+                dues.retain(|p, d| d.running || peers.contains(p));
+                peers
+                    .iter()
+                    .filter(|p| {
+                        let due = dues.entry(**p).or_insert(Due {
+                            at: now,
+                            running: false,
+                        });
+                        let go = !due.running && due.at <= now;
+                        if go {
+                            due.running = true;
+                        }
+                        go
+                    })
+                    .copied()
+                    .collect()
+            };
+            for peer in start {
+                let (this, slots, dues) = (this.clone(), slots.clone(), dues.clone());
+                tokio::spawn(async move {
+                    let outcome = match slots.acquire_owned().await {
+                        Ok(_slot) => tokio::time::timeout(ROUND_DEADLINE, this.round(peer))
+                            .await
+                            .unwrap_or_else(|_| Err("the round took too long".into())),
+                        Err(_) => Err("shutting down".into()),
+                    };
+                    let next = match outcome {
+                        Ok(round) => {
+                            if round.taken > 0 {
                                 tracing::info!(%peer, taken = round.taken, "caught up on missed events");
                             }
-                            Ok(_) => {}
-                            Err(e) => {
-                                if this.first_time(format!("{peer} {e}")) {
-                                    tracing::debug!(%peer, "sync: {e}");
-                                }
-                            }
+                            SYNC_INTERVAL
                         }
-                    }
-                })
-                .await;
-            asked.extend(due);
+                        Err(e) => {
+                            let e: String = e.chars().take(160).collect();
+                            if this.first_time(format!("{peer} {e}")) {
+                                tracing::debug!(%peer, "sync: {e}");
+                            }
+                            RETRY_AFTER
+                        }
+                    };
+                    let mut dues = dues.lock().unwrap_or_else(|e| e.into_inner());
+                    dues.insert(
+                        peer,
+                        Due {
+                            at: Instant::now() + next,
+                            running: false,
+                        },
+                    );
+                });
+            }
         }
     }
 
     /// Reads a peer's log from where this node left it, page by page (at most
-    /// [`MAX_PAGES_PER_ROUND`]), judging and recording what is new.
+    /// [`MAX_PAGES_PER_ROUND`]), judging and recording what is new. The cursor moves
+    /// past a page only once every event of it is recorded.
     pub async fn round(&self, peer: PeerId) -> Result<Round, String> {
         let key = peer.to_bytes();
         let mut cursor = self
@@ -268,7 +339,8 @@ impl Syncer {
     }
 
     /// Judges a page's frames off the runtime (signatures), hands the new ones to the
-    /// node's queue and waits until each is recorded.
+    /// node's queue within their origins' budgets, a few at a time, and waits until
+    /// each is recorded.
     async fn take(
         &self,
         peer: PeerId,
@@ -299,6 +371,7 @@ impl Syncer {
             // Not a strike: an honest peer may hold an event whose origin has been
             // revoked since; the page is passed over either way, and this node asks,
             // so a hostile peer cannot make it judge more than it asks for.
+            let reason: String = reason.chars().take(160).collect();
             if self.first_time(format!("{peer} refused {reason}")) {
                 tracing::warn!(%peer, "a synced event refused: {reason}");
             }
@@ -306,7 +379,14 @@ impl Syncer {
         round.rejected += rejected.len();
         let mut recorded = Vec::with_capacity(accepted.len());
         for (event, frame) in accepted {
-            let (done, recorded_rx) = oneshot::channel();
+            self.within_budget(&event).await;
+            let permit = self
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| "shutting down".to_string())?;
+            let (done, outcome) = oneshot::channel();
             let incoming = IncomingEvent {
                 event,
                 frame,
@@ -316,15 +396,47 @@ impl Syncer {
                 .send(NodeEvent::Incoming(incoming))
                 .await
                 .map_err(|_| "the node is shutting down".to_string())?;
-            recorded.push(recorded_rx);
+            recorded.push(tokio::spawn(async move {
+                let outcome = outcome.await;
+                drop(permit);
+                // A node without a role (a test's) drops the event: nothing to wait for.
+                outcome.unwrap_or(Recorded::Known)
+            }));
         }
+        let mut failed = false;
         for r in recorded {
-            // A node without a role (a test's) drops the event: nothing to wait for.
-            if r.await == Ok(true) {
-                round.taken += 1;
+            match r.await {
+                Ok(Recorded::New) => round.taken += 1,
+                Ok(Recorded::Known) => {}
+                Ok(Recorded::Failed) | Err(_) => failed = true,
             }
         }
+        if failed {
+            return Err("an event could not be recorded: the page is read again".into());
+        }
         Ok(())
+    }
+
+    /// Waits until the event's origin is within its budget of events (that of the
+    /// role that emits the kind, as for gossip).
+    async fn within_budget(&self, event: &OrderEvent) {
+        let budget = self.limits.events(event.kind.emitted_by());
+        loop {
+            let allowed = {
+                let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+                bounded_entry(
+                    &mut budgets,
+                    event.origin.clone(),
+                    |_, b| b.idle(),
+                    Bucket::new,
+                )
+                .take(budget)
+            };
+            if allowed {
+                return;
+            }
+            tokio::time::sleep(BUDGET_WAIT).await;
+        }
     }
 
     /// Stores a peer's cursor; past [`MAX_CURSORS`] peers the longest unused is
@@ -353,7 +465,6 @@ mod tests {
     use crate::store::Db;
     use libp2p::identity::Keypair;
     use printmesh_protocol::codec::encode_frame;
-    use printmesh_protocol::messages::OrderEvent;
     use printmesh_protocol::money::{Currency, Money};
 
     fn record(log: &EventLog, key: &Keypair, seq: u64, order: OrderId, kind: EventKind) {
@@ -414,6 +525,12 @@ mod tests {
         assert!(frames(&answer(&log, &since(0), &Viewer::of(Role::Kiosk, None))).is_empty());
         // From a point on; a cursor into another log starts from the beginning.
         assert_eq!(frames(&answer(&log, &since(3), &Viewer::All)).len(), 2);
+        // Past the log's end (arrivals this node lost): from the start as well.
+        let past = SyncRequest::Since {
+            log: log.log_id(),
+            after: 99,
+        };
+        assert_eq!(frames(&answer(&log, &past, &Viewer::All)).len(), 5);
         let elsewhere = SyncRequest::Since { log: 77, after: 3 };
         match answer(&log, &elsewhere, &Viewer::All) {
             SyncResponse::Events {

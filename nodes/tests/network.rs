@@ -1361,7 +1361,7 @@ async fn a_node_that_was_away_catches_up_on_the_events_it_missed() {
     assert_eq!(intermediary.events.len(), 300);
     let page = intermediary
         .events
-        .page(0, 1000, 1 << 24, 1000, |_| true)
+        .page(0, u64::MAX, 1000, 1 << 24, 1000, |_| true)
         .unwrap();
     assert_eq!(page.frames.len(), 300);
     let origin = lab.peer_id().to_bytes();
@@ -1580,4 +1580,52 @@ async fn forged_events_a_peer_passes_on_in_a_sync_are_refused() {
         .await
         .iter()
         .any(|p| p.peer == lab.peer_id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosks_backlog_comes_by_sync_at_its_budgets_pace_and_whole() {
+    use printmesh_nodes::events::sign_event;
+    use printmesh_protocol::messages::{EventKind, OrderEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    // A lab's node holds 300 of one kiosk's events (its customers collecting): more
+    // than a kiosk may send at once (burst 100, then 20 a second).
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+        .await
+        .unwrap();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let kiosk = libp2p::identity::Keypair::generate_ed25519();
+    for seq in 1..=300u64 {
+        let event = OrderEvent {
+            origin: kiosk.public().to_peer_id().to_bytes(),
+            seq,
+            order_id: OrderId::from_parts(3, u128::from(seq)),
+            at_ms: 1,
+            kind: EventKind::Collected,
+        };
+        let frame =
+            encode_frame(&sign_event(&kiosk, &event).unwrap(), proto::EVENT_MAX_BYTES).unwrap();
+        lab.events.record_signed(&event, &frame).unwrap();
+    }
+    let intermediary = start_role(config(
+        dir.path(),
+        Role::Intermediary,
+        &network,
+        vec![addr(&lab).await],
+    ))
+    .await
+    .unwrap();
+    assert!(within(10, || intermediary.events.len() >= 100).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let early = intermediary.events.len();
+    assert!(
+        early < 200,
+        "{early} of the kiosk's 300 events taken at once: over its budget"
+    );
+    assert!(
+        within(30, || intermediary.events.len() == 300).await,
+        "{} of 300: a backlog is paced, not dropped",
+        intermediary.events.len()
+    );
 }
