@@ -316,14 +316,12 @@ impl EventLog {
             return Ok(page);
         }
         let range = after.saturating_add(1).to_be_bytes()..=until.to_be_bytes();
-        let mut scanned = 0usize;
-        for entry in self.frames.raw().range(range) {
+        for (scanned, entry) in self.frames.raw().range(range).enumerate() {
             let (key, value) = entry.map_err(crate::store::StoreError::from)?;
             if scanned >= max_scan || page.frames.len() >= max_events {
                 page.more = true;
                 break;
             }
-            scanned += 1;
             let stored = match self.frames.decode(&value) {
                 Ok(stored) => stored,
                 Err(e) => {
