@@ -118,7 +118,8 @@ pub struct Page {
     pub frames: Vec<Vec<u8>>,
     /// The last arrival number looked at (ask after it next time).
     pub next: u64,
-    /// Whether the log has more after `next` now.
+    /// Whether the log had more after `next` (up to the page's bound) than the page
+    /// could take.
     pub more: bool,
 }
 

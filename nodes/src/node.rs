@@ -521,10 +521,17 @@ fn take_incoming<R: RoleHandler>(
             }
         }
     };
+    // A synced event that could not be stored is brought again by the syncer; only
+    // then does the role hear of it (once). A gossiped one may never come again.
+    let synced = done.is_some();
     if let Some(done) = done {
         let _ = done.send(recorded);
     }
-    (recorded != Recorded::Known).then_some(event)
+    match recorded {
+        Recorded::New => Some(event),
+        Recorded::Failed if !synced => Some(event),
+        _ => None,
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -166,6 +166,8 @@ pub struct Round {
     pub taken: usize,
     /// Frames that did not pass (bad signature, an origin that may not emit them…).
     pub rejected: usize,
+    /// Whether the peer has more than the round read (the next one comes soon).
+    pub more: bool,
 }
 
 /// When a peer is asked next, and whether a round with it is under way.
@@ -256,9 +258,19 @@ impl Syncer {
                 let (this, slots, dues) = (this.clone(), slots.clone(), dues.clone());
                 tokio::spawn(async move {
                     let outcome = match slots.acquire_owned().await {
-                        Ok(_slot) => tokio::time::timeout(ROUND_DEADLINE, this.round(peer))
-                            .await
-                            .unwrap_or_else(|_| Err("the round took too long".into())),
+                        Ok(_slot) => {
+                            // In a task of its own: whatever becomes of the round, the
+                            // peer is due again below.
+                            let round = tokio::spawn({
+                                let this = this.clone();
+                                async move { this.round(peer).await }
+                            });
+                            match tokio::time::timeout(ROUND_DEADLINE, round).await {
+                                Ok(Ok(outcome)) => outcome,
+                                Ok(Err(e)) => Err(format!("the round failed: {e}")),
+                                Err(_) => Err("the round took too long".into()),
+                            }
+                        }
                         Err(_) => Err("shutting down".into()),
                     };
                     let next = match outcome {
@@ -266,7 +278,11 @@ impl Syncer {
                             if round.taken > 0 {
                                 tracing::info!(%peer, taken = round.taken, "caught up on missed events");
                             }
-                            SYNC_INTERVAL
+                            if round.more {
+                                RETRY_AFTER
+                            } else {
+                                SYNC_INTERVAL
+                            }
                         }
                         Err(e) => {
                             let e: String = e.chars().take(160).collect();
@@ -331,6 +347,7 @@ impl Syncer {
                 at_ms: crate::node::now_ms(),
             };
             self.keep_cursor(&key, &cursor)?;
+            round.more = more;
             if !more {
                 break;
             }
@@ -379,6 +396,11 @@ impl Syncer {
         round.rejected += rejected.len();
         let mut recorded = Vec::with_capacity(accepted.len());
         for (event, frame) in accepted {
+            // Another round (another peer with the same backlog) may have brought it
+            // meanwhile: no budget spent on it twice.
+            if self.log.has(&event) {
+                continue;
+            }
             self.within_budget(&event).await;
             let permit = self
                 .in_flight

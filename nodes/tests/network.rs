@@ -1608,6 +1608,7 @@ async fn a_kiosks_backlog_comes_by_sync_at_its_budgets_pace_and_whole() {
             encode_frame(&sign_event(&kiosk, &event).unwrap(), proto::EVENT_MAX_BYTES).unwrap();
         lab.events.record_signed(&event, &frame).unwrap();
     }
+    let started = std::time::Instant::now();
     let intermediary = start_role(config(
         dir.path(),
         Role::Intermediary,
@@ -1618,10 +1619,12 @@ async fn a_kiosks_backlog_comes_by_sync_at_its_budgets_pace_and_whole() {
     .unwrap();
     assert!(within(10, || intermediary.events.len() >= 100).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // However slow this machine: a burst of 100, then 20 a second since the start.
     let early = intermediary.events.len();
+    let allowed = 100.0 + 20.0 * started.elapsed().as_secs_f64() + 5.0;
     assert!(
-        early < 200,
-        "{early} of the kiosk's 300 events taken at once: over its budget"
+        (early as f64) <= allowed,
+        "{early} of the kiosk's 300 events taken within {allowed:.0}: over its budget"
     );
     assert!(
         within(30, || intermediary.events.len() == 300).await,
