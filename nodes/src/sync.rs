@@ -261,14 +261,19 @@ impl Syncer {
                         Ok(_slot) => {
                             // In a task of its own: whatever becomes of the round, the
                             // peer is due again below.
-                            let round = tokio::spawn({
+                            let mut round = tokio::spawn({
                                 let this = this.clone();
                                 async move { this.round(peer).await }
                             });
-                            match tokio::time::timeout(ROUND_DEADLINE, round).await {
+                            match tokio::time::timeout(ROUND_DEADLINE, &mut round).await {
                                 Ok(Ok(outcome)) => outcome,
                                 Ok(Err(e)) => Err(format!("the round failed: {e}")),
-                                Err(_) => Err("the round took too long".into()),
+                                Err(_) => {
+                                    // Dropping the handle would leave it running beside
+                                    // the next round with this peer, and out of its slot.
+                                    round.abort();
+                                    Err("the round took too long".into())
+                                }
                             }
                         }
                         Err(_) => Err("shutting down".into()),
