@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = printmesh_nodes::media::parse_dpof(&text);
-    let _ = printmesh_nodes::hotfolder::parse_autprint(&text);
+    let _ = printmesh_formats::media::parse_dpof(&text);
+    let _ = printmesh_formats::autprint::parse_autprint(&text);
 });

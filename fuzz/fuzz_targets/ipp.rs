@@ -4,9 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = printmesh_nodes::ipp::parse_http(data);
-    if let Ok(r) = printmesh_nodes::ipp::Response::parse(data) {
-        let _ = r.groups(printmesh_nodes::ipp::tag::JOB);
+    let _ = printmesh_formats::ipp::parse_http(data);
+    if let Ok(r) = printmesh_formats::ipp::Response::parse(data) {
+        let _ = r.groups(printmesh_formats::ipp::tag::JOB);
         let _ = r.get("job-id").and_then(|v| v.as_int());
     }
 });

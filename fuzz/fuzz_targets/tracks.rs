@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_track1(&text);
     let _ = parse_track2(&text);
     let _ = parse_track2_equivalent(&text);
-    let _ = printmesh_nodes::kiosk::swipe::parse_swipe(&text);
+    let _ = printmesh_formats::swipe::parse_swipe(&text);
 });

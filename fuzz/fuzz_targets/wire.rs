@@ -27,13 +27,13 @@ fuzz_target!(|data: &[u8]| {
         13 => drop(decode_frame::<BlobVerdict>(frame, max)),
         14 => drop(decode_frame::<OrderEvent>(frame, max)),
         15 => drop(decode_frame::<SignedEvent>(frame, max)),
-        16 => drop(printmesh_nodes::events::verify_event(frame)),
+        16 => drop(printmesh_protocol::signed::verify_event(frame)),
         17 => drop(decode_frame::<SyncRequest>(frame, max)),
         _ => {
             // A sync answer, and each frame in it judged as the syncer does.
             if let Ok(SyncResponse::Events { frames, .. }) = decode_frame::<SyncResponse>(frame, max) {
                 for f in frames.iter().take(proto::SYNC_MAX_EVENTS) {
-                    drop(printmesh_nodes::events::judge_frame(None, f));
+                    drop(printmesh_protocol::signed::verify_event(f));
                 }
             }
         }

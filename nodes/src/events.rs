@@ -3,11 +3,12 @@
 
 use std::sync::Mutex;
 
-use libp2p::identity::{Keypair, PublicKey};
+use libp2p::identity::Keypair;
 use libp2p::PeerId;
-use printmesh_protocol::codec::{decode_frame, encode_frame};
+use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{proto, EventKind, OrderEvent, SignedEvent};
 use printmesh_protocol::order::{fold, OrderState};
+use printmesh_protocol::signed::{self, SignatureError};
 use printmesh_protocol::OrderId;
 use thiserror::Error;
 
@@ -30,54 +31,38 @@ pub enum EventError {
     Store(#[from] StoreError),
 }
 
-/// Signs an event with the node's identity key.
-pub fn sign_event(keypair: &Keypair, event: &OrderEvent) -> Result<SignedEvent, EventError> {
-    let bytes = encode_frame(event, proto::EVENT_MAX_BYTES)?;
-    let signature = keypair
-        .sign(&bytes)
-        .map_err(|e| EventError::Sign(e.to_string()))?;
-    Ok(SignedEvent {
-        event: bytes,
-        public_key: keypair.public().encode_protobuf(),
-        signature,
-        certificate: None,
-    })
+impl From<SignatureError> for EventError {
+    fn from(e: SignatureError) -> EventError {
+        match e {
+            SignatureError::Codec(e) => EventError::Codec(e),
+            SignatureError::BadKey => EventError::BadKey,
+            SignatureError::BadSignature => EventError::BadSignature,
+            SignatureError::OriginMismatch => EventError::OriginMismatch,
+            SignatureError::Sign(e) => EventError::Sign(e),
+        }
+    }
 }
 
-/// Checks a gossiped frame: it decodes within its cap, the signature verifies, and the
-/// origin named inside is the signer. Returns the event with the origin's certificate
-/// (if it carries one) for the membership check.
+/// Signs an event with the node's identity key.
+pub fn sign_event(keypair: &Keypair, event: &OrderEvent) -> Result<SignedEvent, EventError> {
+    Ok(signed::sign_event(keypair, event)?)
+}
+
+/// Checks a gossiped frame (`printmesh_protocol::signed`): it decodes within its cap,
+/// the signature verifies, and the origin named inside is the signer. Returns the
+/// event with the origin's certificate (if it carries one) for the membership check.
 pub fn verify_event_with_certificate(
     frame: &[u8],
 ) -> Result<(OrderEvent, Option<Vec<u8>>), EventError> {
-    let signed: SignedEvent = decode_frame(frame, proto::EVENT_MAX_BYTES)?;
-    let certificate = signed.certificate.clone();
-    verify_signed(signed).map(|e| (e, certificate))
-}
-
-/// The event a frame claims to carry, unchecked: enough to see whether this node has
-/// it already (then nothing else about it matters).
-pub fn peek_event(frame: &[u8]) -> Option<OrderEvent> {
-    let signed: SignedEvent = decode_frame(frame, proto::EVENT_MAX_BYTES).ok()?;
-    decode_frame(&signed.event, proto::EVENT_MAX_BYTES).ok()
+    Ok(signed::verify_event_with_certificate(frame)?)
 }
 
 /// [`verify_event_with_certificate`] without the certificate.
 pub fn verify_event(frame: &[u8]) -> Result<OrderEvent, EventError> {
-    verify_event_with_certificate(frame).map(|(e, _)| e)
+    Ok(signed::verify_event(frame)?)
 }
 
-fn verify_signed(signed: SignedEvent) -> Result<OrderEvent, EventError> {
-    let key = PublicKey::try_decode_protobuf(&signed.public_key).map_err(|_| EventError::BadKey)?;
-    if !key.verify(&signed.event, &signed.signature) {
-        return Err(EventError::BadSignature);
-    }
-    let event: OrderEvent = decode_frame(&signed.event, proto::EVENT_MAX_BYTES)?;
-    if event.origin != key.to_peer_id().to_bytes() {
-        return Err(EventError::OriginMismatch);
-    }
-    Ok(event)
-}
+pub use signed::peek_event;
 
 /// Whether a gossiped or synced frame may be taken: its signature is its origin's, and
 /// in an enrolled network (`gate`) the origin is a member whose role emits this kind.

@@ -19,7 +19,6 @@ pub mod hotfolder;
 pub mod inspect;
 pub mod ipp;
 pub mod kiosk;
-pub mod media;
 pub mod membership;
 pub mod net;
 pub mod node;
@@ -29,3 +28,7 @@ pub mod report;
 pub mod roles;
 pub mod store;
 pub mod sync;
+
+/// The memory card: DCF files, the camera's DPOF order, EXIF (parsed in
+/// `printmesh-formats`).
+pub use printmesh_formats::media;

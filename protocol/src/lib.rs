@@ -18,6 +18,7 @@ pub mod order;
 pub mod pinblock;
 pub mod pricing;
 pub mod seal;
+pub mod signed;
 
 pub use card::{CardData, Expiry, Pan};
 pub use ids::{AuthCode, BlobId, OrderId, StoreId};

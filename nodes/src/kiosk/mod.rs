@@ -12,6 +12,8 @@ pub mod pinpad;
 pub mod reader;
 pub mod receipt;
 pub mod run;
-pub mod swipe;
 pub mod thumbs;
 pub mod ui;
+
+/// Card swipes (parsed in `printmesh-formats`).
+pub use printmesh_formats::swipe;

@@ -11,7 +11,6 @@ pub mod console;
 pub mod printing;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
@@ -37,7 +36,7 @@ use printing::Printer;
 /// at most 64 KiB; the frame header follows it).
 pub const IMAGE_HEADER_BYTES: usize = 1024 * 1024;
 /// Largest image the lab agrees to decode, per side.
-pub const MAX_IMAGE_SIDE: u32 = 16_384;
+pub use printmesh_formats::photo::{check_image, MAX_SIDE as MAX_IMAGE_SIDE};
 
 /// Where a job is in the lab.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,21 +149,6 @@ fn queue_key(job: &LabJob) -> Vec<u8> {
     k.extend_from_slice(&job.received_at_ms.to_be_bytes());
     k.extend_from_slice(&job.order_id.to_bytes());
     k
-}
-
-/// Reads a JPEG's header and checks it is a sane, decodable size.
-pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if reader.format() != Some(image::ImageFormat::Jpeg) {
-        return Err("not a JPEG".into());
-    }
-    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
-    if w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
-        return Err(format!("{w}×{h} is outside the sizes the lab prints"));
-    }
-    Ok((w, h))
 }
 
 impl Lab {
