@@ -1,6 +1,10 @@
 //! `printmesh`: one binary, one role per node, plus the demo and operator tools. This
 //! file only parses the command line and calls into the crates.
 
+use printmesh_nodes::roles::acquirer::AcquirerCommand;
+use printmesh_nodes::roles::courier::CourierCommand;
+use printmesh_nodes::roles::kiosk::KioskCommand;
+use printmesh_nodes::roles::lab::LabCommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -385,16 +389,17 @@ fn network(action: NetworkAction) -> Result<bool> {
 /// stopped.
 fn report(config: &NodeConfig, date: Option<chrono::NaiveDate>, csv: bool) -> Result<bool> {
     let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    if let Some(r) = admin_call(&config.data_dir, &AdminRequest::Report { date, csv })? {
+    let role = config.role;
+    let Some(request) = printmesh_nodes::roles::report_request(role, date, csv) else {
+        bail!("{} has no settlement report", role.with_article());
+    };
+    if let Some(r) = admin_call(&config.data_dir, &request)? {
         print!("{}", r.text);
         return Ok(r.ok);
     }
     let db = printmesh_nodes::store::Db::open(&config.data_dir.join("db"))?;
-    let report = match config.role {
-        Role::Acquirer => printmesh_nodes::report::acquirer(&db, date)?,
-        Role::Intermediary => printmesh_nodes::report::intermediary(&db, date)?,
-        Role::Lab => printmesh_nodes::report::lab(&db, date)?,
-        other => bail!("a {other} has no settlement report"),
+    let Some(report) = printmesh_nodes::roles::report_from_db(role, &db, date)? else {
+        bail!("{} has no settlement report", role.with_article());
     };
     print!("{}", report.render(csv));
     Ok(true)
@@ -547,7 +552,11 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                 }
                 Some(KioskAction::Collect { order_id }) => {
                     let order_id: OrderId = order_id.parse()?;
-                    return admin(&config, &AdminRequest::Collect { order_id }, "hand it over");
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&KioskCommand::Collect { order_id }),
+                        "hand it over",
+                    );
                 }
                 Some(KioskAction::Order {
                     card,
@@ -582,7 +591,11 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                 None => printmesh_nodes::node::run_until_signal(config).await?,
                 Some(AcquirerAction::Report { date, csv }) => return report(&config, date, csv),
                 Some(AcquirerAction::Settle) => {
-                    return admin(&config, &AdminRequest::Settle, "settle");
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&AcquirerCommand::Settle),
+                        "settle",
+                    );
                 }
                 Some(AcquirerAction::Key) => {
                     let path = printmesh_nodes::roles::acquirer::seal_pub_path(&config.data_dir);
@@ -603,13 +616,13 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                 Some(LabAction::Report { date, csv }) => return report(&config, date, csv),
                 Some(LabAction::Ship { order_id, all }) => {
                     let request = match (order_id, all) {
-                        (Some(id), false) => AdminRequest::Ship {
+                        (Some(id), false) => LabCommand::Ship {
                             order_id: id.parse()?,
                         },
-                        (None, true) => AdminRequest::ShipAllPrinted,
+                        (None, true) => LabCommand::ShipAllPrinted,
                         _ => bail!("give an order id or --all"),
                     };
-                    return admin(&config, &request, "ship");
+                    return admin(&config, &AdminRequest::role(&request), "ship");
                 }
                 Some(LabAction::Console) => {
                     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -621,7 +634,7 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                     let order_id: OrderId = order_id.parse()?;
                     return admin(
                         &config,
-                        &AdminRequest::MarkPrinted { order_id },
+                        &AdminRequest::role(&LabCommand::MarkPrinted { order_id }),
                         "mark it printed",
                     );
                 }
@@ -629,12 +642,16 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                     let order_id: OrderId = order_id.parse()?;
                     return admin(
                         &config,
-                        &AdminRequest::Reprint { order_id },
+                        &AdminRequest::role(&LabCommand::Reprint { order_id }),
                         "print it again",
                     );
                 }
                 Some(LabAction::Status) => {
-                    return admin(&config, &AdminRequest::LabStatus, "see its status");
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&LabCommand::LabStatus),
+                        "see its status",
+                    );
                 }
             }
         }
@@ -644,18 +661,26 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             match action {
                 None => printmesh_nodes::node::run_until_signal(config).await?,
                 Some(CourierAction::Manifest) => {
-                    return admin(&config, &AdminRequest::Manifest, "show its manifest")
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&CourierCommand::Manifest),
+                        "show its manifest",
+                    )
                 }
                 Some(CourierAction::Depart { order_id }) => {
                     let order_id = id(order_id)?;
-                    return admin(&config, &AdminRequest::Depart { order_id }, "report it");
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&CourierCommand::Depart { order_id }),
+                        "report it",
+                    );
                 }
                 Some(CourierAction::Deliver { order_id, store }) => {
                     let order_id = id(order_id)?;
                     let store = store.map(|s| s.parse()).transpose()?;
                     return admin(
                         &config,
-                        &AdminRequest::Deliver { order_id, store },
+                        &AdminRequest::role(&CourierCommand::Deliver { order_id, store }),
                         "report it",
                     );
                 }

@@ -144,17 +144,11 @@ fn sealed_requests(key: &SealKey, n: usize, first: u64) -> Vec<SealedAuthorise> 
 async fn in_process(group_commit: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let network = format!("bench-{}", rand::random::<u32>());
-    let (node, mut rx) = start(config(
-        dir.path(),
-        Role::Acquirer,
-        &network,
-        vec![],
-        group_commit,
-    ))
-    .await
-    .unwrap();
+    let config = config(dir.path(), Role::Acquirer, &network, vec![], group_commit);
+    let section = config.acquirer.clone().unwrap();
+    let (node, mut rx) = start(config).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone()).unwrap();
+    let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone(), section).unwrap();
     acquirer.start();
     let key = seal_key(&node);
     let queue = Arc::new(std::sync::Mutex::new(sealed_requests(&key, AUTHS, 1_000)));
@@ -407,11 +401,11 @@ async fn raw_two_hop(size: usize) -> Vec<Duration> {
 async fn acquirer_latency() -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let network = format!("bench-{}", rand::random::<u32>());
-    let (node, mut rx) = start(config(dir.path(), Role::Acquirer, &network, vec![], true))
-        .await
-        .unwrap();
+    let config = config(dir.path(), Role::Acquirer, &network, vec![], true);
+    let section = config.acquirer.clone().unwrap();
+    let (node, mut rx) = start(config).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone()).unwrap();
+    let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone(), section).unwrap();
     acquirer.start();
     let key = seal_key(&node);
     let via = node.peer_id().to_bytes();

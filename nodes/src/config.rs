@@ -12,33 +12,15 @@ use printmesh_protocol::money::Currency;
 use printmesh_protocol::pricing::{PriceEntry, PriceList, PrintSize};
 use printmesh_protocol::StoreId;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::kiosk::app::CreditPin;
 use crate::kiosk::i18n::Lang;
 use crate::kiosk::reader::CardReaderConfig;
 use crate::kiosk::receipt::PrinterConfig;
 
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
-fn default_network() -> String {
-    "printmesh".to_string()
-}
-
-fn default_listen() -> Vec<String> {
-    vec!["/ip4/0.0.0.0/tcp/0".to_string()]
-}
+pub use printmesh_runtime::config::{
+    default_listen, default_network, parse, read, ConfigError, LimitsConfig, MembershipConfig,
+};
 
 /// One node: its role, where its state lives, how it finds its peers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,91 +58,6 @@ pub struct NodeConfig {
     /// How many requests a peer may send this node (`[limits]`; defaults suit a store).
     #[serde(default)]
     pub limits: LimitsConfig,
-}
-
-/// `[limits]`: requests a second a peer may send this node, sustained and in a burst,
-/// by the role it proved; the same budget holds for the events a node of that role
-/// gossips. Over its budget a peer's requests (or events) are dropped, and a peer
-/// that keeps on is cut off for a minute (see `net::CUT_OFF_FOR`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// A kiosk (or courier) sends an order every few seconds.
-    pub kiosk_requests_per_sec: f64,
-    pub kiosk_request_burst: f64,
-    /// An intermediary sends its acquirer thousands of authorisations a second at a
-    /// busy hour; labs and acquirers answer each other's settlements.
-    pub service_requests_per_sec: f64,
-    pub service_request_burst: f64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            kiosk_requests_per_sec: 20.0,
-            kiosk_request_burst: 100.0,
-            service_requests_per_sec: 20_000.0,
-            service_request_burst: 40_000.0,
-        }
-    }
-}
-
-impl LimitsConfig {
-    fn validate(&self) -> Result<(), String> {
-        for (name, rate, burst) in [
-            (
-                "kiosk",
-                self.kiosk_requests_per_sec,
-                self.kiosk_request_burst,
-            ),
-            (
-                "service",
-                self.service_requests_per_sec,
-                self.service_request_burst,
-            ),
-        ] {
-            if !(rate.is_finite() && rate > 0.0 && burst.is_finite() && burst >= 1.0) {
-                return Err(format!(
-                    "limits.{name}_requests_per_sec must be above 0 and limits.{name}_request_burst at least 1"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// (per second, burst) of the events an origin in `role` gossips. A kiosk's are
-    /// its customers collecting; a courier reports every parcel of a round at once,
-    /// so it has the services' budget.
-    pub fn events(&self, role: Role) -> (f64, f64) {
-        match role {
-            Role::Kiosk | Role::Content => self.requests(Role::Kiosk),
-            _ => self.requests(Role::Intermediary),
-        }
-    }
-
-    /// (per second, burst) for a peer in `role`.
-    pub fn requests(&self, role: Role) -> (f64, f64) {
-        match role {
-            Role::Kiosk | Role::Courier | Role::Content => {
-                (self.kiosk_requests_per_sec, self.kiosk_request_burst)
-            }
-            Role::Intermediary | Role::Acquirer | Role::Lab => {
-                (self.service_requests_per_sec, self.service_request_burst)
-            }
-        }
-    }
-}
-
-/// `[membership]`: what `printmesh network init|enroll` made for this node.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MembershipConfig {
-    /// The network's root public key (hex, as `network init` prints it).
-    pub root_public_key: String,
-    /// This node's certificate file (`issued/<serial>.cert`).
-    pub certificate: PathBuf,
-    /// A folder of revocation files (`*.rev`) the node loads at start.
-    pub revocations: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -535,20 +432,6 @@ pub struct PriceFile {
     pub prices: BTreeMap<String, i64>,
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })
-}
-
 /// Loads a price list file.
 pub fn load_prices(path: &Path) -> Result<PriceList, ConfigError> {
     let file: PriceFile = parse(path, &read(path)?)?;
@@ -677,26 +560,25 @@ impl NodeConfig {
         }
     }
 
+    /// The part the runtime reads, with the store of a role that belongs to one.
+    pub fn common(&self) -> printmesh_runtime::config::NodeConfig {
+        printmesh_runtime::config::NodeConfig {
+            role: self.role,
+            name: self.name.clone(),
+            network: self.network.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            peers: self.peers.clone(),
+            mdns: self.mdns,
+            psk_file: self.psk_file.clone(),
+            membership: self.membership.clone(),
+            limits: self.limits,
+            store: self.kiosk.as_ref().map(|k| k.store.clone()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() {
-            return Err("name is empty".into());
-        }
-        self.limits.validate()?;
-        for addr in self.listen.iter().chain(&self.peers) {
-            let parsed = addr
-                .parse::<Multiaddr>()
-                .map_err(|e| format!("{addr:?} is not a multiaddr: {e}"))?;
-            use libp2p::multiaddr::Protocol;
-            let mut parts = parsed.iter();
-            let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
-            let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
-            let rest_ok = parts.all(|p| matches!(p, Protocol::P2p(_)));
-            if !(ip && tcp && rest_ok) {
-                return Err(format!(
-                    "{addr:?}: printmesh nodes speak TCP; use /ip4/ADDR/tcp/PORT (optionally /p2p/PEER_ID)"
-                ));
-            }
-        }
+        self.common().validate()?;
         let section = match self.role {
             Role::Kiosk => self.kiosk.is_some(),
             Role::Intermediary => self.intermediary.is_some(),
@@ -729,11 +611,17 @@ impl NodeConfig {
     }
 
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.listen.iter().filter_map(|a| a.parse().ok()).collect()
+        self.common().listen_addrs()
     }
 
     pub fn peer_addrs(&self) -> Vec<Multiaddr> {
-        self.peers.iter().filter_map(|a| a.parse().ok()).collect()
+        self.common().peer_addrs()
+    }
+}
+
+impl From<NodeConfig> for printmesh_runtime::config::NodeConfig {
+    fn from(config: NodeConfig) -> Self {
+        config.common()
     }
 }
 

@@ -313,7 +313,10 @@ async fn lab_operator(lab_data_dir: PathBuf) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let dir = lab_data_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            crate::node::admin_call(&dir, &crate::node::AdminRequest::ShipAllPrinted)
+            crate::node::admin_call(
+                &dir,
+                &crate::node::AdminRequest::role(&crate::roles::lab::LabCommand::ShipAllPrinted),
+            )
         })
         .await;
     }
@@ -379,7 +382,7 @@ pub fn order_line(o: &KioskOrder) -> String {
         other => format!(
             "order {}  {}  ({card}, {})",
             o.order_id,
-            crate::roles::intermediary::summary(other),
+            other.summary(),
             o.total
         ),
     }

@@ -19,7 +19,7 @@ use printmesh_nodes::net::PrintProto;
 use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
 use printmesh_nodes::render::{self, PrintSpec};
 use printmesh_nodes::roles::lab::printing::job_pdf;
-use printmesh_nodes::roles::lab::LabStatus;
+use printmesh_nodes::roles::lab::{LabCommand, LabStatus};
 use printmesh_protocol::messages::{OrderLine, PrintJob, PrintRequest, PrintResponse, Role};
 use printmesh_protocol::pricing::{Fit, PrintSize};
 use printmesh_protocol::OrderId;
@@ -172,11 +172,12 @@ async fn a_job_pdf_prints_on_cups_page_for_page_and_a_broken_one_stops() {
 
 fn lab_status(lab: &Node) -> LabStatus {
     let dir = lab.config.data_dir.clone();
-    let r = std::thread::spawn(move || admin_call(&dir, &AdminRequest::LabStatus))
-        .join()
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let r =
+        std::thread::spawn(move || admin_call(&dir, &AdminRequest::role(&LabCommand::LabStatus)))
+            .join()
+            .unwrap()
+            .unwrap()
+            .unwrap();
     assert!(r.ok, "{}", r.text);
     serde_json::from_str(&r.text).unwrap()
 }

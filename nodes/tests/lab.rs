@@ -18,8 +18,10 @@ use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::{CourierConfig, LabConfig, NodeConfig};
 use printmesh_nodes::hotfolder::parse_autprint;
 use printmesh_nodes::net::{NodeEvent, PrintProto};
+use printmesh_nodes::node::RoleCommand;
 use printmesh_nodes::node::{admin_call, serve, start, start_role, AdminRequest, Node};
-use printmesh_nodes::roles::lab::{Lab, LabStatus};
+use printmesh_nodes::roles::courier::CourierCommand;
+use printmesh_nodes::roles::lab::{Lab, LabCommand, LabStatus};
 use printmesh_protocol::messages::{
     EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role,
 };
@@ -81,15 +83,18 @@ async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) ->
 }
 
 fn status(lab: &Node) -> LabStatus {
-    let r = admin_call(&lab.config.data_dir, &AdminRequest::LabStatus)
-        .unwrap()
-        .unwrap();
+    let r = admin_call(
+        &lab.config.data_dir,
+        &AdminRequest::role(&LabCommand::LabStatus),
+    )
+    .unwrap()
+    .unwrap();
     assert!(r.ok, "{}", r.text);
     serde_json::from_str(&r.text).unwrap()
 }
 
-fn admin(node: &Node, request: AdminRequest) -> (bool, String) {
-    let r = admin_call(&node.config.data_dir, &request)
+fn admin<C: RoleCommand>(node: &Node, command: C) -> (bool, String) {
+    let r = admin_call(&node.config.data_dir, &AdminRequest::role(&command))
         .unwrap()
         .unwrap();
     (r.ok, r.text)
@@ -243,12 +248,12 @@ hot_folder = "hot"
     assert_eq!(s.printers[0].job.as_deref(), Some(id.to_string().as_str()));
 
     // Not printed yet: the courier cannot have it.
-    let (ok, text) = admin(&lab, AdminRequest::Ship { order_id: id });
+    let (ok, text) = admin(&lab, LabCommand::Ship { order_id: id });
     assert!(!ok && text.contains("not printed"), "{text}");
 
     // The operator sends it again before the minilab took it: the first folder is
     // taken back (its disappearing is not "printed"), and the job comes out anew.
-    let (ok, text) = admin(&lab, AdminRequest::Reprint { order_id: id });
+    let (ok, text) = admin(&lab, LabCommand::Reprint { order_id: id });
     assert!(ok, "{text}");
     let first_reprint = hot.join(format!("{id}-R1"));
     wait_for("the order again in the hot folder", 60, || {
@@ -276,7 +281,7 @@ hot_folder = "hot"
     .await;
 
     // A bad print: again, into its own folder.
-    let (ok, text) = admin(&lab, AdminRequest::Reprint { order_id: id });
+    let (ok, text) = admin(&lab, LabCommand::Reprint { order_id: id });
     assert!(ok, "{text}");
     let again = hot.join(format!("{id}-R2"));
     wait_for("the reprint in the hot folder", 60, || {
@@ -295,11 +300,11 @@ hot_folder = "hot"
     assert_eq!(status(&lab).made_today, 6);
 
     // Handed to the courier: picked up, shipped (capture), on the manifest.
-    let (ok, text) = admin(&lab, AdminRequest::ShipAllPrinted);
+    let (ok, text) = admin(&lab, LabCommand::ShipAllPrinted);
     assert!(ok, "{text}");
     assert!(text.contains("courier"), "{text}");
     assert_eq!(job_status(&lab, id), None, "a shipped job leaves the queue");
-    let (ok, manifest) = admin(&courier, AdminRequest::Manifest);
+    let (ok, manifest) = admin(&courier, CourierCommand::Manifest);
     assert!(ok);
     let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(manifest[0]["order_id"], id.to_string());
@@ -311,11 +316,11 @@ hot_folder = "hot"
     })
     .await;
 
-    let (ok, text) = admin(&courier, AdminRequest::Depart { order_id: None });
+    let (ok, text) = admin(&courier, CourierCommand::Depart { order_id: None });
     assert!(ok && text.contains("in transit"), "{text}");
     let (ok, text) = admin(
         &courier,
-        AdminRequest::Deliver {
+        CourierCommand::Deliver {
             order_id: None,
             store: Some("store-other".parse().unwrap()),
         },
@@ -323,7 +328,7 @@ hot_folder = "hot"
     assert!(ok && text.contains("no parcels"), "{text}");
     let (ok, text) = admin(
         &courier,
-        AdminRequest::Deliver {
+        CourierCommand::Deliver {
             order_id: Some(id),
             store: None,
         },
@@ -350,7 +355,7 @@ hot_folder = "hot"
     // Delivering again announces it again (a store may have missed the event).
     let (ok, text) = admin(
         &courier,
-        AdminRequest::Deliver {
+        CourierCommand::Deliver {
             order_id: Some(id),
             store: None,
         },
@@ -358,7 +363,7 @@ hot_folder = "hot"
     assert!(ok && text.contains("announced again"), "{text}");
     let (ok, _) = admin(
         &courier,
-        AdminRequest::Deliver {
+        CourierCommand::Deliver {
             order_id: Some(OrderId::from_parts(9, 9)),
             store: None,
         },
@@ -445,7 +450,7 @@ async fn a_promise_at_risk_is_shown_and_once_it_slips_the_store_is_told() {
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
     // The only printer is not there: nothing prints.
-    let (node, rx) = start(lab_config(
+    let config = lab_config(
         dir.path(),
         &network,
         r#"
@@ -458,10 +463,10 @@ name = "gone"
 prints_per_hour = 100
 ipp = "ipp://127.0.0.1:9/printers/none"
 "#,
-    ))
-    .await
-    .unwrap();
-    let lab: Arc<Lab> = Lab::open(node.clone()).unwrap();
+    );
+    let section = config.lab.clone().unwrap();
+    let (node, rx) = start(config).await.unwrap();
+    let lab: Arc<Lab> = Lab::open(node.clone(), section).unwrap();
     lab.start();
     tokio::spawn(serve(node.clone(), lab.clone(), rx));
     let kiosk = listener(dir.path(), &network, Role::Kiosk, addr(&node).await).await;
@@ -538,9 +543,9 @@ ipp = "ipp://127.0.0.1:9/printers/none"
         Some(delivery_date.format("%m-%d").to_string())
     );
     // A manual mark-printed and hand-over still work without the printer.
-    let (ok, text) = admin(&node, AdminRequest::MarkPrinted { order_id: id });
+    let (ok, text) = admin(&node, LabCommand::MarkPrinted { order_id: id });
     assert!(ok, "{text}");
-    let (ok, text) = admin(&node, AdminRequest::Ship { order_id: id });
+    let (ok, text) = admin(&node, LabCommand::Ship { order_id: id });
     assert!(ok && text.contains("no courier"), "{text}");
     node.shutdown().await;
 }

@@ -866,7 +866,9 @@ async fn an_event_passed_on_in_a_sync_is_judged_as_gossip_is() {
         "Store",
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo/prices.toml"),
     ));
-    let (kiosk, mut rx) = printmesh_nodes::node::start(kiosk_cfg).await.unwrap();
+    let (kiosk, mut rx) = printmesh_nodes::node::start(kiosk_cfg.common())
+        .await
+        .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let (collected, shipped) = (OrderId::from_parts(31, 1), OrderId::from_parts(31, 2));
     kiosk.emit(collected, EventKind::Collected).await;

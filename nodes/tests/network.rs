@@ -77,7 +77,7 @@ async fn addr(node: &Node) -> String {
 /// A bare node (no role running) announcing `role`, connected to `peer_addr`, used as a
 /// test client.
 async fn client_node(dir: &Path, network: &str, role: Role, peer_addr: String) -> Node {
-    let (node, mut rx) = start(config(dir, role, network, vec![peer_addr]))
+    let (node, mut rx) = start(config(dir, role, network, vec![peer_addr]).common())
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -1126,7 +1126,7 @@ async fn a_kiosk_submits_its_own_stores_orders_only() {
     if let Some(k) = cfg.kiosk.as_mut() {
         k.store = "store-other".parse().unwrap();
     }
-    let (theirs, mut rx) = start(cfg).await.unwrap();
+    let (theirs, mut rx) = start(cfg.common()).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     theirs
         .client
@@ -1190,7 +1190,7 @@ async fn a_kiosk_keeps_the_events_of_its_own_orders_only() {
     std::fs::create_dir_all(dir.path().join("acquirer")).unwrap();
     std::fs::write(dir.path().join("acquirer/seal.pub"), key.to_hex()).unwrap();
     // A lab's node, whose events the kiosk hears by gossip.
-    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]).common())
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -1329,7 +1329,7 @@ async fn a_node_that_was_away_catches_up_on_the_events_it_missed() {
     let network = format!("net-{}", rand::random::<u32>());
     // A lab's node works while nobody is there to hear it: 300 events, more than one
     // page of a sync answer, gossiped to no one.
-    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]).common())
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -1513,7 +1513,7 @@ async fn forged_events_a_peer_passes_on_in_a_sync_are_refused() {
 
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
-    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]).common())
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -1591,7 +1591,7 @@ async fn a_kiosks_backlog_comes_by_sync_at_its_budgets_pace_and_whole() {
     let network = format!("net-{}", rand::random::<u32>());
     // A lab's node holds 300 of one kiosk's events (its customers collecting): more
     // than a kiosk may send at once (burst 100, then 20 a second).
-    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]))
+    let (lab, mut rx) = start(config(&dir.path().join("l"), Role::Lab, &network, vec![]).common())
         .await
         .unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });

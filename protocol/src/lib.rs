@@ -19,6 +19,7 @@ pub mod pinblock;
 pub mod pricing;
 pub mod seal;
 pub mod signed;
+pub mod wire;
 
 pub use card::{CardData, Expiry, Pan};
 pub use ids::{AuthCode, BlobId, OrderId, StoreId};

@@ -51,9 +51,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cards::load_cards;
+use crate::config::AcquirerConfig;
 use crate::net::{AuthProto, Inbound, NodeEvent, SettleProto};
-use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
 use crate::store::{StoreError, Tree, WriteSet};
+use printmesh_protocol::messages::Role;
 
 /// Most requests decided and stored in one group commit.
 pub const MAX_BATCH: usize = 512;
@@ -420,12 +422,7 @@ fn request_digest(req: &SealedAuthorise, card: &Result<CardFacts, SealError>) ->
 }
 
 impl Acquirer {
-    pub fn open(node: Node) -> Result<Arc<Acquirer>, NodeError> {
-        let config = node
-            .config
-            .acquirer
-            .clone()
-            .ok_or_else(|| NodeError::Role("no [acquirer] section".into()))?;
+    pub fn open(node: Node, config: AcquirerConfig) -> Result<Arc<Acquirer>, NodeError> {
         let token_key = load_or_create_key(&node, "token.key", || rand::thread_rng().gen())?;
         let pvv_key = load_or_create_key(&node, "pvv.key", || rand::thread_rng().gen())?;
         let mut seal_bytes = load_or_create_key(&node, "seal.key", || {
@@ -1272,15 +1269,27 @@ impl Acquirer {
         responder.respond(response);
     }
 
-    async fn on_admin(&self, request: AdminRequest) -> AdminResponse {
-        match request {
-            AdminRequest::Settle => AdminResponse::from_result(self.settle().await),
-            AdminRequest::Report { date, csv } => AdminResponse::from_result(
+    async fn on_admin(&self, command: AcquirerCommand) -> AdminResponse {
+        match command {
+            AcquirerCommand::Settle => AdminResponse::from_result(self.settle().await),
+            AcquirerCommand::Report { date, csv } => AdminResponse::from_result(
                 crate::report::acquirer(&self.node.db, date).map(|r| r.render(csv)),
             ),
-            other => AdminResponse::unsupported("an acquirer", &other),
         }
     }
+}
+
+/// An acquirer's admin commands (`printmesh acquirer settle|report`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AcquirerCommand {
+    /// Close a settlement batch with each intermediary.
+    Settle,
+    /// The reconciliation report of a day.
+    Report { date: chrono::NaiveDate, csv: bool },
+}
+
+impl RoleCommand for AcquirerCommand {
+    const ROLE: Role = Role::Acquirer;
 }
 
 /// A capture or void that can never pass.
@@ -1303,9 +1312,9 @@ impl RoleHandler for Acquirer {
         match event {
             NodeEvent::Auth(inbound) => self.on_auth(inbound).await,
             NodeEvent::Admin(admin) => {
-                let (request, reply) = admin.into_parts();
-                let response = self.on_admin(request).await;
-                let _ = reply.send(response);
+                if let Some((command, reply)) = admin.command::<AcquirerCommand>() {
+                    let _ = reply.send(self.on_admin(command).await);
+                }
             }
             NodeEvent::Settle(inbound) => {
                 let (_, request, responder) = inbound.into_parts();

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CourierConfig;
 use crate::net::{Inbound, NodeEvent, ShipProto};
-use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
 use crate::store::{StoreError, Tree};
+use printmesh_protocol::messages::Role;
 
 /// Where a parcel is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,12 +54,7 @@ pub struct Courier {
 }
 
 impl Courier {
-    pub fn open(node: Node) -> Result<Arc<Courier>, NodeError> {
-        let config = node
-            .config
-            .courier
-            .clone()
-            .ok_or_else(|| NodeError::Role("no [courier] section".into()))?;
+    pub fn open(node: Node, config: CourierConfig) -> Result<Arc<Courier>, NodeError> {
         Ok(Arc::new(Courier {
             manifest: node.db.tree("manifest")?,
             node,
@@ -338,22 +334,43 @@ impl RoleHandler for Courier {
         match event {
             NodeEvent::Ship(inbound) => self.on_ship(inbound).await,
             NodeEvent::Admin(admin) => {
-                let (request, reply) = admin.into_parts();
-                let response = match request {
-                    AdminRequest::Manifest => AdminResponse::from_result(self.manifest_text()),
-                    AdminRequest::Depart { order_id } => {
-                        AdminResponse::from_result(self.depart(order_id).await)
-                    }
-                    AdminRequest::Deliver { order_id, store } => {
-                        AdminResponse::from_result(self.deliver(order_id, store).await)
-                    }
-                    other => AdminResponse::unsupported("a courier", &other),
-                };
-                let _ = reply.send(response);
+                if let Some((command, reply)) = admin.command::<CourierCommand>() {
+                    let response = match command {
+                        CourierCommand::Manifest => {
+                            AdminResponse::from_result(self.manifest_text())
+                        }
+                        CourierCommand::Depart { order_id } => {
+                            AdminResponse::from_result(self.depart(order_id).await)
+                        }
+                        CourierCommand::Deliver { order_id, store } => {
+                            AdminResponse::from_result(self.deliver(order_id, store).await)
+                        }
+                    };
+                    let _ = reply.send(response);
+                }
             }
             _ => {}
         }
     }
+}
+
+/// A courier's admin commands (`printmesh courier manifest|depart|deliver`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CourierCommand {
+    /// The manifest (JSON).
+    Manifest,
+    /// Parcels leave the depot (one order, or every picked-up one).
+    Depart { order_id: Option<OrderId> },
+    /// Parcels handed to the store (one order, or every one for a store, or every one
+    /// in transit).
+    Deliver {
+        order_id: Option<OrderId>,
+        store: Option<StoreId>,
+    },
+}
+
+impl RoleCommand for CourierCommand {
+    const ROLE: Role = Role::Courier;
 }
 
 /// What `printmesh inspect` shows of a courier: its manifest.

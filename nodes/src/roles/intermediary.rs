@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::blobs::send_blob;
 use crate::config::load_prices;
+use crate::config::IntermediaryConfig;
 use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto, SettleProto};
-use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
 use crate::roles::OrderLocks;
 use crate::store::{StoreError, Tree, WriteSet};
 
@@ -165,12 +166,7 @@ fn work_keys(o: &RoutedOrder) -> Vec<Vec<u8>> {
 }
 
 impl Intermediary {
-    pub fn open(node: Node) -> Result<Arc<Intermediary>, NodeError> {
-        let config = node
-            .config
-            .intermediary
-            .clone()
-            .ok_or_else(|| NodeError::Role("no [intermediary] section".into()))?;
+    pub fn open(node: Node, config: IntermediaryConfig) -> Result<Arc<Intermediary>, NodeError> {
         let me = Intermediary {
             prices: load_prices(&config.prices)?,
             commission_bps: config.commission_bps,
@@ -1054,18 +1050,29 @@ impl RoleHandler for Intermediary {
             NodeEvent::Event(event) => self.on_event(event).await,
             NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
             NodeEvent::Admin(admin) => {
-                let (request, reply) = admin.into_parts();
-                let response = match request {
-                    AdminRequest::Report { date, csv } => AdminResponse::from_result(
-                        crate::report::intermediary(&self.node.db, date).map(|r| r.render(csv)),
-                    ),
-                    other => AdminResponse::unsupported("an intermediary", &other),
-                };
-                let _ = reply.send(response);
+                if let Some((command, reply)) = admin.command::<IntermediaryCommand>() {
+                    let response = match command {
+                        IntermediaryCommand::Report { date, csv } => AdminResponse::from_result(
+                            crate::report::intermediary(&self.node.db, date).map(|r| r.render(csv)),
+                        ),
+                    };
+                    let _ = reply.send(response);
+                }
             }
             _ => {}
         }
     }
+}
+
+/// An intermediary's admin commands (`printmesh intermediary report`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum IntermediaryCommand {
+    /// The reconciliation report of a day.
+    Report { date: chrono::NaiveDate, csv: bool },
+}
+
+impl RoleCommand for IntermediaryCommand {
+    const ROLE: Role = Role::Intermediary;
 }
 
 /// What `printmesh inspect` shows of an intermediary.
@@ -1077,7 +1084,7 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         let stage = match &o.stage {
             Stage::Received => "received".to_string(),
             Stage::Authorised { .. } => "authorised".to_string(),
-            Stage::Answered(r) => format!("answered: {}", summary(r)),
+            Stage::Answered(r) => format!("answered: {}", r.summary()),
         };
         out.push(serde_json::json!({
             "order_id": o.order_id.to_string(), "store": o.store.to_string(), "total_minor": o.total.amount_minor(),
@@ -1087,17 +1094,4 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         }));
     }
     Ok(serde_json::json!({ "role": "intermediary", "orders": out }))
-}
-
-/// One-line description of an order answer.
-pub fn summary(r: &OrderResponse) -> String {
-    match r {
-        OrderResponse::Accepted(a) => {
-            format!("approved {} delivery {}", a.auth_code, a.delivery_date)
-        }
-        OrderResponse::Declined { code, .. } => format!("declined {code}"),
-        OrderResponse::Rejected { reason, .. } => format!("rejected: {reason}"),
-        OrderResponse::MissingBlobs { blobs, .. } => format!("missing {} images", blobs.len()),
-        OrderResponse::Unavailable { reason, .. } => format!("unavailable: {reason}"),
-    }
 }

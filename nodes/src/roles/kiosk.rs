@@ -29,7 +29,7 @@ use crate::blobs::{send_blob, BlobError};
 use crate::config::{load_prices, KioskConfig};
 use crate::media::{scan, MediaError};
 use crate::net::{NodeEvent, OrderProto};
-use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
 use crate::store::{StoreError, Tree};
 
 /// Longest pause between two delivery attempts of one order.
@@ -175,12 +175,7 @@ pub fn draft_from_card(
 }
 
 impl Kiosk {
-    pub fn open(node: Node) -> Result<Arc<Kiosk>, NodeError> {
-        let config = node
-            .config
-            .kiosk
-            .clone()
-            .ok_or_else(|| NodeError::Role("no [kiosk] section".into()))?;
+    pub fn open(node: Node, config: KioskConfig) -> Result<Arc<Kiosk>, NodeError> {
         Ok(Arc::new(Kiosk {
             prices: load_prices(&config.prices)?,
             outbox: node.db.tree("outbox")?,
@@ -666,7 +661,7 @@ impl Kiosk {
         if let Ok(mut map) = self.pins.lock() {
             map.remove(&order_id);
         }
-        tracing::info!(%order_id, answer = %crate::roles::intermediary::summary(&order.answer), "answered");
+        tracing::info!(%order_id, answer = %order.answer.summary(), "answered");
         self.answered.notify_waiters();
         Ok(())
     }
@@ -701,20 +696,31 @@ impl RoleHandler for Kiosk {
                 }
             }
             NodeEvent::Admin(admin) => {
-                let (request, reply) = admin.into_parts();
-                let response = match request {
-                    AdminRequest::Collect { order_id } => AdminResponse::from_result(
-                        self.mark_collected(order_id)
-                            .await
-                            .map(|()| format!("order {order_id} collected")),
-                    ),
-                    other => AdminResponse::unsupported("a kiosk", &other),
-                };
-                let _ = reply.send(response);
+                if let Some((command, reply)) = admin.command::<KioskCommand>() {
+                    let response = match command {
+                        KioskCommand::Collect { order_id } => AdminResponse::from_result(
+                            self.mark_collected(order_id)
+                                .await
+                                .map(|()| format!("order {order_id} collected")),
+                        ),
+                    };
+                    let _ = reply.send(response);
+                }
             }
             _ => {}
         }
     }
+}
+
+/// A kiosk's admin commands (`printmesh kiosk collect`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KioskCommand {
+    /// The customer has their prints (counter mode without the screen).
+    Collect { order_id: OrderId },
+}
+
+impl RoleCommand for KioskCommand {
+    const ROLE: Role = Role::Kiosk;
 }
 
 /// The delivery date as the order's events last set it: a lab's `Rescheduled` moves
@@ -755,7 +761,7 @@ pub fn order_json(o: &KioskOrder) -> serde_json::Value {
             serde_json::json!({ "outcome": "rejected", "reason": reason })
         }
         other => {
-            serde_json::json!({ "outcome": "pending", "reason": crate::roles::intermediary::summary(other) })
+            serde_json::json!({ "outcome": "pending", "reason": other.summary() })
         }
     };
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {

@@ -1,4 +1,6 @@
-//! The roles. Each is a [`crate::node::RoleHandler`] that owns its sled trees.
+//! The roles. Each is a [`crate::node::RoleHandler`] that owns its sled trees, in a
+//! folder (or file) of its own; no role imports another. This is the one place that
+//! matches on the role: starting the role a config names.
 
 pub mod acquirer;
 pub mod courier;
@@ -9,7 +11,14 @@ pub mod lab;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::NaiveDate;
+use printmesh_protocol::messages::Role;
 use printmesh_protocol::OrderId;
+use printmesh_runtime::node::{self, serve, shutdown_signal, AdminRequest, Node, NodeError};
+use printmesh_runtime::store::{Db, StoreError};
+
+use crate::config::NodeConfig;
+use crate::report::Report;
 
 /// One async lock per order id, so concurrent duplicates of a request run one after
 /// the other and the second sees the first's answer. Entries are dropped when no
@@ -51,4 +60,105 @@ impl Drop for OrderGuard<'_> {
             }
         }
     }
+}
+
+/// The config's section for its role, or the error naming it.
+fn section<T>(section: Option<T>, role: Role) -> Result<T, NodeError> {
+    section.ok_or_else(|| NodeError::Role(format!("no [{role}] section")))
+}
+
+/// Starts the role a config names. Returns the node once its role is serving.
+pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
+    let role = config.role;
+    if role == Role::Content {
+        return Err(NodeError::Role(format!("role {role} is not available yet")));
+    }
+    if role == Role::Kiosk {
+        return start_kiosk(config).await.map(|(node, _)| node);
+    }
+    let (node, rx) = node::start(config.common()).await?;
+    match role {
+        Role::Acquirer => {
+            let r = acquirer::Acquirer::open(node.clone(), section(config.acquirer, role)?)?;
+            r.start();
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Intermediary => {
+            let r = intermediary::Intermediary::open(
+                node.clone(),
+                section(config.intermediary, role)?,
+            )?;
+            r.start();
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Lab => {
+            let r = lab::Lab::open(node.clone(), section(config.lab, role)?)?;
+            r.start();
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Courier => {
+            let r = courier::Courier::open(node.clone(), section(config.courier, role)?)?;
+            r.start();
+            tokio::spawn(serve(node.clone(), r, rx));
+        }
+        Role::Kiosk | Role::Content => {}
+    }
+    Ok(node)
+}
+
+/// `printmesh <role> --config FILE`: runs one node until a signal, printing one
+/// `listening <multiaddr>` line per address on stdout.
+pub async fn run_until_signal(config: NodeConfig) -> Result<(), NodeError> {
+    let role = config.role;
+    let name = config.name.clone();
+    let node = start_role(config).await?;
+    for addr in node.addresses().await {
+        println!("listening {addr}");
+    }
+    println!("ready {role} {name} {}", node.peer_id());
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Starts a kiosk node and returns its order API too.
+pub async fn start_kiosk(config: NodeConfig) -> Result<(Node, Arc<kiosk::Kiosk>), NodeError> {
+    if config.role != Role::Kiosk {
+        return Err(NodeError::Role(format!(
+            "config is for a {}, not a kiosk",
+            config.role
+        )));
+    }
+    let (node, rx) = node::start(config.common()).await?;
+    let kiosk = kiosk::Kiosk::open(node.clone(), section(config.kiosk, Role::Kiosk)?)?;
+    tokio::spawn(kiosk.clone().run_outbox());
+    tokio::spawn(serve(node.clone(), kiosk.clone(), rx));
+    Ok((node, kiosk))
+}
+
+/// The admin request for a day's settlement report of a role that keeps one.
+pub fn report_request(role: Role, date: NaiveDate, csv: bool) -> Option<AdminRequest> {
+    match role {
+        Role::Acquirer => Some(AdminRequest::role(&acquirer::AcquirerCommand::Report {
+            date,
+            csv,
+        })),
+        Role::Intermediary => Some(AdminRequest::role(
+            &intermediary::IntermediaryCommand::Report { date, csv },
+        )),
+        Role::Lab => Some(AdminRequest::role(&lab::LabCommand::Report { date, csv })),
+        Role::Kiosk | Role::Courier | Role::Content => None,
+    }
+}
+
+/// A day's settlement report read from a stopped node's database (`None`: the role
+/// keeps none).
+pub fn report_from_db(role: Role, db: &Db, date: NaiveDate) -> Result<Option<Report>, StoreError> {
+    Ok(match role {
+        Role::Acquirer => Some(crate::report::acquirer(db, date)?),
+        Role::Intermediary => Some(crate::report::intermediary(db, date)?),
+        Role::Lab => Some(crate::report::lab(db, date)?),
+        Role::Kiosk | Role::Courier | Role::Content => None,
+    })
 }

@@ -17,6 +17,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 use serde::{Deserialize, Serialize};
 
+use super::LabCommand;
 use super::{JobStatus, LabJob};
 use crate::node::{admin_call, AdminRequest};
 
@@ -123,10 +124,10 @@ impl Console {
     }
 
     /// A key: moves the cursor or returns the command to send.
-    pub fn key(&mut self, code: KeyCode) -> Option<AdminRequest> {
+    pub fn key(&mut self, code: KeyCode) -> Option<LabCommand> {
         if let Some(order_id) = self.confirm_reprint.take() {
             if matches!(code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-                return Some(AdminRequest::Reprint { order_id });
+                return Some(LabCommand::Reprint { order_id });
             }
             self.message = "not printed again".into();
             return None;
@@ -147,11 +148,11 @@ impl Console {
             }
             KeyCode::Char('p') => self
                 .selected_order()
-                .map(|order_id| AdminRequest::MarkPrinted { order_id }),
+                .map(|order_id| LabCommand::MarkPrinted { order_id }),
             KeyCode::Char('s') => self
                 .selected_order()
-                .map(|order_id| AdminRequest::Ship { order_id }),
-            KeyCode::Char('a') => Some(AdminRequest::ShipAllPrinted),
+                .map(|order_id| LabCommand::Ship { order_id }),
+            KeyCode::Char('a') => Some(LabCommand::ShipAllPrinted),
             KeyCode::Char('r') => {
                 if let Some(id) = self.selected_order() {
                     self.confirm_reprint = Some(id);
@@ -340,8 +341,8 @@ pub fn run(data_dir: &Path) -> std::io::Result<()> {
     result
 }
 
-fn ask(data_dir: &Path, request: &AdminRequest) -> Result<String, String> {
-    match admin_call(data_dir, request) {
+fn ask(data_dir: &Path, command: &LabCommand) -> Result<String, String> {
+    match admin_call(data_dir, &AdminRequest::role(command)) {
         Ok(Some(r)) if r.ok => Ok(r.text),
         Ok(Some(r)) => Err(r.text),
         Ok(None) => Err("the lab is not running (no admin socket)".into()),
@@ -357,7 +358,7 @@ fn run_in(terminal: &mut ratatui::DefaultTerminal, data_dir: &Path) -> std::io::
     let mut last = None::<Instant>;
     while !console.quit {
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            match ask(data_dir, &AdminRequest::LabStatus)
+            match ask(data_dir, &LabCommand::LabStatus)
                 .and_then(|t| serde_json::from_str::<LabStatus>(&t).map_err(|e| e.to_string()))
             {
                 Ok(s) => {
@@ -477,29 +478,26 @@ mod tests {
             .collect();
         assert_eq!(
             c.key(KeyCode::Char('p')),
-            Some(AdminRequest::MarkPrinted { order_id: ids[0] })
+            Some(LabCommand::MarkPrinted { order_id: ids[0] })
         );
         c.key(KeyCode::Down);
         c.key(KeyCode::Down);
         c.key(KeyCode::Down); // stays on the last
         assert_eq!(
             c.key(KeyCode::Char('s')),
-            Some(AdminRequest::Ship { order_id: ids[2] })
+            Some(LabCommand::Ship { order_id: ids[2] })
         );
         c.key(KeyCode::Up);
         assert_eq!(c.key(KeyCode::Char('r')), None);
         assert!(c.message.contains("again? y / n"));
         assert_eq!(
             c.key(KeyCode::Char('y')),
-            Some(AdminRequest::Reprint { order_id: ids[1] })
+            Some(LabCommand::Reprint { order_id: ids[1] })
         );
         assert_eq!(c.key(KeyCode::Char('r')), None);
         assert_eq!(c.key(KeyCode::Char('n')), None);
         assert_eq!(c.message, "not printed again");
-        assert_eq!(
-            c.key(KeyCode::Char('a')),
-            Some(AdminRequest::ShipAllPrinted)
-        );
+        assert_eq!(c.key(KeyCode::Char('a')), Some(LabCommand::ShipAllPrinted));
         c.key(KeyCode::Char('q'));
         assert!(c.quit);
         // Fewer jobs than the cursor: it moves up to the last.

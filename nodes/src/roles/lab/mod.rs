@@ -25,8 +25,9 @@ use printmesh_protocol::{OrderId, StoreId};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use crate::config::LabConfig;
 use crate::net::{Inbound, NodeEvent, PrintProto, SettleProto, ShipProto};
-use crate::node::{now_ms, AdminRequest, AdminResponse, Node, NodeError, RoleHandler};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
 use crate::store::{StoreError, Tree};
 
 pub use console::{JobView, LabStatus, PrinterView};
@@ -135,6 +136,8 @@ pub struct Lab {
     printers: Vec<Arc<Printer>>,
     /// Wakes idle printers when a job is queued.
     work: tokio::sync::Notify,
+    /// How often the promises are reviewed (`review_secs`).
+    review_secs: u64,
     lock: tokio::sync::Mutex<()>,
     /// Held for a whole hand-over to the courier.
     shipping: tokio::sync::Mutex<()>,
@@ -152,12 +155,7 @@ fn queue_key(job: &LabJob) -> Vec<u8> {
 }
 
 impl Lab {
-    pub fn open(node: Node) -> Result<Arc<Lab>, NodeError> {
-        let config = node
-            .config
-            .lab
-            .clone()
-            .ok_or_else(|| NodeError::Role("no [lab] section".into()))?;
+    pub fn open(node: Node, config: LabConfig) -> Result<Arc<Lab>, NodeError> {
         let capacity = config.capacity().map_err(NodeError::Role)?;
         let offset = FixedOffset::east_opt(i32::from(config.utc_offset_hours) * 3600)
             .ok_or_else(|| NodeError::Role("bad utc_offset_hours".into()))?;
@@ -177,6 +175,7 @@ impl Lab {
             capacity,
             offset,
             printers,
+            review_secs: config.review_secs.max(1),
             work: tokio::sync::Notify::new(),
             lock: tokio::sync::Mutex::new(()),
             shipping: tokio::sync::Mutex::new(()),
@@ -190,14 +189,7 @@ impl Lab {
         for (i, _) in self.printers.iter().enumerate() {
             tokio::spawn(printing::run(self.clone(), i));
         }
-        let secs = self
-            .node
-            .config
-            .lab
-            .as_ref()
-            .map(|l| l.review_secs)
-            .unwrap_or(30)
-            .max(1);
+        let secs = self.review_secs;
         let lab = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
@@ -1072,31 +1064,50 @@ impl Lab {
         }
     }
 
-    async fn on_admin(&self, request: AdminRequest) -> AdminResponse {
-        match request {
-            AdminRequest::Ship { order_id } => {
+    async fn on_admin(&self, command: LabCommand) -> AdminResponse {
+        match command {
+            LabCommand::Ship { order_id } => {
                 AdminResponse::from_result(self.ship(&[order_id]).await)
             }
-            AdminRequest::ShipAllPrinted => {
-                AdminResponse::from_result(self.ship_all_printed().await)
-            }
-            AdminRequest::MarkPrinted { order_id } => {
+            LabCommand::ShipAllPrinted => AdminResponse::from_result(self.ship_all_printed().await),
+            LabCommand::MarkPrinted { order_id } => {
                 AdminResponse::from_result(self.mark_printed(order_id, "operator").await)
             }
-            AdminRequest::Reprint { order_id } => {
+            LabCommand::Reprint { order_id } => {
                 AdminResponse::from_result(self.reprint(order_id).await)
             }
-            AdminRequest::LabStatus => AdminResponse::from_result(
+            LabCommand::LabStatus => AdminResponse::from_result(
                 self.status()
                     .await
                     .and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string())),
             ),
-            AdminRequest::Report { date, csv } => AdminResponse::from_result(
+            LabCommand::Report { date, csv } => AdminResponse::from_result(
                 crate::report::lab(&self.node.db, date).map(|r| r.render(csv)),
             ),
-            other => AdminResponse::unsupported("a lab", &other),
         }
     }
+}
+
+/// A lab's admin commands (`printmesh lab ship|mark-printed|reprint|status|report`, the
+/// lab console).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LabCommand {
+    /// The order's prints are handed to the courier.
+    Ship { order_id: OrderId },
+    /// Every printed order is handed to the courier.
+    ShipAllPrinted,
+    /// The operator says the prints are made.
+    MarkPrinted { order_id: OrderId },
+    /// Print the order again.
+    Reprint { order_id: OrderId },
+    /// The queue, the printers, the promises at risk (JSON, for the console).
+    LabStatus,
+    /// The reconciliation report of a day.
+    Report { date: chrono::NaiveDate, csv: bool },
+}
+
+impl RoleCommand for LabCommand {
+    const ROLE: Role = Role::Lab;
 }
 
 impl RoleHandler for Lab {
@@ -1105,9 +1116,9 @@ impl RoleHandler for Lab {
             NodeEvent::Print(inbound) => self.on_print(inbound).await,
             NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
             NodeEvent::Admin(admin) => {
-                let (request, reply) = admin.into_parts();
-                let response = self.on_admin(request).await;
-                let _ = reply.send(response);
+                if let Some((command, reply)) = admin.command::<LabCommand>() {
+                    let _ = reply.send(self.on_admin(command).await);
+                }
             }
             _ => {}
         }

@@ -154,16 +154,18 @@ pub fn enroll(
             "a node name is 1 to {MAX_NAME_LEN} characters"
         )));
     }
-    match (role, &store) {
-        (Role::Kiosk, None) => {
-            return Err(MembershipError::Refused(
-                "a kiosk is enrolled for its store: give --store".into(),
-            ))
-        }
-        (Role::Kiosk, Some(_)) | (_, None) => {}
-        (_, Some(_)) => {
+    match (role.belongs_to_store(), &store) {
+        (true, None) => {
             return Err(MembershipError::Refused(format!(
-                "only a kiosk belongs to a store, not a {role}"
+                "{} is enrolled for its store: give --store",
+                role.with_article()
+            )))
+        }
+        (true, Some(_)) | (false, None) => {}
+        (false, Some(_)) => {
+            return Err(MembershipError::Refused(format!(
+                "only a kiosk belongs to a store, not {}",
+                role.with_article()
             )))
         }
     }
@@ -298,14 +300,6 @@ struct RevocationList {
     /// Each revocation as the root signed it, with when it was revoked, by serial:
     /// what hellos pass on (the most recently revoked).
     signed: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
-}
-
-/// "a lab", "an acquirer".
-fn a(role: Role) -> String {
-    match role {
-        Role::Acquirer | Role::Intermediary => format!("an {role}"),
-        _ => format!("a {role}"),
-    }
 }
 
 fn show_store(store: &Option<StoreId>) -> String {
@@ -450,9 +444,9 @@ impl Gate {
         if cert.role != may {
             return Err(CertError::NotAllowed(format!(
                 "{} may not emit {:?} (only {})",
-                a(cert.role),
+                cert.role.with_article(),
                 printmesh_protocol::order::Step::of(&event.kind),
-                a(may)
+                may.with_article()
             )));
         }
         Ok(())

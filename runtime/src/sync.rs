@@ -80,10 +80,10 @@ pub enum Viewer {
 
 impl Viewer {
     pub fn of(role: Role, store: Option<StoreId>) -> Viewer {
-        match (role, store) {
-            (Role::Kiosk, Some(store)) => Viewer::Store(store),
-            (Role::Kiosk, None) => Viewer::Nothing,
-            _ => Viewer::All,
+        match (role.belongs_to_store(), store) {
+            (true, Some(store)) => Viewer::Store(store),
+            (true, None) => Viewer::Nothing,
+            (false, _) => Viewer::All,
         }
     }
 }

@@ -492,15 +492,7 @@ pub async fn send_blob_cut(
     }
 }
 
-/// Whether a node in role `to` takes photos pushed by a peer in role `from`: a
-/// kiosk sends its intermediary the order's photos, the intermediary sends them on to
-/// the lab. Nobody else pushes blobs to anyone.
-pub fn takes_blobs(from: Role, to: Role) -> bool {
-    matches!(
-        (from, to),
-        (Role::Kiosk, Role::Intermediary) | (Role::Intermediary, Role::Lab)
-    )
-}
+pub use printmesh_protocol::wire::blob::takes_blobs;
 
 /// Accepts pushed blobs from peers of our network (they said hello, in a role that
 /// sends this node photos, see [`takes_blobs`]) until the node stops, at most

@@ -1,650 +1,6 @@
-//! The node's one libp2p swarm loop, behind a `Client` / `EventLoop` split.
-//!
-//! [`build`] returns a cloneable [`Client`], a bounded receiver of [`NodeEvent`]s for the
-//! role, and the [`EventLoop`] that owns the `Swarm`. The client sends [`Command`]s with
-//! a oneshot for the answer; the event loop keeps the maps of pending requests. Roles
-//! never touch the swarm.
-//!
-//! Transport: TCP + noise + yamux. Behaviours: identify, mDNS (optional), gossipsub
-//! (signed messages, strict validation, explicit max transmit size), one
-//! request-response behaviour per protocol with our bincode frame codec and its caps,
-//! and libp2p-stream for blobs.
+//! The event loop: owns the `Swarm`, the pending requests and the admission state.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
-use std::io;
-use std::marker::PhantomData;
-use std::time::{Duration, Instant};
-
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
-use libp2p::core::ConnectedPoint;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
-use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
-use printmesh_protocol::codec::{self, FRAME_HEADER_LEN};
-use printmesh_protocol::membership::Certificate;
-use printmesh_protocol::messages::{
-    proto, AuthRequest, AuthResponse, Hello, OrderEvent, OrderRequest, OrderResponse, PrintRequest,
-    PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse, SyncRequest,
-    SyncResponse,
-};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
-
-use crate::events::judge_frame;
-
-/// Capacity of the command and event channels.
-pub const CHANNEL_CAPACITY: usize = 256;
-/// How long a request may wait for its answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often mDNS asks the LAN who is there. The library's default (5 minutes) means
-/// two nodes whose first queries cross miss each other for minutes.
-pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the loop redials configured peers that are not connected.
-pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
-/// A connected peer whose hello has not been accepted by then is disconnected.
-pub const ADMISSION_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a peer that flooded is refused.
-pub const CUT_OFF_FOR: Duration = Duration::from_secs(60);
-/// Refused requests and rejected gossip a peer may cause within
-/// [`STRIKE_WINDOW`] before it is cut off.
-pub const MAX_STRIKES: u32 = 100;
-pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
-/// Gossipsub's application score of a peer refused, cut off, or (in an enrolled
-/// network) not admitted yet: far below the graylist threshold, so nothing is
-/// published or forwarded to it and nothing it sends is taken. Gossipsub keeps a
-/// score two minutes after the peer leaves (`retain_score`), so a refused peer that
-/// dials again gets nothing either.
-const UNADMITTED_SCORE: f64 = -1000.0;
-
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum NetError {
-    #[error("request to {peer} failed: {reason}")]
-    Request { peer: PeerId, reason: String },
-    #[error("dial failed: {0}")]
-    Dial(String),
-    #[error("publish failed: {0}")]
-    Publish(String),
-    #[error("no {0} is reachable")]
-    NoPeer(Role),
-    #[error("the node is shutting down")]
-    Shutdown,
-}
-
-// ------------------------------------------------------------------ protocols and codec
-
-/// A request-response protocol: its id, its caps, its message types.
-pub trait WireProtocol: Send + 'static {
-    const ID: &'static str;
-    const MAX_REQUEST_BYTES: usize;
-    const MAX_RESPONSE_BYTES: usize;
-    type Request: Serialize + DeserializeOwned + Send + Sync + Debug + 'static;
-    type Response: Serialize + DeserializeOwned + Send + Sync + Debug + 'static;
-}
-
-macro_rules! wire_protocol {
-    ($name:ident, $id:expr, $req_max:expr, $resp_max:expr, $req:ty, $resp:ty) => {
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name;
-        impl WireProtocol for $name {
-            const ID: &'static str = $id;
-            const MAX_REQUEST_BYTES: usize = $req_max;
-            const MAX_RESPONSE_BYTES: usize = $resp_max;
-            type Request = $req;
-            type Response = $resp;
-        }
-    };
-}
-
-wire_protocol!(
-    HelloProto,
-    proto::HELLO,
-    proto::HELLO_MAX_BYTES,
-    proto::HELLO_MAX_BYTES,
-    Hello,
-    Hello
-);
-wire_protocol!(
-    OrderProto,
-    proto::ORDER,
-    proto::ORDER_MAX_REQUEST_BYTES,
-    proto::ORDER_MAX_RESPONSE_BYTES,
-    OrderRequest,
-    OrderResponse
-);
-wire_protocol!(
-    AuthProto,
-    proto::AUTH,
-    proto::AUTH_MAX_BYTES,
-    proto::AUTH_MAX_BYTES,
-    AuthRequest,
-    AuthResponse
-);
-wire_protocol!(
-    PrintProto,
-    proto::PRINT,
-    proto::PRINT_MAX_REQUEST_BYTES,
-    proto::PRINT_MAX_RESPONSE_BYTES,
-    PrintRequest,
-    PrintResponse
-);
-
-wire_protocol!(
-    ShipProto,
-    proto::SHIP,
-    proto::SHIP_MAX_BYTES,
-    proto::SHIP_MAX_BYTES,
-    ShipRequest,
-    ShipResponse
-);
-
-wire_protocol!(
-    SyncProto,
-    proto::SYNC,
-    proto::SYNC_MAX_REQUEST_BYTES,
-    proto::SYNC_MAX_RESPONSE_BYTES,
-    SyncRequest,
-    SyncResponse
-);
-
-wire_protocol!(
-    SettleProto,
-    proto::SETTLE,
-    proto::SETTLE_MAX_BYTES,
-    proto::SETTLE_MAX_BYTES,
-    SettleRequest,
-    SettleResponse
-);
-
-fn invalid_data(e: codec::CodecError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-/// Reads one frame: the header is checked before the payload is allocated.
-pub async fn read_frame<T, R>(io: &mut R, max: usize) -> io::Result<T>
-where
-    T: DeserializeOwned,
-    R: AsyncRead + Unpin,
-{
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    io.read_exact(&mut header).await?;
-    let len = codec::parse_header(header, max).map_err(invalid_data)?;
-    let mut payload = vec![0u8; len];
-    io.read_exact(&mut payload).await?;
-    codec::decode_payload(&payload).map_err(invalid_data)
-}
-
-/// Writes one frame.
-pub async fn write_frame<T, W>(io: &mut W, value: &T, max: usize) -> io::Result<()>
-where
-    T: Serialize,
-    W: AsyncWrite + Unpin,
-{
-    let frame = codec::encode_frame(value, max).map_err(invalid_data)?;
-    io.write_all(&frame).await?;
-    io.flush().await
-}
-
-/// The request-response codec: our bincode frames with the protocol's caps.
-pub struct FrameCodec<P>(PhantomData<fn() -> P>);
-
-impl<P> Default for FrameCodec<P> {
-    fn default() -> Self {
-        FrameCodec(PhantomData)
-    }
-}
-
-impl<P> Clone for FrameCodec<P> {
-    fn clone(&self) -> Self {
-        FrameCodec(PhantomData)
-    }
-}
-
-impl<P: WireProtocol> request_response::Codec for FrameCodec<P> {
-    type Protocol = StreamProtocol;
-    type Request = P::Request;
-    type Response = P::Response;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<P::Request>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, P::MAX_REQUEST_BYTES).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<P::Response>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, P::MAX_RESPONSE_BYTES).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: P::Request,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &req, P::MAX_REQUEST_BYTES).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: P::Response,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &res, P::MAX_RESPONSE_BYTES).await
-    }
-}
-
-type Rr<P> = request_response::Behaviour<FrameCodec<P>>;
-
-fn rr<P: WireProtocol>() -> Rr<P> {
-    request_response::Behaviour::new(
-        [(StreamProtocol::new(P::ID), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
-    )
-}
-
-// ------------------------------------------------------------------ behaviour
-
-#[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    /// Connection caps: per peer, in total, and half-open incoming ones.
-    limits: libp2p::connection_limits::Behaviour,
-    /// No new connections while the process uses most of the machine's memory.
-    memory: libp2p::memory_connection_limits::Behaviour,
-    /// Peers cut off for flooding.
-    blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
-    identify: identify::Behaviour,
-    mdns: Toggle<mdns::tokio::Behaviour>,
-    gossipsub: gossipsub::Behaviour,
-    hello: Rr<HelloProto>,
-    order: Rr<OrderProto>,
-    auth: Rr<AuthProto>,
-    print: Rr<PrintProto>,
-    settle: Rr<SettleProto>,
-    ship: Rr<ShipProto>,
-    sync: Rr<SyncProto>,
-    stream: libp2p_stream::Behaviour,
-}
-
-type Pending<R> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<R, NetError>>)>;
-
-/// Outstanding outbound requests, one map per protocol.
-#[derive(Default)]
-pub struct PendingRequests {
-    order: Pending<OrderResponse>,
-    auth: Pending<AuthResponse>,
-    print: Pending<PrintResponse>,
-    settle: Pending<SettleResponse>,
-    ship: Pending<ShipResponse>,
-    sync: Pending<SyncResponse>,
-}
-
-/// A protocol the event loop serves for roles: where its behaviour and its pending
-/// map live, and how an inbound request reaches the role.
-pub trait Served: WireProtocol + Sized {
-    /// The roles that may send this request. (The role is the one the peer announced
-    /// in its hello; certificates that prove it come with the membership issue.)
-    const FROM: &'static [Role];
-    /// Whether the request draws on the peer's request budget (sync pages have one
-    /// of their own).
-    const BUDGETED: bool = true;
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self>;
-    fn pending(p: &mut PendingRequests) -> &mut Pending<Self::Response>;
-    fn inbound(i: Inbound<Self>) -> NodeEvent;
-}
-
-impl Served for OrderProto {
-    const FROM: &'static [Role] = &[Role::Kiosk];
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.order
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<OrderResponse> {
-        &mut p.order
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Order(i)
-    }
-}
-
-impl Served for AuthProto {
-    const FROM: &'static [Role] = &[Role::Intermediary];
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.auth
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<AuthResponse> {
-        &mut p.auth
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Auth(i)
-    }
-}
-
-impl Served for PrintProto {
-    const FROM: &'static [Role] = &[Role::Intermediary];
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.print
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<PrintResponse> {
-        &mut p.print
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Print(i)
-    }
-}
-
-impl Served for SettleProto {
-    /// Acquirers settle with intermediaries; intermediaries pay labs. Each role checks
-    /// which of the two asked.
-    const FROM: &'static [Role] = &[Role::Acquirer, Role::Intermediary];
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.settle
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<SettleResponse> {
-        &mut p.settle
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Settle(i)
-    }
-}
-
-impl Served for ShipProto {
-    const FROM: &'static [Role] = &[Role::Lab];
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.ship
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<ShipResponse> {
-        &mut p.ship
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Ship(i)
-    }
-}
-
-impl Served for SyncProto {
-    /// Any member may ask what it missed; what it is shown depends on its role (a
-    /// kiosk sees its own store's orders only: `sync::Viewer`).
-    const FROM: &'static [Role] = &[
-        Role::Kiosk,
-        Role::Intermediary,
-        Role::Acquirer,
-        Role::Lab,
-        Role::Courier,
-        Role::Content,
-    ];
-    const BUDGETED: bool = false;
-    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self> {
-        &mut b.sync
-    }
-    fn pending(p: &mut PendingRequests) -> &mut Pending<SyncResponse> {
-        &mut p.sync
-    }
-    fn inbound(i: Inbound<Self>) -> NodeEvent {
-        NodeEvent::Sync(i)
-    }
-}
-
-/// A request a peer sent us. Answer it with [`Inbound::respond`]; dropping it without
-/// answering makes the peer's request fail.
-pub struct Inbound<P: WireProtocol> {
-    pub peer: PeerId,
-    /// The store the peer belongs to (a kiosk's; checked against its certificate in
-    /// an enrolled network).
-    pub store: Option<printmesh_protocol::StoreId>,
-    pub request: P::Request,
-    reply: oneshot::Sender<P::Response>,
-}
-
-impl<P: WireProtocol> Inbound<P> {
-    pub fn respond(self, response: P::Response) {
-        let _ = self.reply.send(response);
-    }
-
-    /// Splits the request from its answer slot (for handlers that move the request).
-    pub fn into_parts(self) -> (PeerId, P::Request, Responder<P>) {
-        (self.peer, self.request, Responder(self.reply))
-    }
-}
-
-/// The answer slot of an [`Inbound`] request.
-pub struct Responder<P: WireProtocol>(oneshot::Sender<P::Response>);
-
-impl<P: WireProtocol> Responder<P> {
-    pub fn respond(self, response: P::Response) {
-        let _ = self.0.send(response);
-    }
-}
-
-/// What the swarm loop tells the role.
-pub enum NodeEvent {
-    /// A peer of our network introduced itself.
-    PeerReady(PeerInfo),
-    /// The last connection to a peer closed.
-    PeerGone(PeerId),
-    Order(Inbound<OrderProto>),
-    Auth(Inbound<AuthProto>),
-    Print(Inbound<PrintProto>),
-    Settle(Inbound<SettleProto>),
-    Ship(Inbound<ShipProto>),
-    /// An order event whose signature and origin checked out, as it reached the node
-    /// (gossiped, or sent by a peer it asked what it missed): `node::serve` records it
-    /// with its frame and hands it to the role as [`NodeEvent::Event`].
-    Incoming(IncomingEvent),
-    /// An order event new to this node, for the role.
-    Event(OrderEvent),
-    /// A peer asks what it missed: answered by the swarm loop from the event log,
-    /// never handed to a role.
-    Sync(Inbound<SyncProto>),
-    /// An operator's command through the node's admin socket.
-    Admin(crate::node::AdminInbound),
-}
-
-/// An event on its way into the node's log.
-pub struct IncomingEvent {
-    pub event: OrderEvent,
-    /// The signed frame it came as (kept, so it can be passed on to peers that ask).
-    pub frame: Vec<u8>,
-    /// Told what became of it: the sync task moves its cursor past an event only once
-    /// it is recorded (or known, or not kept here).
-    pub done: Option<oneshot::Sender<Recorded>>,
-}
-
-/// What became of an [`IncomingEvent`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// New here: recorded, and handed to the role.
-    New,
-    /// The node has it already, or does not keep it (a kiosk: another store's order).
-    Known,
-    /// It could not be stored (the database failed): it should be brought again.
-    Failed,
-}
-
-/// A connected peer of our network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub peer: PeerId,
-    pub hello: Hello,
-}
-
-// ------------------------------------------------------------------ client
-
-type SwarmJob = Box<dyn FnOnce(&mut Swarm<Behaviour>, &mut PendingRequests) + Send>;
-
-pub enum Command {
-    /// Work to do on the swarm (send a request, publish, dial).
-    Run(SwarmJob),
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
-    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
-    /// A revocation the operator hands this node: applied here and gossiped.
-    Revoke(Vec<u8>, oneshot::Sender<Result<String, String>>),
-    ConnectionsTo(PeerId, oneshot::Sender<u32>),
-    Shutdown,
-}
-
-/// A cloneable handle to the swarm loop.
-#[derive(Clone)]
-pub struct Client {
-    commands: mpsc::Sender<Command>,
-    local_peer_id: PeerId,
-    stream: libp2p_stream::Control,
-}
-
-impl Client {
-    pub fn local_peer_id(&self) -> PeerId {
-        self.local_peer_id
-    }
-
-    /// A handle for opening and accepting raw streams (blobs).
-    pub fn stream_control(&self) -> libp2p_stream::Control {
-        self.stream.clone()
-    }
-
-    /// Whether the swarm loop has stopped.
-    pub fn is_closed(&self) -> bool {
-        self.commands.is_closed()
-    }
-
-    async fn command(&self, c: Command) -> Result<(), NetError> {
-        self.commands.send(c).await.map_err(|_| NetError::Shutdown)
-    }
-
-    /// Sends a request and waits for the peer's answer.
-    pub async fn request<P: Served>(
-        &self,
-        peer: PeerId,
-        request: P::Request,
-    ) -> Result<P::Response, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Run(Box::new(move |swarm, pending| {
-            let id = P::behaviour(swarm.behaviour_mut()).send_request(&peer, request);
-            P::pending(pending).insert(id, (peer, tx));
-        })))
-        .await?;
-        rx.await.map_err(|_| NetError::Shutdown)?
-    }
-
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Run(Box::new(move |swarm, _| {
-            let _ = tx.send(swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
-        })))
-        .await?;
-        rx.await.map_err(|_| NetError::Shutdown)?
-    }
-
-    /// Publishes bytes on the order-events topic.
-    pub async fn publish_event(&self, data: Vec<u8>) -> Result<(), NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Run(Box::new(move |swarm, _| {
-            let topic = IdentTopic::new(proto::EVENTS_TOPIC);
-            let result = swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic, data)
-                .map(|_| ())
-                .map_err(|e| NetError::Publish(e.to_string()));
-            let _ = tx.send(result);
-        })))
-        .await?;
-        rx.await.map_err(|_| NetError::Shutdown)?
-    }
-
-    /// Applies a revocation the root signed (an encoded `SignedRevocation`) and gossips
-    /// it to the network. Returns what was revoked.
-    pub async fn revoke(&self, signed: Vec<u8>) -> Result<String, String> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Revoke(signed, tx))
-            .await
-            .map_err(|e| e.to_string())?;
-        rx.await
-            .map_err(|_| "the node is shutting down".to_string())?
-    }
-
-    /// How many connections this node has to `peer` right now.
-    pub async fn connections_to(&self, peer: PeerId) -> u32 {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .command(Command::ConnectionsTo(peer, tx))
-            .await
-            .is_err()
-        {
-            return 0;
-        }
-        rx.await.unwrap_or(0)
-    }
-
-    pub async fn peers(&self) -> Vec<PeerInfo> {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::Peers(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    pub async fn peers_with_role(&self, role: Role) -> Vec<PeerInfo> {
-        let mut peers: Vec<PeerInfo> = self
-            .peers()
-            .await
-            .into_iter()
-            .filter(|p| p.hello.role == role)
-            .collect();
-        peers.sort_by_key(|p| p.peer);
-        peers
-    }
-
-    /// Waits (polling, bounded by `timeout`) until a peer of `role` is ready.
-    pub async fn wait_for_role(&self, role: Role, timeout: Duration) -> Result<PeerInfo, NetError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(p) = self.peers_with_role(role).await.into_iter().next() {
-                return Ok(p);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(NetError::NoPeer(role));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The addresses the node listens on (waits until at least one is known).
-    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        for _ in 0..200 {
-            let (tx, rx) = oneshot::channel();
-            if self.command(Command::ListenAddrs(tx)).await.is_err() {
-                return Vec::new();
-            }
-            let addrs = rx.await.unwrap_or_default();
-            if !addrs.is_empty() {
-                return addrs;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Vec::new()
-    }
-
-    pub async fn shutdown(&self) {
-        let _ = self.command(Command::Shutdown).await;
-    }
-}
-
-// ------------------------------------------------------------------ event loop
+use super::*;
 
 /// An address without its trailing `/p2p/<peer id>`, for matching a configured peer
 /// address against the address a connection was dialled on.
@@ -785,13 +141,19 @@ impl BoundedSet {
 
 /// A token bucket: `take` is false once the peer (or the kiosk's own outbox) is over
 /// its budget.
-pub(crate) struct Bucket {
+pub struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::new()
+    }
+}
+
 impl Bucket {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Bucket {
             // Full: capped to the burst at the first take.
             tokens: f64::INFINITY,
@@ -800,7 +162,7 @@ impl Bucket {
     }
 
     /// Takes a token at `per_sec` refill and `burst` capacity.
-    pub(crate) fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
+    pub fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
         self.tokens = (self.tokens + refill).min(burst);
@@ -971,7 +333,7 @@ pub fn build(
             } else {
                 None
             };
-            Ok(Behaviour {
+            Ok(Behaviour::new(Fixed {
                 limits: libp2p::connection_limits::Behaviour::new(
                     libp2p::connection_limits::ConnectionLimits::default()
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
@@ -986,15 +348,7 @@ pub fn build(
                 ),
                 mdns: Toggle::from(mdns),
                 gossipsub,
-                hello: rr(),
-                order: rr(),
-                auth: rr(),
-                print: rr(),
-                settle: rr(),
-                ship: rr(),
-                sync: rr(),
-                stream: libp2p_stream::Behaviour::new(),
-            })
+            }))
         })
         .map_err(|e| BuildError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -1168,14 +522,11 @@ impl EventLoop {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        let Some(event) = self.dispatch(event) else {
+            return;
+        };
         match event {
             BehaviourEvent::Hello(e) => self.on_hello(e),
-            BehaviourEvent::Order(e) => self.on_request_response::<OrderProto>(e),
-            BehaviourEvent::Auth(e) => self.on_request_response::<AuthProto>(e),
-            BehaviourEvent::Print(e) => self.on_request_response::<PrintProto>(e),
-            BehaviourEvent::Settle(e) => self.on_request_response::<SettleProto>(e),
-            BehaviourEvent::Ship(e) => self.on_request_response::<ShipProto>(e),
-            BehaviourEvent::Sync(e) => self.on_request_response::<SyncProto>(e),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -1594,7 +945,7 @@ impl EventLoop {
         }
     }
 
-    fn on_request_response<P: Served>(
+    pub(super) fn on_request_response<P: Served>(
         &mut self,
         event: request_response::Event<P::Request, P::Response>,
     ) {
@@ -1604,26 +955,35 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     let Some(info) = self.peers.get(&peer) else {
-                        if self.rejected.insert(format!("{peer} {} unadmitted", P::ID)) {
-                            tracing::warn!(%peer, protocol = P::ID, "request from a peer that has not said hello; ignored");
+                        if self
+                            .rejected
+                            .insert(format!("{peer} {} unadmitted", P::SPEC.id))
+                        {
+                            tracing::warn!(%peer, protocol = P::SPEC.id, "request from a peer that has not said hello; ignored");
                         }
                         self.strike(peer, "requests before its hello");
                         return;
                     };
                     let role = info.hello.role;
                     let store = info.hello.store.clone();
-                    if !P::FROM.contains(&role) {
-                        if self.rejected.insert(format!("{peer} {} {role}", P::ID)) {
-                            tracing::warn!(%peer, %role, protocol = P::ID, "request from a role that may not send it; ignored");
+                    if !P::SPEC.may_send(role) {
+                        if self
+                            .rejected
+                            .insert(format!("{peer} {} {role}", P::SPEC.id))
+                        {
+                            tracing::warn!(%peer, %role, protocol = P::SPEC.id, "request from a role that may not send it; ignored");
                         }
                         self.strike(peer, "requests its role may not send");
                         return;
                     }
                     let budget = self.limits.requests(role);
-                    let allowed = !P::BUDGETED || self.allowance(peer).requests.take(budget);
+                    let allowed = !P::SPEC.budgeted || self.allowance(peer).requests.take(budget);
                     if !allowed {
-                        if self.rejected.insert(format!("{peer} {} budget", P::ID)) {
-                            tracing::warn!(%peer, %role, protocol = P::ID, "over its request budget ({}/s): requests dropped", budget.0);
+                        if self
+                            .rejected
+                            .insert(format!("{peer} {} budget", P::SPEC.id))
+                        {
+                            tracing::warn!(%peer, %role, protocol = P::SPEC.id, "over its request budget ({}/s): requests dropped", budget.0);
                         }
                         self.strike(peer, "requests over its budget");
                         return;
@@ -1639,7 +999,7 @@ impl EventLoop {
                         NodeEvent::Sync(inbound) => self.answer_sync(inbound, role, peer),
                         event => {
                             if self.events.try_send(event).is_err() {
-                                tracing::warn!(%peer, protocol = P::ID, "role is busy: request dropped");
+                                tracing::warn!(%peer, protocol = P::SPEC.id, "role is busy: request dropped");
                                 return;
                             }
                         }
@@ -1653,7 +1013,7 @@ impl EventLoop {
                                     .is_err()
                                 {
                                     tracing::debug!(
-                                        protocol = P::ID,
+                                        protocol = P::SPEC.id,
                                         "peer left before the answer"
                                     );
                                 }
@@ -1688,7 +1048,7 @@ impl EventLoop {
             request_response::Event::InboundFailure { peer, error, .. } => {
                 // An answer we chose not to give (a request refused above) is no news.
                 if !matches!(error, request_response::InboundFailure::ResponseOmission) {
-                    tracing::warn!(%peer, protocol = P::ID, "inbound request failed: {error}");
+                    tracing::warn!(%peer, protocol = P::SPEC.id, "inbound request failed: {error}");
                 }
             }
             request_response::Event::ResponseSent { .. } => {}

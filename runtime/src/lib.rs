@@ -1,0 +1,22 @@
+//! The printmesh node runtime: everything a node does whatever its role. It never names
+//! a role; roles (`printmesh-nodes`) plug in through [`node::RoleHandler`] and ask the
+//! protocol (`printmesh_protocol::wire`) what a role may send.
+//!
+//! - [`net`]: the one libp2p swarm loop (`Client` / `EventLoop`), the protocol table,
+//!   admission (hello, certificates, budgets, strikes).
+//! - [`store`]: the node's sled database as typed trees.
+//! - [`blobs`]: BLAKE3-addressed images on disk and the resumable stream protocol.
+//! - [`events`]: signed, gossiped order events and each node's event log.
+//! - [`sync`]: anti-entropy, each node asking its peers for the events it missed.
+//! - [`membership`]: the root's certificates and revocations, the admission gate.
+//! - [`config`]: the common part of a node's config.
+//! - [`node`]: starting a node, its admin socket, handing events to its role.
+
+pub mod blobs;
+pub mod config;
+pub mod events;
+pub mod membership;
+pub mod net;
+pub mod node;
+pub mod store;
+pub mod sync;
