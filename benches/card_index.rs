@@ -26,8 +26,8 @@ use exif::experimental::Writer;
 use exif::{Field, In, Tag, Value};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, RgbImage};
-use printmesh_nodes::kiosk::thumbs::{LoaderEvent, ThumbLoader, GRID_THUMB_MAX};
 use printmesh_nodes::media::scan;
+use printmesh_nodes::roles::kiosk::thumbs::{LoaderEvent, ThumbLoader, GRID_THUMB_MAX};
 
 const WIDTH: u32 = 4000;
 const HEIGHT: u32 = 3000;

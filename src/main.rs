@@ -459,7 +459,7 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
     }
     if let Some(pin) = pin {
         // As the PIN pad does: the digits become a PIN, sealed with the card at once.
-        let mut pad = printmesh_nodes::kiosk::pinpad::PinPad::default();
+        let mut pad = printmesh_nodes::roles::kiosk::pinpad::PinPad::default();
         for c in pin.chars() {
             pad.push(c);
         }
@@ -500,9 +500,12 @@ async fn demo(
         }
         let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Screen).await?;
         let demo = net.screen_demo();
-        let result =
-            printmesh_nodes::kiosk::run::run(net.kiosk_node.clone(), net.kiosk.clone(), Some(demo))
-                .await;
+        let result = printmesh_nodes::roles::kiosk::run::run(
+            net.kiosk_node.clone(),
+            net.kiosk.clone(),
+            Some(demo),
+        )
+        .await;
         net.shutdown().await;
         result?;
         println!(
@@ -546,7 +549,8 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         bail!("the kiosk screen needs a terminal; use --headless to run only the node");
                     }
                     let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
-                    let result = printmesh_nodes::kiosk::run::run(node.clone(), kiosk, None).await;
+                    let result =
+                        printmesh_nodes::roles::kiosk::run::run(node.clone(), kiosk, None).await;
                     node.shutdown().await;
                     result?;
                 }
@@ -732,7 +736,7 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
         }
         Command::Inspect { config } => {
             let config = NodeConfig::load(&config)?;
-            let value = printmesh_nodes::inspect::inspect(&config)?;
+            let value = printmesh_nodes::roles::inspect(&config)?;
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
     }

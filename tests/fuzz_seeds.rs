@@ -16,9 +16,9 @@
 use std::path::{Path, PathBuf};
 
 use printmesh_nodes::events::sign_event;
-use printmesh_nodes::ipp::{self, op, tag, Value};
 use printmesh_nodes::membership;
 use printmesh_nodes::node::load_or_create_identity;
+use printmesh_nodes::roles::lab::ipp::{self, op, tag, Value};
 use printmesh_protocol::codec::{decode_frame, encode_frame, MAX_FRAME_BYTES};
 use printmesh_protocol::membership::{
     Certificate, Revocation, SignedCertificate, SignedRevocation,
@@ -263,15 +263,15 @@ fn check(target: &str, name: &str, bytes: &[u8]) {
                 || printmesh_protocol::card::parse_track2(&text).is_ok()
                 || printmesh_protocol::card::parse_track2_equivalent(&text).is_ok()
                 || matches!(
-                    printmesh_nodes::kiosk::swipe::parse_swipe(&text),
-                    printmesh_nodes::kiosk::swipe::Swipe::Card(_)
+                    printmesh_nodes::roles::kiosk::swipe::parse_swipe(&text),
+                    printmesh_nodes::roles::kiosk::swipe::Swipe::Card(_)
                 )
         }
         "dpof" => printmesh_nodes::media::parse_dpof(&String::from_utf8_lossy(bytes))
             .is_ok_and(|picks| !picks.is_empty()),
-        "images" => printmesh_nodes::render::decode_upright(bytes).is_ok(),
+        "images" => printmesh_nodes::roles::lab::render::decode_upright(bytes).is_ok(),
         "ipp" => {
-            let body = match printmesh_nodes::ipp::parse_http(bytes) {
+            let body = match printmesh_nodes::roles::lab::ipp::parse_http(bytes) {
                 Ok((_, body)) => body,
                 Err(_) => bytes.to_vec(),
             };

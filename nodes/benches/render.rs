@@ -10,7 +10,9 @@
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
-use printmesh_nodes::render::{compose, decode_upright, render_with, Fit, PrintSpec, Resampler};
+use printmesh_nodes::roles::lab::render::{
+    compose, decode_upright, render_with, Fit, PrintSpec, Resampler,
+};
 use printmesh_protocol::pricing::PrintSize;
 
 const PRINTER_PER_SECOND: f64 = 1800.0 / 3600.0;

@@ -4,19 +4,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::Weekday;
 use libp2p::Multiaddr;
-use printmesh_protocol::capacity::CapacityModel;
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::money::Currency;
 use printmesh_protocol::pricing::{PriceEntry, PriceList, PrintSize};
-use printmesh_protocol::StoreId;
 use serde::{Deserialize, Serialize};
 
-use crate::kiosk::app::CreditPin;
-use crate::kiosk::i18n::Lang;
-use crate::kiosk::reader::CardReaderConfig;
-use crate::kiosk::receipt::PrinterConfig;
+use crate::roles::kiosk::reader::CardReaderConfig;
+use crate::roles::kiosk::receipt::PrinterConfig;
+
+pub use crate::roles::acquirer::config::AcquirerConfig;
+pub use crate::roles::courier::config::CourierConfig;
+pub use crate::roles::intermediary::config::IntermediaryConfig;
+pub use crate::roles::kiosk::config::KioskConfig;
+pub use crate::roles::lab::config::{LabConfig, LabPrinterConfig, PrinterOutput, RouteConfig};
 
 pub use printmesh_runtime::config::{
     default_listen, default_network, parse, read, ConfigError, LimitsConfig, MembershipConfig,
@@ -58,369 +59,6 @@ pub struct NodeConfig {
     /// How many requests a peer may send this node (`[limits]`; defaults suit a store).
     #[serde(default)]
     pub limits: LimitsConfig,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KioskConfig {
-    pub store: StoreId,
-    pub store_name: String,
-    /// The price list (TOML, see [`PriceFile`]).
-    pub prices: PathBuf,
-    /// The media slot: a directory or mount point where a memory card appears.
-    pub media_dir: Option<PathBuf>,
-    /// Test cards the demo can "swipe" (fixtures/cards.toml).
-    pub cards: Option<PathBuf>,
-    /// The acquirer's public sealing key (hex), as it writes it to `seal.pub` in its
-    /// data directory. Card data and PINs are sealed to it; without it the kiosk can
-    /// take no card payment.
-    pub acquirer_key_file: Option<PathBuf>,
-    /// The screen's language until the customer presses F2: `ja` or `en`.
-    #[serde(default)]
-    pub language: Lang,
-    /// A session with no key pressed for this long is cleared.
-    #[serde(default = "default_idle_timeout_secs")]
-    pub idle_timeout_secs: u64,
-    /// How long the thank-you screen stays.
-    #[serde(default = "default_thanks_timeout_secs")]
-    pub thanks_timeout_secs: u64,
-    /// How long the customer waits for the network's answer before the order is
-    /// left in the outbox and the receipt says the date will be confirmed.
-    #[serde(default = "default_answer_timeout_secs")]
-    pub answer_timeout_secs: u64,
-    /// PIN on credit cards: `required`, `optional` or `never`.
-    #[serde(default)]
-    pub credit_pin: CreditPin,
-    /// Offline, credit orders up to this amount are still taken (0: none).
-    #[serde(default)]
-    pub offline_floor_limit_minor: i64,
-    /// Digits that open counter mode (F9). Without it there is no counter mode.
-    pub staff_pin: Option<String>,
-    /// The store's time zone, for receipts.
-    #[serde(default)]
-    pub utc_offset_hours: i8,
-    /// How the magnetic-stripe reader is attached.
-    #[serde(default)]
-    pub card_reader: CardReaderConfig,
-    /// The IC card reader's slot (the file-backed reader: a directory where
-    /// `card.toml` appears when a card is inserted).
-    pub chip_slot: Option<PathBuf>,
-    /// Where receipts are printed. They are always saved as text in the data
-    /// directory too.
-    pub receipt_printer: Option<PrinterConfig>,
-}
-
-fn default_idle_timeout_secs() -> u64 {
-    120
-}
-
-fn default_thanks_timeout_secs() -> u64 {
-    12
-}
-
-fn default_answer_timeout_secs() -> u64 {
-    60
-}
-
-impl KioskConfig {
-    /// A kiosk with every optional setting at its default.
-    pub fn new(store: StoreId, store_name: &str, prices: PathBuf) -> KioskConfig {
-        KioskConfig {
-            store,
-            store_name: store_name.to_string(),
-            prices,
-            media_dir: None,
-            cards: None,
-            acquirer_key_file: None,
-            language: Lang::default(),
-            idle_timeout_secs: default_idle_timeout_secs(),
-            thanks_timeout_secs: default_thanks_timeout_secs(),
-            answer_timeout_secs: default_answer_timeout_secs(),
-            credit_pin: CreditPin::default(),
-            offline_floor_limit_minor: 0,
-            staff_pin: None,
-            utc_offset_hours: 0,
-            card_reader: CardReaderConfig::default(),
-            chip_slot: None,
-            receipt_printer: None,
-        }
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        if let Some(pin) = &self.staff_pin {
-            if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-                return Err("kiosk.staff_pin must be 4 to 12 digits".into());
-            }
-        }
-        for (name, secs) in [
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("thanks_timeout_secs", self.thanks_timeout_secs),
-            ("answer_timeout_secs", self.answer_timeout_secs),
-        ] {
-            if !(1..=86_400).contains(&secs) {
-                return Err(format!("kiosk.{name} must be 1 to 86400 seconds"));
-            }
-        }
-        if self.offline_floor_limit_minor < 0 {
-            return Err("kiosk.offline_floor_limit_minor cannot be negative".into());
-        }
-        if !(-12..=14).contains(&self.utc_offset_hours) {
-            return Err(format!(
-                "kiosk.utc_offset_hours {} is not a time zone",
-                self.utc_offset_hours
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IntermediaryConfig {
-    pub prices: PathBuf,
-    /// The intermediary's commission on each order, in basis points (2000 = 20%); the
-    /// rest is the lab's print fee.
-    #[serde(default = "default_commission_bps")]
-    pub commission_bps: u32,
-}
-
-fn default_commission_bps() -> u32 {
-    2000
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcquirerConfig {
-    /// Card accounts to seed on first start (fixtures/cards.toml).
-    pub cards: PathBuf,
-    /// An authorisation hold not captured within this long is released.
-    #[serde(default = "default_hold_ttl_secs")]
-    pub hold_ttl_secs: u64,
-    /// What one point pays, in minor units of money (point cards).
-    #[serde(default = "default_minor_per_point")]
-    pub minor_per_point: i64,
-    /// Decide waiting requests together and flush once (true), or flush after each.
-    #[serde(default = "default_true")]
-    pub group_commit: bool,
-}
-
-fn default_hold_ttl_secs() -> u64 {
-    7 * 24 * 3600
-}
-
-fn default_minor_per_point() -> i64 {
-    1
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_pickup_hour() -> u8 {
-    9
-}
-
-fn default_opening_hours() -> [u8; 2] {
-    [0, 24]
-}
-
-fn every_day() -> Vec<String> {
-    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| d.to_string())
-        .collect()
-}
-
-fn default_review_secs() -> u64 {
-    30
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabConfig {
-    /// Prints a day, for a lab without configured printers (prints made and marked by
-    /// hand). With printers, a day's capacity is their prints per hour times the
-    /// opening hours.
-    pub prints_per_day: Option<u32>,
-    /// Jobs accepted at or after this local hour print the next day.
-    pub cutoff_hour: u8,
-    /// The courier's collection days for stores without their own route:
-    /// `["mon", "wed", "fri"]`.
-    pub courier_days: Vec<String>,
-    /// Days from collection to the store, for stores without their own route.
-    #[serde(default)]
-    pub transit_days: u32,
-    /// Local hour the courier collects (for stores without their own route).
-    #[serde(default = "default_pickup_hour")]
-    pub pickup_hour: u8,
-    /// The lab's local time zone as an offset from UTC.
-    #[serde(default)]
-    pub utc_offset_hours: i8,
-    /// `[open, close)` local hours the printers run.
-    #[serde(default = "default_opening_hours")]
-    pub opening_hours: [u8; 2],
-    /// Days the lab prints.
-    #[serde(default = "every_day")]
-    pub open_days: Vec<String>,
-    /// Dates the lab is closed: `["2026-12-31", "2027-01-01"]`.
-    #[serde(default)]
-    pub holidays: Vec<chrono::NaiveDate>,
-    /// The printers jobs go to.
-    #[serde(default)]
-    pub printers: Vec<LabPrinterConfig>,
-    /// Per-store courier timetables.
-    #[serde(default)]
-    pub routes: Vec<RouteConfig>,
-    /// How often promised dates are checked against the queue.
-    #[serde(default = "default_review_secs")]
-    pub review_secs: u64,
-}
-
-/// One printer of the lab: a minilab's hot folder or an IPP printer (a CUPS queue).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabPrinterConfig {
-    pub name: String,
-    pub prints_per_hour: u32,
-    /// The folder the minilab controller reads orders from.
-    pub hot_folder: Option<PathBuf>,
-    /// `ipp://host:631/printers/NAME` (or `http://…`).
-    pub ipp: Option<String>,
-}
-
-/// Where a printer's output goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PrinterOutput {
-    HotFolder(PathBuf),
-    Ipp(String),
-}
-
-impl LabPrinterConfig {
-    pub fn output(&self) -> Result<PrinterOutput, String> {
-        match (&self.hot_folder, &self.ipp) {
-            (Some(dir), None) => Ok(PrinterOutput::HotFolder(dir.clone())),
-            (None, Some(uri)) => {
-                crate::ipp::PrinterUri::parse(uri)
-                    .map_err(|e| format!("printer {:?}: {e}", self.name))?;
-                Ok(PrinterOutput::Ipp(uri.clone()))
-            }
-            _ => Err(format!(
-                "printer {:?}: give exactly one of hot_folder and ipp",
-                self.name
-            )),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub store: StoreId,
-    pub days: Vec<String>,
-    #[serde(default = "default_pickup_hour")]
-    pub pickup_hour: u8,
-    #[serde(default)]
-    pub transit_days: u32,
-}
-
-fn weekdays(what: &str, days: &[String]) -> Result<Vec<Weekday>, String> {
-    days.iter()
-        .map(|d| {
-            d.parse()
-                .map_err(|_| format!("{what}: {d:?} is not a day of the week"))
-        })
-        .collect()
-}
-
-impl LabConfig {
-    pub fn capacity(&self) -> Result<CapacityModel, String> {
-        use printmesh_protocol::capacity::Route;
-        if self.cutoff_hour > 24 {
-            return Err(format!(
-                "lab.cutoff_hour {} is not an hour",
-                self.cutoff_hour
-            ));
-        }
-        if !(-12..=14).contains(&self.utc_offset_hours) {
-            return Err(format!(
-                "lab.utc_offset_hours {} is not a time zone",
-                self.utc_offset_hours
-            ));
-        }
-        let [open_hour, close_hour] = self.opening_hours;
-        if open_hour >= close_hour || close_hour > 24 {
-            return Err(format!(
-                "lab.opening_hours {open_hour}..{close_hour}: give [open, close] hours, open before close, close at most 24"
-            ));
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut per_hour: u32 = 0;
-        for p in &self.printers {
-            p.output()?;
-            if !names.insert(p.name.as_str()) {
-                return Err(format!("two printers are called {:?}", p.name));
-            }
-            per_hour = per_hour.saturating_add(p.prints_per_hour);
-        }
-        let prints_per_day = match (self.prints_per_day, self.printers.is_empty()) {
-            (Some(n), true) => n,
-            (None, false) => per_hour.saturating_mul(u32::from(close_hour - open_hour)),
-            (Some(_), false) => {
-                return Err(
-                    "lab.prints_per_day is for a lab without printers; with printers the capacity comes from their prints_per_hour".into(),
-                )
-            }
-            (None, true) => {
-                return Err("lab: give printers, or prints_per_day for a lab that prints by hand".into())
-            }
-        };
-        let hour = |what: &str, h: u8| {
-            if h > 24 {
-                Err(format!("{what} {h} is not an hour"))
-            } else {
-                Ok(h)
-            }
-        };
-        let mut routes = std::collections::BTreeMap::new();
-        for r in &self.routes {
-            let route = Route {
-                days: weekdays(&format!("lab.routes {}", r.store), &r.days)?,
-                pickup_hour: hour("pickup_hour", r.pickup_hour)?,
-                transit_days: r.transit_days,
-            };
-            if routes.insert(r.store.clone(), route).is_some() {
-                return Err(format!("two routes for store {}", r.store));
-            }
-        }
-        Ok(CapacityModel {
-            prints_per_day,
-            open_hour,
-            close_hour,
-            open_days: weekdays("lab.open_days", &self.open_days)?,
-            holidays: self.holidays.iter().copied().collect(),
-            cutoff_hour: self.cutoff_hour,
-            default_route: Route {
-                days: weekdays("lab.courier_days", &self.courier_days)?,
-                pickup_hour: hour("lab.pickup_hour", self.pickup_hour)?,
-                transit_days: self.transit_days,
-            },
-            routes,
-        })
-    }
-}
-
-/// The courier: who it is and, for a demo, how fast its van goes by itself.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CourierConfig {
-    /// Seconds after pick-up a parcel is reported in transit by itself (none: only
-    /// when the driver says so with `courier depart`).
-    #[serde(default)]
-    pub auto_in_transit_secs: Option<u64>,
-    /// Seconds after pick-up a parcel is delivered by itself (none: only with
-    /// `courier deliver`).
-    #[serde(default)]
-    pub auto_deliver_secs: Option<u64>,
 }
 
 /// The price list file: `currency = "JPY"` and a `[prices]` table of size → unit price
@@ -491,7 +129,17 @@ impl NodeConfig {
     /// Reads, parses and checks a config file; relative paths in it are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let mut config: NodeConfig = parse(path, &read(path)?)?;
+        let text = read(path)?;
+        let mut config: NodeConfig = parse(path, &text)?;
+        if let Some(other) = config.foreign_section() {
+            let line = section_line(&text, other.name())
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default();
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("{line}{}", foreign_section_message(config.role, other)),
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate().map_err(|message| ConfigError::Invalid {
@@ -499,6 +147,25 @@ impl NodeConfig {
             message,
         })?;
         Ok(config)
+    }
+
+    /// The roles whose sections the file has.
+    fn sections(&self) -> Vec<Role> {
+        [
+            (Role::Kiosk, self.kiosk.is_some()),
+            (Role::Intermediary, self.intermediary.is_some()),
+            (Role::Acquirer, self.acquirer.is_some()),
+            (Role::Lab, self.lab.is_some()),
+            (Role::Courier, self.courier.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(role, there)| there.then_some(role))
+        .collect()
+    }
+
+    /// A section of another role than the node's (the file is for one role only).
+    fn foreign_section(&self) -> Option<Role> {
+        self.sections().into_iter().find(|r| *r != self.role)
     }
 
     /// Makes every relative path absolute against `base`.
@@ -579,15 +246,13 @@ impl NodeConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         self.common().validate()?;
-        let section = match self.role {
-            Role::Kiosk => self.kiosk.is_some(),
-            Role::Intermediary => self.intermediary.is_some(),
-            Role::Acquirer => self.acquirer.is_some(),
-            Role::Lab => self.lab.is_some(),
-            Role::Courier => self.courier.is_some(),
-            Role::Content => return Err(format!("role {} is not available yet", self.role)),
-        };
-        if !section {
+        if self.role == Role::Content {
+            return Err(format!("role {} is not available yet", self.role));
+        }
+        if let Some(other) = self.foreign_section() {
+            return Err(foreign_section_message(self.role, other));
+        }
+        if !self.sections().contains(&self.role) {
             return Err(format!(
                 "role is {} but the [{}] section is missing",
                 self.role, self.role
@@ -619,6 +284,27 @@ impl NodeConfig {
     }
 }
 
+fn foreign_section_message(role: Role, other: Role) -> String {
+    format!(
+        "a [{other}] section in {}'s config: it reads only [{role}] (one role to a node; \
+         give {} a config of its own)",
+        role.with_article(),
+        other.with_article()
+    )
+}
+
+/// The line (from 1) where `[name]` or a `[name.…]`/`[[name.…]]` table starts.
+fn section_line(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let t = line.trim_start().trim_start_matches('[');
+            t.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(']') || rest.starts_with('.'))
+                && line.trim_start().starts_with('[')
+        })
+        .map(|i| i + 1)
+}
+
 impl From<NodeConfig> for printmesh_runtime::config::NodeConfig {
     fn from(config: NodeConfig) -> Self {
         config.common()
@@ -628,6 +314,7 @@ impl From<NodeConfig> for printmesh_runtime::config::NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use printmesh_protocol::StoreId;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -759,6 +446,33 @@ revocations = "netadmin/revoked"
         let m = c.membership.unwrap();
         assert_eq!(m.certificate, dir.path().join("netadmin/issued/3.cert"));
         assert_eq!(m.revocations, Some(dir.path().join("netadmin/revoked")));
+    }
+
+    #[test]
+    fn another_roles_section_is_refused_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "kiosk.toml",
+            "role = \"kiosk\"\nname = \"k\"\ndata_dir = \"d\"\n\n[kiosk]\nstore = \"s1\"\nstore_name = \"S\"\nprices = \"p.toml\"\n\n[courier]\nauto_deliver_secs = 5\n",
+        );
+        let err = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("line 10"), "{err}");
+        assert!(
+            err.contains("a [courier] section in a kiosk's config"),
+            "{err}"
+        );
+        let mut both = NodeConfig::load(&write(
+            dir.path(),
+            "ok.toml",
+            "role = \"kiosk\"\nname = \"k\"\ndata_dir = \"d\"\n[kiosk]\nstore = \"s1\"\nstore_name = \"S\"\nprices = \"p.toml\"\n",
+        ))
+        .unwrap();
+        both.courier = Some(CourierConfig {
+            auto_in_transit_secs: None,
+            auto_deliver_secs: None,
+        });
+        assert!(both.validate().unwrap_err().contains("[courier] section"));
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl DemoNetwork {
             if let Some(k) = kiosk_config.kiosk.as_mut() {
                 k.media_dir = Some(slot);
                 k.chip_slot = Some(data_dir.join("chip"));
-                k.receipt_printer = Some(crate::kiosk::receipt::PrinterConfig::File {
+                k.receipt_printer = Some(crate::roles::kiosk::receipt::PrinterConfig::File {
                     dir: data_dir.join("printer"),
                 });
             }
@@ -251,12 +251,12 @@ impl DemoNetwork {
 
     /// What the kiosk screen shows and does in the demo: the test cards to "swipe"
     /// and a shelf for the memory card when F5 takes it out.
-    pub fn screen_demo(&self) -> crate::kiosk::run::Demo {
-        crate::kiosk::run::Demo {
+    pub fn screen_demo(&self) -> crate::roles::kiosk::run::Demo {
+        crate::roles::kiosk::run::Demo {
             cards: self
                 .cards
                 .iter()
-                .map(crate::kiosk::app::DemoCard::from_test_card)
+                .map(crate::roles::kiosk::app::DemoCard::from_test_card)
                 .collect(),
             card_shelf: self.data_dir.join("shelf"),
         }

@@ -5,19 +5,12 @@
 //! - [`config`]: a node's config file: the runtime's part and its role's section.
 //! - [`node`]: the runtime's node, and starting the role a config names.
 //! - [`roles`]: kiosk, intermediary, acquirer, lab, courier.
-//! - [`kiosk`]: the kiosk's devices and customer screens.
 //! - [`demo`]: the whole network in one process.
 
 pub mod cards;
 pub mod config;
 pub mod demo;
-pub mod hotfolder;
-pub mod inspect;
-pub mod ipp;
-pub mod kiosk;
 pub mod node;
-pub mod pdf;
-pub mod render;
 pub mod report;
 pub mod roles;
 

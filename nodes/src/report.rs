@@ -2,15 +2,13 @@
 //! acquirer's batch date), as a terminal table or as CSV. The three reports of a day
 //! agree to the yen: what the acquirer paid is what the intermediary received, which is
 //! its commission plus the print fees it paid the labs, which is what the labs received.
+//!
+//! Here is the shape every report shares; each settling role builds its own (`report`
+//! in its folder).
 
 use chrono::NaiveDate;
 use printmesh_protocol::money::{Currency, Money};
 use unicode_width::UnicodeWidthStr;
-
-use crate::roles::acquirer::{AuthRecord, Batch, CardRecord, HoldState};
-use crate::roles::intermediary::RoutedOrder;
-use crate::roles::lab::LabJob;
-use crate::store::{Db, StoreError, Tree};
 
 /// One table of a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +28,7 @@ pub struct Report {
     pub totals: Vec<(String, Money)>,
 }
 
-fn money_text(m: Money) -> String {
+pub fn money_text(m: Money) -> String {
     let d = m.currency().decimals();
     let minor = m.amount_minor();
     if d == 0 {
@@ -145,196 +143,9 @@ impl Report {
     }
 }
 
-fn sum(items: impl IntoIterator<Item = Money>, currency: Currency) -> Money {
+pub fn sum(items: impl IntoIterator<Item = Money>, currency: Currency) -> Money {
     items.into_iter().fold(Money::new(0, currency), |acc, m| {
         acc.checked_add(m).unwrap_or(acc)
-    })
-}
-
-/// The acquirer: what it paid each intermediary that day, and each card's statement of
-/// the charges settled.
-pub fn acquirer(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
-    let batches: Tree<Batch> = db.tree("batches")?;
-    let auths: Tree<AuthRecord> = db.tree("auths")?;
-    let cards: Tree<CardRecord> = db.tree("cards")?;
-    let mut paid = Vec::new();
-    let mut statements: std::collections::BTreeMap<String, Vec<Vec<String>>> = Default::default();
-    let mut currency = Currency::Jpy;
-    let mut payments = Vec::new();
-    for (_, b) in batches.entries().filter_map(Result::ok) {
-        if b.id.date != date {
-            continue;
-        }
-        currency = b.total.currency();
-        payments.push(b.total);
-        for line in &b.lines {
-            let Some(r) = auths.get(line.order_id.to_bytes())? else {
-                continue;
-            };
-            let kind = r.kind.map(|k| k.name()).unwrap_or("-");
-            let card = format!("{} **** {}", r.brand, r.last4);
-            paid.push(vec![
-                b.id.to_string(),
-                line.order_id.to_string(),
-                card.clone(),
-                kind.to_string(),
-                money_text(line.amount),
-            ]);
-            let unit = match r.token.and_then(|t| cards.get(t).ok().flatten()) {
-                Some(c) if c.unit == printmesh_protocol::ledger::Unit::Points => {
-                    format!("{} PTS", r.held)
-                }
-                _ => money_text(r.amount),
-            };
-            let captured = r
-                .captured_at_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.format("%Y-%m-%d").to_string())
-                .unwrap_or_default();
-            statements.entry(card).or_default().push(vec![
-                line.order_id.to_string(),
-                captured,
-                r.store.to_string(),
-                unit,
-            ]);
-        }
-    }
-    let mut statement_rows = Vec::new();
-    for (card, rows) in statements {
-        for mut row in rows {
-            row.insert(0, card.clone());
-            statement_rows.push(row);
-        }
-    }
-    // Holds still open, for the operator's eye.
-    let open = auths
-        .entries()
-        .filter_map(Result::ok)
-        .filter(|(_, r)| r.hold == HoldState::Held)
-        .count();
-    let captured_unpaid: Vec<Money> = auths
-        .entries()
-        .filter_map(Result::ok)
-        .filter(|(_, r)| r.hold == HoldState::Captured && r.settled.is_none())
-        .map(|(_, r)| r.amount)
-        .collect();
-    Ok(Report {
-        party: "acquirer".into(),
-        date,
-        tables: vec![
-            Table {
-                title: "Paid to intermediaries".into(),
-                columns: vec!["batch", "order", "card", "kind", "amount"],
-                rows: paid,
-            },
-            Table {
-                title: format!("Card statements (charges settled; holds still open: {open})"),
-                columns: vec!["card", "order", "captured", "store", "charged"],
-                rows: statement_rows,
-            },
-        ],
-        totals: vec![
-            ("paid to intermediaries".into(), sum(payments, currency)),
-            (
-                "captured not yet settled".into(),
-                sum(captured_unpaid, currency),
-            ),
-        ],
-    })
-}
-
-/// The intermediary: what the acquirer paid it that day, its commission, and the
-/// print fees it paid each lab.
-pub fn intermediary(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
-    let orders: Tree<RoutedOrder> = db.tree("orders")?;
-    let mut rows = Vec::new();
-    let mut currency = Currency::Jpy;
-    let (mut received, mut commission, mut fees, mut unpaid_fees) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (_, o) in orders.entries().filter_map(Result::ok) {
-        let Some(s) = &o.settlement else { continue };
-        if s.batch.date != date {
-            continue;
-        }
-        currency = s.received.currency();
-        received.push(s.received);
-        commission.push(s.commission);
-        fees.push(s.lab_fee);
-        if !s.lab_paid {
-            unpaid_fees.push(s.lab_fee);
-        }
-        rows.push(vec![
-            s.batch.to_string(),
-            o.order_id.to_string(),
-            o.store.to_string(),
-            o.lab_name.clone().unwrap_or_default(),
-            if s.lab_paid {
-                "paid".into()
-            } else {
-                "due".into()
-            },
-            money_text(s.commission),
-            money_text(s.lab_fee),
-            money_text(s.received),
-        ]);
-    }
-    Ok(Report {
-        party: "intermediary".into(),
-        date,
-        tables: vec![Table {
-            title: "Received from the acquirer, kept, and paid to labs".into(),
-            columns: vec![
-                "batch",
-                "order",
-                "store",
-                "lab",
-                "fee paid?",
-                "commission",
-                "print fee",
-                "received",
-            ],
-            rows,
-        }],
-        totals: vec![
-            ("received from the acquirer".into(), sum(received, currency)),
-            ("commission kept".into(), sum(commission, currency)),
-            ("print fees to labs".into(), sum(fees, currency)),
-            ("print fees not yet paid".into(), sum(unpaid_fees, currency)),
-        ],
-    })
-}
-
-/// A lab: the print fees the intermediary paid it that day.
-pub fn lab(db: &Db, date: NaiveDate) -> Result<Report, StoreError> {
-    let jobs: Tree<LabJob> = db.tree("jobs")?;
-    let mut rows = Vec::new();
-    let mut currency = Currency::Jpy;
-    let mut fees = Vec::new();
-    for (_, j) in jobs.entries().filter_map(Result::ok) {
-        let Some((batch, fee)) = j.paid else { continue };
-        if batch.date != date {
-            continue;
-        }
-        currency = fee.currency();
-        fees.push(fee);
-        let prints: u32 = j.lines.iter().map(|l| u32::from(l.quantity)).sum();
-        rows.push(vec![
-            batch.to_string(),
-            j.order_id.to_string(),
-            j.store.to_string(),
-            prints.to_string(),
-            money_text(fee),
-        ]);
-    }
-    Ok(Report {
-        party: "lab".into(),
-        date,
-        tables: vec![Table {
-            title: "Print fees received from the intermediary".into(),
-            columns: vec!["batch", "order", "store", "prints", "fee"],
-            rows,
-        }],
-        totals: vec![("print fees received".into(), sum(fees, currency))],
     })
 }
 

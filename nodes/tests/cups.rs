@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::{LabConfig, NodeConfig};
-use printmesh_nodes::hotfolder::{FolderPrint, Jpeg, PrintKind};
-use printmesh_nodes::ipp::{Client, JobState};
 use printmesh_nodes::net::PrintProto;
 use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
-use printmesh_nodes::render::{self, PrintSpec};
+use printmesh_nodes::roles::lab::hotfolder::{FolderPrint, Jpeg, PrintKind};
+use printmesh_nodes::roles::lab::ipp::{Client, JobState};
 use printmesh_nodes::roles::lab::printing::job_pdf;
+use printmesh_nodes::roles::lab::render::{self, PrintSpec};
 use printmesh_nodes::roles::lab::{LabCommand, LabStatus};
 use printmesh_protocol::messages::{OrderLine, PrintJob, PrintRequest, PrintResponse, Role};
 use printmesh_protocol::pricing::{Fit, PrintSize};
@@ -30,7 +30,8 @@ const OUT: &str = "/var/spool/cups-pdf/out";
 /// CUPS with the PDF queue, set up by the project's script if it is not there.
 async fn cups() -> Client {
     // As the system user the test runs as, as the lab does.
-    let user = printmesh_nodes::ipp::system_user_name().unwrap_or_else(|| "root".into());
+    let user =
+        printmesh_nodes::roles::lab::ipp::system_user_name().unwrap_or_else(|| "root".into());
     let client = Client::new(QUEUE, &user).unwrap();
     if client.printer_status().await.is_ok() {
         return client;

@@ -15,14 +15,14 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::load_prices;
-use printmesh_nodes::kiosk::app::{
+use printmesh_nodes::media::scan;
+use printmesh_nodes::roles::kiosk::app::{
     Action, App, AppConfig, CounterRow, CreditPin, DemoCard, Effect, Key, Notice, Problem,
     Redacted, Screen,
 };
-use printmesh_nodes::kiosk::chip::ChipRead;
-use printmesh_nodes::kiosk::i18n::Lang;
-use printmesh_nodes::kiosk::thumbs::{load_grid, load_preview};
-use printmesh_nodes::media::scan;
+use printmesh_nodes::roles::kiosk::chip::ChipRead;
+use printmesh_nodes::roles::kiosk::i18n::Lang;
+use printmesh_nodes::roles::kiosk::thumbs::{load_grid, load_preview};
 use printmesh_nodes::roles::kiosk::{KioskOrder, UploadProgress};
 use printmesh_protocol::card::CardBrand;
 use printmesh_protocol::messages::{
@@ -69,7 +69,7 @@ fn order_id() -> OrderId {
 struct Kiosk {
     app: App,
     card: PathBuf,
-    placed: Vec<printmesh_nodes::kiosk::app::OrderPlan>,
+    placed: Vec<printmesh_nodes::roles::kiosk::app::OrderPlan>,
     printed: usize,
     chip_inserts: Vec<String>,
 }

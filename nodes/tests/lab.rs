@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::{CourierConfig, LabConfig, NodeConfig};
-use printmesh_nodes::hotfolder::parse_autprint;
 use printmesh_nodes::net::{NodeEvent, PrintProto};
 use printmesh_nodes::node::RoleCommand;
 use printmesh_nodes::node::{admin_call, serve, start, start_role, AdminRequest, Node};
 use printmesh_nodes::roles::courier::CourierCommand;
+use printmesh_nodes::roles::lab::hotfolder::parse_autprint;
 use printmesh_nodes::roles::lab::{Lab, LabCommand, LabStatus};
 use printmesh_protocol::messages::{
     EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role,

@@ -800,8 +800,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// signed event of the kiosk's own.
 #[tokio::test]
 async fn the_counter_hands_over_only_delivered_orders() {
-    use printmesh_nodes::kiosk::pinpad::PinPad;
     use printmesh_nodes::roles::kiosk::draft_from_card;
+    use printmesh_nodes::roles::kiosk::pinpad::PinPad;
     use printmesh_protocol::messages::{EventKind, OrderEvent};
     use printmesh_protocol::order::OrderState;
 

@@ -156,9 +156,53 @@ pub fn report_request(role: Role, date: NaiveDate, csv: bool) -> Option<AdminReq
 /// keeps none).
 pub fn report_from_db(role: Role, db: &Db, date: NaiveDate) -> Result<Option<Report>, StoreError> {
     Ok(match role {
-        Role::Acquirer => Some(crate::report::acquirer(db, date)?),
-        Role::Intermediary => Some(crate::report::intermediary(db, date)?),
-        Role::Lab => Some(crate::report::lab(db, date)?),
+        Role::Acquirer => Some(acquirer::report(db, date)?),
+        Role::Intermediary => Some(intermediary::report(db, date)?),
+        Role::Lab => Some(lab::report(db, date)?),
         Role::Kiosk | Role::Courier | Role::Content => None,
     })
+}
+
+/// `printmesh inspect --config FILE`: what a stopped node holds, as JSON. Card data is
+/// shown as brand and last four digits only.
+pub fn inspect(config: &NodeConfig) -> Result<serde_json::Value, NodeError> {
+    let db_path = config.data_dir.join("db");
+    if !db_path.exists() {
+        return Err(NodeError::Role(format!(
+            "no node state in {}",
+            config.data_dir.display()
+        )));
+    }
+    let db = Db::open(&db_path).map_err(|e| {
+        NodeError::Role(format!(
+            "cannot open {} ({e}); is the node still running?",
+            db_path.display()
+        ))
+    })?;
+    let mut value = match config.role {
+        Role::Kiosk => kiosk::inspect(&db)?,
+        Role::Intermediary => intermediary::inspect(&db)?,
+        Role::Acquirer => acquirer::inspect(&db)?,
+        Role::Lab => {
+            let blobs = printmesh_runtime::blobs::BlobStore::open(&config.data_dir.join("blobs"))
+                .map_err(|source| NodeError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            lab::inspect(&db, &blobs)?
+        }
+        Role::Courier => courier::inspect(&db)?,
+        other => {
+            return Err(NodeError::Role(format!(
+                "role {other} has nothing to inspect yet"
+            )))
+        }
+    };
+    let events: printmesh_runtime::store::Tree<printmesh_protocol::messages::OrderEvent> =
+        db.tree("events")?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("name".into(), config.name.clone().into());
+        map.insert("events".into(), events.len().into());
+    }
+    Ok(value)
 }

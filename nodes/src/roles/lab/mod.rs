@@ -7,8 +7,13 @@
 //! picks them up and reports them delivered. A promise the queue can no longer keep
 //! is shown at risk, and once it slips the store is told the new date.
 
+pub mod config;
 pub mod console;
+pub mod hotfolder;
+pub mod ipp;
+pub mod pdf;
 pub mod printing;
+pub mod render;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +33,9 @@ use sled::Transactional;
 use crate::config::LabConfig;
 use crate::net::{Inbound, NodeEvent, PrintProto, SettleProto, ShipProto};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree};
+use printmesh_protocol::money::Currency;
 
 pub use console::{JobView, LabStatus, PrinterView};
 use printing::Printer;
@@ -1081,9 +1088,9 @@ impl Lab {
                     .await
                     .and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string())),
             ),
-            LabCommand::Report { date, csv } => AdminResponse::from_result(
-                crate::report::lab(&self.node.db, date).map(|r| r.render(csv)),
-            ),
+            LabCommand::Report { date, csv } => {
+                AdminResponse::from_result(report(&self.node.db, date).map(|r| r.render(csv)))
+            }
         }
     }
 }
@@ -1155,4 +1162,40 @@ pub fn inspect(
     Ok(
         serde_json::json!({ "role": "lab", "jobs": out, "blobs": blobs.list().iter().map(|b| b.to_hex()).collect::<Vec<_>>() }),
     )
+}
+
+// ---------------------------------------------------------------------- the day's report
+
+/// A lab: the print fees the intermediary paid it that day.
+pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, StoreError> {
+    let jobs: Tree<LabJob> = db.tree("jobs")?;
+    let mut rows = Vec::new();
+    let mut currency = Currency::Jpy;
+    let mut fees = Vec::new();
+    for (_, j) in jobs.entries().filter_map(Result::ok) {
+        let Some((batch, fee)) = j.paid else { continue };
+        if batch.date != date {
+            continue;
+        }
+        currency = fee.currency();
+        fees.push(fee);
+        let prints: u32 = j.lines.iter().map(|l| u32::from(l.quantity)).sum();
+        rows.push(vec![
+            batch.to_string(),
+            j.order_id.to_string(),
+            j.store.to_string(),
+            prints.to_string(),
+            money_text(fee),
+        ]);
+    }
+    Ok(Report {
+        party: "lab".into(),
+        date,
+        tables: vec![Table {
+            title: "Print fees received from the intermediary".into(),
+            columns: vec!["batch", "order", "store", "prints", "fee"],
+            rows,
+        }],
+        totals: vec![("print fees received".into(), sum(fees, currency))],
+    })
 }

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{JobStatus, Lab, LabJob, PrinterView};
 use crate::config::{LabPrinterConfig, PrinterOutput};
-use crate::hotfolder::{FolderPrint, Jpeg, PrintKind};
-use crate::ipp;
-use crate::render::{self, PrintSpec, Resampler};
+use crate::roles::lab::hotfolder::{FolderPrint, Jpeg, PrintKind};
+use crate::roles::lab::ipp;
+use crate::roles::lab::render::{self, PrintSpec, Resampler};
 
 /// How often a printer looks at its job and its health when there is nothing new.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -366,7 +366,7 @@ async fn send(
             let name = output_name(job);
             let created = lab.now_local();
             tokio::task::spawn_blocking(move || {
-                crate::hotfolder::deliver(&root, &name, &prints, created)
+                crate::roles::lab::hotfolder::deliver(&root, &name, &prints, created)
                     .map(Output::Folder)
                     .map_err(|e| format!("cannot write to the hot folder: {e}"))
             })
@@ -481,7 +481,7 @@ fn spec_back_print(job: &LabJob, line: usize) -> String {
 /// The job as one PDF written to `out`: each print as many times as ordered, then the
 /// index print. Spooled prints are streamed from their files.
 pub fn write_job_pdf(prints: &[FolderPrint], out: impl std::io::Write) -> Result<(), String> {
-    use crate::pdf::{ImageData, PdfImage, PdfPage};
+    use crate::roles::lab::pdf::{ImageData, PdfImage, PdfPage};
     let mut images = Vec::with_capacity(prints.len());
     let mut pages = Vec::new();
     for (i, p) in prints.iter().enumerate() {
@@ -517,7 +517,7 @@ pub fn write_job_pdf(prints: &[FolderPrint], out: impl std::io::Write) -> Result
             });
         }
     }
-    crate::pdf::write_to(out, &images, &pages).map_err(|e| e.to_string())
+    crate::roles::lab::pdf::write_to(out, &images, &pages).map_err(|e| e.to_string())
 }
 
 /// The job as one PDF in memory (small jobs and tests).

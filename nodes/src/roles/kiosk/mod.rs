@@ -2,6 +2,26 @@
 //! that writes every order to the sled outbox before anything else, then uploads its
 //! images to an intermediary, submits it, and retries until a final answer arrives.
 //! The customer screens arrive with the kiosk issue and call this same API.
+//!
+//! Its customer-facing side lives here too: devices (card reader, chip reader, PIN
+//! pad, receipt printer) and, on top of them, the screens S501–S510. Hardware sits
+//! behind small traits with fakes that read the same bytes the real devices send: a
+//! keyboard-wedge reader types its tracks into the key stream, a chip reader reports
+//! the EMV track-2 equivalent, a receipt printer takes ESC/POS.
+
+pub mod app;
+pub mod chip;
+pub mod config;
+pub mod i18n;
+pub mod pinpad;
+pub mod reader;
+pub mod receipt;
+pub mod run;
+pub mod thumbs;
+pub mod ui;
+
+/// Card swipes (parsed in `printmesh-formats`).
+pub use printmesh_formats::swipe;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -328,7 +348,7 @@ impl Kiosk {
 
     /// Every order this kiosk took, newest first, with its state as the order events
     /// this node has seen tell it: what counter mode lists.
-    pub fn counter_rows(&self) -> Result<Vec<crate::kiosk::app::CounterRow>, KioskError> {
+    pub fn counter_rows(&self) -> Result<Vec<crate::roles::kiosk::app::CounterRow>, KioskError> {
         use printmesh_protocol::order::OrderState;
         let mut rows = Vec::new();
         let state_of = |id: OrderId, fallback: OrderState| -> OrderState {
@@ -353,7 +373,7 @@ impl Kiosk {
                 OrderResponse::Rejected { .. } => (OrderState::Rejected, None),
                 _ => (OrderState::Submitted, None),
             };
-            rows.push(crate::kiosk::app::CounterRow {
+            rows.push(crate::roles::kiosk::app::CounterRow {
                 order_id: o.order_id,
                 placed_at_ms: o.placed_at_ms,
                 prints: o.lines.iter().map(|l| u32::from(l.quantity)).sum(),
@@ -369,7 +389,7 @@ impl Kiosk {
             let OrderRequest::SubmitSealed(s) = request else {
                 continue;
             };
-            rows.push(crate::kiosk::app::CounterRow {
+            rows.push(crate::roles::kiosk::app::CounterRow {
                 order_id: s.order_id,
                 placed_at_ms: s.placed_at_ms,
                 prints: s.lines.iter().map(|l| u32::from(l.quantity)).sum(),

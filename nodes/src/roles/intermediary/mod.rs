@@ -13,6 +13,8 @@
 //! resubmitted order continues where the first stopped and, once answered, gets the
 //! first answer, never a second hold.
 
+pub mod config;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +37,10 @@ use crate::config::load_prices;
 use crate::config::IntermediaryConfig;
 use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto, SettleProto};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::report::{money_text, sum, Report, Table};
 use crate::roles::OrderLocks;
 use crate::store::{StoreError, Tree, WriteSet};
+use printmesh_protocol::money::Currency;
 
 /// How often captures and lab payments that did not go through are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
@@ -1053,7 +1057,7 @@ impl RoleHandler for Intermediary {
                 if let Some((command, reply)) = admin.command::<IntermediaryCommand>() {
                     let response = match command {
                         IntermediaryCommand::Report { date, csv } => AdminResponse::from_result(
-                            crate::report::intermediary(&self.node.db, date).map(|r| r.render(csv)),
+                            report(&self.node.db, date).map(|r| r.render(csv)),
                         ),
                     };
                     let _ = reply.send(response);
@@ -1094,4 +1098,67 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         }));
     }
     Ok(serde_json::json!({ "role": "intermediary", "orders": out }))
+}
+
+// ---------------------------------------------------------------------- the day's report
+
+/// The intermediary: what the acquirer paid it that day, its commission, and the
+/// print fees it paid each lab.
+pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, StoreError> {
+    let orders: Tree<RoutedOrder> = db.tree("orders")?;
+    let mut rows = Vec::new();
+    let mut currency = Currency::Jpy;
+    let (mut received, mut commission, mut fees, mut unpaid_fees) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (_, o) in orders.entries().filter_map(Result::ok) {
+        let Some(s) = &o.settlement else { continue };
+        if s.batch.date != date {
+            continue;
+        }
+        currency = s.received.currency();
+        received.push(s.received);
+        commission.push(s.commission);
+        fees.push(s.lab_fee);
+        if !s.lab_paid {
+            unpaid_fees.push(s.lab_fee);
+        }
+        rows.push(vec![
+            s.batch.to_string(),
+            o.order_id.to_string(),
+            o.store.to_string(),
+            o.lab_name.clone().unwrap_or_default(),
+            if s.lab_paid {
+                "paid".into()
+            } else {
+                "due".into()
+            },
+            money_text(s.commission),
+            money_text(s.lab_fee),
+            money_text(s.received),
+        ]);
+    }
+    Ok(Report {
+        party: "intermediary".into(),
+        date,
+        tables: vec![Table {
+            title: "Received from the acquirer, kept, and paid to labs".into(),
+            columns: vec![
+                "batch",
+                "order",
+                "store",
+                "lab",
+                "fee paid?",
+                "commission",
+                "print fee",
+                "received",
+            ],
+            rows,
+        }],
+        totals: vec![
+            ("received from the acquirer".into(), sum(received, currency)),
+            ("commission kept".into(), sum(commission, currency)),
+            ("print fees to labs".into(), sum(fees, currency)),
+            ("print fees not yet paid".into(), sum(unpaid_fees, currency)),
+        ],
+    })
 }

@@ -26,6 +26,8 @@
 //!   captured orders that match, and sends the payment advice. Reports and card
 //!   statements come from the same records.
 
+pub mod config;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -54,6 +56,7 @@ use crate::cards::load_cards;
 use crate::config::AcquirerConfig;
 use crate::net::{AuthProto, Inbound, NodeEvent, SettleProto};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::messages::Role;
 
@@ -1272,9 +1275,9 @@ impl Acquirer {
     async fn on_admin(&self, command: AcquirerCommand) -> AdminResponse {
         match command {
             AcquirerCommand::Settle => AdminResponse::from_result(self.settle().await),
-            AcquirerCommand::Report { date, csv } => AdminResponse::from_result(
-                crate::report::acquirer(&self.node.db, date).map(|r| r.render(csv)),
-            ),
+            AcquirerCommand::Report { date, csv } => {
+                AdminResponse::from_result(report(&self.node.db, date).map(|r| r.render(csv)))
+            }
         }
     }
 }
@@ -1593,4 +1596,98 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
             "credits_pending": a.credits_pending, "credits_posted": a.credits_posted,
         })).collect::<Vec<_>>(),
     }))
+}
+
+// ---------------------------------------------------------------------- the day's report
+
+/// The acquirer: what it paid each intermediary that day, and each card's statement of
+/// the charges settled.
+pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, StoreError> {
+    let batches: Tree<Batch> = db.tree("batches")?;
+    let auths: Tree<AuthRecord> = db.tree("auths")?;
+    let cards: Tree<CardRecord> = db.tree("cards")?;
+    let mut paid = Vec::new();
+    let mut statements: std::collections::BTreeMap<String, Vec<Vec<String>>> = Default::default();
+    let mut currency = Currency::Jpy;
+    let mut payments = Vec::new();
+    for (_, b) in batches.entries().filter_map(Result::ok) {
+        if b.id.date != date {
+            continue;
+        }
+        currency = b.total.currency();
+        payments.push(b.total);
+        for line in &b.lines {
+            let Some(r) = auths.get(line.order_id.to_bytes())? else {
+                continue;
+            };
+            let kind = r.kind.map(|k| k.name()).unwrap_or("-");
+            let card = format!("{} **** {}", r.brand, r.last4);
+            paid.push(vec![
+                b.id.to_string(),
+                line.order_id.to_string(),
+                card.clone(),
+                kind.to_string(),
+                money_text(line.amount),
+            ]);
+            let unit = match r.token.and_then(|t| cards.get(t).ok().flatten()) {
+                Some(c) if c.unit == printmesh_protocol::ledger::Unit::Points => {
+                    format!("{} PTS", r.held)
+                }
+                _ => money_text(r.amount),
+            };
+            let captured = r
+                .captured_at_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            statements.entry(card).or_default().push(vec![
+                line.order_id.to_string(),
+                captured,
+                r.store.to_string(),
+                unit,
+            ]);
+        }
+    }
+    let mut statement_rows = Vec::new();
+    for (card, rows) in statements {
+        for mut row in rows {
+            row.insert(0, card.clone());
+            statement_rows.push(row);
+        }
+    }
+    // Holds still open, for the operator's eye.
+    let open = auths
+        .entries()
+        .filter_map(Result::ok)
+        .filter(|(_, r)| r.hold == HoldState::Held)
+        .count();
+    let captured_unpaid: Vec<Money> = auths
+        .entries()
+        .filter_map(Result::ok)
+        .filter(|(_, r)| r.hold == HoldState::Captured && r.settled.is_none())
+        .map(|(_, r)| r.amount)
+        .collect();
+    Ok(Report {
+        party: "acquirer".into(),
+        date,
+        tables: vec![
+            Table {
+                title: "Paid to intermediaries".into(),
+                columns: vec!["batch", "order", "card", "kind", "amount"],
+                rows: paid,
+            },
+            Table {
+                title: format!("Card statements (charges settled; holds still open: {open})"),
+                columns: vec!["card", "order", "captured", "store", "charged"],
+                rows: statement_rows,
+            },
+        ],
+        totals: vec![
+            ("paid to intermediaries".into(), sum(payments, currency)),
+            (
+                "captured not yet settled".into(),
+                sum(captured_unpaid, currency),
+            ),
+        ],
+    })
 }

@@ -8,6 +8,8 @@
 //! configured with `auto_in_transit_secs` / `auto_deliver_secs` moves parcels by
 //! itself (the demo's van).
 
+pub mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
