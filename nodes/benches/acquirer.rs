@@ -149,7 +149,7 @@ async fn in_process(group_commit: bool) -> f64 {
     let (node, mut rx) = start(config).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone(), section).unwrap();
-    acquirer.start();
+    acquirer.start(node.stopping());
     let key = seal_key(&node);
     let queue = Arc::new(std::sync::Mutex::new(sealed_requests(&key, AUTHS, 1_000)));
     let via = node.peer_id().to_bytes();
@@ -406,7 +406,7 @@ async fn acquirer_latency() -> Vec<Duration> {
     let (node, mut rx) = start(config).await.unwrap();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let acquirer = printmesh_nodes::roles::acquirer::Acquirer::open(node.clone(), section).unwrap();
-    acquirer.start();
+    acquirer.start(node.stopping());
     let key = seal_key(&node);
     let via = node.peer_id().to_bytes();
     let mut times = Vec::new();

@@ -14,7 +14,7 @@ pub mod node;
 pub mod report;
 pub mod roles;
 
-pub use printmesh_runtime::{blobs, events, membership, net, store, sync};
+pub use printmesh_runtime::{blobs, events, membership, net, role, store, sync};
 
 /// The memory card: DCF files, the camera's DPOF order, EXIF (parsed in
 /// `printmesh-formats`).

@@ -11,14 +11,13 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::{CourierConfig, LabConfig, NodeConfig};
 use printmesh_nodes::net::{NodeEvent, PrintProto};
 use printmesh_nodes::node::RoleCommand;
-use printmesh_nodes::node::{admin_call, serve, start, start_role, AdminRequest, Node};
+use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
 use printmesh_nodes::roles::courier::CourierCommand;
 use printmesh_nodes::roles::lab::hotfolder::parse_autprint;
 use printmesh_nodes::roles::lab::{Lab, LabCommand, LabStatus};
@@ -465,10 +464,9 @@ ipp = "ipp://127.0.0.1:9/printers/none"
 "#,
     );
     let section = config.lab.clone().unwrap();
-    let (node, rx) = start(config).await.unwrap();
-    let lab: Arc<Lab> = Lab::open(node.clone(), section).unwrap();
-    lab.start();
-    tokio::spawn(serve(node.clone(), lab.clone(), rx));
+    let (node, lab) = printmesh_nodes::role::run::<Lab>(config, section)
+        .await
+        .unwrap();
     let kiosk = listener(dir.path(), &network, Role::Kiosk, addr(&node).await).await;
     let intermediary = listener(dir.path(), &network, Role::Intermediary, addr(&node).await).await;
     intermediary

@@ -111,6 +111,7 @@ async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client 
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             peers: vec![target.parse().unwrap()],
             mdns: false,
+            serves: net::Serves::All,
         },
     )
     .unwrap();

@@ -14,13 +14,14 @@ use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use printmesh_nodes::blobs::{send_blob, send_blob_cut, BlobError};
 use printmesh_nodes::config::{AcquirerConfig, IntermediaryConfig, KioskConfig, NodeConfig};
-use printmesh_nodes::net::{AuthProto, OrderProto};
+use printmesh_nodes::net::{AuthProto, NetError, OrderProto, SettleProto, ShipProto};
 use printmesh_nodes::node::{start, start_role, Node};
 use printmesh_protocol::card::{CardData, Expiry};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
     proto, AuthRequest, AuthResponse, Authorise, DeclineCode, OrderLine, OrderRequest,
-    OrderResponse, PaymentMethod, Role, SealedAuthorise, SealedOrder,
+    OrderResponse, PaymentMethod, Role, SealedAuthorise, SealedOrder, SettleRequest,
+    SettleResponse, ShipRequest,
 };
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::pinblock::Pin;
@@ -132,6 +133,56 @@ fn random_bytes(len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
     rand::thread_rng().fill_bytes(&mut b);
     b
+}
+
+#[tokio::test]
+async fn a_request_to_a_role_that_does_not_answer_it_fails_at_once() {
+    // A lab answers print jobs and payments; an intermediary (its test stand-in here)
+    // asks a lab to ship, which only a courier answers. The lab's node does not speak
+    // the ship protocol inbound: the request is refused at negotiation, the role never
+    // hears of it, and the asker knows at once instead of waiting out its timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, lab) = two_nodes(dir.path(), Role::Lab).await;
+    let asked = std::time::Instant::now();
+    let answer = sender
+        .client
+        .request::<ShipProto>(
+            lab.peer_id(),
+            ShipRequest::Manifest {
+                shipment: "s-1".into(),
+                lab: "nobody".into(),
+                parcels: vec![],
+            },
+        )
+        .await;
+    match answer {
+        Err(NetError::Request { reason, .. }) => {
+            assert!(
+                reason.contains("none of the requested protocols"),
+                "{reason}"
+            )
+        }
+        other => panic!("a lab answered a shipment: {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The protocols it does answer still work: a settlement it is not owed is refused
+    // in words, by the role.
+    let batch = printmesh_protocol::messages::BatchId {
+        date: chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap(),
+        seq: 1,
+    };
+    let answer = sender
+        .client
+        .request::<SettleProto>(lab.peer_id(), SettleRequest::BillPlease { batch })
+        .await;
+    assert!(
+        matches!(answer, Ok(SettleResponse::Refused { .. })),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The printmesh node runtime: everything a node does whatever its role. It never names
-//! a role; roles (`printmesh-nodes`) plug in through [`node::RoleHandler`] and ask the
+//! a role; roles (`printmesh-nodes`) plug in through [`role::Role`] and ask the
 //! protocol (`printmesh_protocol::wire`) what a role may send.
 //!
 //! - [`net`]: the one libp2p swarm loop (`Client` / `EventLoop`), the protocol table,
@@ -10,7 +10,8 @@
 //! - [`sync`]: anti-entropy, each node asking its peers for the events it missed.
 //! - [`membership`]: the root's certificates and revocations, the admission gate.
 //! - [`config`]: the common part of a node's config.
-//! - [`node`]: starting a node, its admin socket, handing events to its role.
+//! - [`node`]: starting a node, its admin socket, stopping it.
+//! - [`role`]: the trait a role implements, and serving it.
 
 pub mod blobs;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod events;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod role;
 pub mod store;
 pub mod sync;

@@ -1,7 +1,6 @@
 //! Starting a node: its data directory, identity key, sled database, blob store, swarm
 //! loop and blob server; then the role that config names, until a signal stops it.
 
-use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,11 +14,14 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::blobs::{serve_blobs, BlobStore};
 use crate::config::{ConfigError, NodeConfig};
 use crate::events::{EventError, EventLog};
-use crate::net::{self, BuildError, Client, NetConfig, NodeEvent};
+use crate::net::{self, BuildError, Client, NetConfig, NodeEvent, Serves};
+use crate::role::Stopping;
 use crate::store::{Db, StoreError};
 
 /// Most role handlers running at once; further events wait (the swarm loop does not).
 pub const MAX_CONCURRENT_HANDLERS: usize = 64;
+/// How long a stopping node waits for the requests in hand.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -341,6 +343,11 @@ pub struct Node {
     pub blobs: Arc<BlobStore>,
     pub events: Arc<EventLog>,
     pub keypair: Keypair,
+    /// The role's handlers in flight ([`MAX_CONCURRENT_HANDLERS`] permits).
+    pub handlers: Arc<Semaphore>,
+    /// Fired by [`Node::shutdown`]: the role's loops and its event queue stop.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    stopping: Stopping,
 }
 
 impl Node {
@@ -375,8 +382,25 @@ impl Node {
         }
     }
 
-    /// Stops the swarm loop and flushes the database.
+    /// Fires when the node stops.
+    pub fn stopping(&self) -> Stopping {
+        self.stopping.clone()
+    }
+
+    /// Stops the node: no new work is taken (the role hears of nothing more and its
+    /// loops end), the handlers in flight finish (for at most [`DRAIN_TIMEOUT`]),
+    /// then the swarm loop stops and the database is flushed.
     pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let all = MAX_CONCURRENT_HANDLERS as u32;
+        match tokio::time::timeout(DRAIN_TIMEOUT, self.handlers.acquire_many(all)).await {
+            Ok(Ok(permits)) => drop(permits),
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!(
+                "requests still in hand after {} s: stopping without them",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+        }
         self.client.shutdown().await;
         if let Err(e) = self.db.flush().await {
             tracing::error!("final flush failed: {e}");
@@ -384,11 +408,20 @@ impl Node {
     }
 }
 
-/// Opens a node's state and starts its swarm loop and blob server.
+/// Opens a node's state and starts its swarm loop and blob server; it answers every
+/// request protocol, and whoever started it handles its events (tests, benches). A
+/// role's node is started by [`crate::role::run`].
 pub async fn start(
     config: impl Into<NodeConfig>,
 ) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
-    let config: NodeConfig = config.into();
+    start_serving(config.into(), Serves::All).await
+}
+
+/// [`start`], answering only the request protocols `serves` names.
+pub async fn start_serving(
+    config: NodeConfig,
+    serves: Serves,
+) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
     let data_dir = config.data_dir.clone();
     let keypair = identity(&data_dir)?;
     let db = Db::open(&data_dir.join("db"))?;
@@ -440,6 +473,7 @@ pub async fn start(
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,
+            serves,
         },
     )?;
     let admin_events = event_loop.event_sender();
@@ -458,6 +492,7 @@ pub async fn start(
         Ok(()) => {}
         Err(e) => tracing::warn!("no admin socket in {}: {e}", data_dir.display()),
     }
+    let (stop, stopping) = Stopping::new();
     Ok((
         Node {
             config: Arc::new(config),
@@ -466,102 +501,12 @@ pub async fn start(
             blobs,
             events,
             keypair,
+            handlers: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
+            stop: Arc::new(stop),
+            stopping,
         },
         rx,
     ))
-}
-
-/// A role plugs into the node here: it gets every event the swarm loop delivers and
-/// never touches the swarm.
-pub trait RoleHandler: Send + Sync + 'static {
-    fn handle(self: Arc<Self>, event: NodeEvent) -> impl Future<Output = ()> + Send;
-
-    /// Whether the node keeps a gossiped event at all (a kiosk keeps only its own
-    /// store's orders' events).
-    fn keeps(&self, _event: &printmesh_protocol::messages::OrderEvent) -> bool {
-        true
-    }
-}
-
-/// Delivers events to the role, each in its own task, at most
-/// [`MAX_CONCURRENT_HANDLERS`] at once. Incoming order events (gossiped or synced)
-/// are recorded with their frames first and reach the role as [`NodeEvent::Event`];
-/// one this node has already (the same origin, order and number: a replay) goes no
-/// further.
-pub async fn serve<R: RoleHandler>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<NodeEvent>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS));
-    while let Some(event) = rx.recv().await {
-        let event = match event {
-            NodeEvent::Incoming(incoming) => match take_incoming(&node, role.as_ref(), incoming) {
-                Some(event) => NodeEvent::Event(event),
-                None => continue,
-            },
-            other => other,
-        };
-        // Membership is the node's, whatever its role.
-        let event = match event {
-            NodeEvent::Admin(admin) if matches!(admin.request(), AdminRequest::Revoke { .. }) => {
-                let (request, reply) = admin.into_parts();
-                if let AdminRequest::Revoke { revocation } = request {
-                    let client = node.client.clone();
-                    tokio::spawn(async move {
-                        let _ =
-                            reply.send(AdminResponse::from_result(client.revoke(revocation).await));
-                    });
-                }
-                continue;
-            }
-            other => other,
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let role = role.clone();
-        tokio::spawn(async move {
-            role.handle(event).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Records an incoming event (if the role keeps it); the event, if it is new here.
-fn take_incoming<R: RoleHandler>(
-    node: &Node,
-    role: &R,
-    incoming: net::IncomingEvent,
-) -> Option<printmesh_protocol::messages::OrderEvent> {
-    use net::Recorded;
-    let net::IncomingEvent { event, frame, done } = incoming;
-    let recorded = if !role.keeps(&event) {
-        Recorded::Known
-    } else {
-        match node.events.record_signed(&event, &frame) {
-            Ok(true) => Recorded::New,
-            // The swarm loop ignores (and logs) gossip the log has; this is a second
-            // copy of one that was in flight when the first landed, or a synced one
-            // that gossip brought meanwhile.
-            Ok(false) => {
-                tracing::debug!(order_id = %event.order_id, seq = event.seq, "an event this node has already: ignored");
-                Recorded::Known
-            }
-            Err(err) => {
-                // The role still hears of it; the syncer reads that page again.
-                tracing::error!("cannot record event: {err}");
-                Recorded::Failed
-            }
-        }
-    };
-    // A synced event that could not be stored is brought again by the syncer; only
-    // then does the role hear of it (once). A gossiped one may never come again.
-    let synced = done.is_some();
-    if let Some(done) = done {
-        let _ = done.send(recorded);
-    }
-    match recorded {
-        Recorded::New => Some(event),
-        Recorded::Failed if !synced => Some(event),
-        _ => None,
-    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.

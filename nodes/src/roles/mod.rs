@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::OrderId;
-use printmesh_runtime::node::{self, serve, shutdown_signal, AdminRequest, Node, NodeError};
+use printmesh_runtime::node::{shutdown_signal, AdminRequest, Node, NodeError};
+use printmesh_runtime::role::run;
 use printmesh_runtime::store::{Db, StoreError};
 
 use crate::config::NodeConfig;
@@ -70,44 +71,39 @@ fn section<T>(section: Option<T>, role: Role) -> Result<T, NodeError> {
 /// Starts the role a config names. Returns the node once its role is serving.
 pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
     let role = config.role;
-    if role == Role::Content {
-        return Err(NodeError::Role(format!("role {role} is not available yet")));
-    }
-    if role == Role::Kiosk {
-        return start_kiosk(config).await.map(|(node, _)| node);
-    }
-    let (node, rx) = node::start(config.common()).await?;
-    match role {
+    let common = config.common();
+    let node = match role {
         Role::Acquirer => {
-            let r = acquirer::Acquirer::open(node.clone(), section(config.acquirer, role)?)?;
-            r.start();
-            tokio::spawn(serve(node.clone(), r, rx));
+            run::<acquirer::Acquirer>(common, section(config.acquirer, role)?)
+                .await?
+                .0
         }
         Role::Intermediary => {
-            let r = intermediary::Intermediary::open(
-                node.clone(),
-                section(config.intermediary, role)?,
-            )?;
-            r.start();
-            tokio::spawn(serve(node.clone(), r, rx));
+            run::<intermediary::Intermediary>(common, section(config.intermediary, role)?)
+                .await?
+                .0
         }
-        Role::Lab => {
-            let r = lab::Lab::open(node.clone(), section(config.lab, role)?)?;
-            r.start();
-            tokio::spawn(serve(node.clone(), r, rx));
-        }
+        Role::Lab => run::<lab::Lab>(common, section(config.lab, role)?).await?.0,
         Role::Courier => {
-            let r = courier::Courier::open(node.clone(), section(config.courier, role)?)?;
-            r.start();
-            tokio::spawn(serve(node.clone(), r, rx));
+            run::<courier::Courier>(common, section(config.courier, role)?)
+                .await?
+                .0
         }
-        Role::Kiosk | Role::Content => {}
-    }
+        Role::Kiosk => {
+            run::<kiosk::Kiosk>(common, section(config.kiosk, role)?)
+                .await?
+                .0
+        }
+        Role::Content => {
+            return Err(NodeError::Role(format!("role {role} is not available yet")));
+        }
+    };
     Ok(node)
 }
 
-/// `printmesh <role> --config FILE`: runs one node until a signal, printing one
-/// `listening <multiaddr>` line per address on stdout.
+/// `printmesh <role> --config FILE`: runs one node until SIGTERM or Ctrl-C, printing
+/// one `listening <multiaddr>` line per address on stdout; then stops it (no new work,
+/// the requests in hand finished, the role's loops ended, the database flushed).
 pub async fn run_until_signal(config: NodeConfig) -> Result<(), NodeError> {
     let role = config.role;
     let name = config.name.clone();
@@ -119,6 +115,7 @@ pub async fn run_until_signal(config: NodeConfig) -> Result<(), NodeError> {
     shutdown_signal().await;
     tracing::info!("stopping");
     node.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -130,11 +127,8 @@ pub async fn start_kiosk(config: NodeConfig) -> Result<(Node, Arc<kiosk::Kiosk>)
             config.role
         )));
     }
-    let (node, rx) = node::start(config.common()).await?;
-    let kiosk = kiosk::Kiosk::open(node.clone(), section(config.kiosk, Role::Kiosk)?)?;
-    tokio::spawn(kiosk.clone().run_outbox());
-    tokio::spawn(serve(node.clone(), kiosk.clone(), rx));
-    Ok((node, kiosk))
+    let common = config.common();
+    run::<kiosk::Kiosk>(common, section(config.kiosk, Role::Kiosk)?).await
 }
 
 /// The admin request for a day's settlement report of a role that keeps one.

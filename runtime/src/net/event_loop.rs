@@ -24,6 +24,8 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
+    /// The request protocols this node answers.
+    pub serves: Serves,
 }
 
 /// Owns the swarm; run it with [`EventLoop::run`].
@@ -282,6 +284,7 @@ pub fn build(
     config: NetConfig,
 ) -> Result<(Client, mpsc::Receiver<NodeEvent>, EventLoop), BuildError> {
     let mdns_enabled = config.mdns;
+    let serves = config.serves.clone();
     let psk = config.psk;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -348,6 +351,7 @@ pub fn build(
                 ),
                 mdns: Toggle::from(mdns),
                 gossipsub,
+                serves,
             }))
         })
         .map_err(|e| BuildError::Behaviour(e.to_string()))?
@@ -419,7 +423,10 @@ impl EventLoop {
                     Some(Command::ListenAddrs(tx)) => { let _ = tx.send(self.listen_addrs.clone()); }
                     Some(Command::Revoke(bytes, tx)) => { let _ = tx.send(self.revoke(bytes)); }
                     Some(Command::ConnectionsTo(peer, tx)) => { let _ = tx.send(self.connections.get(&peer).copied().unwrap_or(0)); }
-                    Some(Command::Shutdown) | None => break,
+                    Some(Command::Shutdown) | None => {
+                        self.flush_answers().await;
+                        break;
+                    }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(Some(job)) = self.replies.next(), if !self.replies.is_empty() => {
@@ -1007,7 +1014,7 @@ impl EventLoop {
                     self.replies.push(
                         async move {
                             let response = rx.await.ok()?;
-                            let job: SwarmJob = Box::new(move |swarm, _| {
+                            let job: SwarmJob = Box::new(move |swarm, pending| {
                                 if P::behaviour(swarm.behaviour_mut())
                                     .send_response(channel, response)
                                     .is_err()
@@ -1016,6 +1023,8 @@ impl EventLoop {
                                         protocol = P::SPEC.id,
                                         "peer left before the answer"
                                     );
+                                } else {
+                                    pending.answering += 1;
                                 }
                             });
                             Some(job)
@@ -1048,10 +1057,48 @@ impl EventLoop {
             request_response::Event::InboundFailure { peer, error, .. } => {
                 // An answer we chose not to give (a request refused above) is no news.
                 if !matches!(error, request_response::InboundFailure::ResponseOmission) {
+                    self.pending.answering = self.pending.answering.saturating_sub(1);
                     tracing::warn!(%peer, protocol = P::SPEC.id, "inbound request failed: {error}");
                 }
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { .. } => {
+                self.pending.answering = self.pending.answering.saturating_sub(1);
+            }
+        }
+    }
+
+    /// After a shutdown command: the answers the role gave are handed to the swarm and
+    /// written out, and the swarm runs on a moment ([`ANSWER_GRACE`]) so the peers read
+    /// them before the connections drop; [`ANSWER_FLUSH`] at most in all.
+    async fn flush_answers(&mut self) {
+        let deadline = tokio::time::sleep(ANSWER_FLUSH);
+        tokio::pin!(deadline);
+        let mut quiet_since: Option<Instant> = None;
+        loop {
+            if self.replies.is_empty() && self.pending.answering == 0 {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ANSWER_GRACE {
+                    return;
+                }
+            } else {
+                quiet_since = None;
+            }
+            tokio::select! {
+                Some(job) = self.replies.next(), if !self.replies.is_empty() => {
+                    if let Some(job) = job {
+                        job(&mut self.swarm, &mut self.pending);
+                    }
+                }
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tokio::time::sleep(ANSWER_GRACE / 5) => {}
+                _ = &mut deadline => {
+                    tracing::warn!(
+                        "answers still unsent after {} ms: stopping",
+                        ANSWER_FLUSH.as_millis()
+                    );
+                    return;
+                }
+            }
         }
     }
 }

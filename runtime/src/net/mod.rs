@@ -45,6 +45,11 @@ use crate::events::judge_frame;
 pub const CHANNEL_CAPACITY: usize = 256;
 /// How long a request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping node's swarm loop keeps writing out the answers its role gave.
+pub const ANSWER_FLUSH: Duration = Duration::from_secs(2);
+/// How long the swarm runs on after its last answer went out, so the peer reads it
+/// before the connection drops.
+pub const ANSWER_GRACE: Duration = Duration::from_millis(250);
 /// How often mDNS asks the LAN who is there. The library's default (5 minutes) means
 /// two nodes whose first queries cross miss each other for minutes.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);

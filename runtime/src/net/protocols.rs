@@ -38,6 +38,27 @@ impl WireProtocol for HelloProto {
     type Response = Hello;
 }
 
+/// Which request protocols a node answers: those of its role, and sync (every node
+/// answers what its peers missed). A request on another is refused by libp2p at
+/// negotiation, so a request sent to the wrong role fails at once and never reaches
+/// the role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serves {
+    /// Every protocol (a node whose events a test handles itself).
+    All,
+    /// These protocol ids, and sync.
+    Only(Vec<&'static str>),
+}
+
+impl Serves {
+    pub fn inbound(&self, id: &str) -> bool {
+        match self {
+            Serves::All => true,
+            Serves::Only(ids) => id == wire::sync::ID || ids.contains(&id),
+        }
+    }
+}
+
 macro_rules! request_protocols {
     ($(
         $(#[$doc:meta])*
@@ -89,6 +110,8 @@ macro_rules! request_protocols {
             pub identify: identify::Behaviour,
             pub mdns: Toggle<mdns::tokio::Behaviour>,
             pub gossipsub: gossipsub::Behaviour,
+            /// The request protocols answered here ([`Serves`]).
+            pub serves: Serves,
         }
 
         impl Behaviour {
@@ -100,8 +123,8 @@ macro_rules! request_protocols {
                     identify: f.identify,
                     mdns: f.mdns,
                     gossipsub: f.gossipsub,
-                    hello: rr(),
-                    $($field: rr(),)*
+                    hello: rr(true),
+                    $($field: rr(f.serves.inbound($spec.id)),)*
                     stream: libp2p_stream::Behaviour::new(),
                 }
             }
@@ -111,6 +134,9 @@ macro_rules! request_protocols {
         #[derive(Default)]
         pub struct PendingRequests {
             $($field: Pending<$resp>,)*
+            /// Answers handed to the swarm and not yet written out (a stopping node
+            /// waits for them).
+            pub(super) answering: usize,
         }
 
         /// What the swarm loop tells the role.
@@ -251,9 +277,16 @@ impl<P: WireProtocol> request_response::Codec for FrameCodec<P> {
 
 type Rr<P> = request_response::Behaviour<FrameCodec<P>>;
 
-fn rr<P: WireProtocol>() -> Rr<P> {
+/// A protocol's behaviour: answered here (`inbound`), or only sent (a peer's request
+/// on it is refused at negotiation: the node does not speak it inbound).
+fn rr<P: WireProtocol>(inbound: bool) -> Rr<P> {
+    let support = if inbound {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
     request_response::Behaviour::new(
-        [(StreamProtocol::new(P::SPEC.id), ProtocolSupport::Full)],
+        [(StreamProtocol::new(P::SPEC.id), support)],
         request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
     )
 }

@@ -54,11 +54,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cards::load_cards;
 use crate::config::AcquirerConfig;
-use crate::net::{AuthProto, Inbound, NodeEvent, SettleProto};
-use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::net::{AuthProto, Inbound, SettleProto};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::messages::Role;
+use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Most requests decided and stored in one group commit.
 pub const MAX_BATCH: usize = 512;
@@ -481,7 +482,9 @@ impl Acquirer {
     }
 
     /// Starts the writer, the event emitter and the hold-expiry sweeper.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts the ledger's writer, the event emitter and the sweeper of lapsed holds
+    /// (until the node stops).
+    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
         if let Some(rx) = self.jobs_rx.lock().ok().and_then(|mut r| r.take()) {
             tokio::spawn(self.clone().run_writer(rx));
         }
@@ -498,7 +501,10 @@ impl Acquirer {
             let every =
                 Duration::from_millis((me.settings.hold_ttl_ms / 4).clamp(250, 60_000) as u64);
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopping.wait() => break,
+                }
                 let (tx, rx) = oneshot::channel();
                 if me.jobs.send(Job::ExpireDue(tx)).await.is_err() {
                     break;
@@ -1310,28 +1316,36 @@ fn refused(order_id: OrderId, reason: &str) -> AuthResponse {
     }
 }
 
-impl RoleHandler for Acquirer {
-    async fn handle(self: Arc<Self>, event: NodeEvent) {
+printmesh_runtime::requests! {
+    /// What an acquirer answers: an intermediary's authorise, capture or void. (It
+    /// sends settlements; it is never billed or paid, so it does not answer them.)
+    pub enum AcquirerRequest {
+        Auth(AuthProto),
+    }
+}
+
+impl printmesh_runtime::role::Role for Acquirer {
+    const KIND: Role = Role::Acquirer;
+    type Config = AcquirerConfig;
+    type Command = AcquirerCommand;
+    type Request = AcquirerRequest;
+
+    fn open(node: Node, config: AcquirerConfig) -> Result<Arc<Acquirer>, NodeError> {
+        Acquirer::open(node, config)
+    }
+
+    fn start(self: &Arc<Self>, stopping: Stopping) {
+        Acquirer::start(self, stopping)
+    }
+
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            NodeEvent::Auth(inbound) => self.on_auth(inbound).await,
-            NodeEvent::Admin(admin) => {
-                if let Some((command, reply)) = admin.command::<AcquirerCommand>() {
-                    let _ = reply.send(self.on_admin(command).await);
-                }
+            RoleEvent::Request(AcquirerRequest::Auth(inbound)) => self.on_auth(inbound).await,
+            RoleEvent::Admin(command, reply) => {
+                let _ = reply.send(self.on_admin(command).await);
             }
-            NodeEvent::Settle(inbound) => {
-                let (_, request, responder) = inbound.into_parts();
-                let batch = match request {
-                    SettleRequest::BillPlease { batch }
-                    | SettleRequest::Payment { batch, .. }
-                    | SettleRequest::LabPayment { batch, .. } => batch,
-                };
-                responder.respond(SettleResponse::Refused {
-                    batch,
-                    reason: "an acquirer is not billed or paid".into(),
-                });
-            }
-            _ => {}
+            // Its work comes by request and command; events and peers are not its.
+            RoleEvent::Event(_) | RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
         }
     }
 }

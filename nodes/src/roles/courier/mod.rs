@@ -20,10 +20,11 @@ use printmesh_protocol::{OrderId, StoreId};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CourierConfig;
-use crate::net::{Inbound, NodeEvent, ShipProto};
-use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::net::{Inbound, ShipProto};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::store::{StoreError, Tree};
 use printmesh_protocol::messages::Role;
+use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Where a parcel is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +66,8 @@ impl Courier {
         }))
     }
 
-    /// Starts the van's own clock, if the config gives one.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts the van's own clock, if the config gives one, until the node stops.
+    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
         if self.config.auto_in_transit_secs.is_none() && self.config.auto_deliver_secs.is_none() {
             return;
         }
@@ -74,8 +75,10 @@ impl Courier {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
-                courier.drive(now_ms()).await;
+                tokio::select! {
+                    _ = tick.tick() => courier.drive(now_ms()).await,
+                    _ = stopping.wait() => break,
+                }
             }
         });
     }
@@ -331,27 +334,44 @@ fn describe(moved: Vec<OrderId>, what: &str, asked: Option<OrderId>) -> Result<S
     }
 }
 
-impl RoleHandler for Courier {
-    async fn handle(self: Arc<Self>, event: NodeEvent) {
+printmesh_runtime::requests! {
+    /// What a courier answers: a lab's shipment.
+    pub enum CourierRequest {
+        Ship(ShipProto),
+    }
+}
+
+impl printmesh_runtime::role::Role for Courier {
+    const KIND: Role = Role::Courier;
+    type Config = CourierConfig;
+    type Command = CourierCommand;
+    type Request = CourierRequest;
+
+    fn open(node: Node, config: CourierConfig) -> Result<Arc<Courier>, NodeError> {
+        Courier::open(node, config)
+    }
+
+    fn start(self: &Arc<Self>, stopping: Stopping) {
+        Courier::start(self, stopping)
+    }
+
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            NodeEvent::Ship(inbound) => self.on_ship(inbound).await,
-            NodeEvent::Admin(admin) => {
-                if let Some((command, reply)) = admin.command::<CourierCommand>() {
-                    let response = match command {
-                        CourierCommand::Manifest => {
-                            AdminResponse::from_result(self.manifest_text())
-                        }
-                        CourierCommand::Depart { order_id } => {
-                            AdminResponse::from_result(self.depart(order_id).await)
-                        }
-                        CourierCommand::Deliver { order_id, store } => {
-                            AdminResponse::from_result(self.deliver(order_id, store).await)
-                        }
-                    };
-                    let _ = reply.send(response);
-                }
+            RoleEvent::Request(CourierRequest::Ship(inbound)) => self.on_ship(inbound).await,
+            RoleEvent::Admin(command, reply) => {
+                let response = match command {
+                    CourierCommand::Manifest => AdminResponse::from_result(self.manifest_text()),
+                    CourierCommand::Depart { order_id } => {
+                        AdminResponse::from_result(self.depart(order_id).await)
+                    }
+                    CourierCommand::Deliver { order_id, store } => {
+                        AdminResponse::from_result(self.deliver(order_id, store).await)
+                    }
+                };
+                let _ = reply.send(response);
             }
-            _ => {}
+            // Its work comes by request and command; events and peers are not its.
+            RoleEvent::Event(_) | RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
         }
     }
 }

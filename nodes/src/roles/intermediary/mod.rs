@@ -35,12 +35,13 @@ use serde::{Deserialize, Serialize};
 use crate::blobs::send_blob;
 use crate::config::load_prices;
 use crate::config::IntermediaryConfig;
-use crate::net::{AuthProto, Inbound, NodeEvent, OrderProto, PrintProto, SettleProto};
-use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::net::{AuthProto, Inbound, OrderProto, PrintProto, SettleProto};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::roles::OrderLocks;
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::money::Currency;
+use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// How often captures and lab payments that did not go through are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
@@ -263,13 +264,15 @@ impl Intermediary {
             .collect()
     }
 
-    /// Starts the task that retries captures and lab payments.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts the task that retries captures and lab payments (until the node stops).
+    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(RETRY_EVERY).await;
-                me.retry().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_EVERY) => me.retry().await,
+                    _ = stopping.wait() => break,
+                }
             }
         });
     }
@@ -1047,23 +1050,45 @@ impl Intermediary {
     }
 }
 
-impl RoleHandler for Intermediary {
-    async fn handle(self: Arc<Self>, event: NodeEvent) {
+printmesh_runtime::requests! {
+    /// What an intermediary answers: a kiosk's order, an acquirer's settlement.
+    pub enum IntermediaryRequest {
+        Order(OrderProto),
+        Settle(SettleProto),
+    }
+}
+
+impl printmesh_runtime::role::Role for Intermediary {
+    const KIND: Role = Role::Intermediary;
+    type Config = IntermediaryConfig;
+    type Command = IntermediaryCommand;
+    type Request = IntermediaryRequest;
+
+    fn open(node: Node, config: IntermediaryConfig) -> Result<Arc<Intermediary>, NodeError> {
+        Intermediary::open(node, config)
+    }
+
+    fn start(self: &Arc<Self>, stopping: Stopping) {
+        Intermediary::start(self, stopping)
+    }
+
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            NodeEvent::Order(inbound) => self.on_order(inbound).await,
-            NodeEvent::Event(event) => self.on_event(event).await,
-            NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
-            NodeEvent::Admin(admin) => {
-                if let Some((command, reply)) = admin.command::<IntermediaryCommand>() {
-                    let response = match command {
-                        IntermediaryCommand::Report { date, csv } => AdminResponse::from_result(
-                            report(&self.node.db, date).map(|r| r.render(csv)),
-                        ),
-                    };
-                    let _ = reply.send(response);
-                }
+            RoleEvent::Request(IntermediaryRequest::Order(inbound)) => self.on_order(inbound).await,
+            RoleEvent::Request(IntermediaryRequest::Settle(inbound)) => {
+                self.on_settle(inbound).await
             }
-            _ => {}
+            RoleEvent::Event(event) => self.on_event(event).await,
+            RoleEvent::Admin(command, reply) => {
+                let response = match command {
+                    IntermediaryCommand::Report { date, csv } => AdminResponse::from_result(
+                        report(&self.node.db, date).map(|r| r.render(csv)),
+                    ),
+                };
+                let _ = reply.send(response);
+            }
+            // Peers are found when an order needs one.
+            RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
         }
     }
 }

@@ -48,9 +48,10 @@ use tokio::sync::Notify;
 use crate::blobs::{send_blob, BlobError};
 use crate::config::{load_prices, KioskConfig};
 use crate::media::{scan, MediaError};
-use crate::net::{NodeEvent, OrderProto};
-use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::net::OrderProto;
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::store::{StoreError, Tree};
+use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Longest pause between two delivery attempts of one order.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -462,10 +463,11 @@ impl Kiosk {
         }
     }
 
-    /// Drains the outbox for as long as the node runs.
-    pub async fn run_outbox(self: Arc<Self>) {
+    /// Drains the outbox until the node stops (what is left there stays for the next
+    /// start: the outbox is on disk).
+    pub async fn run_outbox(self: Arc<Self>, mut stopping: Stopping) {
         let mut pace = crate::net::Bucket::new();
-        loop {
+        while !stopping.is_set() {
             let mut due: Vec<OrderRequest> = self
                 .outbox
                 .entries()
@@ -525,6 +527,7 @@ impl Kiosk {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(OUTBOX_TICK) => {}
+                _ = stopping.wait() => {}
             }
         }
     }
@@ -687,7 +690,26 @@ impl Kiosk {
     }
 }
 
-impl RoleHandler for Kiosk {
+printmesh_runtime::requests! {
+    /// What a kiosk answers: nothing (it asks; the network answers).
+    pub enum KioskRequest {}
+}
+
+impl printmesh_runtime::role::Role for Kiosk {
+    const KIND: Role = Role::Kiosk;
+    type Config = KioskConfig;
+    type Command = KioskCommand;
+    type Request = KioskRequest;
+
+    fn open(node: Node, config: KioskConfig) -> Result<Arc<Kiosk>, NodeError> {
+        Kiosk::open(node, config)
+    }
+
+    /// Starts draining the outbox.
+    fn start(self: &Arc<Self>, stopping: Stopping) {
+        tokio::spawn(self.clone().run_outbox(stopping));
+    }
+
     /// A kiosk sees only its own store's orders: events for orders it did not place
     /// (not in its outbox, not answered) are not kept.
     fn keeps(&self, event: &printmesh_protocol::messages::OrderEvent) -> bool {
@@ -696,10 +718,10 @@ impl RoleHandler for Kiosk {
             || matches!(self.outbox.contains(key), Ok(true))
     }
 
-    async fn handle(self: Arc<Self>, event: NodeEvent) {
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            NodeEvent::PeerReady(_) => self.wake.notify_one(),
-            NodeEvent::Event(e) => {
+            RoleEvent::PeerReady(_) => self.wake.notify_one(),
+            RoleEvent::Event(e) => {
                 // The store hears about its own orders' afterlife.
                 let ours = matches!(self.orders.contains(e.order_id.to_bytes()), Ok(true));
                 match &e.kind {
@@ -715,19 +737,19 @@ impl RoleHandler for Kiosk {
                     _ => {}
                 }
             }
-            NodeEvent::Admin(admin) => {
-                if let Some((command, reply)) = admin.command::<KioskCommand>() {
-                    let response = match command {
-                        KioskCommand::Collect { order_id } => AdminResponse::from_result(
-                            self.mark_collected(order_id)
-                                .await
-                                .map(|()| format!("order {order_id} collected")),
-                        ),
-                    };
-                    let _ = reply.send(response);
-                }
+            RoleEvent::Admin(command, reply) => {
+                let response = match command {
+                    KioskCommand::Collect { order_id } => AdminResponse::from_result(
+                        self.mark_collected(order_id)
+                            .await
+                            .map(|()| format!("order {order_id} collected")),
+                    ),
+                };
+                let _ = reply.send(response);
             }
-            _ => {}
+            RoleEvent::Request(request) => match request {},
+            // A peer gone changes nothing until an order needs one.
+            RoleEvent::PeerGone(_) => {}
         }
     }
 }

@@ -31,11 +31,12 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use crate::config::LabConfig;
-use crate::net::{Inbound, NodeEvent, PrintProto, SettleProto, ShipProto};
-use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand, RoleHandler};
+use crate::net::{Inbound, PrintProto, SettleProto, ShipProto};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree};
 use printmesh_protocol::money::Currency;
+use printmesh_runtime::role::{RoleEvent, Stopping};
 
 pub use console::{JobView, LabStatus, PrinterView};
 use printing::Printer;
@@ -190,19 +191,24 @@ impl Lab {
     }
 
     /// Starts the printers and the promise review.
-    pub fn start(self: &Arc<Self>) {
+    pub fn start(self: &Arc<Self>, stopping: Stopping) {
         // Renders left half-done by a stop: their jobs are requeued and render again.
         let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
         for (i, _) in self.printers.iter().enumerate() {
-            tokio::spawn(printing::run(self.clone(), i));
+            tokio::spawn(printing::run(self.clone(), i, stopping.clone()));
         }
         let secs = self.review_secs;
         let lab = self.clone();
+        let mut stopping = stopping;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
             loop {
-                tick.tick().await;
-                lab.review(lab.now_local()).await;
+                tokio::select! {
+                    _ = tick.tick() => {
+                        lab.review(lab.now_local()).await;
+                    }
+                    _ = stopping.wait() => break,
+                }
             }
         });
     }
@@ -1117,17 +1123,37 @@ impl RoleCommand for LabCommand {
     const ROLE: Role = Role::Lab;
 }
 
-impl RoleHandler for Lab {
-    async fn handle(self: Arc<Self>, event: NodeEvent) {
+printmesh_runtime::requests! {
+    /// What a lab answers: an intermediary's print job and its payment.
+    pub enum LabRequest {
+        Print(PrintProto),
+        Settle(SettleProto),
+    }
+}
+
+impl printmesh_runtime::role::Role for Lab {
+    const KIND: Role = Role::Lab;
+    type Config = LabConfig;
+    type Command = LabCommand;
+    type Request = LabRequest;
+
+    fn open(node: Node, config: LabConfig) -> Result<Arc<Lab>, NodeError> {
+        Lab::open(node, config)
+    }
+
+    fn start(self: &Arc<Self>, stopping: Stopping) {
+        Lab::start(self, stopping)
+    }
+
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            NodeEvent::Print(inbound) => self.on_print(inbound).await,
-            NodeEvent::Settle(inbound) => self.on_settle(inbound).await,
-            NodeEvent::Admin(admin) => {
-                if let Some((command, reply)) = admin.command::<LabCommand>() {
-                    let _ = reply.send(self.on_admin(command).await);
-                }
+            RoleEvent::Request(LabRequest::Print(inbound)) => self.on_print(inbound).await,
+            RoleEvent::Request(LabRequest::Settle(inbound)) => self.on_settle(inbound).await,
+            RoleEvent::Admin(command, reply) => {
+                let _ = reply.send(self.on_admin(command).await);
             }
-            _ => {}
+            // Its work comes by request, command and its own printers.
+            RoleEvent::Event(_) | RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::config::{LabPrinterConfig, PrinterOutput};
 use crate::roles::lab::hotfolder::{FolderPrint, Jpeg, PrintKind};
 use crate::roles::lab::ipp;
 use crate::roles::lab::render::{self, PrintSpec, Resampler};
+use printmesh_runtime::role::Stopping;
 
 /// How often a printer looks at its job and its health when there is nothing new.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -169,12 +170,13 @@ impl Printer {
     }
 }
 
-/// One printer's loop.
-pub async fn run(lab: Arc<Lab>, index: usize) {
+/// One printer's loop, until the node stops (a print being made is finished first:
+/// the job it belongs to is followed again after a restart).
+pub async fn run(lab: Arc<Lab>, index: usize, mut stopping: Stopping) {
     let Some(printer) = lab.printers.get(index).cloned() else {
         return;
     };
-    loop {
+    while !stopping.is_set() {
         let current = current_job(&lab, &printer.name);
         printer.check(current.as_ref().map(|j| j.order_id)).await;
         match current {
@@ -192,6 +194,7 @@ pub async fn run(lab: Arc<Lab>, index: usize) {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = lab.work.notified() => {}
+            _ = stopping.wait() => {}
         }
     }
 }
