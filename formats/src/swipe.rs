@@ -5,6 +5,7 @@
 //! they are parsed.
 
 use printmesh_protocol::card::{parse_track1, parse_track2, CardData, CardError};
+use printmesh_protocol::secret::Secret;
 
 /// Longest key sequence a swipe can be (two tracks, sentinels, LRCs).
 pub const MAX_SWIPE_CHARS: usize = 200;
@@ -21,7 +22,7 @@ pub enum Swipe {
 /// Collects wedge keystrokes. Its buffer is allocated once at full size, so it never
 /// moves (leaving copies of track data behind) and is wiped in place.
 pub struct SwipeAssembler {
-    buffer: String,
+    buffer: Secret<String>,
     active: bool,
     overflowed: bool,
 }
@@ -29,16 +30,10 @@ pub struct SwipeAssembler {
 impl Default for SwipeAssembler {
     fn default() -> Self {
         SwipeAssembler {
-            buffer: String::with_capacity(MAX_SWIPE_CHARS * 4),
+            buffer: Secret::new(String::with_capacity(MAX_SWIPE_CHARS * 4)),
             active: false,
             overflowed: false,
         }
-    }
-}
-
-impl Drop for SwipeAssembler {
-    fn drop(&mut self) {
-        self.wipe();
     }
 }
 
@@ -49,11 +44,9 @@ impl SwipeAssembler {
     }
 
     fn wipe(&mut self) {
-        // Overwrite before release so the track data does not linger in freed memory.
-        let len = self.buffer.len();
-        self.buffer.clear();
-        self.buffer.extend(std::iter::repeat_n('\0', len));
-        self.buffer.clear();
+        // Overwritten in place (the buffer is kept for the next swipe; `Secret` wipes
+        // it again when the assembler is dropped).
+        self.buffer.wipe();
         self.active = false;
         self.overflowed = false;
     }
@@ -67,8 +60,8 @@ impl SwipeAssembler {
                 return false;
             }
         }
-        if self.buffer.len() + c.len_utf8() <= MAX_SWIPE_CHARS {
-            self.buffer.push(c);
+        if self.buffer.expose().len() + c.len_utf8() <= MAX_SWIPE_CHARS {
+            self.buffer.expose_mut().push(c);
         } else {
             // Keep consuming until Enter, but remember it overflowed.
             self.overflowed = true;
@@ -84,7 +77,7 @@ impl SwipeAssembler {
         let result = if self.overflowed {
             Swipe::Unreadable("the swipe was garbled; please swipe again".into())
         } else {
-            parse_swipe(&self.buffer)
+            parse_swipe(self.buffer.expose())
         };
         self.wipe();
         Some(result)

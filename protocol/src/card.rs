@@ -4,6 +4,7 @@
 //! Nothing here keeps track data: the parsers return a [`CardData`] and drop the rest
 //! (service code, discretionary data, CVV-bearing fields).
 
+use crate::secret::Secret;
 use std::fmt;
 use std::str::FromStr;
 
@@ -28,12 +29,12 @@ pub enum CardError {
 /// A primary account number. Only built through [`FromStr`]/[`TryFrom`], which check
 /// its length and Luhn digit. `Debug` and `Display` show only the last four digits.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Pan(String);
+pub struct Pan(Secret<String>);
 
 /// Serialised as its digits, borrowed: no copy of the card number is made on the way.
 impl Serialize for Pan {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.0.expose())
     }
 }
 
@@ -73,7 +74,7 @@ impl TryFrom<String> for Pan {
             Ok(())
         };
         match check {
-            Ok(()) => Ok(Pan(s)),
+            Ok(()) => Ok(Pan(Secret::new(s))),
             Err(e) => {
                 wipe(s);
                 Err(e)
@@ -90,27 +91,11 @@ impl FromStr for Pan {
     }
 }
 
-impl From<Pan> for String {
-    fn from(mut p: Pan) -> String {
-        std::mem::take(&mut p.0)
-    }
-}
-
-impl Drop for Pan {
-    /// The digits are overwritten before the memory is released, so a card number does
-    /// not linger in freed memory after a session ends.
-    fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        for b in bytes.iter_mut() {
-            *b = std::hint::black_box(0);
-        }
-    }
-}
-
 impl Pan {
     /// The last four digits, the most any screen, receipt or log may show.
     pub fn last4(&self) -> &str {
-        self.0.get(self.0.len().saturating_sub(4)..).unwrap_or("")
+        let digits = self.0.expose();
+        digits.get(digits.len().saturating_sub(4)..).unwrap_or("")
     }
 
     /// `•••• 1111`.
@@ -121,11 +106,11 @@ impl Pan {
     /// The full digits. Only the acquirer's authorisation path and the keyed-hash
     /// tokeniser call this; never format it into a log line.
     pub fn expose_digits(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     pub fn brand(&self) -> CardBrand {
-        CardBrand::of(&self.0)
+        CardBrand::of(self.0.expose())
     }
 }
 
@@ -330,10 +315,7 @@ pub fn parse_track1(track: &str) -> Result<CardData, CardError> {
 /// Overwrites a string's bytes before its memory is released (for copies of card
 /// data that are only needed for a moment).
 pub fn wipe(s: String) {
-    let mut bytes = s.into_bytes();
-    for b in bytes.iter_mut() {
-        *b = std::hint::black_box(0);
-    }
+    crate::secret::wipe_string(s);
 }
 
 /// Parses an EMV "track 2 equivalent" (tag 57) as a chip reader reports it, in hex

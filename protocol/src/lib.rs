@@ -18,9 +18,11 @@ pub mod order;
 pub mod pinblock;
 pub mod pricing;
 pub mod seal;
+pub mod secret;
 pub mod signed;
 pub mod wire;
 
 pub use card::{CardData, Expiry, Pan};
 pub use ids::{AuthCode, BlobId, OrderId, StoreId};
 pub use money::{Currency, Money};
+pub use secret::Secret;

@@ -5,6 +5,9 @@
 //!   paths and as the reference construction.
 //! - Format 4: 16 bytes, AES: `block = E_K(E_K(pin field) XOR pan field)`.
 
+use zeroize::Zeroize;
+
+use crate::secret::Secret;
 use std::fmt;
 
 use aes::cipher::generic_array::GenericArray;
@@ -34,7 +37,7 @@ pub fn pin_verification_value(key: &[u8; 32], pan: &Pan, pin: &Pin) -> [u8; 32] 
     hasher.update(b"printmesh pin verification v1\0");
     hasher.update(pan.expose_digits().as_bytes());
     hasher.update(&[0]);
-    hasher.update(&pin.digits);
+    hasher.update(pin.digits.expose());
     *hasher.finalize().as_bytes()
 }
 
@@ -54,7 +57,7 @@ pub enum PinError {
 
 /// A clear PIN, 4-12 digits. Never printed; wiped on drop.
 pub struct Pin {
-    digits: Vec<u8>,
+    digits: Secret<Vec<u8>>,
 }
 
 impl Pin {
@@ -67,58 +70,41 @@ impl Pin {
             return Err(PinError::NotDigits);
         }
         Ok(Pin {
-            digits: digits.iter().map(|d| d - b'0').collect(),
+            digits: Secret::new(digits.iter().map(|d| d - b'0').collect()),
         })
     }
 
     pub fn len(&self) -> usize {
-        self.digits.len()
+        self.digits.expose().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.digits.is_empty()
+        self.digits.expose().is_empty()
     }
 
     /// Compares with typed digits (for verification data checks in tests and fakes).
     pub fn matches(&self, digits: &[u8]) -> bool {
-        digits.len() == self.digits.len()
+        digits.len() == self.digits.expose().len()
             && digits
                 .iter()
-                .zip(&self.digits)
+                .zip(self.digits.expose())
                 .all(|(a, b)| a.wrapping_sub(b'0') == *b)
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        for d in self.digits.iter_mut() {
-            // Through a black box, so the wipe is not optimised away.
-            *d = std::hint::black_box(0);
-        }
     }
 }
 
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pin({})", "*".repeat(self.digits.len()))
+        write!(f, "Pin({})", "*".repeat(self.digits.expose().len()))
     }
 }
 
 /// Overwrites PIN or PAN material before its memory is released.
 fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        *b = std::hint::black_box(0);
-    }
+    bytes.zeroize();
 }
 
 /// A buffer of PIN or PAN digits, wiped when dropped.
-struct Scratch(Vec<u8>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
+type Scratch = Secret<Vec<u8>>;
 
 fn nibbles_to_bytes<const N: usize>(nibbles: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
@@ -139,22 +125,26 @@ fn pan_digits(pan: &str) -> Result<Vec<u8>, PinError> {
 
 /// Format 0 from raw PAN digits (the vectors use PANs without a valid Luhn digit).
 pub fn format0_digits(pin: &Pin, pan: &str) -> Result<[u8; 8], PinError> {
-    let pan = Scratch(pan_digits(pan)?);
-    let mut pin_field = Scratch(Vec::with_capacity(16));
+    let pan = Scratch::new(pan_digits(pan)?);
+    let mut pin_field = Scratch::new(Vec::with_capacity(16));
     pin_field
-        .0
-        .extend_from_slice(&[0u8, pin.digits.len() as u8]);
-    pin_field.0.extend_from_slice(&pin.digits);
-    pin_field.0.resize(16, 0xf);
+        .expose_mut()
+        .extend_from_slice(&[0u8, pin.digits.expose().len() as u8]);
+    pin_field
+        .expose_mut()
+        .extend_from_slice(pin.digits.expose());
+    pin_field.expose_mut().resize(16, 0xf);
     // 0000 + the 12 rightmost digits excluding the check digit.
-    let end = pan.0.len() - 1;
-    let mut pan_field = Scratch(Vec::with_capacity(16));
-    pan_field.0.extend_from_slice(&[0u8; 4]);
-    pan_field
-        .0
-        .extend_from_slice(pan.0.get(end.saturating_sub(12)..end).unwrap_or_default());
-    let mut a: [u8; 8] = nibbles_to_bytes(&pin_field.0);
-    let mut b: [u8; 8] = nibbles_to_bytes(&pan_field.0);
+    let end = pan.expose().len() - 1;
+    let mut pan_field = Scratch::new(Vec::with_capacity(16));
+    pan_field.expose_mut().extend_from_slice(&[0u8; 4]);
+    pan_field.expose_mut().extend_from_slice(
+        pan.expose()
+            .get(end.saturating_sub(12)..end)
+            .unwrap_or_default(),
+    );
+    let mut a: [u8; 8] = nibbles_to_bytes(pin_field.expose());
+    let mut b: [u8; 8] = nibbles_to_bytes(pan_field.expose());
     let mut block = [0u8; 8];
     for (o, (x, y)) in block.iter_mut().zip(a.iter().zip(&b)) {
         *o = x ^ y;
@@ -171,14 +161,14 @@ pub fn format0(pin: &Pin, pan: &Pan) -> Result<[u8; 8], PinError> {
 
 fn format4_pan_field(pan: &[u8]) -> [u8; 16] {
     let m = pan.len().saturating_sub(12) as u8;
-    let mut nibbles = Scratch(Vec::with_capacity(32));
-    nibbles.0.push(m);
+    let mut nibbles = Scratch::new(Vec::with_capacity(32));
+    nibbles.expose_mut().push(m);
     nibbles
-        .0
+        .expose_mut()
         .extend(std::iter::repeat_n(0u8, 12usize.saturating_sub(pan.len())));
-    nibbles.0.extend_from_slice(pan);
-    nibbles.0.resize(32, 0);
-    nibbles_to_bytes(&nibbles.0)
+    nibbles.expose_mut().extend_from_slice(pan);
+    nibbles.expose_mut().resize(32, 0);
+    nibbles_to_bytes(nibbles.expose())
 }
 
 enum Aes {
@@ -229,20 +219,22 @@ pub fn format4_digits(
     key: &[u8],
     random: [u8; 8],
 ) -> Result<[u8; 16], PinError> {
-    let pan = Scratch(pan_digits(pan)?);
+    let pan = Scratch::new(pan_digits(pan)?);
     let aes = Aes::new(key)?;
-    let mut nibbles = Scratch(Vec::with_capacity(16));
-    nibbles.0.extend_from_slice(&[4u8, pin.digits.len() as u8]);
-    nibbles.0.extend_from_slice(&pin.digits);
-    nibbles.0.resize(16, 0xa);
-    let mut head: [u8; 8] = nibbles_to_bytes(&nibbles.0);
+    let mut nibbles = Scratch::new(Vec::with_capacity(16));
+    nibbles
+        .expose_mut()
+        .extend_from_slice(&[4u8, pin.digits.expose().len() as u8]);
+    nibbles.expose_mut().extend_from_slice(pin.digits.expose());
+    nibbles.expose_mut().resize(16, 0xa);
+    let mut head: [u8; 8] = nibbles_to_bytes(nibbles.expose());
     let mut block = [0u8; 16];
     for (slot, byte) in block.iter_mut().zip(head.iter().chain(random.iter())) {
         *slot = *byte;
     }
     wipe(&mut head);
     aes.encrypt(&mut block);
-    let mut pan_field = format4_pan_field(&pan.0);
+    let mut pan_field = format4_pan_field(pan.expose());
     xor16(&mut block, &pan_field);
     wipe(&mut pan_field);
     aes.encrypt(&mut block);
@@ -256,21 +248,21 @@ pub fn format4(pin: &Pin, pan: &Pan, key: &[u8], random: [u8; 8]) -> Result<[u8;
 
 /// Recovers the PIN from a format 4 block (the acquirer side).
 pub fn open_format4_digits(block: &[u8; 16], pan: &str, key: &[u8]) -> Result<Pin, PinError> {
-    let pan = Scratch(pan_digits(pan)?);
+    let pan = Scratch::new(pan_digits(pan)?);
     let aes = Aes::new(key)?;
     let mut b = *block;
     aes.decrypt(&mut b);
-    let mut pan_field = format4_pan_field(&pan.0);
+    let mut pan_field = format4_pan_field(pan.expose());
     xor16(&mut b, &pan_field);
     wipe(&mut pan_field);
     aes.decrypt(&mut b);
-    let mut nibbles = Scratch(Vec::with_capacity(16));
+    let mut nibbles = Scratch::new(Vec::with_capacity(16));
     for byte in b.iter().take(8) {
-        nibbles.0.push(byte >> 4);
-        nibbles.0.push(byte & 0x0f);
+        nibbles.expose_mut().push(byte >> 4);
+        nibbles.expose_mut().push(byte & 0x0f);
     }
     wipe(&mut b);
-    let nibbles = &nibbles.0;
+    let nibbles = nibbles.expose();
     let (Some(4), Some(&len)) = (nibbles.first().copied(), nibbles.get(1)) else {
         return Err(PinError::BadBlock);
     };
@@ -284,8 +276,8 @@ pub fn open_format4_digits(block: &[u8; 16], pan: &str, key: &[u8]) -> Result<Pi
     {
         return Err(PinError::BadBlock);
     }
-    let ascii = Scratch(digits.iter().map(|d| d + b'0').collect());
-    Pin::new(&ascii.0)
+    let ascii = Scratch::new(digits.iter().map(|d| d + b'0').collect());
+    Pin::new(ascii.expose())
 }
 
 pub fn open_format4(block: &[u8; 16], pan: &Pan, key: &[u8]) -> Result<Pin, PinError> {

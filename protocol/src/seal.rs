@@ -13,6 +13,9 @@
 //!
 //! Randomness is passed in; nothing here does IO.
 
+use zeroize::Zeroize;
+
+use crate::secret::Secret;
 use std::fmt;
 
 use hpke::aead::ChaCha20Poly1305;
@@ -110,7 +113,7 @@ impl fmt::Debug for SealKey {
 
 /// The acquirer's secret opening key. Wiped on drop; never printed.
 pub struct SealSecret {
-    secret: [u8; 32],
+    secret: Secret<[u8; 32]>,
     /// Its public key, worked out once (a scalar multiplication saved per open).
     public: SealKey,
 }
@@ -132,31 +135,28 @@ impl SealSecret {
         let mut public = [0u8; 32];
         public.copy_from_slice(&pk.to_bytes());
         let public = SealKey(public);
-        (SealSecret { secret, public }, public)
+        let sealed = SealSecret {
+            secret: Secret::new(secret),
+            public,
+        };
+        secret.zeroize();
+        (sealed, public)
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Result<SealSecret, SealError> {
         let public = public_of(&bytes)?;
         Ok(SealSecret {
-            secret: bytes,
+            secret: Secret::new(bytes),
             public,
         })
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.secret
+        *self.secret.expose()
     }
 
     pub fn public(&self) -> Result<SealKey, SealError> {
         Ok(self.public)
-    }
-}
-
-impl Drop for SealSecret {
-    fn drop(&mut self) {
-        for b in self.secret.iter_mut() {
-            *b = std::hint::black_box(0);
-        }
     }
 }
 
@@ -248,10 +248,8 @@ struct Secrets {
     pin_block: Option<[u8; 16]>,
 }
 
-fn wipe(mut bytes: Vec<u8>) {
-    for b in bytes.iter_mut() {
-        *b = std::hint::black_box(0);
-    }
+fn wipe(bytes: Vec<u8>) {
+    drop(Secret::new(bytes));
 }
 
 /// Seals `card` (and the cardholder's PIN, if one was entered) to `key` for the order
@@ -276,9 +274,7 @@ pub fn seal_card(
             rng.fill_bytes(&mut fill);
             let block =
                 format4(pin, &card.pan, &pin_key, fill).map_err(|e| SealError::Pin(e.to_string()));
-            pin_key
-                .iter_mut()
-                .for_each(|b| *b = std::hint::black_box(0));
+            pin_key.zeroize();
             Some(block?)
         }
         None => None,
@@ -342,8 +338,8 @@ pub fn open_card(
     if sealed.ciphertext.len() > MAX_CIPHERTEXT_BYTES {
         return Err(SealError::Malformed);
     }
-    let sk =
-        <Kem as KemTrait>::PrivateKey::from_bytes(&secret.secret).map_err(|_| SealError::BadKey)?;
+    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(secret.secret.expose())
+        .map_err(|_| SealError::BadKey)?;
     let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&sealed.enc)
         .map_err(|_| SealError::Malformed)?;
     let mut ctx = hpke::setup_receiver::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO)
@@ -367,9 +363,7 @@ pub fn open_card(
             ctx.export(PIN_KEY_CONTEXT, &mut pin_key)
                 .map_err(|_| SealError::Malformed)?;
             let pin = open_format4(&block, &card.pan, &pin_key);
-            pin_key
-                .iter_mut()
-                .for_each(|b| *b = std::hint::black_box(0));
+            pin_key.zeroize();
             match pin {
                 Ok(pin) => PinEntry::Entered(pin),
                 Err(_) => PinEntry::Unreadable,

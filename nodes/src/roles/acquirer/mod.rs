@@ -59,6 +59,7 @@ use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::messages::Role;
+use printmesh_protocol::secret::Secret;
 use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Most requests decided and stored in one group commit.
@@ -359,8 +360,8 @@ pub struct Acquirer {
     batches: Tree<Batch>,
     /// `expires_at_ms (BE) ‖ order id` of every hold still held.
     expiry: Tree<u8>,
-    token_key: [u8; 32],
-    pvv_key: [u8; 32],
+    token_key: Secret<[u8; 32]>,
+    pvv_key: Secret<[u8; 32]>,
     seal: SealSecret,
     seal_key: SealKey,
     jobs: mpsc::Sender<Job>,
@@ -378,18 +379,19 @@ fn load_or_create_key(
     node: &Node,
     name: &str,
     make: impl FnOnce() -> [u8; 32],
-) -> Result<[u8; 32], NodeError> {
+) -> Result<Secret<[u8; 32]>, NodeError> {
     let path = node.config.data_dir.join(name);
     let err = |why: String| NodeError::Role(format!("{}: {why}", path.display()));
     match std::fs::read(&path) {
-        Ok(mut bytes) => {
-            let key = <[u8; 32]>::try_from(bytes.as_slice());
-            bytes.iter_mut().for_each(|b| *b = std::hint::black_box(0));
-            key.map_err(|_| err("not a 32-byte key".into()))
+        Ok(bytes) => {
+            let bytes = Secret::new(bytes);
+            let key = <[u8; 32]>::try_from(bytes.expose().as_slice());
+            key.map(Secret::new)
+                .map_err(|_| err("not a 32-byte key".into()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = make();
-            crate::node::write_secret_file(&path, &key).map_err(|e| err(e.to_string()))?;
+            let key = Secret::new(make());
+            crate::node::write_secret_file(&path, key.expose()).map_err(|e| err(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
@@ -429,14 +431,11 @@ impl Acquirer {
     pub fn open(node: Node, config: AcquirerConfig) -> Result<Arc<Acquirer>, NodeError> {
         let token_key = load_or_create_key(&node, "token.key", || rand::thread_rng().gen())?;
         let pvv_key = load_or_create_key(&node, "pvv.key", || rand::thread_rng().gen())?;
-        let mut seal_bytes = load_or_create_key(&node, "seal.key", || {
+        let seal_bytes = load_or_create_key(&node, "seal.key", || {
             let (secret, _) = SealSecret::generate(&mut rand::rngs::OsRng);
             secret.to_bytes()
         })?;
-        let seal = SealSecret::from_bytes(seal_bytes);
-        seal_bytes
-            .iter_mut()
-            .for_each(|b| *b = std::hint::black_box(0));
+        let seal = SealSecret::from_bytes(*seal_bytes.expose());
         let seal = seal.map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
         let seal_key = seal
             .public()
@@ -520,7 +519,7 @@ impl Acquirer {
 
     /// The keyed hash that stands for a PAN in storage.
     pub fn token(&self, pan: &printmesh_protocol::Pan) -> [u8; 32] {
-        *blake3::keyed_hash(&self.token_key, pan.expose_digits().as_bytes()).as_bytes()
+        *blake3::keyed_hash(self.token_key.expose(), pan.expose_digits().as_bytes()).as_bytes()
     }
 
     /// Card accounts and the acquirer's own accounts, from the test-card file. Seeding
@@ -556,7 +555,7 @@ impl Acquirer {
                 limit: card.limit_minor,
                 wrong_pins: 0,
                 blocked: false,
-                pvv: pin_verification_value(&self.pvv_key, &data.pan, &pin),
+                pvv: pin_verification_value(self.pvv_key.expose(), &data.pan, &pin),
             };
             writes.put(CARDS, token, self.cards.encode(&record)?);
             let limit = match kind {
@@ -656,7 +655,7 @@ impl Acquirer {
                     PinEntry::None => PinCheck::None,
                     PinEntry::Unreadable => PinCheck::Unreadable,
                     PinEntry::Entered(pin) => PinCheck::Value(pin_verification_value(
-                        &self.pvv_key,
+                        self.pvv_key.expose(),
                         &opened.card.pan,
                         pin,
                     )),

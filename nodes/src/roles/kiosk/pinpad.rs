@@ -4,32 +4,27 @@
 //! digits were typed.
 
 use printmesh_protocol::pinblock::{Pin, PinError};
+use printmesh_protocol::secret::{Secret, Wipe as _};
 
 /// Most digits a PIN may have.
 pub const MAX_PIN_DIGITS: usize = 12;
 
 /// Digits being typed. The buffer is allocated once at full size and wiped in place.
 pub struct PinPad {
-    digits: Vec<u8>,
+    digits: Secret<Vec<u8>>,
 }
 
 impl Default for PinPad {
     fn default() -> Self {
         PinPad {
-            digits: Vec::with_capacity(MAX_PIN_DIGITS),
+            digits: Secret::new(Vec::with_capacity(MAX_PIN_DIGITS)),
         }
-    }
-}
-
-impl Drop for PinPad {
-    fn drop(&mut self) {
-        self.clear();
     }
 }
 
 impl std::fmt::Debug for PinPad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PinPad({} digits)", self.digits.len())
+        write!(f, "PinPad({} digits)", self.digits.expose().len())
     }
 }
 
@@ -38,16 +33,16 @@ impl PinPad {
     /// ever checked by the acquirer), looking at every digit whatever the outcome.
     pub fn matches(&self, want: &str) -> bool {
         let want = want.as_bytes();
-        let mut diff = u8::from(want.len() != self.digits.len());
-        for (i, d) in self.digits.iter().enumerate() {
+        let mut diff = u8::from(want.len() != self.digits.expose().len());
+        for (i, d) in self.digits.expose().iter().enumerate() {
             diff |= d ^ want.get(i).copied().unwrap_or(0);
         }
         diff == 0
     }
 
     pub fn push(&mut self, digit: char) -> bool {
-        if digit.is_ascii_digit() && self.digits.len() < MAX_PIN_DIGITS {
-            self.digits.push(digit as u8);
+        if digit.is_ascii_digit() && self.digits.expose().len() < MAX_PIN_DIGITS {
+            self.digits.expose_mut().push(digit as u8);
             true
         } else {
             false
@@ -55,33 +50,31 @@ impl PinPad {
     }
 
     pub fn backspace(&mut self) {
-        if let Some(d) = self.digits.last_mut() {
-            *d = std::hint::black_box(0);
+        let digits = self.digits.expose_mut();
+        if let Some(d) = digits.last_mut() {
+            d.zeroize();
         }
-        self.digits.pop();
+        digits.pop();
     }
 
     /// How many digits are typed (the screen shows this many dots).
     pub fn len(&self) -> usize {
-        self.digits.len()
+        self.digits.expose().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.digits.is_empty()
+        self.digits.expose().is_empty()
     }
 
     pub fn clear(&mut self) {
-        for d in self.digits.iter_mut() {
-            *d = std::hint::black_box(0);
-        }
-        self.digits.clear();
+        self.digits.wipe();
     }
 
     /// Enter: the digits become a [`Pin`] (which the kiosk seals into the card's
     /// envelope as a format 4 block at once) and the pad is wiped, whatever the
     /// outcome.
     pub fn take_pin(&mut self) -> Result<Pin, PinError> {
-        let result = Pin::new(&self.digits);
+        let result = Pin::new(self.digits.expose());
         self.clear();
         result
     }

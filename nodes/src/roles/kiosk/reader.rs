@@ -71,7 +71,7 @@ pub fn read_serial(mut input: impl Read, mut on_swipe: impl FnMut(Swipe)) -> std
             }
         }
         // The bytes were track data: wipe them before the next read.
-        buf.iter_mut().for_each(|b| *b = std::hint::black_box(0));
+        printmesh_protocol::secret::Wipe::zeroize(&mut buf[..]);
     }
 }
 
