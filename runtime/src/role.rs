@@ -152,11 +152,13 @@ pub async fn serve<R: Role>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<Nod
     let mut stopping = node.stopping();
     loop {
         let event = tokio::select! {
+            // A stopping node takes nothing more, whatever is queued.
+            biased;
+            _ = stopping.wait() => break,
             event = rx.recv() => match event {
                 Some(event) => event,
                 None => break,
             },
-            _ = stopping.wait() => break,
         };
         let Some(event) = role_event(&node, role.as_ref(), event) else {
             continue;
@@ -164,6 +166,10 @@ pub async fn serve<R: Role>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<Nod
         let Ok(permit) = node.handlers.clone().acquire_owned().await else {
             break;
         };
+        if stopping.is_set() {
+            // Stopped while waiting for a free handler: not started.
+            break;
+        }
         let role = role.clone();
         tokio::spawn(async move {
             role.handle(event).await;

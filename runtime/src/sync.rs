@@ -145,7 +145,7 @@ fn unreadable(e: crate::events::EventError) -> SyncResponse {
 pub struct Syncer {
     client: Client,
     log: Arc<EventLog>,
-    /// Into the role's queue (`node::serve` records what comes in).
+    /// Into the role's queue (`role::serve` records what comes in).
     events: mpsc::Sender<NodeEvent>,
     cursors: Tree<SyncCursor>,
     gate: Option<Gate>,

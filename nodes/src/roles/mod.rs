@@ -1,4 +1,4 @@
-//! The roles. Each is a [`crate::node::RoleHandler`] that owns its sled trees, in a
+//! The roles. Each implements [`crate::role::Role`] and owns its sled trees, in a
 //! folder (or file) of its own; no role imports another. This is the one place that
 //! matches on the role: starting the role a config names.
 

@@ -13,7 +13,8 @@ pub enum Command {
     /// A revocation the operator hands this node: applied here and gossiped.
     Revoke(Vec<u8>, oneshot::Sender<Result<String, String>>),
     ConnectionsTo(PeerId, oneshot::Sender<u32>),
-    Shutdown,
+    /// Stop: the answers in hand are written out, then the loop ends and says so.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// A cloneable handle to the swarm loop.
@@ -158,6 +159,10 @@ impl Client {
     }
 
     pub async fn shutdown(&self) {
-        let _ = self.command(Command::Shutdown).await;
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::Shutdown(tx)).await.is_ok() {
+            // The loop answers once its answers are out (bounded by ANSWER_FLUSH).
+            let _ = tokio::time::timeout(ANSWER_FLUSH + Duration::from_secs(1), rx).await;
+        }
     }
 }

@@ -423,7 +423,13 @@ impl EventLoop {
                     Some(Command::ListenAddrs(tx)) => { let _ = tx.send(self.listen_addrs.clone()); }
                     Some(Command::Revoke(bytes, tx)) => { let _ = tx.send(self.revoke(bytes)); }
                     Some(Command::ConnectionsTo(peer, tx)) => { let _ = tx.send(self.connections.get(&peer).copied().unwrap_or(0)); }
-                    Some(Command::Shutdown) | None => {
+                    Some(Command::Shutdown(done)) => {
+                        self.flush_answers().await;
+                        tracing::debug!("swarm loop stopped");
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
                         self.flush_answers().await;
                         break;
                     }
@@ -959,7 +965,9 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request,
+                    channel,
+                    request_id,
                 } => {
                     let Some(info) = self.peers.get(&peer) else {
                         if self
@@ -1024,7 +1032,7 @@ impl EventLoop {
                                         "peer left before the answer"
                                     );
                                 } else {
-                                    pending.answering += 1;
+                                    pending.answering.insert((P::SPEC.id, request_id));
                                 }
                             });
                             Some(job)
@@ -1054,15 +1062,20 @@ impl EventLoop {
                     }));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.pending.answering.remove(&(P::SPEC.id, request_id));
                 // An answer we chose not to give (a request refused above) is no news.
                 if !matches!(error, request_response::InboundFailure::ResponseOmission) {
-                    self.pending.answering = self.pending.answering.saturating_sub(1);
                     tracing::warn!(%peer, protocol = P::SPEC.id, "inbound request failed: {error}");
                 }
             }
-            request_response::Event::ResponseSent { .. } => {
-                self.pending.answering = self.pending.answering.saturating_sub(1);
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.pending.answering.remove(&(P::SPEC.id, request_id));
             }
         }
     }
@@ -1075,7 +1088,7 @@ impl EventLoop {
         tokio::pin!(deadline);
         let mut quiet_since: Option<Instant> = None;
         loop {
-            if self.replies.is_empty() && self.pending.answering == 0 {
+            if self.replies.is_empty() && self.pending.answering.is_empty() {
                 let since = *quiet_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= ANSWER_GRACE {
                     return;

@@ -135,8 +135,9 @@ macro_rules! request_protocols {
         pub struct PendingRequests {
             $($field: Pending<$resp>,)*
             /// Answers handed to the swarm and not yet written out (a stopping node
-            /// waits for them).
-            pub(super) answering: usize,
+            /// waits for them), by protocol and request.
+            pub(super) answering:
+                HashSet<(&'static str, request_response::InboundRequestId)>,
         }
 
         /// What the swarm loop tells the role.
@@ -148,7 +149,7 @@ macro_rules! request_protocols {
             $($(#[$doc])* $variant(Inbound<$name>),)*
             /// An order event whose signature and origin checked out, as it reached the
             /// node (gossiped, or sent by a peer it asked what it missed):
-            /// `node::serve` records it with its frame and hands it to the role as
+            /// `role::serve` records it with its frame and hands it to the role as
             /// [`NodeEvent::Event`].
             Incoming(IncomingEvent),
             /// An order event new to this node, for the role.
