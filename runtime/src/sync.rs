@@ -37,7 +37,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the task looks for newly connected peers.
 const TICK: Duration = Duration::from_millis(500);
 /// Between two pages from one peer: at most ten a second, half its sync budget at
-/// the peer (`net::SYNC_BUDGET`).
+/// the peer (`net::admission::SYNC_BUDGET`).
 const PAGE_PAUSE: Duration = Duration::from_millis(100);
 /// Pages read from one peer in one round; a longer backlog goes on next round.
 const MAX_PAGES_PER_ROUND: usize = 64;

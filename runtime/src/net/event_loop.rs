@@ -51,16 +51,11 @@ pub struct EventLoop {
     /// In an enrolled network, the certificates of the peers admitted (their
     /// signatures checked once; expiry and revocation every tick).
     admitted: HashMap<PeerId, Certificate>,
-    /// Each peer's allowance of inbound requests.
-    allowances: HashMap<PeerId, Allowance>,
-    limits: crate::config::LimitsConfig,
-    /// Each event origin's allowance of gossiped events (bounded).
-    event_allowances: HashMap<Vec<u8>, Bucket>,
+    /// Budgets, strikes and cut-offs ([`Admission`]: verdicts without IO).
+    admission: Admission,
     known_events: Option<std::sync::Arc<crate::events::EventLog>>,
     /// Sync answers being read now ([`MAX_SYNC_ANSWERS`]).
     sync_answers: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Peers cut off for flooding, until when.
-    cut_off: HashMap<PeerId, Instant>,
     /// Whether this node was told its own certificate no longer counts.
     own_problem: Option<String>,
     /// Reasons gossiped events were rejected for (each is logged once; bounded).
@@ -141,75 +136,6 @@ impl BoundedSet {
     }
 }
 
-/// A token bucket: `take` is false once the peer (or the kiosk's own outbox) is over
-/// its budget.
-pub struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Default for Bucket {
-    fn default() -> Self {
-        Bucket::new()
-    }
-}
-
-impl Bucket {
-    pub fn new() -> Self {
-        Bucket {
-            // Full: capped to the burst at the first take.
-            tokens: f64::INFINITY,
-            at: Instant::now(),
-        }
-    }
-
-    /// Takes a token at `per_sec` refill and `burst` capacity.
-    pub fn take(&mut self, (per_sec, burst): (f64, f64)) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
-        self.tokens = (self.tokens + refill).min(burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// How long since it was last taken from.
-    pub(crate) fn idle(&self) -> Duration {
-        self.at.elapsed()
-    }
-}
-
-/// Peers (and event origins) whose budgets a node keeps track of at once.
-const MAX_ALLOWANCES: usize = 8192;
-
-/// The entry for `key` in a map of budgets kept to [`MAX_ALLOWANCES`]: when it is
-/// full, entries idle a minute (their buckets full again) go, then the idlest.
-pub(crate) fn bounded_entry<K: Eq + std::hash::Hash + Clone, V>(
-    map: &mut HashMap<K, V>,
-    key: K,
-    idle: impl Fn(&K, &V) -> Duration,
-    new: impl FnOnce() -> V,
-) -> &mut V {
-    if map.len() >= MAX_ALLOWANCES && !map.contains_key(&key) {
-        map.retain(|k, v| idle(k, v) < Duration::from_secs(60));
-        let idlest = (map.len() >= MAX_ALLOWANCES)
-            .then(|| {
-                map.iter()
-                    .max_by_key(|(k, v)| idle(k, v))
-                    .map(|(k, _)| k.clone())
-            })
-            .flatten();
-        if let Some(idlest) = idlest {
-            map.remove(&idlest);
-        }
-    }
-    map.entry(key).or_insert_with(new)
-}
-
 /// A PeerId's text, from its bytes (empty if they are not one).
 pub(crate) fn peer_name(bytes: &[u8]) -> String {
     PeerId::from_bytes(bytes)
@@ -217,65 +143,9 @@ pub(crate) fn peer_name(bytes: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Events a peer may pass on that this node has already (an honest relay passes on
-/// only what it had not seen; a few cross in flight).
-const REPLAY_BUDGET: (f64, f64) = (50.0, 500.0);
-
-/// Hellos a peer may send (one per connection; a few reconnects).
-const HELLO_BUDGET: (f64, f64) = (1.0, 10.0);
-/// Sync pages a peer may ask for, whatever its role (its own syncer asks at most ten a
-/// second, one page at a time); apart from its request budget, so catching up never
-/// takes from what a kiosk may send in orders.
-const SYNC_BUDGET: (f64, f64) = (20.0, 40.0);
 /// Sync answers being read from the log at once; a request past them is answered
 /// "busy" at once (the asker tries again later).
 const MAX_SYNC_ANSWERS: usize = 4;
-
-/// A peer's buckets of inbound requests and hellos, and the strikes (refused
-/// requests, rejected gossip) counted in the current window.
-struct Allowance {
-    requests: Bucket,
-    hellos: Bucket,
-    replays: Bucket,
-    syncs: Bucket,
-    strikes: u32,
-    window_from: Instant,
-}
-
-impl Allowance {
-    fn new() -> Self {
-        Allowance {
-            requests: Bucket::new(),
-            hellos: Bucket::new(),
-            replays: Bucket::new(),
-            syncs: Bucket::new(),
-            strikes: 0,
-            window_from: Instant::now(),
-        }
-    }
-
-    /// How long since the peer last asked for anything or was struck.
-    fn idle(&self) -> Duration {
-        self.requests
-            .at
-            .max(self.hellos.at)
-            .max(self.replays.at)
-            .max(self.syncs.at)
-            .max(self.window_from)
-            .elapsed()
-    }
-
-    /// Counts a strike; true once the peer has had too many in the window.
-    fn strike(&mut self) -> bool {
-        let now = Instant::now();
-        if now.duration_since(self.window_from) > STRIKE_WINDOW {
-            self.window_from = now;
-            self.strikes = 0;
-        }
-        self.strikes = self.strikes.saturating_add(1);
-        self.strikes > MAX_STRIKES
-    }
-}
 
 /// Builds the swarm and splits it into a client, the role's event receiver and the
 /// event loop.
@@ -393,12 +263,9 @@ pub fn build(
         refused: BoundedSet::default(),
         unadmitted: HashMap::new(),
         admitted: HashMap::new(),
-        allowances: HashMap::new(),
-        limits: config.limits,
-        event_allowances: HashMap::new(),
+        admission: Admission::new(config.limits),
         known_events: config.known_events,
         sync_answers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SYNC_ANSWERS)),
-        cut_off: HashMap::new(),
         own_problem: None,
         rejected: BoundedSet::default(),
         connections: HashMap::new(),
@@ -479,6 +346,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.insert(peer_id, num_established.get());
+                self.admission.set_connected(peer_id, true);
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     for (addr, peer) in &mut self.static_peers {
                         if without_p2p(addr) == without_p2p(address) {
@@ -513,6 +381,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
+                    self.admission.set_connected(peer_id, false);
                     self.unadmitted.remove(&peer_id);
                     self.admitted.remove(&peer_id);
                     if self.peers.remove(&peer_id).is_some() {
@@ -618,9 +487,8 @@ impl EventLoop {
                 let origin = peer_name(&event.origin);
                 tracing::warn!(%origin, from = %source, order_id = %event.order_id, seq = event.seq, "an event this node has already (replayed): ignored");
             }
-            if !self.allowance(source).replays.take(REPLAY_BUDGET) {
-                self.strike(source, "replayed events");
-            }
+            let verdict = self.admission.replay(source, Instant::now());
+            self.carry_out(source, verdict, "replayed events");
             return MessageAcceptance::Ignore;
         }
         let event = match judge_frame(self.gate.as_ref(), data) {
@@ -634,7 +502,10 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
-        if !self.within_event_budget(&event) {
+        if !self
+            .admission
+            .event(&event.origin, event.kind.emitted_by(), Instant::now())
+        {
             let origin = peer_name(&event.origin);
             if self.rejected.insert(format!("{origin} event budget")) {
                 tracing::warn!(%origin, "over its event budget: events dropped");
@@ -665,11 +536,11 @@ impl EventLoop {
         let unavailable = |reason: &str| SyncResponse::Unavailable {
             reason: reason.into(),
         };
-        if !self.allowance(peer).syncs.take(SYNC_BUDGET) {
+        let verdict = self.admission.sync_page(peer, Instant::now());
+        if !self.carry_out(peer, verdict, "sync pages over its budget") {
             if self.rejected.insert(format!("{peer} sync budget")) {
                 tracing::warn!(%peer, "over its sync budget: pages refused");
             }
-            self.strike(peer, "sync pages over its budget");
             return inbound.respond(unavailable("over your sync budget"));
         }
         let Some(log) = self.known_events.clone() else {
@@ -805,37 +676,48 @@ impl EventLoop {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
-    /// A peer's allowance. Kept after it disconnects (a peer does not get a fresh
-    /// budget by reconnecting); bounded: past [`MAX_ALLOWANCES`] those of peers not
-    /// connected and quiet for a minute are forgotten.
-    fn allowance(&mut self, peer: PeerId) -> &mut Allowance {
-        let swarm = &self.swarm;
-        bounded_entry(
-            &mut self.allowances,
-            peer,
-            |p, a| {
-                if swarm.is_connected(p) {
-                    Duration::ZERO
-                } else {
-                    a.idle()
-                }
-            },
-            Allowance::new,
-        )
+    /// Strikes a peer (a rejected revocation or event): see [`Self::carry_out`].
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        let verdict = self
+            .admission
+            .strike(peer, Refusal::Rejected, Instant::now());
+        self.carry_out(peer, verdict, why);
     }
 
-    /// Counts a strike against a peer (a refused request, rejected gossip); one that
-    /// has too many in a short while is flooding, and is cut off for [`CUT_OFF_FOR`]:
-    /// disconnected, its connections refused, everyone else served as before.
-    fn strike(&mut self, peer: PeerId, why: &str) {
-        let flooding = self.allowance(peer).strike();
-        if !flooding || self.cut_off.contains_key(&peer) {
+    /// Carries out an admission verdict; whether what the peer sent is taken. A peer
+    /// that struck out is flooding: it is cut off for [`CUT_OFF_FOR`] (disconnected,
+    /// its connections refused, everyone else served as before).
+    fn carry_out(&mut self, peer: PeerId, verdict: Verdict, why: &str) -> bool {
+        match verdict {
+            Verdict::Take => true,
+            Verdict::Refuse(_) => false,
+            Verdict::CutOff(_) => {
+                tracing::warn!(%peer, "flooding ({why}): cut off for {} s", CUT_OFF_FOR.as_secs());
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                self.shut_out(peer);
+                false
+            }
+        }
+    }
+
+    /// A refused request, logged once per peer, protocol and reason.
+    fn log_refused_request(&mut self, peer: PeerId, protocol: &str, refusal: Refusal) {
+        let key = format!("{peer} {protocol} {refusal:?}");
+        if !self.rejected.insert(key) {
             return;
         }
-        tracing::warn!(%peer, "flooding ({why}): cut off for {} s", CUT_OFF_FOR.as_secs());
-        self.cut_off.insert(peer, Instant::now() + CUT_OFF_FOR);
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        self.shut_out(peer);
+        match refusal {
+            Refusal::Unadmitted => {
+                tracing::warn!(%peer, protocol, "request from a peer that has not said hello; ignored")
+            }
+            Refusal::RoleMayNot(role) => {
+                tracing::warn!(%peer, %role, protocol, "request from a role that may not send it; ignored")
+            }
+            Refusal::OverBudget(per_sec) => {
+                tracing::warn!(%peer, protocol, "over its request budget ({per_sec}/s): requests dropped")
+            }
+            Refusal::Rejected => {}
+        }
     }
 
     /// Every tick: disconnects peers that did not prove themselves in time and those
@@ -854,14 +736,7 @@ impl EventLoop {
             self.unadmitted.remove(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
-        let served: Vec<PeerId> = self
-            .cut_off
-            .iter()
-            .filter(|(_, until)| now >= **until)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in served {
-            self.cut_off.remove(&peer);
+        for peer in self.admission.cut_offs_over(now) {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             tracing::info!(%peer, "cut-off over: the peer may connect again");
         }
@@ -894,20 +769,6 @@ impl EventLoop {
         }
     }
 
-    /// Whether an event's origin is within its budget of events (that of the role that
-    /// emits this kind, as for requests): a member that floods the network with
-    /// valid events fills nobody's disk.
-    fn within_event_budget(&mut self, event: &OrderEvent) -> bool {
-        let budget = self.limits.events(event.kind.emitted_by());
-        bounded_entry(
-            &mut self.event_allowances,
-            event.origin.clone(),
-            |_, b| b.at.elapsed(),
-            Bucket::new,
-        )
-        .take(budget)
-    }
-
     /// This node's hello, with the revocations it knows.
     fn my_hello(&self) -> Hello {
         let mut hello = self.hello.clone();
@@ -923,9 +784,8 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let allowed = self.allowance(peer).hellos.take(HELLO_BUDGET);
-                    if !allowed {
-                        self.strike(peer, "hellos");
+                    let verdict = self.admission.hello(peer, Instant::now());
+                    if !self.carry_out(peer, verdict, "hellos") {
                         return;
                     }
                     let hello = self.my_hello();
@@ -969,40 +829,22 @@ impl EventLoop {
                     channel,
                     request_id,
                 } => {
-                    let Some(info) = self.peers.get(&peer) else {
-                        if self
-                            .rejected
-                            .insert(format!("{peer} {} unadmitted", P::SPEC.id))
-                        {
-                            tracing::warn!(%peer, protocol = P::SPEC.id, "request from a peer that has not said hello; ignored");
-                        }
-                        self.strike(peer, "requests before its hello");
+                    let info = self.peers.get(&peer);
+                    let role = info.map(|i| i.hello.role);
+                    let store = info.and_then(|i| i.hello.store.clone());
+                    let verdict = self.admission.request(peer, role, &P::SPEC, Instant::now());
+                    let refusal = match verdict {
+                        Verdict::Take => None,
+                        Verdict::Refuse(r) | Verdict::CutOff(r) => Some(r),
+                    };
+                    if let Some(refusal) = refusal {
+                        self.log_refused_request(peer, P::SPEC.id, refusal);
+                        self.carry_out(peer, verdict, "refused requests");
+                        return;
+                    }
+                    let Some(role) = role else {
                         return;
                     };
-                    let role = info.hello.role;
-                    let store = info.hello.store.clone();
-                    if !P::SPEC.may_send(role) {
-                        if self
-                            .rejected
-                            .insert(format!("{peer} {} {role}", P::SPEC.id))
-                        {
-                            tracing::warn!(%peer, %role, protocol = P::SPEC.id, "request from a role that may not send it; ignored");
-                        }
-                        self.strike(peer, "requests its role may not send");
-                        return;
-                    }
-                    let budget = self.limits.requests(role);
-                    let allowed = !P::SPEC.budgeted || self.allowance(peer).requests.take(budget);
-                    if !allowed {
-                        if self
-                            .rejected
-                            .insert(format!("{peer} {} budget", P::SPEC.id))
-                        {
-                            tracing::warn!(%peer, %role, protocol = P::SPEC.id, "over its request budget ({}/s): requests dropped", budget.0);
-                        }
-                        self.strike(peer, "requests over its budget");
-                        return;
-                    }
                     let (tx, rx) = oneshot::channel::<P::Response>();
                     let inbound = Inbound {
                         peer,

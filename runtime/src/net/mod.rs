@@ -57,12 +57,6 @@ pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 /// A connected peer whose hello has not been accepted by then is disconnected.
 pub const ADMISSION_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a peer that flooded is refused.
-pub const CUT_OFF_FOR: Duration = Duration::from_secs(60);
-/// Refused requests and rejected gossip a peer may cause within
-/// [`STRIKE_WINDOW`] before it is cut off.
-pub const MAX_STRIKES: u32 = 100;
-pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Gossipsub's application score of a peer refused, cut off, or (in an enrolled
 /// network) not admitted yet: far below the graylist threshold, so nothing is
 /// published or forwarded to it and nothing it sends is taken. Gossipsub keeps a
@@ -84,10 +78,14 @@ pub enum NetError {
     Shutdown,
 }
 
+pub mod admission;
 mod client;
 mod event_loop;
 mod protocols;
 
+pub use admission::{
+    bounded_entry, Admission, Bucket, Refusal, Verdict, CUT_OFF_FOR, MAX_STRIKES, STRIKE_WINDOW,
+};
 use client::SwarmJob;
 pub use client::{Client, Command};
 pub use event_loop::*;
