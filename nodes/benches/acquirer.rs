@@ -18,7 +18,7 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,7 @@ const AUTHS: usize = 3000;
 const CONCURRENCY: usize = 64;
 const ROUND_TRIPS: usize = 600;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+use printmesh_nodes::testnet::{fixtures_dir as fixtures, TestNet};
 
 fn config(
     dir: &Path,
@@ -52,13 +50,8 @@ fn config(
     group_commit: bool,
 ) -> NodeConfig {
     let fx = fixtures();
-    let mut c = NodeConfig::bare(
-        role,
-        &format!("bench {role}"),
-        network,
-        dir.join(role.name()),
-        peers,
-    );
+    let mut c = TestNet::named(dir, network).bare(role, &format!("bench {role}"), peers);
+    c.data_dir = dir.join(role.name());
     c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use printmesh_nodes::blobs::send_blob;
 use printmesh_nodes::config::NodeConfig;
 use printmesh_nodes::node::{start, Node};
+use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::messages::Role;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +31,7 @@ fn config(dir: &Path, name: &str, peers: Vec<String>) -> NodeConfig {
     } else {
         Role::Kiosk
     };
-    NodeConfig::bare(role, name, "bench", dir.join(name), peers)
+    TestNet::named(dir, "bench").bare(role, name, peers)
 }
 
 async fn bare(dir: &Path, name: &str, peers: Vec<String>) -> Node {

@@ -22,16 +22,14 @@ use crate::cards::{load_cards, TestCard};
 use crate::config::NodeConfig;
 use crate::node::{start_role, Node, NodeError};
 use crate::roles::kiosk::{draft_from_card, Kiosk, KioskOrder};
+use crate::testnet::{addr_of, TestNet};
+use printmesh_protocol::messages::Role;
 
 /// How long the demo waits for the answer to one order.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The source tree's fixtures directory.
-pub fn default_fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("fixtures")
-}
+pub use crate::testnet::fixtures_dir as default_fixtures_dir;
 
 /// With the kiosk screen, or headless.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,19 +66,11 @@ pub struct DemoNetwork {
     pub media_dir: PathBuf,
 }
 
-fn demo_config(
-    fixtures: &Path,
-    role: &str,
-    data_dir: &Path,
-    peers: Vec<String>,
-) -> Result<NodeConfig, NodeError> {
-    let mut config = NodeConfig::load(&fixtures.join("demo").join(format!("{role}.toml")))?;
-    config.data_dir = data_dir.join(role);
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    config.peers = peers;
-    config.mdns = false;
-    config.network = format!("printmesh-demo-{}", std::process::id());
-    enrol(data_dir, &mut config)?;
+/// A demo node's config: the test network's (its role's fixture, on 127.0.0.1),
+/// enrolled.
+fn demo_config(net: &TestNet, role: Role, peers: Vec<String>) -> Result<NodeConfig, NodeError> {
+    let mut config = net.config(role, peers)?;
+    enrol(&net.dir, &mut config)?;
     Ok(config)
 }
 
@@ -121,27 +111,10 @@ fn enrol(data_dir: &Path, config: &mut NodeConfig) -> Result<(), NodeError> {
 
 /// Leaves the node's effective config as `DATA_DIR/<role>.toml`, for the operators'
 /// commands (`printmesh lab --config DATA_DIR/lab.toml console`, …).
-fn leave_config(data_dir: &Path, config: &NodeConfig) {
-    let path = data_dir.join(format!("{}.toml", config.role));
-    match toml::to_string(config) {
-        Ok(text) => {
-            if let Err(e) =
-                std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, text))
-            {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
-        }
-        Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+fn leave_config(net: &TestNet, config: &NodeConfig) {
+    if let Err(e) = net.write(config) {
+        tracing::warn!("cannot leave the {} config: {e}", config.role);
     }
-}
-
-async fn addr_of(node: &Node) -> Result<String, NodeError> {
-    node.addresses()
-        .await
-        .into_iter()
-        .next()
-        .map(|a| a.to_string())
-        .ok_or_else(|| NodeError::Role("node has no listen address".into()))
 }
 
 impl DemoNetwork {
@@ -152,21 +125,22 @@ impl DemoNetwork {
         fixtures: &Path,
         mode: DemoMode,
     ) -> Result<DemoNetwork, NodeError> {
-        let acquirer_config = demo_config(fixtures, "acquirer", data_dir, vec![])?;
-        leave_config(data_dir, &acquirer_config);
+        let net = TestNet::named(data_dir, &format!("printmesh-demo-{}", std::process::id()))
+            .with_fixtures(fixtures);
+        let acquirer_config = demo_config(&net, Role::Acquirer, vec![])?;
+        leave_config(&net, &acquirer_config);
         let acquirer = start_role(acquirer_config).await?;
-        let courier_config = demo_config(fixtures, "courier", data_dir, vec![])?;
-        leave_config(data_dir, &courier_config);
+        let courier_config = demo_config(&net, Role::Courier, vec![])?;
+        leave_config(&net, &courier_config);
         let courier = start_role(courier_config).await?;
-        let mut lab_config =
-            demo_config(fixtures, "lab", data_dir, vec![addr_of(&courier).await?])?;
+        let mut lab_config = demo_config(&net, Role::Lab, vec![addr_of(&courier).await?])?;
         let hot_folder = data_dir.join("lab-hotfolder");
         if let Some(l) = lab_config.lab.as_mut() {
             for p in &mut l.printers {
                 p.hot_folder = Some(hot_folder.clone());
             }
         }
-        leave_config(data_dir, &lab_config);
+        leave_config(&net, &lab_config);
         let lab = start_role(lab_config).await?;
         tokio::spawn(minilab_controller(
             hot_folder,
@@ -174,15 +148,10 @@ impl DemoNetwork {
         ));
         tokio::spawn(lab_operator(data_dir.join("lab")));
         let peers = vec![addr_of(&acquirer).await?, addr_of(&lab).await?];
-        let intermediary_config = demo_config(fixtures, "intermediary", data_dir, peers)?;
-        leave_config(data_dir, &intermediary_config);
+        let intermediary_config = demo_config(&net, Role::Intermediary, peers)?;
+        leave_config(&net, &intermediary_config);
         let intermediary = start_role(intermediary_config).await?;
-        let mut kiosk_config = demo_config(
-            fixtures,
-            "kiosk",
-            data_dir,
-            vec![addr_of(&intermediary).await?],
-        )?;
+        let mut kiosk_config = demo_config(&net, Role::Kiosk, vec![addr_of(&intermediary).await?])?;
         if let Some(k) = kiosk_config.kiosk.as_mut() {
             // Card data is sealed to this acquirer's key.
             k.acquirer_key_file = Some(crate::roles::acquirer::seal_pub_path(
@@ -210,11 +179,10 @@ impl DemoNetwork {
             .kiosk
             .clone()
             .ok_or_else(|| NodeError::Role("kiosk config has no [kiosk] section".into()))?;
-        leave_config(data_dir, &kiosk_config);
+        leave_config(&net, &kiosk_config);
         let (kiosk_node, kiosk) = crate::node::start_kiosk(kiosk_config).await?;
         let wait = Duration::from_secs(20);
         let net_err = |e: crate::net::NetError| NodeError::Role(e.to_string());
-        use printmesh_protocol::messages::Role;
         intermediary
             .client
             .wait_for_role(Role::Acquirer, wait)

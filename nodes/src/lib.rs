@@ -5,6 +5,7 @@
 //! - [`config`]: a node's config file: the runtime's part and its role's section.
 //! - [`node`]: the runtime's node, and starting the role a config names.
 //! - [`roles`]: kiosk, intermediary, acquirer, lab, courier.
+//! - [`testnet`]: the one way tests, benches and the demo lay out a network.
 //! - [`demo`]: the whole network in one process.
 
 pub mod cards;
@@ -13,6 +14,7 @@ pub mod demo;
 pub mod node;
 pub mod report;
 pub mod roles;
+pub mod testnet;
 
 pub use printmesh_runtime::{blobs, events, membership, net, role, store, sync};
 

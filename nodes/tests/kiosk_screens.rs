@@ -39,9 +39,7 @@ use ratatui::Terminal;
 const T0: i64 = 1_795_582_980_000;
 const VISA_SWIPE: &str = "%B4111111111111111^PRINTMESH/TEST VISA^30121010000000000000?;4111111111111111=30121010000000000000?";
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+use printmesh_nodes::testnet::fixtures_dir as fixtures;
 
 fn config(lang: Lang) -> AppConfig {
     let cards = load_cards(&fixtures().join("cards.toml")).unwrap();

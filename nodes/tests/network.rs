@@ -16,6 +16,7 @@ use printmesh_nodes::blobs::{send_blob, send_blob_cut, BlobError};
 use printmesh_nodes::config::{AcquirerConfig, IntermediaryConfig, KioskConfig, NodeConfig};
 use printmesh_nodes::net::{AuthProto, NetError, OrderProto, SettleProto, ShipProto};
 use printmesh_nodes::node::{start, start_role, Node};
+use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::card::{CardData, Expiry};
 use printmesh_protocol::codec::encode_frame;
 use printmesh_protocol::messages::{
@@ -32,19 +33,12 @@ use printmesh_protocol::seal::{
 use printmesh_protocol::{BlobId, OrderId};
 use rand::RngCore;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+use printmesh_nodes::testnet::fixtures_dir as fixtures;
 
 fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConfig {
     let fx = fixtures();
-    let mut c = NodeConfig::bare(
-        role,
-        &format!("test {role}"),
-        network,
-        dir.join(role.name()),
-        peers,
-    );
+    let mut c = TestNet::named(dir, network).bare(role, &format!("test {role}"), peers);
+    c.data_dir = dir.join(role.name());
     c.kiosk = (role == Role::Kiosk).then(|| KioskConfig {
         media_dir: Some(fx.join("memory-card")),
         cards: Some(fx.join("cards.toml")),

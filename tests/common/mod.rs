@@ -17,9 +17,8 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_printmesh")
 }
 
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
+/// The source tree's fixtures (found in one place: `printmesh_nodes::testnet`).
+pub use printmesh_nodes::testnet::fixtures_dir as fixtures;
 
 /// A node process; killed when dropped.
 pub struct NodeProc {

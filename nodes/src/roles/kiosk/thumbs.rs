@@ -314,12 +314,9 @@ mod tests {
     use super::*;
     use crate::media::scan;
     use image::DynamicImage;
-    use std::path::PathBuf;
     use std::time::Duration;
 
-    fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-    }
+    use crate::testnet::fixtures_dir as fixtures;
 
     #[test]
     fn every_fixture_photo_comes_out_upright() {
