@@ -800,21 +800,8 @@ impl Acquirer {
 
     fn decide(&self, view: &mut View<'_>, job: AuthJob, now: i64) -> AuthResponse {
         let order_id = job.order_id;
-        if let Some(record) = view.auth(order_id) {
-            if record.digest != job.digest {
-                tracing::warn!(%order_id, "order id reused with other details: refused");
-                return refused(order_id, "this order id was authorised with other details");
-            }
-            // An approval whose hold has since been released does not stand again.
-            if matches!(record.hold, HoldState::Voided | HoldState::Expired) {
-                return AuthResponse::DeclinedCard {
-                    order_id,
-                    code: DeclineCode::DoNotHonour,
-                    token: record.token.as_ref().map(short_token),
-                };
-            }
-            tracing::info!(%order_id, "authorisation replayed: returning the first answer");
-            return record.response;
+        if let Some(answer) = replayed(view, order_id, &job.digest) {
+            return answer;
         }
         let summary = job.summary.clone();
         let facts = match job.card {
@@ -859,56 +846,42 @@ impl Acquirer {
         let today = chrono::DateTime::from_timestamp_millis(now)
             .unwrap_or_default()
             .date_naive();
-        if facts.expiry.is_expired_on(today) || card.expiry != facts.expiry {
-            return view.decline(record, DeclineCode::ExpiredCard, short);
+        let checked = check_card(
+            view, &mut card, &facts, job.method, today, &summary, order_id,
+        );
+        if let Err(code) = checked {
+            return view.decline(record, code, short);
         }
-        if card.blocked {
-            return view.decline(record, DeclineCode::PinTriesExceeded, short);
-        }
-        if !card.kind.allows(job.method, facts.entry) {
-            return view.decline(record, DeclineCode::NotPermitted, short);
-        }
-        // The PIN: required on debit and IC cards, checked whenever one was entered.
-        match facts.pin {
-            PinCheck::None if card.kind.needs_pin() => {
-                return view.decline(record, DeclineCode::IncorrectPin, short)
-            }
-            PinCheck::None => {}
-            PinCheck::Unreadable => return view.decline(record, DeclineCode::FormatError, short),
-            PinCheck::Value(got) => {
-                // blake3::Hash compares in constant time.
-                if blake3::Hash::from(got) != blake3::Hash::from(card.pvv) {
-                    card.wrong_pins = card.wrong_pins.saturating_add(1);
-                    let code = if card.wrong_pins >= MAX_WRONG_PINS {
-                        card.blocked = true;
-                        tracing::warn!(%order_id, card = %summary.masked(), "third wrong PIN: card blocked");
-                        DeclineCode::PinTriesExceeded
-                    } else {
-                        DeclineCode::IncorrectPin
-                    };
-                    view.put_card(token, card);
-                    return view.decline(record, code, short);
-                }
-                if card.wrong_pins > 0 {
-                    card.wrong_pins = 0;
-                    view.put_card(token, card.clone());
-                }
-            }
-        }
-        // The amount, in the card's own unit and currency.
-        let currency = job.amount.currency();
-        if job.amount.amount_minor() <= 0 || card.currency != currency {
+        self.hold(view, record, &card, job.amount, token, now)
+    }
+
+    /// Holds the amount on a card that passed its checks, in the card's own unit and
+    /// currency, and approves; or declines.
+    fn hold(
+        &self,
+        view: &mut View<'_>,
+        mut record: AuthRecord,
+        card: &CardRecord,
+        amount: Money,
+        token: [u8; 32],
+        now: i64,
+    ) -> AuthResponse {
+        let order_id = record.order_id;
+        let short = Some(short_token(&token));
+        let job_amount = amount;
+        let currency = job_amount.currency();
+        if job_amount.amount_minor() <= 0 || card.currency != currency {
             return view.decline(record, DeclineCode::InvalidAmount, short);
         }
         let (held, credit) = match card.unit {
             Unit::Points => (
-                job.amount
+                job_amount
                     .amount_minor()
                     .saturating_add(self.settings.minor_per_point - 1)
                     / self.settings.minor_per_point,
                 points_redeemed(),
             ),
-            Unit::Money(_) => (job.amount.amount_minor(), due_account(currency)),
+            Unit::Money(_) => (job_amount.amount_minor(), due_account(currency)),
         };
         let expires_at_ms = now.saturating_add(self.settings.hold_ttl_ms);
         let op = Op::Hold {
@@ -932,14 +905,14 @@ impl Acquirer {
         let response = AuthResponse::ApprovedCard {
             order_id,
             auth_code: auth_code.clone(),
-            amount: job.amount,
+            amount: job_amount,
             token: short_token(&token),
         };
         record.response = response.clone();
         record.hold = HoldState::Held;
         record.held = held;
         record.expires_at_ms = expires_at_ms;
-        tracing::info!(%order_id, card = %summary.masked(), amount = %job.amount, kind = card.kind.name(), "approved");
+        tracing::info!(%order_id, card = %format!("•••• {}", record.last4), amount = %job_amount, kind = card.kind.name(), "approved");
         view.put_expiry(expires_at_ms, order_id);
         view.put_auth(record);
         view.events
@@ -1298,6 +1271,77 @@ pub enum AcquirerCommand {
 
 impl RoleCommand for AcquirerCommand {
     const ROLE: Role = Role::Acquirer;
+}
+
+/// The first answer to an order id this acquirer has seen, if it has: the same
+/// request gets it again; other details under the same id are refused; an approval
+/// whose hold has since been released does not stand again.
+fn replayed(view: &View<'_>, order_id: OrderId, digest: &[u8; 32]) -> Option<AuthResponse> {
+    let record = view.auth(order_id)?;
+    if record.digest != *digest {
+        tracing::warn!(%order_id, "order id reused with other details: refused");
+        return Some(refused(
+            order_id,
+            "this order id was authorised with other details",
+        ));
+    }
+    if matches!(record.hold, HoldState::Voided | HoldState::Expired) {
+        return Some(AuthResponse::DeclinedCard {
+            order_id,
+            code: DeclineCode::DoNotHonour,
+            token: record.token.as_ref().map(short_token),
+        });
+    }
+    tracing::info!(%order_id, "authorisation replayed: returning the first answer");
+    Some(record.response)
+}
+
+/// The card's own checks: expiry, blocked, what its kind allows, and the PIN
+/// (required on debit and IC cards, checked whenever one was entered; a wrong one
+/// counts, the third blocks the card, a right one clears the count).
+fn check_card(
+    view: &mut View<'_>,
+    card: &mut CardRecord,
+    facts: &CardFacts,
+    method: PaymentMethod,
+    today: chrono::NaiveDate,
+    summary: &CardSummary,
+    order_id: OrderId,
+) -> Result<(), DeclineCode> {
+    if facts.expiry.is_expired_on(today) || card.expiry != facts.expiry {
+        return Err(DeclineCode::ExpiredCard);
+    }
+    if card.blocked {
+        return Err(DeclineCode::PinTriesExceeded);
+    }
+    if !card.kind.allows(method, facts.entry) {
+        return Err(DeclineCode::NotPermitted);
+    }
+    match facts.pin {
+        PinCheck::None if card.kind.needs_pin() => Err(DeclineCode::IncorrectPin),
+        PinCheck::None => Ok(()),
+        PinCheck::Unreadable => Err(DeclineCode::FormatError),
+        PinCheck::Value(got) => {
+            // blake3::Hash compares in constant time.
+            if blake3::Hash::from(got) != blake3::Hash::from(card.pvv) {
+                card.wrong_pins = card.wrong_pins.saturating_add(1);
+                let code = if card.wrong_pins >= MAX_WRONG_PINS {
+                    card.blocked = true;
+                    tracing::warn!(%order_id, card = %summary.masked(), "third wrong PIN: card blocked");
+                    DeclineCode::PinTriesExceeded
+                } else {
+                    DeclineCode::IncorrectPin
+                };
+                view.put_card(facts.token, card.clone());
+                return Err(code);
+            }
+            if card.wrong_pins > 0 {
+                card.wrong_pins = 0;
+                view.put_card(facts.token, card.clone());
+            }
+            Ok(())
+        }
+    }
 }
 
 /// A capture or void that can never pass.

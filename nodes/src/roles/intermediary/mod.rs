@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::blobs::send_blob;
 use crate::config::load_prices;
 use crate::config::IntermediaryConfig;
-use crate::net::{AuthProto, Inbound, OrderProto, PrintProto, SettleProto};
+use crate::net::{AuthProto, Inbound, OrderProto, PeerInfo, PrintProto, SettleProto};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::roles::OrderLocks;
@@ -342,31 +342,18 @@ impl Intermediary {
     }
 
     /// Handles one submission end to end, from a kiosk of `kiosk_store` (when known):
-    /// a kiosk submits, and hears answers about, its own store's orders only.
+    /// a kiosk submits, and hears answers about, its own store's orders only. One
+    /// function per stage: admit, take in, authorise, choose the lab, send the job.
     pub async fn submit(
         &self,
         request: OrderRequest,
         kiosk_store: Option<StoreId>,
     ) -> Result<OrderResponse, StoreError> {
-        let submit: SealedOrder = match request {
-            OrderRequest::SubmitSealed(order) => order,
-            OrderRequest::Submit(o) | OrderRequest::SubmitWithPin { order: o, .. } => {
-                tracing::warn!(order_id = %o.order_id, "unsealed card data refused");
-                return Ok(OrderResponse::Rejected {
-                    order_id: o.order_id,
-                    reason: "card data must be sealed to the acquirer; this kiosk needs an update"
-                        .into(),
-                });
-            }
+        let submit = match admit(request, kiosk_store) {
+            Ok(submit) => submit,
+            Err(answer) => return Ok(answer),
         };
         let order_id = submit.order_id;
-        if let Some(store) = kiosk_store.filter(|s| *s != submit.store) {
-            tracing::warn!(%order_id, kiosk_store = %store, order_store = %submit.store, "a kiosk submitted another store's order: refused");
-            return Ok(OrderResponse::Rejected {
-                order_id,
-                reason: format!("this kiosk belongs to store {store}, not {}", submit.store),
-            });
-        }
         let _guard = self.locks.lock(order_id).await;
         let existing = self.orders.get(order_id.to_bytes())?;
         if existing.as_ref().is_some_and(|o| o.store != submit.store) {
@@ -376,184 +363,214 @@ impl Intermediary {
                 reason: "this order id belongs to another store".into(),
             });
         }
-        if let Some(RoutedOrder {
-            stage: Stage::Answered(answer),
-            ..
-        }) = &existing
-        {
-            tracing::info!(%order_id, "resubmitted order: returning the first answer");
-            return Ok(answer.clone());
-        }
-        let unavailable = |reason: String| {
-            tracing::warn!(%order_id, "cannot complete now: {reason}");
-            Ok(OrderResponse::Unavailable { order_id, reason })
-        };
-
         let mut order = match existing {
-            Some(o) => o,
-            None => {
-                let summary = &submit.card.summary;
-                let mut order = RoutedOrder {
-                    order_id,
-                    store: submit.store.clone(),
-                    lines: submit.lines.clone(),
-                    total: submit.total,
-                    method: submit.method,
-                    card_last4: summary.last4.clone(),
-                    card_brand: summary.brand,
-                    entry: summary.entry,
-                    token: None,
-                    stage: Stage::Received,
-                    acquirer: None,
-                    lab: None,
-                    lab_name: None,
-                    capture: Capture::NotShipped,
-                    settlement: None,
-                    received_at_ms: now_ms(),
-                    updated_at_ms: now_ms(),
-                };
-                let last4_ok =
-                    summary.last4.len() == 4 && summary.last4.bytes().all(|b| b.is_ascii_digit());
-                if !last4_ok {
-                    order.card_last4 = "????".into();
-                    let reason = "the card summary is malformed".to_string();
-                    return self
-                        .answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                        .await;
-                }
-                if submit.lines.is_empty() || submit.lines.len() > proto::MAX_ORDER_LINES {
-                    let reason = format!("an order needs 1 to {} photos", proto::MAX_ORDER_LINES);
-                    return self
-                        .answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                        .await;
-                }
-                match self
-                    .prices
-                    .total(submit.lines.iter().map(|l| (l.size, l.quantity)))
-                {
-                    Ok(total) if total == submit.total => {}
-                    Ok(total) => {
-                        let reason = format!(
-                            "the total shown ({}) does not match the price list ({total})",
-                            submit.total
-                        );
-                        return self
-                            .answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                            .await;
-                    }
-                    Err(e) => {
-                        let reason = format!("the order cannot be priced: {e}");
-                        return self
-                            .answer(&mut order, OrderResponse::Rejected { order_id, reason })
-                            .await;
-                    }
-                }
-                let missing = self.node.blobs.missing(submit.lines.iter().map(|l| l.blob));
-                if !missing.is_empty() {
-                    return Ok(OrderResponse::MissingBlobs {
-                        order_id,
-                        blobs: missing,
-                    });
-                }
-                self.save_lazily(&mut order)?;
-                self.emit(
-                    order_id,
-                    EventKind::Submitted {
-                        store: order.store.clone(),
-                        total: order.total,
-                    },
-                )
-                .await;
-                order
+            Some(RoutedOrder {
+                stage: Stage::Answered(answer),
+                ..
+            }) => {
+                tracing::info!(%order_id, "resubmitted order: returning the first answer");
+                return Ok(answer);
             }
+            Some(order) => order,
+            None => match self.take_in(&submit).await? {
+                Step::Next(order) => order,
+                Step::Answer(answer) => return Ok(answer),
+            },
         };
-
         if order.stage == Stage::Received {
-            let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
-            if acquirers.is_empty() {
-                return unavailable("no acquirer is reachable".into());
-            }
-            let request = AuthRequest::AuthoriseSealed(SealedAuthorise {
-                order_id,
-                amount: order.total,
-                method: order.method,
-                store: order.store.clone(),
-                card: submit.card.clone(),
-            });
-            // The card is sealed to one acquirer: ask each until one can open it.
-            let mut outcome = None;
-            for acquirer in &acquirers {
-                match self
-                    .node
-                    .client
-                    .request::<AuthProto>(acquirer.peer, request.clone())
-                    .await
-                {
-                    Ok(AuthResponse::NotMine { .. }) => continue,
-                    answer => {
-                        outcome = Some((acquirer.peer, answer));
-                        break;
-                    }
-                }
-            }
-            let Some((acquirer, answer)) = outcome else {
-                let reason = "no reachable acquirer holds the key this card was sealed to".into();
-                return unavailable(reason);
-            };
-            match answer {
-                Ok(AuthResponse::ApprovedCard { amount, .. }) if amount != order.total => {
-                    tracing::error!(%order_id, %amount, total = %order.total, "the acquirer approved another amount: released");
-                    let reason = "the payment could not be authorised for this total".to_string();
-                    let answer = self
-                        .answer_durably(&mut order, OrderResponse::Rejected { order_id, reason })
-                        .await?;
-                    self.void(order_id, &acquirer.to_bytes()).await;
-                    return Ok(answer);
-                }
-                Ok(AuthResponse::ApprovedCard {
-                    auth_code, token, ..
-                }) => {
-                    order.token = Some(token);
-                    order.acquirer = Some(acquirer.to_bytes());
-                    order.stage = Stage::Authorised {
-                        auth_code,
-                        acquirer: acquirer.to_bytes(),
-                        lab: None,
-                    };
-                    // Rebuildable (the acquirer replays its approval); the lab choice
-                    // below is what must be on disk before the job goes out.
-                    self.save_lazily(&mut order)?;
-                }
-                Ok(AuthResponse::DeclinedCard { code, token, .. }) => {
-                    tracing::info!(%order_id, code = code.iso8583(), "declined");
-                    order.token = token;
-                    return self
-                        .answer(&mut order, OrderResponse::Declined { order_id, code })
-                        .await;
-                }
-                Ok(other) => return unavailable(format!("the acquirer answered {other:?}")),
-                Err(e) => return unavailable(e.to_string()),
+            if let Some(answer) = self.authorise(&mut order, &submit).await? {
+                return Ok(answer);
             }
         }
+        let (lab, auth_code, acquirer) = match self.choose_lab(&mut order).await? {
+            Step::Next(chosen) => chosen,
+            Step::Answer(answer) => return Ok(answer),
+        };
+        self.send_job(&mut order, lab, auth_code, acquirer).await
+    }
 
+    /// A new order: checked (card summary, lines, total against the price list, every
+    /// photo here), recorded and announced (`Submitted`), or answered at once.
+    async fn take_in(&self, submit: &SealedOrder) -> Result<Step<RoutedOrder>, StoreError> {
+        let order_id = submit.order_id;
+        let summary = &submit.card.summary;
+        let mut order = RoutedOrder {
+            order_id,
+            store: submit.store.clone(),
+            lines: submit.lines.clone(),
+            total: submit.total,
+            method: submit.method,
+            card_last4: summary.last4.clone(),
+            card_brand: summary.brand,
+            entry: summary.entry,
+            token: None,
+            stage: Stage::Received,
+            acquirer: None,
+            lab: None,
+            lab_name: None,
+            capture: Capture::NotShipped,
+            settlement: None,
+            received_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+        };
+        if let Some(reason) = self.refusal_of(submit) {
+            if reason == MALFORMED_SUMMARY {
+                order.card_last4 = "????".into();
+            }
+            let answer = OrderResponse::Rejected { order_id, reason };
+            return Ok(Step::Answer(self.answer(&mut order, answer).await?));
+        }
+        let missing = self.node.blobs.missing(submit.lines.iter().map(|l| l.blob));
+        if !missing.is_empty() {
+            return Ok(Step::Answer(OrderResponse::MissingBlobs {
+                order_id,
+                blobs: missing,
+            }));
+        }
+        self.save_lazily(&mut order)?;
+        let submitted = EventKind::Submitted {
+            store: order.store.clone(),
+            total: order.total,
+        };
+        self.emit(order_id, submitted).await;
+        Ok(Step::Next(order))
+    }
+
+    /// Why a new order is refused, if it is.
+    fn refusal_of(&self, submit: &SealedOrder) -> Option<String> {
+        let last4 = &submit.card.summary.last4;
+        if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(MALFORMED_SUMMARY.into());
+        }
+        if submit.lines.is_empty() || submit.lines.len() > proto::MAX_ORDER_LINES {
+            return Some(format!(
+                "an order needs 1 to {} photos",
+                proto::MAX_ORDER_LINES
+            ));
+        }
+        match self
+            .prices
+            .total(submit.lines.iter().map(|l| (l.size, l.quantity)))
+        {
+            Ok(total) if total == submit.total => None,
+            Ok(total) => Some(format!(
+                "the total shown ({}) does not match the price list ({total})",
+                submit.total
+            )),
+            Err(e) => Some(format!("the order cannot be priced: {e}")),
+        }
+    }
+
+    /// Asks the acquirer the card was sealed to. `None`: authorised (the order moves
+    /// on); else the answer (declined, refused, or unavailable for now).
+    async fn authorise(
+        &self,
+        order: &mut RoutedOrder,
+        submit: &SealedOrder,
+    ) -> Result<Option<OrderResponse>, StoreError> {
+        let order_id = order.order_id;
+        let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
+        if acquirers.is_empty() {
+            return Ok(Some(unavailable(
+                order_id,
+                "no acquirer is reachable".into(),
+            )));
+        }
+        let request = AuthRequest::AuthoriseSealed(SealedAuthorise {
+            order_id,
+            amount: order.total,
+            method: order.method,
+            store: order.store.clone(),
+            card: submit.card.clone(),
+        });
+        // The card is sealed to one acquirer: ask each until one can open it.
+        let mut outcome = None;
+        for acquirer in &acquirers {
+            match self
+                .node
+                .client
+                .request::<AuthProto>(acquirer.peer, request.clone())
+                .await
+            {
+                Ok(AuthResponse::NotMine { .. }) => continue,
+                answer => {
+                    outcome = Some((acquirer.peer, answer));
+                    break;
+                }
+            }
+        }
+        let Some((acquirer, answer)) = outcome else {
+            let reason = "no reachable acquirer holds the key this card was sealed to".into();
+            return Ok(Some(unavailable(order_id, reason)));
+        };
+        match answer {
+            Ok(AuthResponse::ApprovedCard { amount, .. }) if amount != order.total => {
+                tracing::error!(%order_id, %amount, total = %order.total, "the acquirer approved another amount: released");
+                let reason = "the payment could not be authorised for this total".to_string();
+                let answer = self
+                    .answer_durably(order, OrderResponse::Rejected { order_id, reason })
+                    .await?;
+                self.void(order_id, &acquirer.to_bytes()).await;
+                Ok(Some(answer))
+            }
+            Ok(AuthResponse::ApprovedCard {
+                auth_code, token, ..
+            }) => {
+                order.token = Some(token);
+                order.acquirer = Some(acquirer.to_bytes());
+                order.stage = Stage::Authorised {
+                    auth_code,
+                    acquirer: acquirer.to_bytes(),
+                    lab: None,
+                };
+                // Rebuildable (the acquirer replays its approval); the lab choice
+                // is what must be on disk before the job goes out.
+                self.save_lazily(order)?;
+                Ok(None)
+            }
+            Ok(AuthResponse::DeclinedCard { code, token, .. }) => {
+                tracing::info!(%order_id, code = code.iso8583(), "declined");
+                order.token = token;
+                let answer = OrderResponse::Declined { order_id, code };
+                Ok(Some(self.answer(order, answer).await?))
+            }
+            Ok(other) => Ok(Some(unavailable(
+                order_id,
+                format!("the acquirer answered {other:?}"),
+            ))),
+            Err(e) => Ok(Some(unavailable(order_id, e.to_string()))),
+        }
+    }
+
+    /// The lab for an authorised order: on a retry only the one that may already have
+    /// the job; else one is chosen and recorded (flushed) before the job goes out.
+    async fn choose_lab(
+        &self,
+        order: &mut RoutedOrder,
+    ) -> Result<Step<(PeerInfo, AuthCode, Vec<u8>)>, StoreError> {
+        let order_id = order.order_id;
         let Stage::Authorised {
             auth_code,
             acquirer,
             lab: chosen,
         } = order.stage.clone()
         else {
-            return unavailable("order is in an unexpected stage".into());
+            let reason = "order is in an unexpected stage".into();
+            return Ok(Step::Answer(unavailable(order_id, reason)));
         };
         let labs = self.node.client.peers_with_role(Role::Lab).await;
         let lab = match &chosen {
-            // A retry: only the lab that may already have the job.
             Some(bytes) => match labs.into_iter().find(|l| l.peer.to_bytes() == *bytes) {
                 Some(lab) => lab,
-                None => return unavailable("the lab that has this job is not reachable".into()),
+                None => {
+                    let reason = "the lab that has this job is not reachable".into();
+                    return Ok(Step::Answer(unavailable(order_id, reason)));
+                }
             },
             None => {
                 let Some(lab) = labs.into_iter().next() else {
-                    return unavailable("no lab is reachable".into());
+                    let reason = "no lab is reachable".into();
+                    return Ok(Step::Answer(unavailable(order_id, reason)));
                 };
                 order.stage = Stage::Authorised {
                     auth_code: auth_code.clone(),
@@ -562,14 +579,27 @@ impl Intermediary {
                 };
                 order.lab = Some(lab.peer.to_bytes());
                 order.lab_name = Some(lab.hello.name.clone());
-                self.save(&mut order).await?;
+                self.save(order).await?;
                 lab
             }
         };
+        Ok(Step::Next((lab, auth_code, acquirer)))
+    }
+
+    /// Sends the photos and the job to the chosen lab; its answer is the order's.
+    async fn send_job(
+        &self,
+        order: &mut RoutedOrder,
+        lab: PeerInfo,
+        auth_code: AuthCode,
+        acquirer: Vec<u8>,
+    ) -> Result<OrderResponse, StoreError> {
+        let order_id = order.order_id;
         let mut control = self.node.client.stream_control();
         for line in &order.lines {
             if let Err(e) = send_blob(&mut control, &self.node.blobs, lab.peer, line.blob).await {
-                return unavailable(format!("sending {} to the lab: {e}", line.file_name));
+                let reason = format!("sending {} to the lab: {e}", line.file_name);
+                return Ok(unavailable(order_id, reason));
             }
         }
         let job = PrintRequest::Job(PrintJob {
@@ -589,22 +619,23 @@ impl Intermediary {
                     delivery_date,
                     lab,
                 };
-                self.answer_durably(&mut order, OrderResponse::Accepted(accepted))
+                self.answer_durably(order, OrderResponse::Accepted(accepted))
                     .await
             }
             Ok(PrintResponse::Rejected { reason, .. }) => {
                 // The answer is recorded first: a retry can then never send the job
                 // again after its hold is released.
                 let answer = self
-                    .answer_durably(&mut order, OrderResponse::Rejected { order_id, reason })
+                    .answer_durably(order, OrderResponse::Rejected { order_id, reason })
                     .await?;
                 self.void(order_id, &acquirer).await;
                 Ok(answer)
             }
-            Ok(PrintResponse::MissingBlobs { .. }) => {
-                unavailable("the lab lost the images; will resend".into())
-            }
-            Err(e) => unavailable(e.to_string()),
+            Ok(PrintResponse::MissingBlobs { .. }) => Ok(unavailable(
+                order_id,
+                "the lab lost the images; will resend".into(),
+            )),
+            Err(e) => Ok(unavailable(order_id, e.to_string())),
         }
     }
 
@@ -1048,6 +1079,49 @@ impl Intermediary {
             }
         }
     }
+}
+
+/// What one stage of a submission leads to: the next stage, or the answer now.
+enum Step<T> {
+    Next(T),
+    Answer(OrderResponse),
+}
+
+const MALFORMED_SUMMARY: &str = "the card summary is malformed";
+
+/// "Try again later": the order stays where it is; the kiosk retries (here or through
+/// another intermediary).
+fn unavailable(order_id: OrderId, reason: String) -> OrderResponse {
+    tracing::warn!(%order_id, "cannot complete now: {reason}");
+    OrderResponse::Unavailable { order_id, reason }
+}
+
+/// The sealed order, if this kiosk may submit it: the card sealed to the acquirer,
+/// and the order of the kiosk's own store.
+fn admit(
+    request: OrderRequest,
+    kiosk_store: Option<StoreId>,
+) -> Result<SealedOrder, OrderResponse> {
+    let submit = match request {
+        OrderRequest::SubmitSealed(order) => order,
+        OrderRequest::Submit(o) | OrderRequest::SubmitWithPin { order: o, .. } => {
+            tracing::warn!(order_id = %o.order_id, "unsealed card data refused");
+            return Err(OrderResponse::Rejected {
+                order_id: o.order_id,
+                reason: "card data must be sealed to the acquirer; this kiosk needs an update"
+                    .into(),
+            });
+        }
+    };
+    if let Some(store) = kiosk_store.filter(|s| *s != submit.store) {
+        let order_id = submit.order_id;
+        tracing::warn!(%order_id, kiosk_store = %store, order_store = %submit.store, "a kiosk submitted another store's order: refused");
+        return Err(OrderResponse::Rejected {
+            order_id,
+            reason: format!("this kiosk belongs to store {store}, not {}", submit.store),
+        });
+    }
+    Ok(submit)
 }
 
 printmesh_runtime::requests! {

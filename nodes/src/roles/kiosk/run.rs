@@ -152,154 +152,23 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         height: size.height,
     });
 
-    // The keyboard, and a keyboard-wedge reader typing into it.
-    let keys_tx = tx.clone();
-    let demo_mode = demo.is_some();
-    tokio::spawn(async move {
-        let mut events = EventStream::new();
-        let mut errors = 0u32;
-        loop {
-            let event = match events.next().await {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => {
-                    // A read error is logged and survived; a terminal that keeps
-                    // failing ends the kiosk rather than leaving it deaf to keys.
-                    tracing::warn!("terminal input: {e}");
-                    errors += 1;
-                    if errors > 100 {
-                        let _ = keys_tx.send(Msg::Quit).await;
-                        break;
-                    }
-                    continue;
-                }
-                None => {
-                    let _ = keys_tx.send(Msg::Quit).await;
-                    break;
-                }
-            };
-            let msg = match event {
-                Event::Key(k) if demo_mode && k.code == KeyCode::F(5) => {
-                    (k.kind == KeyEventKind::Press).then_some(Msg::DemoToggleMedia)
-                }
-                Event::Key(k) => match map_key(k) {
-                    Some(Ok(key)) => Some(Msg::App(Action::Key(key))),
-                    Some(Err(())) => Some(Msg::Quit),
-                    None => None,
-                },
-                Event::Resize(width, height) => Some(Msg::App(Action::Resize { width, height })),
-                _ => None,
-            };
-            if let Some(msg) = msg {
-                if keys_tx.send(msg).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-
-    // The clock.
-    let tick_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(TICK);
-        loop {
-            every.tick().await;
-            let tick = Msg::App(Action::Tick { now_ms: now_ms() });
-            if tick_tx.send(tick).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    // The media slot.
+    spawn_keys(tx.clone(), demo.is_some());
+    spawn_clock(tx.clone());
     if let Some(dir) = cfg.media_dir.clone() {
-        let slot_tx = tx.clone();
-        tokio::spawn(async move {
-            let mut last = None;
-            let mut every = tokio::time::interval(SLOT_POLL);
-            loop {
-                every.tick().await;
-                let d = dir.clone();
-                let present = tokio::task::spawn_blocking(move || media_present(&d))
-                    .await
-                    .unwrap_or(false);
-                if last != Some(present) {
-                    last = Some(present);
-                    if slot_tx
-                        .send(Msg::App(Action::MediaPresent(present)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        });
+        spawn_media_slot(tx.clone(), dir);
     }
-
-    // The IC card reader: it reports changes (and, when asked, what is in the slot);
-    // it keeps no card data between polls.
     let reread = Arc::new(tokio::sync::Notify::new());
     if let Some(slot) = cfg.chip_slot.clone() {
-        let chip_tx = tx.clone();
-        let reread = reread.clone();
-        tokio::spawn(async move {
-            let mut reader = FileChipReader::new(&slot);
-            let mut every = tokio::time::interval(CHIP_POLL);
-            loop {
-                let force = tokio::select! {
-                    _ = every.tick() => false,
-                    _ = reread.notified() => true,
-                };
-                if let Some(read) = reader.changed(force) {
-                    if chip_tx.send(Msg::App(Action::Chip(read))).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        spawn_chip_reader(tx.clone(), slot, reread.clone());
     }
-
     // A serial or input-event card reader.
     let reader_tx = tx.clone();
     let _reader = super::reader::spawn(&cfg.card_reader, move |swipe| {
         let _ = reader_tx.blocking_send(Msg::App(Action::Swipe(swipe)));
     });
 
-    // The network: is an intermediary reachable?
-    let net_tx = tx.clone();
-    let client = node.client.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            let online = !client.peers_with_role(Role::Intermediary).await.is_empty();
-            if net_tx
-                .send(Msg::App(Action::Network { online }))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-
-    // Thumbnails.
-    let thumb_tx = tx.clone();
-    let loader = ThumbLoader::new(THUMB_WORKERS, move |event| {
-        let action = match event {
-            LoaderEvent::Loaded { generation, item } => Action::Loaded { generation, item },
-            LoaderEvent::Preview {
-                generation,
-                index,
-                thumb,
-            } => Action::Preview {
-                generation,
-                index,
-                thumb,
-            },
-        };
-        let _ = thumb_tx.blocking_send(Msg::App(action));
-    });
+    spawn_network_watch(tx.clone(), node.client.clone());
+    let loader = thumb_loader(tx.clone());
 
     let mut runtime = Runtime {
         node: node.clone(),
@@ -350,6 +219,147 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
     }
     drop(runtime);
     Ok(())
+}
+
+/// The keyboard, and a keyboard-wedge reader typing into it.
+fn spawn_keys(keys_tx: mpsc::Sender<Msg>, demo_mode: bool) {
+    tokio::spawn(async move {
+        let mut events = EventStream::new();
+        let mut errors = 0u32;
+        loop {
+            let event = match events.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    // A read error is logged and survived; a terminal that keeps
+                    // failing ends the kiosk rather than leaving it deaf to keys.
+                    tracing::warn!("terminal input: {e}");
+                    errors += 1;
+                    if errors > 100 {
+                        let _ = keys_tx.send(Msg::Quit).await;
+                        break;
+                    }
+                    continue;
+                }
+                None => {
+                    let _ = keys_tx.send(Msg::Quit).await;
+                    break;
+                }
+            };
+            let msg = match event {
+                Event::Key(k) if demo_mode && k.code == KeyCode::F(5) => {
+                    (k.kind == KeyEventKind::Press).then_some(Msg::DemoToggleMedia)
+                }
+                Event::Key(k) => match map_key(k) {
+                    Some(Ok(key)) => Some(Msg::App(Action::Key(key))),
+                    Some(Err(())) => Some(Msg::Quit),
+                    None => None,
+                },
+                Event::Resize(width, height) => Some(Msg::App(Action::Resize { width, height })),
+                _ => None,
+            };
+            if let Some(msg) = msg {
+                if keys_tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// The clock.
+fn spawn_clock(tick_tx: mpsc::Sender<Msg>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            every.tick().await;
+            let tick = Msg::App(Action::Tick { now_ms: now_ms() });
+            if tick_tx.send(tick).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The media slot: whether a card is in it, when that changes.
+fn spawn_media_slot(slot_tx: mpsc::Sender<Msg>, dir: PathBuf) {
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut every = tokio::time::interval(SLOT_POLL);
+        loop {
+            every.tick().await;
+            let d = dir.clone();
+            let present = tokio::task::spawn_blocking(move || media_present(&d))
+                .await
+                .unwrap_or(false);
+            if last != Some(present) {
+                last = Some(present);
+                if slot_tx
+                    .send(Msg::App(Action::MediaPresent(present)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// The IC card reader: it reports changes (and, when `reread`, what is in the slot);
+/// it keeps no card data between polls.
+fn spawn_chip_reader(chip_tx: mpsc::Sender<Msg>, slot: PathBuf, reread: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let mut reader = FileChipReader::new(&slot);
+        let mut every = tokio::time::interval(CHIP_POLL);
+        loop {
+            let force = tokio::select! {
+                _ = every.tick() => false,
+                _ = reread.notified() => true,
+            };
+            if let Some(read) = reader.changed(force) {
+                if chip_tx.send(Msg::App(Action::Chip(read))).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// The network: is an intermediary reachable?
+fn spawn_network_watch(net_tx: mpsc::Sender<Msg>, client: crate::net::Client) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let online = !client.peers_with_role(Role::Intermediary).await.is_empty();
+            if net_tx
+                .send(Msg::App(Action::Network { online }))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+}
+
+/// The thumbnail workers, reporting to the loop.
+fn thumb_loader(thumb_tx: mpsc::Sender<Msg>) -> ThumbLoader {
+    ThumbLoader::new(THUMB_WORKERS, move |event| {
+        let action = match event {
+            LoaderEvent::Loaded { generation, item } => Action::Loaded { generation, item },
+            LoaderEvent::Preview {
+                generation,
+                index,
+                thumb,
+            } => Action::Preview {
+                generation,
+                index,
+                thumb,
+            },
+        };
+        let _ = thumb_tx.blocking_send(Msg::App(action));
+    })
 }
 
 /// Gives the terminal back (raw mode off, main screen) when dropped.
