@@ -50,8 +50,8 @@ fn config(
     group_commit: bool,
 ) -> NodeConfig {
     let fx = fixtures();
-    let mut c = TestNet::named(dir, network).bare(role, &format!("bench {role}"), peers);
-    c.data_dir = dir.join(role.name());
+    let mut c =
+        TestNet::named(dir, network).bare(role, &format!("bench {role}"), role.name(), peers);
     c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,

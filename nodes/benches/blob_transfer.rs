@@ -31,7 +31,7 @@ fn config(dir: &Path, name: &str, peers: Vec<String>) -> NodeConfig {
     } else {
         Role::Kiosk
     };
-    TestNet::named(dir, "bench").bare(role, name, peers)
+    TestNet::named(dir, "bench").bare(role, name, name, peers)
 }
 
 async fn bare(dir: &Path, name: &str, peers: Vec<String>) -> Node {

@@ -63,10 +63,28 @@ impl TestNet {
     }
 
     /// A node in `role` named `name` with no role section yet (the caller gives it
-    /// one, or handles the node's events itself): its data in `<dir>/<name>`, on
+    /// one, or handles the node's events itself): its data in `<dir>/<folder>`, on
     /// 127.0.0.1 at any port.
-    pub fn bare(&self, role: Role, name: &str, peers: Vec<String>) -> NodeConfig {
-        NodeConfig::bare(role, name, &self.network, self.dir.join(name), peers)
+    pub fn bare(&self, role: Role, name: &str, folder: &str, peers: Vec<String>) -> NodeConfig {
+        NodeConfig::bare(role, name, &self.network, self.dir.join(folder), peers)
+    }
+
+    /// Writes a config for a separate process from a bare node and TOML text with its
+    /// role's section (`[lab] …`, tables under it included) and any common key the
+    /// caller sets otherwise (`mdns = true`): the rest is this network's. Returns the
+    /// file's path.
+    pub fn write_with_section(
+        &self,
+        config: &NodeConfig,
+        section: &str,
+    ) -> Result<PathBuf, NodeError> {
+        let bad = |e: String| NodeError::Role(format!("a test config: {e}"));
+        let mut table = toml::Table::try_from(config).map_err(|e| bad(e.to_string()))?;
+        let extra: toml::Table = toml::from_str(section).map_err(|e| bad(e.to_string()))?;
+        table.extend(extra);
+        let full: NodeConfig = table.try_into().map_err(|e| bad(e.to_string()))?;
+        full.validate().map_err(bad)?;
+        self.write(&full)
     }
 
     /// Starts a node in this process, its role serving.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use printmesh_nodes::blobs::send_blob;
-use printmesh_nodes::config::{LabConfig, NodeConfig};
+use printmesh_nodes::config::LabConfig;
 use printmesh_nodes::net::PrintProto;
 use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
 use printmesh_nodes::roles::lab::hotfolder::{FolderPrint, Jpeg, PrintKind};
@@ -20,6 +20,7 @@ use printmesh_nodes::roles::lab::ipp::{Client, JobState};
 use printmesh_nodes::roles::lab::printing::job_pdf;
 use printmesh_nodes::roles::lab::render::{self, PrintSpec};
 use printmesh_nodes::roles::lab::{LabCommand, LabStatus};
+use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::messages::{OrderLine, PrintJob, PrintRequest, PrintResponse, Role};
 use printmesh_protocol::pricing::{Fit, PrintSize};
 use printmesh_protocol::OrderId;
@@ -188,13 +189,8 @@ async fn the_lab_prints_an_order_over_ipp_and_sees_it_done() {
     cups().await;
     let dir = tempfile::tempdir().unwrap();
     let network = format!("net-{}", rand::random::<u32>());
-    let mut config = NodeConfig::bare(
-        Role::Lab,
-        "CUPS Lab",
-        &network,
-        dir.path().join("lab"),
-        vec![],
-    );
+    let mut config =
+        TestNet::named(dir.path(), &network).bare(Role::Lab, "CUPS Lab", "lab", vec![]);
     config.lab = Some(
         toml::from_str::<LabConfig>(&format!(
             "cutoff_hour = 24\ncourier_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n[[printers]]\nname = \"office\"\nprints_per_hour = 120\nipp = \"{QUEUE}\"\n"
@@ -203,11 +199,10 @@ async fn the_lab_prints_an_order_over_ipp_and_sees_it_done() {
     );
     config.validate().unwrap();
     let lab = start_role(config).await.unwrap();
-    let (intermediary, mut rx) = start(NodeConfig::bare(
+    let (intermediary, mut rx) = start(TestNet::named(dir.path(), &network).bare(
         Role::Intermediary,
         "I",
-        &network,
-        dir.path().join("i"),
+        "i",
         vec![lab.addresses().await[0].to_string()],
     ))
     .await

@@ -21,6 +21,7 @@ use printmesh_nodes::node::{admin_call, start, start_role, AdminRequest, Node};
 use printmesh_nodes::roles::courier::CourierCommand;
 use printmesh_nodes::roles::lab::hotfolder::parse_autprint;
 use printmesh_nodes::roles::lab::{Lab, LabCommand, LabStatus};
+use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::messages::{
     EventKind, OrderLine, PrintJob, PrintRequest, PrintResponse, Role,
 };
@@ -34,7 +35,7 @@ fn photo(n: u32) -> PathBuf {
 }
 
 fn lab_config(dir: &Path, network: &str, lab_toml: &str) -> NodeConfig {
-    let mut c = NodeConfig::bare(Role::Lab, "Test Lab", network, dir.join("lab"), vec![]);
+    let mut c = TestNet::named(dir, network).bare(Role::Lab, "Test Lab", "lab", vec![]);
     c.lab = Some(toml::from_str::<LabConfig>(lab_toml).unwrap());
     c.resolve_paths(dir);
     c.validate().unwrap();
@@ -48,11 +49,10 @@ async fn addr(node: &Node) -> String {
 /// A bare node announcing `role` that records the events it hears (as every role
 /// does) and answers nothing.
 async fn listener(dir: &Path, network: &str, role: Role, peer: String) -> Node {
-    let (node, mut rx) = start(NodeConfig::bare(
+    let (node, mut rx) = start(TestNet::named(dir, network).bare(
         role,
         &format!("test {role}"),
-        network,
-        dir.join(role.name()),
+        role.name(),
         vec![peer],
     ))
     .await
@@ -180,11 +180,10 @@ hot_folder = "hot"
     ))
     .await
     .unwrap();
-    let mut courier_cfg = NodeConfig::bare(
+    let mut courier_cfg = TestNet::named(dir.path(), &network).bare(
         Role::Courier,
         "Test Courier",
-        &network,
-        dir.path().join("courier"),
+        "courier",
         vec![addr(&lab).await],
     );
     courier_cfg.courier = Some(CourierConfig {

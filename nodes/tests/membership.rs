@@ -18,6 +18,7 @@ use printmesh_nodes::config::{LabConfig, MembershipConfig, NodeConfig};
 use printmesh_nodes::membership::{self, sign};
 use printmesh_nodes::net::{self, NetConfig, PrintProto};
 use printmesh_nodes::node::{load_or_create_identity, now_ms, start_role, Node};
+use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::membership::{Certificate, SignedCertificate};
 use printmesh_protocol::messages::{Hello, PrintJob, PrintRequest, Role};
 use printmesh_protocol::OrderId;
@@ -83,7 +84,8 @@ async fn enrolled_lab(dir: &Path) -> Node {
         30,
     )
     .unwrap();
-    let mut c = NodeConfig::bare(Role::Lab, "Lab One", NETWORK, data, vec![]);
+    let mut c = TestNet::named(dir, NETWORK).bare(Role::Lab, "Lab One", "lab", vec![]);
+    assert_eq!(c.data_dir, data);
     c.lab = Some(
         toml::from_str::<LabConfig>(
             "prints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
@@ -336,7 +338,7 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
     let root_hex = membership::load(&dir.path().join("net"))
         .unwrap()
         .root_public_key;
-    let mut c = NodeConfig::bare(Role::Lab, "Lab", NETWORK, data.clone(), vec![]);
+    let mut c = TestNet::named(dir.path(), NETWORK).bare(Role::Lab, "Lab", "lab", vec![]);
     c.lab = Some(
         toml::from_str::<LabConfig>(
             "prints_per_day = 1\ncutoff_hour = 24\ncourier_days = [\"mon\"]",
@@ -445,7 +447,8 @@ fn enrolled_config(dir: &Path, role: Role, name: &str, peers: Vec<String>) -> No
         30,
     )
     .unwrap();
-    let mut c = NodeConfig::bare(role, name, NETWORK, data, peers);
+    let mut c = TestNet::named(dir, NETWORK).bare(role, name, name, peers);
+    assert_eq!(c.data_dir, data);
     c.membership = Some(MembershipConfig {
         root_public_key: membership::load(&net).unwrap().root_public_key,
         certificate: cert,
@@ -633,7 +636,7 @@ async fn without_the_networks_pre_shared_key_there_is_no_connection_at_all() {
     let other_psk = dir.path().join("other.key");
     std::fs::write(&other_psk, membership::new_psk()).unwrap();
     let node = |name: &str, key: Option<&Path>, peers: Vec<String>| {
-        let mut c = NodeConfig::bare(Role::Courier, name, NETWORK, dir.path().join(name), peers);
+        let mut c = TestNet::named(dir.path(), NETWORK).bare(Role::Courier, name, name, peers);
         c.courier = Some(printmesh_nodes::config::CourierConfig {
             auto_in_transit_secs: None,
             auto_deliver_secs: None,
@@ -904,7 +907,7 @@ async fn an_event_passed_on_in_a_sync_is_judged_as_gossip_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_dialling_over_and_over_holds_a_few_connections_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = NodeConfig::bare(Role::Courier, "a", NETWORK, dir.path().join("a"), vec![]);
+    let mut c = TestNet::named(dir.path(), NETWORK).bare(Role::Courier, "a", "a", vec![]);
     c.courier = Some(printmesh_nodes::config::CourierConfig {
         auto_in_transit_secs: None,
         auto_deliver_secs: None,

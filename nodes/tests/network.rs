@@ -37,8 +37,8 @@ use printmesh_nodes::testnet::fixtures_dir as fixtures;
 
 fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConfig {
     let fx = fixtures();
-    let mut c = TestNet::named(dir, network).bare(role, &format!("test {role}"), peers);
-    c.data_dir = dir.join(role.name());
+    let mut c =
+        TestNet::named(dir, network).bare(role, &format!("test {role}"), role.name(), peers);
     c.kiosk = (role == Role::Kiosk).then(|| KioskConfig {
         media_dir: Some(fx.join("memory-card")),
         cards: Some(fx.join("cards.toml")),

@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use printmesh_nodes::testnet::TestNet;
+use printmesh_protocol::messages::Role;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_printmesh")
 }
@@ -126,7 +129,8 @@ pub fn run(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Writes a node config into `dir` and returns its path.
+/// Writes a node config into `dir` and returns its path: the test network's common part
+/// (`printmesh_nodes::testnet`) with the role's `section` as TOML text.
 pub fn write_config(
     dir: &Path,
     role: &str,
@@ -146,15 +150,14 @@ pub fn write_config_listening(
     peers: &[String],
     section: &str,
 ) -> PathBuf {
-    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
-    let text = format!(
-        "role = \"{role}\"\nname = \"Test {role}\"\nnetwork = \"{network}\"\ndata_dir = \"{}\"\nlisten = [\"{listen}\"]\npeers = [{}]\n\n{section}\n",
-        dir.join(role).display(),
-        peers.join(", "),
-    );
-    let path = dir.join(format!("{role}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    let net = TestNet::named(dir, network);
+    let kind = Role::ALL
+        .into_iter()
+        .find(|r| r.name() == role)
+        .unwrap_or_else(|| panic!("no role {role}"));
+    let mut config = net.bare(kind, &format!("Test {role}"), role, peers.to_vec());
+    config.listen = vec![listen.to_string()];
+    net.write_with_section(&config, section).unwrap()
 }
 
 /// Where the acquirer of a test network under `dir` publishes its sealing key.
