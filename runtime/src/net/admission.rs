@@ -44,6 +44,18 @@ pub enum Refusal {
     Rejected,
 }
 
+impl Refusal {
+    /// What a peer refused this way, again and again, is doing (for the cut-off's log).
+    pub fn flood(self) -> &'static str {
+        match self {
+            Refusal::Unadmitted => "requests before its hello",
+            Refusal::RoleMayNot(_) => "requests its role may not send",
+            Refusal::OverBudget(_) => "requests over its budget",
+            Refusal::Rejected => "rejected gossip",
+        }
+    }
+}
+
 /// What becomes of something a peer sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {

@@ -701,7 +701,13 @@ impl EventLoop {
     }
 
     /// A refused request, logged once per peer, protocol and reason.
-    fn log_refused_request(&mut self, peer: PeerId, protocol: &str, refusal: Refusal) {
+    fn log_refused_request(
+        &mut self,
+        peer: PeerId,
+        role: Option<Role>,
+        protocol: &str,
+        refusal: Refusal,
+    ) {
         let key = format!("{peer} {protocol} {refusal:?}");
         if !self.rejected.insert(key) {
             return;
@@ -714,7 +720,8 @@ impl EventLoop {
                 tracing::warn!(%peer, %role, protocol, "request from a role that may not send it; ignored")
             }
             Refusal::OverBudget(per_sec) => {
-                tracing::warn!(%peer, protocol, "over its request budget ({per_sec}/s): requests dropped")
+                let role = role.map(|r| r.to_string()).unwrap_or_default();
+                tracing::warn!(%peer, %role, protocol, "over its request budget ({per_sec}/s): requests dropped")
             }
             Refusal::Rejected => {}
         }
@@ -838,8 +845,8 @@ impl EventLoop {
                         Verdict::Refuse(r) | Verdict::CutOff(r) => Some(r),
                     };
                     if let Some(refusal) = refusal {
-                        self.log_refused_request(peer, P::SPEC.id, refusal);
-                        self.carry_out(peer, verdict, "refused requests");
+                        self.log_refused_request(peer, role, P::SPEC.id, refusal);
+                        self.carry_out(peer, verdict, refusal.flood());
                         return;
                     }
                     let Some(role) = role else {

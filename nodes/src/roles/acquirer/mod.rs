@@ -912,7 +912,7 @@ impl Acquirer {
         record.hold = HoldState::Held;
         record.held = held;
         record.expires_at_ms = expires_at_ms;
-        tracing::info!(%order_id, card = %format!("•••• {}", record.last4), amount = %job_amount, kind = card.kind.name(), "approved");
+        tracing::info!(%order_id, card = %format!("{} •••• {}", record.brand, record.last4), amount = %job_amount, kind = card.kind.name(), "approved");
         view.put_expiry(expires_at_ms, order_id);
         view.put_auth(record);
         view.events
