@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use libp2p::Multiaddr;
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::money::Currency;
 use printmesh_protocol::pricing::{PriceEntry, PriceList, PrintSize};
@@ -273,14 +272,6 @@ impl NodeConfig {
             }
         }
         Ok(())
-    }
-
-    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.common().listen_addrs()
-    }
-
-    pub fn peer_addrs(&self) -> Vec<Multiaddr> {
-        self.common().peer_addrs()
     }
 }
 

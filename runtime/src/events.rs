@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use printmesh_protocol::codec::encode_frame;
-use printmesh_protocol::messages::{proto, EventKind, OrderEvent, SignedEvent};
+use printmesh_protocol::messages::{proto, EventKind, OrderEvent};
 use printmesh_protocol::order::{fold, OrderState};
 use printmesh_protocol::signed::{self, SignatureError};
 use printmesh_protocol::OrderId;
@@ -19,50 +19,16 @@ use crate::store::{Db, StoreError, Tree};
 pub enum EventError {
     #[error("event frame: {0}")]
     Codec(#[from] printmesh_protocol::codec::CodecError),
-    #[error("event signer key is not a valid public key")]
-    BadKey,
-    #[error("event signature does not verify")]
-    BadSignature,
-    #[error("event origin does not match its signer")]
-    OriginMismatch,
-    #[error("cannot sign event: {0}")]
-    Sign(String),
+    /// Signing or checking a signed event (`printmesh_protocol::signed`).
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl From<SignatureError> for EventError {
-    fn from(e: SignatureError) -> EventError {
-        match e {
-            SignatureError::Codec(e) => EventError::Codec(e),
-            SignatureError::BadKey => EventError::BadKey,
-            SignatureError::BadSignature => EventError::BadSignature,
-            SignatureError::OriginMismatch => EventError::OriginMismatch,
-            SignatureError::Sign(e) => EventError::Sign(e),
-        }
-    }
-}
-
-/// Signs an event with the node's identity key.
-pub fn sign_event(keypair: &Keypair, event: &OrderEvent) -> Result<SignedEvent, EventError> {
-    Ok(signed::sign_event(keypair, event)?)
-}
-
-/// Checks a gossiped frame (`printmesh_protocol::signed`): it decodes within its cap,
-/// the signature verifies, and the origin named inside is the signer. Returns the
-/// event with the origin's certificate (if it carries one) for the membership check.
-pub fn verify_event_with_certificate(
-    frame: &[u8],
-) -> Result<(OrderEvent, Option<Vec<u8>>), EventError> {
-    Ok(signed::verify_event_with_certificate(frame)?)
-}
-
-/// [`verify_event_with_certificate`] without the certificate.
-pub fn verify_event(frame: &[u8]) -> Result<OrderEvent, EventError> {
-    Ok(signed::verify_event(frame)?)
-}
-
-pub use signed::peek_event;
+/// Signing and checking order events is the protocol's (no IO): a frame decodes within
+/// its cap, its signature verifies, and the origin named inside is the signer.
+pub use signed::{peek_event, sign_event, verify_event, verify_event_with_certificate};
 
 /// Whether a gossiped or synced frame may be taken: its signature is its origin's, and
 /// in an enrolled network (`gate`) the origin is a member whose role emits this kind.
@@ -392,7 +358,7 @@ mod tests {
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap();
         assert!(matches!(
             verify_event(&frame),
-            Err(EventError::BadSignature)
+            Err(SignatureError::BadSignature)
         ));
 
         // Signed by one key, claiming another origin.
@@ -401,7 +367,7 @@ mod tests {
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES).unwrap();
         assert!(matches!(
             verify_event(&frame),
-            Err(EventError::OriginMismatch)
+            Err(SignatureError::OriginMismatch)
         ));
 
         assert!(verify_event(b"garbage").is_err());
