@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use printmesh_nodes::config::{AcquirerConfig, IntermediaryConfig, NodeConfig};
 use printmesh_nodes::net::{AuthProto, OrderProto};
 use printmesh_nodes::node::{start, start_role, Node};
+use printmesh_nodes::role::Role as _;
 use printmesh_protocol::card::{CardData, Expiry};
 use printmesh_protocol::messages::{
     AuthRequest, AuthResponse, OrderLine, OrderRequest, OrderResponse, PaymentMethod, Role,

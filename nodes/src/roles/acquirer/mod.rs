@@ -428,93 +428,8 @@ fn request_digest(req: &SealedAuthorise, card: &Result<CardFacts, SealError>) ->
 }
 
 impl Acquirer {
-    pub fn open(node: Node, config: AcquirerConfig) -> Result<Arc<Acquirer>, NodeError> {
-        let token_key = load_or_create_key(&node, "token.key", || rand::thread_rng().gen())?;
-        let pvv_key = load_or_create_key(&node, "pvv.key", || rand::thread_rng().gen())?;
-        let seal_bytes = load_or_create_key(&node, "seal.key", || {
-            let (secret, _) = SealSecret::generate(&mut rand::rngs::OsRng);
-            secret.to_bytes()
-        })?;
-        let seal = SealSecret::from_bytes(*seal_bytes.expose());
-        let seal = seal.map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
-        let seal_key = seal
-            .public()
-            .map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
-        let pub_path = seal_pub_path(&node.config.data_dir);
-        std::fs::write(&pub_path, format!("{}\n", seal_key.to_hex())).map_err(|source| {
-            NodeError::DataDir {
-                path: pub_path.display().to_string(),
-                source,
-            }
-        })?;
-        let (jobs, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
-        let (events_tx, events_rx) = mpsc::channel(16 * MAX_BATCH);
-        let acquirer = Acquirer {
-            settings: Settings {
-                hold_ttl_ms: (config.hold_ttl_secs.max(1) as i64).saturating_mul(1000),
-                minor_per_point: config.minor_per_point.max(1),
-                group_commit: config.group_commit,
-            },
-            cards: node.db.tree("cards")?,
-            auths: node.db.tree("auths")?,
-            accounts: node.db.tree("ledger_accounts")?,
-            transfers: node.db.tree("ledger_transfers")?,
-            batches: node.db.tree("batches")?,
-            expiry: node.db.tree("hold_expiry")?,
-            token_key,
-            pvv_key,
-            seal,
-            seal_key,
-            jobs,
-            jobs_rx: std::sync::Mutex::new(Some(jobs_rx)),
-            events_tx,
-            events_rx: std::sync::Mutex::new(Some(events_rx)),
-            settling: tokio::sync::Mutex::new(()),
-            node,
-        };
-        acquirer.seed(&config.cards)?;
-        Ok(Arc::new(acquirer))
-    }
-
     pub fn seal_key(&self) -> SealKey {
         self.seal_key
-    }
-
-    /// Starts the writer, the event emitter and the hold-expiry sweeper.
-    /// Starts the ledger's writer, the event emitter and the sweeper of lapsed holds
-    /// (until the node stops).
-    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
-        if let Some(rx) = self.jobs_rx.lock().ok().and_then(|mut r| r.take()) {
-            tokio::spawn(self.clone().run_writer(rx));
-        }
-        if let Some(mut rx) = self.events_rx.lock().ok().and_then(|mut r| r.take()) {
-            let node = self.node.clone();
-            tokio::spawn(async move {
-                while let Some((order_id, kind)) = rx.recv().await {
-                    node.emit(order_id, kind).await;
-                }
-            });
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let every =
-                Duration::from_millis((me.settings.hold_ttl_ms / 4).clamp(250, 60_000) as u64);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stopping.wait() => break,
-                }
-                let (tx, rx) = oneshot::channel();
-                if me.jobs.send(Job::ExpireDue(tx)).await.is_err() {
-                    break;
-                }
-                if let Ok(n) = rx.await {
-                    if n > 0 {
-                        tracing::info!(holds = n, "expired holds released");
-                    }
-                }
-            }
-        });
     }
 
     /// The keyed hash that stands for a PAN in storage.
@@ -1374,11 +1289,88 @@ impl printmesh_runtime::role::Role for Acquirer {
     type Request = AcquirerRequest;
 
     fn open(node: Node, config: AcquirerConfig) -> Result<Arc<Acquirer>, NodeError> {
-        Acquirer::open(node, config)
+        let token_key = load_or_create_key(&node, "token.key", || rand::thread_rng().gen())?;
+        let pvv_key = load_or_create_key(&node, "pvv.key", || rand::thread_rng().gen())?;
+        let seal_bytes = load_or_create_key(&node, "seal.key", || {
+            let (secret, _) = SealSecret::generate(&mut rand::rngs::OsRng);
+            secret.to_bytes()
+        })?;
+        let seal = SealSecret::from_bytes(*seal_bytes.expose());
+        let seal = seal.map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
+        let seal_key = seal
+            .public()
+            .map_err(|e| NodeError::Role(format!("seal.key: {e}")))?;
+        let pub_path = seal_pub_path(&node.config.data_dir);
+        std::fs::write(&pub_path, format!("{}\n", seal_key.to_hex())).map_err(|source| {
+            NodeError::DataDir {
+                path: pub_path.display().to_string(),
+                source,
+            }
+        })?;
+        let (jobs, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
+        let (events_tx, events_rx) = mpsc::channel(16 * MAX_BATCH);
+        let acquirer = Acquirer {
+            settings: Settings {
+                hold_ttl_ms: (config.hold_ttl_secs.max(1) as i64).saturating_mul(1000),
+                minor_per_point: config.minor_per_point.max(1),
+                group_commit: config.group_commit,
+            },
+            cards: node.db.tree("cards")?,
+            auths: node.db.tree("auths")?,
+            accounts: node.db.tree("ledger_accounts")?,
+            transfers: node.db.tree("ledger_transfers")?,
+            batches: node.db.tree("batches")?,
+            expiry: node.db.tree("hold_expiry")?,
+            token_key,
+            pvv_key,
+            seal,
+            seal_key,
+            jobs,
+            jobs_rx: std::sync::Mutex::new(Some(jobs_rx)),
+            events_tx,
+            events_rx: std::sync::Mutex::new(Some(events_rx)),
+            settling: tokio::sync::Mutex::new(()),
+            node,
+        };
+        acquirer.seed(&config.cards)?;
+        Ok(Arc::new(acquirer))
     }
 
-    fn start(self: &Arc<Self>, stopping: Stopping) {
-        Acquirer::start(self, stopping)
+    /// Starts the writer, the event emitter and the hold-expiry sweeper.
+    /// Starts the ledger's writer, the event emitter and the sweeper of lapsed holds
+    /// (until the node stops).
+    fn start(self: &Arc<Self>, mut stopping: Stopping) {
+        if let Some(rx) = self.jobs_rx.lock().ok().and_then(|mut r| r.take()) {
+            tokio::spawn(self.clone().run_writer(rx));
+        }
+        if let Some(mut rx) = self.events_rx.lock().ok().and_then(|mut r| r.take()) {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                while let Some((order_id, kind)) = rx.recv().await {
+                    node.emit(order_id, kind).await;
+                }
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let every =
+                Duration::from_millis((me.settings.hold_ttl_ms / 4).clamp(250, 60_000) as u64);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopping.wait() => break,
+                }
+                let (tx, rx) = oneshot::channel();
+                if me.jobs.send(Job::ExpireDue(tx)).await.is_err() {
+                    break;
+                }
+                if let Ok(n) = rx.await {
+                    if n > 0 {
+                        tracing::info!(holds = n, "expired holds released");
+                    }
+                }
+            }
+        });
     }
 
     async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {

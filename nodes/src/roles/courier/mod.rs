@@ -57,32 +57,6 @@ pub struct Courier {
 }
 
 impl Courier {
-    pub fn open(node: Node, config: CourierConfig) -> Result<Arc<Courier>, NodeError> {
-        Ok(Arc::new(Courier {
-            manifest: node.db.tree("manifest")?,
-            node,
-            config,
-            lock: tokio::sync::Mutex::new(()),
-        }))
-    }
-
-    /// Starts the van's own clock, if the config gives one, until the node stops.
-    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
-        if self.config.auto_in_transit_secs.is_none() && self.config.auto_deliver_secs.is_none() {
-            return;
-        }
-        let courier = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => courier.drive(now_ms()).await,
-                    _ = stopping.wait() => break,
-                }
-            }
-        });
-    }
-
     fn name(&self) -> String {
         self.node.config.name.clone()
     }
@@ -348,11 +322,29 @@ impl printmesh_runtime::role::Role for Courier {
     type Request = CourierRequest;
 
     fn open(node: Node, config: CourierConfig) -> Result<Arc<Courier>, NodeError> {
-        Courier::open(node, config)
+        Ok(Arc::new(Courier {
+            manifest: node.db.tree("manifest")?,
+            node,
+            config,
+            lock: tokio::sync::Mutex::new(()),
+        }))
     }
 
-    fn start(self: &Arc<Self>, stopping: Stopping) {
-        Courier::start(self, stopping)
+    /// Starts the van's own clock, if the config gives one, until the node stops.
+    fn start(self: &Arc<Self>, mut stopping: Stopping) {
+        if self.config.auto_in_transit_secs.is_none() && self.config.auto_deliver_secs.is_none() {
+            return;
+        }
+        let courier = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => courier.drive(now_ms()).await,
+                    _ = stopping.wait() => break,
+                }
+            }
+        });
     }
 
     async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {

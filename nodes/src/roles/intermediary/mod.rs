@@ -171,19 +171,6 @@ fn work_keys(o: &RoutedOrder) -> Vec<Vec<u8>> {
 }
 
 impl Intermediary {
-    pub fn open(node: Node, config: IntermediaryConfig) -> Result<Arc<Intermediary>, NodeError> {
-        let me = Intermediary {
-            prices: load_prices(&config.prices)?,
-            commission_bps: config.commission_bps,
-            orders: node.db.tree("orders")?,
-            work: node.db.tree("work")?,
-            node,
-            locks: OrderLocks::default(),
-        };
-        me.rebuild_work()?;
-        Ok(Arc::new(me))
-    }
-
     /// Builds the work index from the orders when this database has none yet (one
     /// written before the index existed). Afterwards every write keeps it, in the
     /// same transaction as the order, so start-up does not read every order again.
@@ -262,19 +249,6 @@ impl Intermediary {
             .filter_map(Result::ok)
             .map(|(_, id)| id)
             .collect()
-    }
-
-    /// Starts the task that retries captures and lab payments (until the node stops).
-    pub fn start(self: &Arc<Self>, mut stopping: Stopping) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_EVERY) => me.retry().await,
-                    _ = stopping.wait() => break,
-                }
-            }
-        });
     }
 
     /// Stores and flushes: for what must survive a crash before the next step (the
@@ -1139,11 +1113,29 @@ impl printmesh_runtime::role::Role for Intermediary {
     type Request = IntermediaryRequest;
 
     fn open(node: Node, config: IntermediaryConfig) -> Result<Arc<Intermediary>, NodeError> {
-        Intermediary::open(node, config)
+        let me = Intermediary {
+            prices: load_prices(&config.prices)?,
+            commission_bps: config.commission_bps,
+            orders: node.db.tree("orders")?,
+            work: node.db.tree("work")?,
+            node,
+            locks: OrderLocks::default(),
+        };
+        me.rebuild_work()?;
+        Ok(Arc::new(me))
     }
 
-    fn start(self: &Arc<Self>, stopping: Stopping) {
-        Intermediary::start(self, stopping)
+    /// Starts the task that retries captures and lab payments (until the node stops).
+    fn start(self: &Arc<Self>, mut stopping: Stopping) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_EVERY) => me.retry().await,
+                    _ = stopping.wait() => break,
+                }
+            }
+        });
     }
 
     async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {

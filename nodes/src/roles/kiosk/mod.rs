@@ -196,23 +196,6 @@ pub fn draft_from_card(
 }
 
 impl Kiosk {
-    pub fn open(node: Node, config: KioskConfig) -> Result<Arc<Kiosk>, NodeError> {
-        Ok(Arc::new(Kiosk {
-            prices: load_prices(&config.prices)?,
-            outbox: node.db.tree("outbox")?,
-            orders: node.db.tree("orders")?,
-            node,
-            config,
-            wake: Notify::new(),
-            answered: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
-            backoff: Mutex::new(HashMap::new()),
-            progress: Mutex::new(HashMap::new()),
-            pins: Mutex::new(HashMap::new()),
-            acquirer_key: Mutex::new(None),
-        }))
-    }
-
     pub fn config(&self) -> &KioskConfig {
         &self.config
     }
@@ -702,7 +685,20 @@ impl printmesh_runtime::role::Role for Kiosk {
     type Request = KioskRequest;
 
     fn open(node: Node, config: KioskConfig) -> Result<Arc<Kiosk>, NodeError> {
-        Kiosk::open(node, config)
+        Ok(Arc::new(Kiosk {
+            prices: load_prices(&config.prices)?,
+            outbox: node.db.tree("outbox")?,
+            orders: node.db.tree("orders")?,
+            node,
+            config,
+            wake: Notify::new(),
+            answered: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
+            acquirer_key: Mutex::new(None),
+        }))
     }
 
     /// Starts draining the outbox.

@@ -163,56 +163,6 @@ fn queue_key(job: &LabJob) -> Vec<u8> {
 }
 
 impl Lab {
-    pub fn open(node: Node, config: LabConfig) -> Result<Arc<Lab>, NodeError> {
-        let capacity = config.capacity().map_err(NodeError::Role)?;
-        let offset = FixedOffset::east_opt(i32::from(config.utc_offset_hours) * 3600)
-            .ok_or_else(|| NodeError::Role("bad utc_offset_hours".into()))?;
-        let mut printers = Vec::new();
-        for p in &config.printers {
-            printers.push(Arc::new(
-                Printer::new(p, &node.config.name).map_err(NodeError::Role)?,
-            ));
-        }
-        Ok(Arc::new(Lab {
-            jobs: node.db.tree("jobs")?,
-            calendar: node.db.tree("calendar")?,
-            queue: node.db.tree("queue")?,
-            active: node.db.tree("active")?,
-            made: node.db.tree("made")?,
-            node,
-            capacity,
-            offset,
-            printers,
-            review_secs: config.review_secs.max(1),
-            work: tokio::sync::Notify::new(),
-            lock: tokio::sync::Mutex::new(()),
-            shipping: tokio::sync::Mutex::new(()),
-        }))
-    }
-
-    /// Starts the printers and the promise review.
-    pub fn start(self: &Arc<Self>, stopping: Stopping) {
-        // Renders left half-done by a stop: their jobs are requeued and render again.
-        let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
-        for (i, _) in self.printers.iter().enumerate() {
-            tokio::spawn(printing::run(self.clone(), i, stopping.clone()));
-        }
-        let secs = self.review_secs;
-        let lab = self.clone();
-        let mut stopping = stopping;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        lab.review(lab.now_local()).await;
-                    }
-                    _ = stopping.wait() => break,
-                }
-            }
-        });
-    }
-
     fn name(&self) -> String {
         self.node.config.name.clone()
     }
@@ -1138,11 +1088,53 @@ impl printmesh_runtime::role::Role for Lab {
     type Request = LabRequest;
 
     fn open(node: Node, config: LabConfig) -> Result<Arc<Lab>, NodeError> {
-        Lab::open(node, config)
+        let capacity = config.capacity().map_err(NodeError::Role)?;
+        let offset = FixedOffset::east_opt(i32::from(config.utc_offset_hours) * 3600)
+            .ok_or_else(|| NodeError::Role("bad utc_offset_hours".into()))?;
+        let mut printers = Vec::new();
+        for p in &config.printers {
+            printers.push(Arc::new(
+                Printer::new(p, &node.config.name).map_err(NodeError::Role)?,
+            ));
+        }
+        Ok(Arc::new(Lab {
+            jobs: node.db.tree("jobs")?,
+            calendar: node.db.tree("calendar")?,
+            queue: node.db.tree("queue")?,
+            active: node.db.tree("active")?,
+            made: node.db.tree("made")?,
+            node,
+            capacity,
+            offset,
+            printers,
+            review_secs: config.review_secs.max(1),
+            work: tokio::sync::Notify::new(),
+            lock: tokio::sync::Mutex::new(()),
+            shipping: tokio::sync::Mutex::new(()),
+        }))
     }
 
+    /// Starts the printers and the promise review.
     fn start(self: &Arc<Self>, stopping: Stopping) {
-        Lab::start(self, stopping)
+        // Renders left half-done by a stop: their jobs are requeued and render again.
+        let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
+        for (i, _) in self.printers.iter().enumerate() {
+            tokio::spawn(printing::run(self.clone(), i, stopping.clone()));
+        }
+        let secs = self.review_secs;
+        let lab = self.clone();
+        let mut stopping = stopping;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        lab.review(lab.now_local()).await;
+                    }
+                    _ = stopping.wait() => break,
+                }
+            }
+        });
     }
 
     async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
