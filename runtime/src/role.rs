@@ -114,8 +114,7 @@ impl Stopping {
         *self.0.borrow()
     }
 
-    /// Waits until the node stops (at once if it has; forever if nothing can fire it
-    /// any more is not possible: the node holds the trigger while it runs).
+    /// Waits until the node stops (at once if it has stopped already).
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|stopping| *stopping).await;
     }
@@ -157,24 +156,44 @@ pub async fn serve<R: Role>(node: Node, role: Arc<R>, mut rx: mpsc::Receiver<Nod
             _ = stopping.wait() => break,
             event = rx.recv() => match event {
                 Some(event) => event,
-                None => break,
+                None => return,
             },
         };
-        let Some(event) = role_event(&node, role.as_ref(), event) else {
-            continue;
-        };
         let Ok(permit) = node.handlers.clone().acquire_owned().await else {
+            not_taken(event);
             break;
         };
         if stopping.is_set() {
             // Stopped while waiting for a free handler: not started.
+            not_taken(event);
             break;
         }
+        let Some(event) = role_event(&node, role.as_ref(), event) else {
+            continue;
+        };
         let role = role.clone();
         tokio::spawn(async move {
             role.handle(event).await;
             drop(permit);
         });
+    }
+    // What is still queued is not taken; a synced event says so, so its syncer reads
+    // that page again after the restart instead of moving past it.
+    rx.close();
+    while let Ok(event) = rx.try_recv() {
+        not_taken(event);
+    }
+}
+
+/// An event the stopping node does not take. A request's peer sees its request fail
+/// (and retries, under the same idempotency key); a synced event is reported not
+/// recorded; a gossiped one comes again by sync.
+fn not_taken(event: NodeEvent) {
+    if let NodeEvent::Incoming(net::IncomingEvent {
+        done: Some(done), ..
+    }) = event
+    {
+        let _ = done.send(net::Recorded::Failed);
     }
 }
 
@@ -336,6 +355,40 @@ mod tests {
             lab: "l".into(),
             parcels: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn a_synced_event_queued_when_the_node_stops_is_reported_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig::bare(
+            RoleKind::Courier,
+            "slow",
+            "net",
+            dir.path().join("n"),
+            vec![],
+        );
+        let (node, _) = crate::node::start(config).await.unwrap();
+        let slow = Slow::open(node.clone(), ()).unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let event = OrderEvent {
+            order_id: printmesh_protocol::OrderId::from_parts(1, 1),
+            origin: key.public().to_peer_id().to_bytes(),
+            seq: 1,
+            at_ms: 0,
+            kind: printmesh_protocol::messages::EventKind::Delivered,
+        };
+        let (done, outcome) = oneshot::channel();
+        let incoming = net::IncomingEvent {
+            event,
+            frame: vec![],
+            done: Some(done),
+        };
+        tx.send(NodeEvent::Incoming(incoming)).await.unwrap();
+        node.shutdown().await;
+        serve(node.clone(), slow, rx).await;
+        // Not "known": the syncer must not move its cursor past it.
+        assert_eq!(outcome.await, Ok(net::Recorded::Failed));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
