@@ -56,6 +56,7 @@ fn config(
     c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,
+        routes: Vec::new(),
     });
     // One bench kiosk sends hundreds of orders a second: far over a store's budget.
     c.limits.kiosk_requests_per_sec = 1e6;
@@ -63,6 +64,7 @@ fn config(
     c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
         cards: fx.join("cards.toml"),
         hold_ttl_secs: 3600,
+        hold_max_secs: 30 * 24 * 3600,
         minor_per_point: 1,
         group_commit,
     });

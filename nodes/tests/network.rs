@@ -52,6 +52,7 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
     c.intermediary = (role == Role::Intermediary).then(|| IntermediaryConfig {
         prices: fx.join("demo/prices.toml"),
         commission_bps: 2000,
+        routes: Vec::new(),
     });
     c.lab = (role == Role::Lab).then(|| {
         toml::from_str("prints_per_day = 100\ncutoff_hour = 24\ncourier_days = [\"mon\"]").unwrap()
@@ -59,6 +60,7 @@ fn config(dir: &Path, role: Role, network: &str, peers: Vec<String>) -> NodeConf
     c.acquirer = (role == Role::Acquirer).then(|| AcquirerConfig {
         cards: fx.join("cards.toml"),
         hold_ttl_secs: 3600,
+        hold_max_secs: 30 * 24 * 3600,
         minor_per_point: 1,
         group_commit: true,
     });

@@ -2,7 +2,9 @@
 //! protocol in [`crate::wire`]; this module gathers them (and [`proto`], the protocol
 //! ids and caps under their old names) so callers need one import.
 
-pub use crate::wire::auth::{AuthRequest, AuthResponse, Authorise, CardToken, SealedAuthorise};
+pub use crate::wire::auth::{
+    AuthRequest, AuthResponse, Authorise, CardToken, HoldTerms, SealedAuthorise,
+};
 pub use crate::wire::blob::{BlobOffer, BlobReply, BlobVerdict};
 pub use crate::wire::events::{EventKind, OrderEvent, SignedEvent, TrackingStage};
 pub use crate::wire::hello::Hello;

@@ -12,10 +12,12 @@
 //! - [`config`]: the common part of a node's config.
 //! - [`node`]: starting a node, its admin socket, stopping it.
 //! - [`role`]: the trait a role implements, and serving it.
+//! - [`failpoint`]: named crash points for the fault tests (`PRINTMESH_CRASH_AT`).
 
 pub mod blobs;
 pub mod config;
 pub mod events;
+pub mod failpoint;
 pub mod membership;
 pub mod net;
 pub mod node;

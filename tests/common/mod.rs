@@ -39,6 +39,17 @@ impl NodeProc {
 
     /// [`NodeProc::start`] inside a network namespace (`ip netns exec NAME …`).
     pub fn start_in(netns: Option<&str>, role: &str, config: &Path, dir: &Path) -> NodeProc {
+        NodeProc::start_with(netns, role, config, dir, &[])
+    }
+
+    /// [`NodeProc::start_in`] with more environment (`PRINTMESH_CRASH_AT`, …).
+    pub fn start_with(
+        netns: Option<&str>,
+        role: &str,
+        config: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> NodeProc {
         let log = dir.join(format!("{role}.log"));
         let mut command = match netns {
             Some(ns) => {
@@ -53,13 +64,20 @@ impl NodeProc {
             // The node only: the screen has its own test (tests/kiosk_tmux.rs).
             command.arg("--headless");
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("PM_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .expect("start node");
         let stdout = child.stdout.take().unwrap();

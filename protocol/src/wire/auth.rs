@@ -1,5 +1,10 @@
-//! Authorisation, intermediary → acquirer (`/printmesh/auth/1`): authorise, capture,
+//! Authorisation, intermediary → acquirer (`/printmesh/auth/2`): authorise, capture,
 //! void; the card travels sealed to the acquirer's key.
+//!
+//! Version 2 makes the hold the order's anchor across intermediaries: the lab an order
+//! goes to is bound at the acquirer once (`BindLab`, first binding wins; replaced only
+//! by naming the lab that refused it), any enrolled intermediary may capture, void or
+//! extend it, and one that lost its records adopts a shipped order (`Adopt`).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +16,7 @@ use crate::money::Money;
 use crate::pinblock::EncryptedPinBlock;
 use crate::seal::SealedCard;
 
-pub const ID: &str = "/printmesh/auth/1";
+pub const ID: &str = "/printmesh/auth/2";
 pub const MAX_BYTES: usize = 16 * 1024;
 /// Only intermediaries ask an acquirer.
 pub const SPEC: Spec = Spec {
@@ -64,6 +69,36 @@ pub enum AuthRequest {
     },
     /// The card (and PIN) sealed to the acquirer by the kiosk, passed on untouched.
     AuthoriseSealed(SealedAuthorise),
+    /// Bind the order's job to `lab` (a peer id), unless a lab is bound already: the
+    /// answer ([`AuthResponse::LabBound`]) names the lab bound, the first one asked for.
+    /// With `replacing`, the binding moves to `lab` only if it is still `replacing`
+    /// (that lab refused the job; labs keep their refusals).
+    BindLab {
+        order_id: OrderId,
+        lab: Vec<u8>,
+        lab_name: String,
+        replacing: Option<Vec<u8>>,
+    },
+    /// Keep the hold alive for another hold period, no later than its last day
+    /// ([`AuthResponse::Extended`]).
+    Extend { order_id: OrderId },
+    /// Capture a shipped order whose record the asking intermediary does not have (it
+    /// lost its disk, or another intermediary took the order): the answer
+    /// ([`AuthResponse::Adopted`]) carries what it needs to bill and pay the lab.
+    Adopt { order_id: OrderId },
+}
+
+/// The `HoldClosed` reason a second intermediary hears when it captures an order
+/// another one captured (and bills).
+pub const CAPTURED_ELSEWHERE: &str = "captured by another intermediary";
+
+/// How long an order's payment can wait for its prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldTerms {
+    /// When the hold lapses unless extended.
+    pub expires_at_ms: i64,
+    /// The last moment any extension can reach: prints must ship before it.
+    pub pay_by_ms: i64,
 }
 
 /// An authorisation request whose card data only the acquirer can open.
@@ -122,4 +157,43 @@ pub enum AuthResponse {
         order_id: OrderId,
         reason: String,
     },
+    /// The lab the order's job is bound to, and the hold's terms.
+    LabBound {
+        order_id: OrderId,
+        lab: Vec<u8>,
+        lab_name: String,
+        terms: HoldTerms,
+    },
+    /// The hold lives on to `terms.expires_at_ms`.
+    Extended {
+        order_id: OrderId,
+        terms: HoldTerms,
+    },
+    /// Captured for the asking intermediary (which bills it): the order's amount, its
+    /// store and the lab bound to it.
+    Adopted {
+        order_id: OrderId,
+        amount: Money,
+        store: StoreId,
+        lab: Option<(Vec<u8>, String)>,
+    },
+}
+
+impl AuthResponse {
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            AuthResponse::ApprovedCard { order_id, .. }
+            | AuthResponse::DeclinedCard { order_id, .. }
+            | AuthResponse::Approved { order_id, .. }
+            | AuthResponse::Declined { order_id, .. }
+            | AuthResponse::Captured { order_id }
+            | AuthResponse::Voided { order_id }
+            | AuthResponse::Refused { order_id, .. }
+            | AuthResponse::NotMine { order_id }
+            | AuthResponse::HoldClosed { order_id, .. }
+            | AuthResponse::LabBound { order_id, .. }
+            | AuthResponse::Extended { order_id, .. }
+            | AuthResponse::Adopted { order_id, .. } => *order_id,
+        }
+    }
 }

@@ -1,13 +1,19 @@
-//! Print jobs, intermediary → lab (`/printmesh/print/1`).
+//! Print jobs, intermediary → lab (`/printmesh/print/2`).
+//!
+//! Version 2: a job carries its payment's [`HoldTerms`] (a lab promises no date it
+//! cannot ship by before the payment lapses, and ships nothing whose hold has lapsed),
+//! and the terms are updated when the hold is extended. A lab keeps its refusals: the
+//! same job sent again is refused again, so the job can move to another lab safely.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::auth::HoldTerms;
 use super::order::OrderLine;
 use super::{Role, Spec};
 use crate::ids::{BlobId, OrderId, StoreId};
 
-pub const ID: &str = "/printmesh/print/1";
+pub const ID: &str = "/printmesh/print/2";
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 /// Only intermediaries send a lab jobs.
@@ -29,7 +35,21 @@ pub struct PrintJob {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrintRequest {
+    /// A job without payment terms (version 1's form): printed whenever.
     Job(PrintJob),
+    /// A job whose payment must be captured by `terms.pay_by_ms`.
+    JobWithTerms { job: PrintJob, terms: HoldTerms },
+    /// The order's hold was extended.
+    Terms { order_id: OrderId, terms: HoldTerms },
+}
+
+impl PrintRequest {
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            PrintRequest::Job(job) | PrintRequest::JobWithTerms { job, .. } => job.order_id,
+            PrintRequest::Terms { order_id, .. } => *order_id,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,5 +66,9 @@ pub enum PrintResponse {
     MissingBlobs {
         order_id: OrderId,
         blobs: Vec<BlobId>,
+    },
+    /// The new terms are recorded.
+    TermsNoted {
+        order_id: OrderId,
     },
 }

@@ -13,6 +13,10 @@ pub struct AcquirerConfig {
     /// An authorisation hold not captured within this long is released.
     #[serde(default = "default_hold_ttl_secs")]
     pub hold_ttl_secs: u64,
+    /// However often it is extended, a hold lives at most this long from its
+    /// authorisation: prints must ship (and be captured) before then.
+    #[serde(default = "default_hold_max_secs")]
+    pub hold_max_secs: u64,
     /// What one point pays, in minor units of money (point cards).
     #[serde(default = "default_minor_per_point")]
     pub minor_per_point: i64,
@@ -23,6 +27,10 @@ pub struct AcquirerConfig {
 
 fn default_hold_ttl_secs() -> u64 {
     7 * 24 * 3600
+}
+
+fn default_hold_max_secs() -> u64 {
+    30 * 24 * 3600
 }
 
 fn default_minor_per_point() -> i64 {

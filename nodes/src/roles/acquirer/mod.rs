@@ -39,8 +39,8 @@ use printmesh_protocol::ledger::{
     self, Account, AccountId, Books, Change, Limit, MemBooks, Op, Transfer, TransferId, Unit,
 };
 use printmesh_protocol::messages::{
-    AuthRequest, AuthResponse, BatchId, CardToken, DeclineCode, EventKind, PaymentMethod,
-    SealedAuthorise, SettleLine, SettleRequest, SettleResponse,
+    AuthRequest, AuthResponse, BatchId, CardToken, DeclineCode, EventKind, HoldTerms,
+    PaymentMethod, SealedAuthorise, SettleLine, SettleRequest, SettleResponse,
 };
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::pinblock::{pin_verification_value, Pin};
@@ -60,6 +60,7 @@ use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::secret::Secret;
+use printmesh_protocol::wire::auth::CAPTURED_ELSEWHERE;
 use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Most requests decided and stored in one group commit.
@@ -173,6 +174,19 @@ pub struct AuthRecord {
     pub settled: Option<BatchId>,
 }
 
+/// The lab an order's job goes to, bound once at the acquirer that holds the order's
+/// payment, so that whichever intermediary sends the job sends it to the same lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabBinding {
+    pub lab: Vec<u8>,
+    pub lab_name: String,
+    /// The intermediary that bound it.
+    pub by: Vec<u8>,
+    pub at_ms: i64,
+    /// Labs that refused the job before (their peer ids), newest last.
+    pub refused_by: Vec<Vec<u8>>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchStatus {
     /// Reserved: the bill has been asked for.
@@ -201,6 +215,7 @@ pub struct Batch {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub hold_ttl_ms: i64,
+    pub hold_max_ms: i64,
     pub minor_per_point: i64,
     pub group_commit: bool,
 }
@@ -281,6 +296,23 @@ enum Job {
         reply: oneshot::Sender<AuthResponse>,
     },
     ExpireDue(oneshot::Sender<usize>),
+    Bind {
+        order_id: OrderId,
+        lab: Vec<u8>,
+        lab_name: String,
+        replacing: Option<Vec<u8>>,
+        via: Vec<u8>,
+        reply: oneshot::Sender<AuthResponse>,
+    },
+    Extend {
+        order_id: OrderId,
+        reply: oneshot::Sender<AuthResponse>,
+    },
+    Adopt {
+        order_id: OrderId,
+        via: Vec<u8>,
+        reply: oneshot::Sender<AuthResponse>,
+    },
     OpenBatch(Vec<u8>, oneshot::Sender<Result<BatchId, String>>),
     Pay(Box<PayJob>, oneshot::Sender<Result<Batch, String>>),
     MarkAdvised(BatchId, Money, oneshot::Sender<()>),
@@ -321,20 +353,7 @@ impl Reply {
     /// The batch could not be stored: nothing decided in it stands.
     fn fail(self, why: &str) {
         match self {
-            Reply::Auth(tx, r) => {
-                let order_id = match &r {
-                    AuthResponse::ApprovedCard { order_id, .. }
-                    | AuthResponse::DeclinedCard { order_id, .. }
-                    | AuthResponse::Approved { order_id, .. }
-                    | AuthResponse::Declined { order_id, .. }
-                    | AuthResponse::Captured { order_id }
-                    | AuthResponse::Voided { order_id }
-                    | AuthResponse::Refused { order_id, .. }
-                    | AuthResponse::NotMine { order_id }
-                    | AuthResponse::HoldClosed { order_id, .. } => *order_id,
-                };
-                drop(tx.send(refused(order_id, why)));
-            }
+            Reply::Auth(tx, r) => drop(tx.send(refused(r.order_id(), why))),
             Reply::Count(tx, _) => drop(tx.send(0)),
             Reply::Batch(tx, _) => drop(tx.send(Err(why.to_string()))),
             Reply::Paid(tx, _) => drop(tx.send(Err(why.to_string()))),
@@ -349,6 +368,7 @@ const ACCOUNTS: usize = 2;
 const TRANSFERS: usize = 3;
 const BATCHES: usize = 4;
 const EXPIRY: usize = 5;
+const BINDINGS: usize = 6;
 
 pub struct Acquirer {
     node: Node,
@@ -360,6 +380,9 @@ pub struct Acquirer {
     batches: Tree<Batch>,
     /// `expires_at_ms (BE) ‖ order id` of every hold still held.
     expiry: Tree<u8>,
+    /// The lab each order's job is bound to (order id → binding): one per order, for
+    /// every intermediary.
+    bindings: Tree<LabBinding>,
     token_key: Secret<[u8; 32]>,
     pvv_key: Secret<[u8; 32]>,
     seal: SealSecret,
@@ -532,7 +555,7 @@ impl Acquirer {
         Ok(())
     }
 
-    fn trees(&self) -> [&sled::Tree; 6] {
+    fn trees(&self) -> [&sled::Tree; 7] {
         [
             self.cards.raw(),
             self.auths.raw(),
@@ -540,6 +563,7 @@ impl Acquirer {
             self.transfers.raw(),
             self.batches.raw(),
             self.expiry.raw(),
+            self.bindings.raw(),
         ]
     }
 
@@ -601,7 +625,47 @@ impl Acquirer {
             .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
-    /// Captures a hold; only the intermediary that asked for it may.
+    /// Binds the order's job to a lab (first binding wins; see [`AuthRequest::BindLab`]).
+    pub async fn bind_lab(
+        &self,
+        order_id: OrderId,
+        lab: Vec<u8>,
+        lab_name: String,
+        replacing: Option<Vec<u8>>,
+        via: Vec<u8>,
+    ) -> AuthResponse {
+        self.ask(|reply| Job::Bind {
+            order_id,
+            lab,
+            lab_name,
+            replacing,
+            via,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    }
+
+    /// Keeps a hold alive for another period, up to its last day.
+    pub async fn extend(&self, order_id: OrderId) -> AuthResponse {
+        self.ask(|reply| Job::Extend { order_id, reply })
+            .await
+            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    }
+
+    /// Captures a shipped order for an intermediary that has no record of it.
+    pub async fn adopt(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
+        self.ask(|reply| Job::Adopt {
+            order_id,
+            via,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    }
+
+    /// Captures a hold for the asking intermediary, which then bills it; once
+    /// captured, a capture by another intermediary is refused (it is not billed twice).
     pub async fn capture(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
         self.ask(|reply| Job::Resolve {
             order_id,
@@ -613,7 +677,8 @@ impl Acquirer {
         .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
-    /// Releases a hold; only the intermediary that asked for it may.
+    /// Releases a hold (any intermediary may: the order's job was refused by the lab
+    /// bound to it, which keeps its refusal).
     pub async fn void(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
         self.ask(|reply| Job::Resolve {
             order_id,
@@ -667,6 +732,25 @@ impl Acquirer {
                     self.resolve(&mut view, order_id, to, via.as_deref(), now),
                 ),
                 Job::ExpireDue(tx) => Reply::Count(tx, self.expire(&mut view, now)),
+                Job::Bind {
+                    order_id,
+                    lab,
+                    lab_name,
+                    replacing,
+                    via,
+                    reply,
+                } => Reply::Auth(
+                    reply,
+                    self.bind(&mut view, order_id, (lab, lab_name), replacing, via, now),
+                ),
+                Job::Extend { order_id, reply } => {
+                    Reply::Auth(reply, self.extend_hold(&mut view, order_id, now))
+                }
+                Job::Adopt {
+                    order_id,
+                    via,
+                    reply,
+                } => Reply::Auth(reply, self.adopt_hold(&mut view, order_id, via, now)),
                 Job::OpenBatch(intermediary, tx) => {
                     Reply::Batch(tx, self.open_batch(&mut view, intermediary, now))
                 }
@@ -851,11 +935,13 @@ impl Acquirer {
         let Some(mut record) = view.auth(order_id) else {
             return closed(order_id, "no authorisation for this order");
         };
-        if via.is_some_and(|v| v != record.via.as_slice()) {
-            tracing::warn!(%order_id, "capture or void from an intermediary that did not ask for the hold");
-            return closed(order_id, "this hold belongs to another intermediary");
-        }
         match (record.hold, to) {
+            // Captured once, billed by the intermediary that captured it.
+            (HoldState::Captured, HoldState::Captured)
+                if via.is_some_and(|v| v != record.via.as_slice()) =>
+            {
+                return closed(order_id, CAPTURED_ELSEWHERE)
+            }
             (from, to) if from == to => return done,
             (HoldState::Held, _) => {}
             (HoldState::None, _) => return closed(order_id, "the authorisation was declined"),
@@ -893,12 +979,132 @@ impl Acquirer {
         view.remove_expiry(record.expires_at_ms, order_id);
         record.hold = to;
         match to {
-            HoldState::Captured => record.captured_at_ms = Some(now),
+            HoldState::Captured => {
+                record.captured_at_ms = Some(now);
+                // The intermediary that captures is the one paid (and pays the lab).
+                if let Some(v) = via {
+                    record.via = v.to_vec();
+                }
+            }
             HoldState::Expired => view.events.push((order_id, EventKind::Expired)),
             _ => view.events.push((order_id, EventKind::Voided)),
         }
         view.put_auth(record);
         done
+    }
+
+    /// The hold's terms: when it lapses, and the last moment extensions can reach.
+    fn terms(&self, record: &AuthRecord) -> HoldTerms {
+        HoldTerms {
+            expires_at_ms: record.expires_at_ms,
+            pay_by_ms: record.at_ms.saturating_add(self.settings.hold_max_ms),
+        }
+    }
+
+    fn bind(
+        &self,
+        view: &mut View<'_>,
+        order_id: OrderId,
+        (lab, lab_name): (Vec<u8>, String),
+        replacing: Option<Vec<u8>>,
+        via: Vec<u8>,
+        now: i64,
+    ) -> AuthResponse {
+        let Some(record) = view.auth(order_id) else {
+            return closed(order_id, "no authorisation for this order");
+        };
+        if record.hold != HoldState::Held {
+            return closed(order_id, hold_state_reason(record.hold));
+        }
+        let bound = match view.binding(order_id) {
+            Some(mut b) if replacing.as_ref() == Some(&b.lab) && b.lab != lab => {
+                if b.refused_by.contains(&lab) {
+                    // Never back to a lab that refused it.
+                    b
+                } else {
+                    tracing::info!(%order_id, from = %b.lab_name, to = %lab_name, "the lab refused the job: bound to another");
+                    let refused = std::mem::take(&mut b.refused_by);
+                    let mut refused_by = refused;
+                    refused_by.push(b.lab.clone());
+                    let b = LabBinding {
+                        lab,
+                        lab_name,
+                        by: via,
+                        at_ms: now,
+                        refused_by,
+                    };
+                    view.put_binding(order_id, b.clone());
+                    b
+                }
+            }
+            Some(b) => b,
+            None => {
+                let b = LabBinding {
+                    lab,
+                    lab_name,
+                    by: via,
+                    at_ms: now,
+                    refused_by: Vec::new(),
+                };
+                view.put_binding(order_id, b.clone());
+                b
+            }
+        };
+        AuthResponse::LabBound {
+            order_id,
+            lab: bound.lab,
+            lab_name: bound.lab_name,
+            terms: self.terms(&record),
+        }
+    }
+
+    fn extend_hold(&self, view: &mut View<'_>, order_id: OrderId, now: i64) -> AuthResponse {
+        let Some(mut record) = view.auth(order_id) else {
+            return closed(order_id, "no authorisation for this order");
+        };
+        if record.hold != HoldState::Held {
+            return closed(order_id, hold_state_reason(record.hold));
+        }
+        let terms = self.terms(&record);
+        let until = now
+            .saturating_add(self.settings.hold_ttl_ms)
+            .min(terms.pay_by_ms);
+        if until > record.expires_at_ms {
+            view.remove_expiry(record.expires_at_ms, order_id);
+            view.put_expiry(until, order_id);
+            record.expires_at_ms = until;
+            tracing::info!(%order_id, until_ms = until, "hold extended");
+            view.put_auth(record.clone());
+        }
+        AuthResponse::Extended {
+            order_id,
+            terms: self.terms(&record),
+        }
+    }
+
+    fn adopt_hold(
+        &self,
+        view: &mut View<'_>,
+        order_id: OrderId,
+        via: Vec<u8>,
+        now: i64,
+    ) -> AuthResponse {
+        let answer = self.resolve(view, order_id, HoldState::Captured, Some(&via), now);
+        match answer {
+            AuthResponse::Captured { .. } => {
+                let Some(record) = view.auth(order_id) else {
+                    return closed(order_id, "no authorisation for this order");
+                };
+                tracing::info!(%order_id, "a shipped order adopted by an intermediary without its record");
+                AuthResponse::Adopted {
+                    order_id,
+                    amount: record.amount,
+                    store: record.store,
+                    lab: view.binding(order_id).map(|b| (b.lab, b.lab_name)),
+                }
+            }
+            other => other,
+        }
     }
 
     fn expire(&self, view: &mut View<'_>, now: i64) -> usize {
@@ -1157,6 +1363,17 @@ impl Acquirer {
             AuthRequest::AuthoriseSealed(a) => self.authorise(a, peer.to_bytes()).await,
             AuthRequest::Capture { order_id } => self.capture(order_id, peer.to_bytes()).await,
             AuthRequest::Void { order_id } => self.void(order_id, peer.to_bytes()).await,
+            AuthRequest::BindLab {
+                order_id,
+                lab,
+                lab_name,
+                replacing,
+            } => {
+                self.bind_lab(order_id, lab, lab_name, replacing, peer.to_bytes())
+                    .await
+            }
+            AuthRequest::Extend { order_id } => self.extend(order_id).await,
+            AuthRequest::Adopt { order_id } => self.adopt(order_id, peer.to_bytes()).await,
             AuthRequest::Authorise(a) | AuthRequest::AuthoriseWithPin { auth: a, .. } => {
                 tracing::warn!(%peer, order_id = %a.order_id, "unsealed card data refused");
                 refused(a.order_id, "card data must be sealed to the acquirer")
@@ -1259,6 +1476,17 @@ fn check_card(
     }
 }
 
+/// Why a hold that is not held cannot be bound, extended or captured.
+fn hold_state_reason(hold: HoldState) -> &'static str {
+    match hold {
+        HoldState::None => "the authorisation was declined",
+        HoldState::Held => "the hold is held",
+        HoldState::Captured => "already captured",
+        HoldState::Voided => "already voided",
+        HoldState::Expired => "the hold has expired",
+    }
+}
+
 /// A capture or void that can never pass.
 fn closed(order_id: OrderId, reason: &str) -> AuthResponse {
     AuthResponse::HoldClosed {
@@ -1312,6 +1540,8 @@ impl printmesh_runtime::role::Role for Acquirer {
         let acquirer = Acquirer {
             settings: Settings {
                 hold_ttl_ms: (config.hold_ttl_secs.max(1) as i64).saturating_mul(1000),
+                hold_max_ms: (config.hold_max_secs.max(config.hold_ttl_secs).max(1) as i64)
+                    .saturating_mul(1000),
                 minor_per_point: config.minor_per_point.max(1),
                 group_commit: config.group_commit,
             },
@@ -1321,6 +1551,7 @@ impl printmesh_runtime::role::Role for Acquirer {
             transfers: node.db.tree("ledger_transfers")?,
             batches: node.db.tree("batches")?,
             expiry: node.db.tree("hold_expiry")?,
+            bindings: node.db.tree("lab_bindings")?,
             token_key,
             pvv_key,
             seal,
@@ -1397,6 +1628,7 @@ struct View<'a> {
     cards: HashMap<[u8; 32], CardRecord>,
     auths: HashMap<OrderId, AuthRecord>,
     batches: HashMap<BatchId, Batch>,
+    bindings: HashMap<OrderId, LabBinding>,
     /// Expiry index entries: `Some` to insert, `None` to remove.
     expiry: BTreeMap<Vec<u8>, Option<()>>,
     events: Vec<(OrderId, EventKind)>,
@@ -1423,6 +1655,7 @@ impl<'a> View<'a> {
             cards: HashMap::new(),
             auths: HashMap::new(),
             batches: HashMap::new(),
+            bindings: HashMap::new(),
             expiry: BTreeMap::new(),
             events: Vec::new(),
             poisoned: Cell::new(false),
@@ -1472,6 +1705,17 @@ impl<'a> View<'a> {
 
     fn put_batch(&mut self, b: Batch) {
         self.batches.insert(b.id, b);
+    }
+
+    fn binding(&self, id: OrderId) -> Option<LabBinding> {
+        match self.bindings.get(&id) {
+            Some(b) => Some(b.clone()),
+            None => self.read(self.a.bindings.get(id.to_bytes())),
+        }
+    }
+
+    fn put_binding(&mut self, id: OrderId, b: LabBinding) {
+        self.bindings.insert(id, b);
     }
 
     fn put_expiry(&mut self, at_ms: i64, order_id: OrderId) {
@@ -1547,6 +1791,9 @@ impl<'a> View<'a> {
         for (id, v) in &self.batches {
             w.put(BATCHES, batch_key(id), a.batches.encode(v)?);
         }
+        for (id, v) in &self.bindings {
+            w.put(BINDINGS, id.to_bytes(), a.bindings.encode(v)?);
+        }
         for (k, v) in &self.expiry {
             match v {
                 Some(()) => w.put(EXPIRY, k, a.expiry.encode(&0)?),
@@ -1603,9 +1850,11 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
             "wrong_pins": c.wrong_pins, "blocked": c.blocked,
         }));
     }
+    let bindings: Tree<LabBinding> = db.tree("lab_bindings")?;
     let mut holds = Vec::new();
     for entry in auths.entries() {
         let (_, r) = entry?;
+        let bound = bindings.get(r.order_id.to_bytes())?;
         let (outcome, code) = match &r.response {
             AuthResponse::ApprovedCard { auth_code, .. }
             | AuthResponse::Approved { auth_code, .. } => ("approved", auth_code.to_string()),
@@ -1619,6 +1868,9 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
             "last4": r.last4, "amount_minor": r.amount.amount_minor(), "currency": r.amount.currency().code(),
             "held": r.held, "outcome": outcome, "code": code, "hold": format!("{:?}", r.hold).to_lowercase(),
             "settled": r.settled.map(|b| b.to_string()),
+            "lab": bound.as_ref().map(|b| b.lab_name.clone()),
+            "labs_refused": bound.map(|b| b.refused_by.len()).unwrap_or(0),
+            "intermediary": libp2p::PeerId::from_bytes(&r.via).map(|p| p.to_string()).unwrap_or_default(),
         }));
     }
     let all: Vec<(AccountId, Account)> = accounts

@@ -12,6 +12,18 @@ pub struct IntermediaryConfig {
     /// rest is the lab's print fee.
     #[serde(default = "default_commission_bps")]
     pub commission_bps: u32,
+    /// The labs each store's jobs go to first, by lab name, in order; a lab not named
+    /// is tried after them (all labs, for a store without a route).
+    #[serde(default)]
+    pub routes: Vec<LabRoute>,
+}
+
+/// `[[intermediary.routes]] store = "store-1" labs = ["Lab North", "Lab South"]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabRoute {
+    pub store: String,
+    pub labs: Vec<String>,
 }
 
 fn default_commission_bps() -> u32 {

@@ -19,16 +19,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use libp2p::PeerId;
 use printmesh_protocol::card::CardBrand;
 use printmesh_protocol::messages::{
-    proto, AuthRequest, AuthResponse, BatchId, CardToken, EventKind, OrderAccepted, OrderEvent,
-    OrderLine, OrderRequest, OrderResponse, PaymentMethod, PrintJob, PrintRequest, PrintResponse,
-    Role, SealedAuthorise, SealedOrder, SettleLine, SettleRequest, SettleResponse,
+    proto, AuthRequest, AuthResponse, BatchId, CardToken, EventKind, HoldTerms, OrderAccepted,
+    OrderEvent, OrderLine, OrderRequest, OrderResponse, PaymentMethod, PrintJob, PrintRequest,
+    PrintResponse, Role, SealedAuthorise, SealedOrder, SettleLine, SettleRequest, SettleResponse,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::pricing::PriceList;
-use printmesh_protocol::seal::EntryMode;
+use printmesh_protocol::seal::{EntryMode, KeyId};
 use printmesh_protocol::{AuthCode, OrderId, StoreId};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,7 @@ use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::roles::OrderLocks;
 use crate::store::{StoreError, Tree, WriteSet};
+use config::LabRoute;
 use printmesh_protocol::money::Currency;
 use printmesh_runtime::role::{RoleEvent, Stopping};
 
@@ -129,6 +131,31 @@ pub struct Intermediary {
     /// to pay (per lab). Kept in the same transaction as the order; rebuilt at start.
     work: Tree<OrderId>,
     locks: OrderLocks,
+    /// Each held order's payment terms as last heard (order id → watch).
+    holds: Tree<HoldWatch>,
+    /// When each held order's hold is next looked at: `at_ms (BE) ‖ order id` → ().
+    hold_due: Tree<()>,
+    /// Shipped orders this intermediary has no record of (order id → the lab that
+    /// shipped, when heard): adopted from the acquirer after [`ADOPT_AFTER`].
+    orphans: Tree<(Vec<u8>, i64)>,
+    routes: Vec<LabRoute>,
+    /// Which acquirer opens which sealing key (learned from their answers).
+    acquirer_of_key: std::sync::Mutex<std::collections::HashMap<KeyId, PeerId>>,
+    /// Labs that failed to answer lately: failures in a row, passed over until.
+    lab_health:
+        std::sync::Mutex<std::collections::HashMap<PeerId, (u32, Option<std::time::Instant>)>>,
+}
+
+/// How long a shipped order nobody here knows waits for the intermediary that has
+/// it to capture, before this one adopts it.
+pub const ADOPT_AFTER: Duration = Duration::from_secs(10);
+/// How often a hold is looked at when its lab has not had its new terms.
+const TELL_LAB_AGAIN_MS: i64 = 5_000;
+
+fn due_key(at_ms: i64, order_id: OrderId) -> Vec<u8> {
+    let mut k = at_ms.max(0).to_be_bytes().to_vec();
+    k.extend_from_slice(&order_id.to_bytes());
+    k
 }
 
 const CAPTURE_DUE: u8 = b'c';
@@ -356,11 +383,7 @@ impl Intermediary {
                 return Ok(answer);
             }
         }
-        let (lab, auth_code, acquirer) = match self.choose_lab(&mut order).await? {
-            Step::Next(chosen) => chosen,
-            Step::Answer(answer) => return Ok(answer),
-        };
-        self.send_job(&mut order, lab, auth_code, acquirer).await
+        self.place_job(&mut order).await
     }
 
     /// A new order: checked (card summary, lines, total against the price list, every
@@ -435,21 +458,16 @@ impl Intermediary {
         }
     }
 
-    /// Asks the acquirer the card was sealed to. `None`: authorised (the order moves
-    /// on); else the answer (declined, refused, or unavailable for now).
+    /// Asks the acquirer the card was sealed to: the one known for the card's key, else
+    /// every acquirer at once (the others answer `NotMine` straight away, and a hung
+    /// one delays no card sealed to another). `None`: authorised (the order moves on);
+    /// else the answer (declined, refused, or unavailable for now).
     async fn authorise(
         &self,
         order: &mut RoutedOrder,
         submit: &SealedOrder,
     ) -> Result<Option<OrderResponse>, StoreError> {
         let order_id = order.order_id;
-        let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
-        if acquirers.is_empty() {
-            return Ok(Some(unavailable(
-                order_id,
-                "no acquirer is reachable".into(),
-            )));
-        }
         let request = AuthRequest::AuthoriseSealed(SealedAuthorise {
             order_id,
             amount: order.total,
@@ -457,28 +475,12 @@ impl Intermediary {
             store: order.store.clone(),
             card: submit.card.clone(),
         });
-        // The card is sealed to one acquirer: ask each until one can open it.
-        let mut outcome = None;
-        for acquirer in &acquirers {
-            match self
-                .node
-                .client
-                .request::<AuthProto>(acquirer.peer, request.clone())
-                .await
-            {
-                Ok(AuthResponse::NotMine { .. }) => continue,
-                answer => {
-                    outcome = Some((acquirer.peer, answer));
-                    break;
-                }
-            }
-        }
-        let Some((acquirer, answer)) = outcome else {
-            let reason = "no reachable acquirer holds the key this card was sealed to".into();
-            return Ok(Some(unavailable(order_id, reason)));
+        let (acquirer, answer) = match self.ask_acquirer(submit.card.key_id, request).await {
+            Ok(found) => found,
+            Err(reason) => return Ok(Some(unavailable(order_id, reason))),
         };
         match answer {
-            Ok(AuthResponse::ApprovedCard { amount, .. }) if amount != order.total => {
+            AuthResponse::ApprovedCard { amount, .. } if amount != order.total => {
                 tracing::error!(%order_id, %amount, total = %order.total, "the acquirer approved another amount: released");
                 let reason = "the payment could not be authorised for this total".to_string();
                 let answer = self
@@ -487,9 +489,9 @@ impl Intermediary {
                 self.void(order_id, &acquirer.to_bytes()).await;
                 Ok(Some(answer))
             }
-            Ok(AuthResponse::ApprovedCard {
+            AuthResponse::ApprovedCard {
                 auth_code, token, ..
-            }) => {
+            } => {
                 order.token = Some(token);
                 order.acquirer = Some(acquirer.to_bytes());
                 order.stage = Stage::Authorised {
@@ -497,31 +499,232 @@ impl Intermediary {
                     acquirer: acquirer.to_bytes(),
                     lab: None,
                 };
-                // Rebuildable (the acquirer replays its approval); the lab choice
-                // is what must be on disk before the job goes out.
+                // Rebuildable (the acquirer replays its approval, and the lab bound to
+                // the order is kept there).
                 self.save_lazily(order)?;
                 Ok(None)
             }
-            Ok(AuthResponse::DeclinedCard { code, token, .. }) => {
+            AuthResponse::DeclinedCard { code, token, .. } => {
                 tracing::info!(%order_id, code = code.iso8583(), "declined");
                 order.token = token;
                 let answer = OrderResponse::Declined { order_id, code };
                 Ok(Some(self.answer(order, answer).await?))
             }
-            Ok(other) => Ok(Some(unavailable(
+            other => Ok(Some(unavailable(
                 order_id,
                 format!("the acquirer answered {other:?}"),
             ))),
-            Err(e) => Ok(Some(unavailable(order_id, e.to_string()))),
         }
     }
 
-    /// The lab for an authorised order: on a retry only the one that may already have
-    /// the job; else one is chosen and recorded (flushed) before the job goes out.
-    async fn choose_lab(
+    /// Sends an authorisation to the acquirer holding the key `key`; the first answer
+    /// that is not `NotMine`, with who gave it. The acquirer found is remembered.
+    async fn ask_acquirer(
+        &self,
+        key: KeyId,
+        request: AuthRequest,
+    ) -> Result<(PeerId, AuthResponse), String> {
+        let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
+        if acquirers.is_empty() {
+            return Err("no acquirer is reachable".into());
+        }
+        let known = self
+            .acquirer_of_key
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied());
+        let targets: Vec<PeerId> = match known.filter(|k| acquirers.iter().any(|a| a.peer == *k)) {
+            Some(peer) => vec![peer],
+            None => acquirers.iter().map(|a| a.peer).collect(),
+        };
+        let mut asks: futures::stream::FuturesUnordered<_> = targets
+            .into_iter()
+            .map(|peer| {
+                let client = self.node.client.clone();
+                let request = request.clone();
+                async move { (peer, client.request::<AuthProto>(peer, request).await) }
+            })
+            .collect();
+        let mut failure = None;
+        while let Some((peer, answer)) = asks.next().await {
+            match answer {
+                Ok(AuthResponse::NotMine { .. }) => {
+                    if let Ok(mut m) = self.acquirer_of_key.lock() {
+                        if m.get(&key) == Some(&peer) {
+                            m.remove(&key);
+                        }
+                    }
+                }
+                Ok(answer) => {
+                    if let Ok(mut m) = self.acquirer_of_key.lock() {
+                        m.insert(key, peer);
+                    }
+                    return Ok((peer, answer));
+                }
+                Err(e) => failure = Some(format!("the acquirer did not answer: {e}")),
+            }
+        }
+        Err(failure.unwrap_or_else(|| {
+            "no reachable acquirer holds the key this card was sealed to".into()
+        }))
+    }
+
+    /// The labs to offer an order's job to, best first: the store's route (by lab
+    /// name), then labs that have not failed lately, then a spread by order id (so
+    /// orders do not all go to one lab). Labs in `except` are left out.
+    async fn rank_labs(
+        &self,
+        order_id: OrderId,
+        store: &StoreId,
+        except: &[Vec<u8>],
+    ) -> Vec<PeerInfo> {
+        let route: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|r| r.store == store.to_string())
+            .flat_map(|r| r.labs.clone())
+            .collect();
+        let now = std::time::Instant::now();
+        let health = self
+            .lab_health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        let mut labs: Vec<(usize, bool, u32, [u8; 32], PeerInfo)> = self
+            .node
+            .client
+            .peers_with_role(Role::Lab)
+            .await
+            .into_iter()
+            .filter(|l| !except.contains(&l.peer.to_bytes()))
+            .map(|l| {
+                let place = route
+                    .iter()
+                    .position(|n| *n == l.hello.name)
+                    .unwrap_or(usize::MAX);
+                let (failures, avoid) = health.get(&l.peer).copied().unwrap_or((0, None));
+                let resting = avoid.is_some_and(|until| until > now);
+                let spread =
+                    *blake3::hash(&[&order_id.to_bytes()[..], &l.peer.to_bytes()].concat())
+                        .as_bytes();
+                (place, resting, failures, spread, l)
+            })
+            .collect();
+        labs.sort_by_key(|l| (l.0, l.1, l.2, l.3));
+        labs.into_iter().map(|(.., l)| l).collect()
+    }
+
+    /// A lab answered (or not): how it is ranked for the next orders.
+    fn lab_answered(&self, lab: PeerId, ok: bool) {
+        if let Ok(mut h) = self.lab_health.lock() {
+            if ok {
+                h.remove(&lab);
+            } else {
+                let e = h.entry(lab).or_insert((0, None));
+                e.0 = e.0.saturating_add(1);
+                let rest = LAB_REST.saturating_mul(e.0.min(10));
+                e.1 = Some(std::time::Instant::now() + rest);
+            }
+        }
+    }
+
+    /// Binds the order to a lab at the acquirer (which keeps the first binding any
+    /// intermediary made) and records the lab bound and the hold's terms on disk before
+    /// any job goes out.
+    async fn bind_lab(
         &self,
         order: &mut RoutedOrder,
-    ) -> Result<Step<(PeerInfo, AuthCode, Vec<u8>)>, StoreError> {
+        candidate: &PeerInfo,
+        replacing: Option<Vec<u8>>,
+    ) -> Result<Step<(Vec<u8>, String, HoldTerms)>, StoreError> {
+        let order_id = order.order_id;
+        let Some(acquirer) = order.acquirer.clone() else {
+            let reason = "order is in an unexpected stage".into();
+            return Ok(Step::Answer(unavailable(order_id, reason)));
+        };
+        let Ok(peer) = PeerId::from_bytes(&acquirer) else {
+            let reason = "the order's acquirer is unknown".into();
+            return Ok(Step::Answer(unavailable(order_id, reason)));
+        };
+        let request = AuthRequest::BindLab {
+            order_id,
+            lab: candidate.peer.to_bytes(),
+            lab_name: candidate.hello.name.clone(),
+            replacing,
+        };
+        match self.node.client.request::<AuthProto>(peer, request).await {
+            Ok(AuthResponse::LabBound {
+                lab,
+                lab_name,
+                terms,
+                ..
+            }) => {
+                if let Stage::Authorised { lab: chosen, .. } = &mut order.stage {
+                    *chosen = Some(lab.clone());
+                }
+                order.lab = Some(lab.clone());
+                order.lab_name = Some(lab_name.clone());
+                self.holds.insert(
+                    order_id.to_bytes(),
+                    &HoldWatch {
+                        terms,
+                        noted_at_ms: now_ms(),
+                        lab_told: true,
+                    },
+                )?;
+                self.save(order).await?;
+                self.schedule_hold(order_id, &terms, now_ms())?;
+                Ok(Step::Next((lab, lab_name, terms)))
+            }
+            Ok(AuthResponse::HoldClosed { reason, .. }) => {
+                // The hold is gone: captured (the order shipped, so a lab has it) or
+                // released. The network may know the lab's answer.
+                if let Some(answer) = self.known_acceptance(order, None) {
+                    return Ok(Step::Answer(self.answer_durably(order, answer).await?));
+                }
+                tracing::warn!(%order_id, "the hold is closed before a lab took the job: {reason}");
+                let answer = OrderResponse::Rejected {
+                    order_id,
+                    reason: format!("the payment can no longer be taken: {reason}"),
+                };
+                Ok(Step::Answer(self.answer_durably(order, answer).await?))
+            }
+            Ok(other) => Ok(Step::Answer(unavailable(
+                order_id,
+                format!("the acquirer answered {other:?}"),
+            ))),
+            Err(e) => Ok(Step::Answer(unavailable(order_id, e.to_string()))),
+        }
+    }
+
+    /// The answer the network already has for this order from a lab (its signed
+    /// `Accepted` event), if the order's lab (or, with `lab`, that lab) accepted it.
+    fn known_acceptance(&self, order: &RoutedOrder, lab: Option<&[u8]>) -> Option<OrderResponse> {
+        let Stage::Authorised { auth_code, .. } = &order.stage else {
+            return None;
+        };
+        let lab = lab.or(order.lab.as_deref())?;
+        let events = self.node.events.events_for(order.order_id).ok()?;
+        events.into_iter().find_map(|e| match e.kind {
+            EventKind::Accepted {
+                delivery_date,
+                lab: name,
+            } if e.origin == lab => Some(OrderResponse::Accepted(OrderAccepted {
+                order_id: order.order_id,
+                auth_code: auth_code.clone(),
+                amount: order.total,
+                delivery_date,
+                lab: name,
+            })),
+            _ => None,
+        })
+    }
+
+    /// Finds the order's job a lab: the one bound to it at the acquirer (by whichever
+    /// intermediary bound it first), else the best-ranked lab. A lab that refuses the
+    /// job passes it to the next (the binding moves only from the lab that refused);
+    /// a lab that does not answer is never replaced (it may have the job).
+    async fn place_job(&self, order: &mut RoutedOrder) -> Result<OrderResponse, StoreError> {
         let order_id = order.order_id;
         let Stage::Authorised {
             auth_code,
@@ -529,87 +732,131 @@ impl Intermediary {
             lab: chosen,
         } = order.stage.clone()
         else {
-            let reason = "order is in an unexpected stage".into();
-            return Ok(Step::Answer(unavailable(order_id, reason)));
+            return Ok(unavailable(
+                order_id,
+                "order is in an unexpected stage".into(),
+            ));
         };
-        let labs = self.node.client.peers_with_role(Role::Lab).await;
-        let lab = match &chosen {
-            Some(bytes) => match labs.into_iter().find(|l| l.peer.to_bytes() == *bytes) {
-                Some(lab) => lab,
+        let mut refused: Vec<Vec<u8>> = Vec::new();
+        let mut replacing = None;
+        let mut bound: Option<(Vec<u8>, HoldTerms)> = match (&chosen, self.hold_watch(order_id)) {
+            (Some(lab), Some(w)) => Some((lab.clone(), w.terms)),
+            _ => None,
+        };
+        let mut last_refusal = String::new();
+        for _ in 0..MAX_LAB_TRIES {
+            let (lab, terms) = match bound.take() {
+                Some(b) => b,
                 None => {
-                    let reason = "the lab that has this job is not reachable".into();
-                    return Ok(Step::Answer(unavailable(order_id, reason)));
+                    let ranked = self.rank_labs(order_id, &order.store, &refused).await;
+                    let Some(candidate) = ranked.into_iter().next() else {
+                        if let Some(answer) = self.known_acceptance(order, None) {
+                            return self.answer_durably(order, answer).await;
+                        }
+                        if replacing.is_some() {
+                            break;
+                        }
+                        return Ok(unavailable(order_id, "no lab is reachable".into()));
+                    };
+                    match self.bind_lab(order, &candidate, replacing.take()).await? {
+                        Step::Next((lab, _, terms)) => (lab, terms),
+                        Step::Answer(answer) => return Ok(answer),
+                    }
                 }
-            },
-            None => {
-                let Some(lab) = labs.into_iter().next() else {
-                    let reason = "no lab is reachable".into();
-                    return Ok(Step::Answer(unavailable(order_id, reason)));
-                };
-                order.stage = Stage::Authorised {
-                    auth_code: auth_code.clone(),
-                    acquirer: acquirer.clone(),
-                    lab: Some(lab.peer.to_bytes()),
-                };
-                order.lab = Some(lab.peer.to_bytes());
-                order.lab_name = Some(lab.hello.name.clone());
-                self.save(order).await?;
-                lab
+            };
+            if let Some(answer) = self.known_acceptance(order, Some(&lab)) {
+                tracing::info!(%order_id, "the lab accepted it through another intermediary: answering with its answer");
+                return self.answer_durably(order, answer).await;
             }
+            let labs = self.node.client.peers_with_role(Role::Lab).await;
+            let Some(info) = labs.into_iter().find(|l| l.peer.to_bytes() == lab) else {
+                let name = order.lab_name.clone().unwrap_or_default();
+                let reason = format!("the lab that has this job ({name}) is not reachable");
+                return Ok(unavailable(order_id, reason));
+            };
+            match self.send_job(order, &info, terms).await {
+                JobOutcome::Accepted {
+                    delivery_date,
+                    lab: lab_name,
+                } => {
+                    printmesh_runtime::failpoint::crash_point("intermediary.lab-accepted");
+                    self.lab_answered(info.peer, true);
+                    let accepted = OrderAccepted {
+                        order_id,
+                        auth_code: auth_code.clone(),
+                        amount: order.total,
+                        delivery_date,
+                        lab: lab_name,
+                    };
+                    return self
+                        .answer_durably(order, OrderResponse::Accepted(accepted))
+                        .await;
+                }
+                JobOutcome::Refused(reason) => {
+                    tracing::info!(%order_id, lab = %info.hello.name, "the lab refused the job: {reason}");
+                    last_refusal = reason;
+                    refused.push(lab.clone());
+                    replacing = Some(lab);
+                }
+                JobOutcome::Later(reason) => {
+                    self.lab_answered(info.peer, false);
+                    return Ok(unavailable(order_id, reason));
+                }
+            }
+        }
+        // Every lab refused it: the answer is recorded first, so a retry can never send
+        // the job again after its hold is released.
+        let reason = if refused.len() > 1 {
+            format!(
+                "no lab can take it ({} asked; the last: {last_refusal})",
+                refused.len()
+            )
+        } else {
+            last_refusal
         };
-        Ok(Step::Next((lab, auth_code, acquirer)))
+        let answer = self
+            .answer_durably(order, OrderResponse::Rejected { order_id, reason })
+            .await?;
+        self.void(order_id, &acquirer).await;
+        Ok(answer)
     }
 
-    /// Sends the photos and the job to the chosen lab; its answer is the order's.
-    async fn send_job(
-        &self,
-        order: &mut RoutedOrder,
-        lab: PeerInfo,
-        auth_code: AuthCode,
-        acquirer: Vec<u8>,
-    ) -> Result<OrderResponse, StoreError> {
+    /// Sends the photos and the job to a lab.
+    async fn send_job(&self, order: &RoutedOrder, lab: &PeerInfo, terms: HoldTerms) -> JobOutcome {
         let order_id = order.order_id;
         let mut control = self.node.client.stream_control();
         for line in &order.lines {
             if let Err(e) = send_blob(&mut control, &self.node.blobs, lab.peer, line.blob).await {
-                let reason = format!("sending {} to the lab: {e}", line.file_name);
-                return Ok(unavailable(order_id, reason));
+                return JobOutcome::Later(format!("sending {} to the lab: {e}", line.file_name));
             }
         }
-        let job = PrintRequest::Job(PrintJob {
-            order_id,
-            store: order.store.clone(),
-            lines: order.lines.clone(),
-            submitted_at_ms: now_ms(),
-        });
+        let job = PrintRequest::JobWithTerms {
+            job: PrintJob {
+                order_id,
+                store: order.store.clone(),
+                lines: order.lines.clone(),
+                submitted_at_ms: now_ms(),
+            },
+            terms,
+        };
         match self.node.client.request::<PrintProto>(lab.peer, job).await {
             Ok(PrintResponse::Accepted {
-                delivery_date, lab, ..
-            }) => {
-                let accepted = OrderAccepted {
-                    order_id,
-                    auth_code,
-                    amount: order.total,
-                    delivery_date,
-                    lab,
-                };
-                self.answer_durably(order, OrderResponse::Accepted(accepted))
-                    .await
+                order_id: answered,
+                delivery_date,
+                lab,
+            }) if answered == order_id => JobOutcome::Accepted { delivery_date, lab },
+            Ok(PrintResponse::Rejected {
+                order_id: answered,
+                reason,
+            }) if answered == order_id => JobOutcome::Refused(reason),
+            Ok(PrintResponse::MissingBlobs { .. }) => {
+                JobOutcome::Later("the lab lost the images; will resend".into())
             }
-            Ok(PrintResponse::Rejected { reason, .. }) => {
-                // The answer is recorded first: a retry can then never send the job
-                // again after its hold is released.
-                let answer = self
-                    .answer_durably(order, OrderResponse::Rejected { order_id, reason })
-                    .await?;
-                self.void(order_id, &acquirer).await;
-                Ok(answer)
+            Ok(other) => {
+                tracing::error!(%order_id, "the lab answered about another order or out of turn: {other:?}");
+                JobOutcome::Later("the lab's answer did not match the job".into())
             }
-            Ok(PrintResponse::MissingBlobs { .. }) => Ok(unavailable(
-                order_id,
-                "the lab lost the images; will resend".into(),
-            )),
-            Err(e) => Ok(unavailable(order_id, e.to_string())),
+            Err(e) => JobOutcome::Later(e.to_string()),
         }
     }
 
@@ -659,8 +906,25 @@ impl Intermediary {
         }
         let order_id = event.order_id;
         let _guard = self.locks.lock(order_id).await;
-        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
-            return;
+        let mut order = match self.orders.get(order_id.to_bytes()) {
+            Ok(Some(order)) => order,
+            Ok(None) => {
+                // Maybe another intermediary's order; maybe ours from before a lost
+                // disk. Whoever has it captures; if nobody does, this one adopts it.
+                if !matches!(
+                    self.orphans.raw().contains_key(order_id.to_bytes()),
+                    Ok(true)
+                ) {
+                    let _ = self
+                        .orphans
+                        .insert(order_id.to_bytes(), &(event.origin.clone(), now_ms()));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%order_id, "cannot read the order: {e}");
+                return;
+            }
         };
         if order.lab.as_deref() != Some(event.origin.as_slice()) {
             tracing::warn!(%order_id, "a shipment event from a lab that does not have the job: ignored");
@@ -763,7 +1027,11 @@ impl Intermediary {
         {
             Ok(AuthResponse::Captured { .. }) => Capture::Captured { at_ms: now_ms() },
             Ok(AuthResponse::HoldClosed { reason, .. }) => {
-                tracing::error!(%order_id, amount = %order.total, "the acquirer will not capture: {reason}");
+                if reason == printmesh_protocol::wire::auth::CAPTURED_ELSEWHERE {
+                    tracing::info!(%order_id, "captured by another intermediary, which bills it");
+                } else {
+                    tracing::error!(%order_id, amount = %order.total, "the acquirer will not capture: {reason}");
+                }
                 Capture::Refused {
                     at_ms: now_ms(),
                     reason,
@@ -789,7 +1057,220 @@ impl Intermediary {
         }
     }
 
+    fn hold_watch(&self, order_id: OrderId) -> Option<HoldWatch> {
+        self.holds.get(order_id.to_bytes()).ok().flatten()
+    }
+
+    /// Looks at the hold again half-way to its expiry (extensions reach no further
+    /// than `pay_by`).
+    fn schedule_hold(
+        &self,
+        order_id: OrderId,
+        terms: &HoldTerms,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let at = if terms.expires_at_ms >= terms.pay_by_ms {
+            terms.expires_at_ms
+        } else {
+            now.saturating_add(terms.expires_at_ms.saturating_sub(now) / 2)
+        };
+        self.hold_due.insert(due_key(at, order_id), &())
+    }
+
+    /// Keeps the holds of orders a lab is printing alive until they ship: each is
+    /// extended half-way to its expiry, and the lab is told the new terms (a lab ships
+    /// nothing whose hold is about to lapse).
+    async fn keep_holds(&self) {
+        let now = now_ms();
+        let due: Vec<(sled::IVec, OrderId)> = self
+            .hold_due
+            .raw()
+            .range(..due_key(now, OrderId::from_bytes([0xff; 16])))
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| {
+                let id = <[u8; 16]>::try_from(k.get(8..24)?).ok()?;
+                Some((k.clone(), OrderId::from_bytes(id)))
+            })
+            .take(1000)
+            .collect();
+        for (key, order_id) in due {
+            let _ = self.hold_due.raw().remove(&key);
+            if let Err(e) = self.keep_hold(order_id, now).await {
+                tracing::error!(%order_id, "cannot keep the hold: {e}");
+            }
+        }
+    }
+
+    async fn keep_hold(&self, order_id: OrderId, now: i64) -> Result<(), StoreError> {
+        let Some(order) = self.orders.get(order_id.to_bytes())? else {
+            return Ok(());
+        };
+        let printing = matches!(
+            order.stage,
+            Stage::Answered(OrderResponse::Accepted(_)) | Stage::Authorised { lab: Some(_), .. }
+        );
+        if !printing || order.capture != Capture::NotShipped {
+            return Ok(());
+        }
+        let (Some(mut watch), Some(acquirer), Some(lab)) = (
+            self.hold_watch(order_id),
+            order
+                .acquirer
+                .as_deref()
+                .and_then(|b| PeerId::from_bytes(b).ok()),
+            order
+                .lab
+                .as_deref()
+                .and_then(|b| PeerId::from_bytes(b).ok()),
+        ) else {
+            return Ok(());
+        };
+        let half_way = watch.noted_at_ms + (watch.terms.expires_at_ms - watch.noted_at_ms) / 2;
+        if now >= half_way && watch.terms.expires_at_ms < watch.terms.pay_by_ms {
+            let request = AuthRequest::Extend { order_id };
+            match self
+                .node
+                .client
+                .request::<AuthProto>(acquirer, request)
+                .await
+            {
+                Ok(AuthResponse::Extended { terms, .. }) => {
+                    watch = HoldWatch {
+                        lab_told: terms == watch.terms && watch.lab_told,
+                        terms,
+                        noted_at_ms: now,
+                    };
+                    self.holds.insert(order_id.to_bytes(), &watch)?;
+                }
+                Ok(AuthResponse::HoldClosed { reason, .. }) => {
+                    tracing::error!(%order_id, "the hold cannot be extended: {reason}; the lab will not ship it");
+                    return Ok(());
+                }
+                Ok(other) => tracing::warn!(%order_id, "extend answered {other:?}"),
+                Err(e) => tracing::info!(%order_id, "extension not delivered yet: {e}"),
+            }
+        }
+        if !watch.lab_told {
+            let request = PrintRequest::Terms {
+                order_id,
+                terms: watch.terms,
+            };
+            match self.node.client.request::<PrintProto>(lab, request).await {
+                Ok(PrintResponse::TermsNoted { .. }) => {
+                    watch.lab_told = true;
+                    self.holds.insert(order_id.to_bytes(), &watch)?;
+                }
+                Ok(other) => {
+                    tracing::warn!(%order_id, "the lab answered the new terms with {other:?}")
+                }
+                Err(e) => tracing::info!(%order_id, "new terms not delivered to the lab yet: {e}"),
+            }
+        }
+        let next = if watch.lab_told {
+            None
+        } else {
+            Some(now + TELL_LAB_AGAIN_MS)
+        };
+        match next {
+            Some(at) => self.hold_due.insert(due_key(at, order_id), &())?,
+            None if watch.terms.expires_at_ms >= watch.terms.pay_by_ms => {}
+            None => self.schedule_hold(order_id, &watch.terms, now)?,
+        }
+        self.node.db.flush().await
+    }
+
+    /// A shipped order nobody here has a record of: after [`ADOPT_AFTER`] (the
+    /// intermediary that has it captures first), this one captures it at the acquirer
+    /// that holds it, bills it and pays the lab. The acquirer captures once: a second
+    /// adopter hears it was captured elsewhere.
+    async fn adopt_orphans(&self) {
+        let now = now_ms();
+        let orphans: Vec<(OrderId, Vec<u8>)> = self
+            .orphans
+            .entries()
+            .filter_map(Result::ok)
+            .filter(|(_, (_, since))| now.saturating_sub(*since) >= ADOPT_AFTER.as_millis() as i64)
+            .filter_map(|(k, (lab, _))| {
+                Some((
+                    OrderId::from_bytes(<[u8; 16]>::try_from(k.as_slice()).ok()?),
+                    lab,
+                ))
+            })
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let acquirers = self.node.client.peers_with_role(Role::Acquirer).await;
+        for (order_id, shipped_by) in orphans {
+            let _guard = self.locks.lock(order_id).await;
+            if matches!(self.orders.get(order_id.to_bytes()), Ok(Some(_))) {
+                let _ = self.orphans.remove(order_id.to_bytes());
+                continue;
+            }
+            let mut settled = true;
+            for acquirer in &acquirers {
+                let request = AuthRequest::Adopt { order_id };
+                match self
+                    .node
+                    .client
+                    .request::<AuthProto>(acquirer.peer, request)
+                    .await
+                {
+                    Ok(AuthResponse::Adopted {
+                        amount, store, lab, ..
+                    }) => {
+                        let (lab, lab_name) = match lab {
+                            Some((lab, name)) => (lab, Some(name)),
+                            None => (shipped_by.clone(), None),
+                        };
+                        let mut order = RoutedOrder {
+                            order_id,
+                            store,
+                            lines: Vec::new(),
+                            total: amount,
+                            method: PaymentMethod::Credit,
+                            card_last4: "????".into(),
+                            card_brand: CardBrand::Other,
+                            entry: EntryMode::Swipe,
+                            token: None,
+                            stage: Stage::Received,
+                            acquirer: Some(acquirer.peer.to_bytes()),
+                            lab: Some(lab),
+                            lab_name,
+                            capture: Capture::Captured { at_ms: now },
+                            settlement: None,
+                            received_at_ms: now,
+                            updated_at_ms: now,
+                        };
+                        if let Err(e) = self.save(&mut order).await {
+                            tracing::error!(%order_id, "cannot record the adopted order: {e}");
+                            settled = false;
+                            break;
+                        }
+                        tracing::info!(%order_id, amount = %amount, "adopted a shipped order nobody else captured: on the bill");
+                        break;
+                    }
+                    Ok(AuthResponse::HoldClosed { .. }) | Ok(AuthResponse::NotMine { .. }) => {}
+                    Ok(other) => {
+                        tracing::warn!(%order_id, "adopt answered {other:?}");
+                        settled = false;
+                    }
+                    Err(e) => {
+                        tracing::info!(%order_id, "adoption not delivered yet: {e}");
+                        settled = false;
+                    }
+                }
+            }
+            if settled && !acquirers.is_empty() {
+                let _ = self.orphans.remove(order_id.to_bytes());
+            }
+        }
+    }
+
     async fn retry(self: &Arc<Self>) {
+        self.keep_holds().await;
+        self.adopt_orphans().await;
         for order_id in self.work_under(&[CAPTURE_DUE]) {
             self.capture(order_id).await;
         }
@@ -1055,6 +1536,33 @@ impl Intermediary {
     }
 }
 
+/// What a lab made of a job.
+enum JobOutcome {
+    Accepted {
+        delivery_date: chrono::NaiveDate,
+        lab: String,
+    },
+    /// Refused (it keeps its refusal): another lab may take it.
+    Refused(String),
+    /// No answer, or not yet: the order waits (the lab may have it).
+    Later(String),
+}
+
+/// Labs a job is offered to, at most, before the order is refused.
+const MAX_LAB_TRIES: usize = 8;
+/// How long a lab that did not answer is passed over (times its failures in a row).
+const LAB_REST: Duration = Duration::from_secs(15);
+
+/// An order's payment hold as this intermediary keeps it alive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldWatch {
+    pub terms: HoldTerms,
+    /// When these terms were heard.
+    pub noted_at_ms: i64,
+    /// Whether the lab has the terms.
+    pub lab_told: bool,
+}
+
 /// What one stage of a submission leads to: the next stage, or the answer now.
 enum Step<T> {
     Next(T),
@@ -1118,6 +1626,12 @@ impl printmesh_runtime::role::Role for Intermediary {
             commission_bps: config.commission_bps,
             orders: node.db.tree("orders")?,
             work: node.db.tree("work")?,
+            holds: node.db.tree("holds")?,
+            hold_due: node.db.tree("hold_due")?,
+            orphans: node.db.tree("orphans")?,
+            routes: config.routes.clone(),
+            acquirer_of_key: Default::default(),
+            lab_health: Default::default(),
             node,
             locks: OrderLocks::default(),
         };
@@ -1186,6 +1700,7 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
             "card_last4": o.card_last4, "card": format!("{} {}", o.card_brand, o.card_last4),
             "token": o.token.map(|t| t.to_string()), "stage": stage,
             "capture": format!("{:?}", o.capture), "settled": o.settlement.as_ref().map(|s| s.batch.to_string()),
+            "lab": o.lab_name, "lab_paid": o.settlement.as_ref().map(|s| s.lab_paid),
         }));
     }
     Ok(serde_json::json!({ "role": "intermediary", "orders": out }))

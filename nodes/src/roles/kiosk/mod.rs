@@ -537,6 +537,26 @@ impl Kiosk {
         map.insert(id, (tries, tokio::time::Instant::now() + delay));
     }
 
+    /// The intermediary for an order's next attempt: orders are spread over the
+    /// intermediaries by id, and each retry (after an intermediary was unavailable or
+    /// did not answer) goes to the next one. Intermediaries answer a repeated order id
+    /// with the network's first answer, so trying another is safe.
+    async fn intermediary_for(&self, order_id: OrderId) -> Option<crate::net::PeerInfo> {
+        let mut peers = self.node.client.peers_with_role(Role::Intermediary).await;
+        if peers.is_empty() {
+            return None;
+        }
+        peers.sort_by_key(|p| {
+            *blake3::hash(&[&order_id.to_bytes()[..], &p.peer.to_bytes()].concat()).as_bytes()
+        });
+        let tries = {
+            let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+            backoff.get(&order_id).map(|(n, _)| *n).unwrap_or(0)
+        };
+        let i = (tries as usize) % peers.len();
+        Some(peers.swap_remove(i))
+    }
+
     /// One delivery attempt: upload, submit, record a final answer.
     async fn attempt(&self, stored: OrderRequest) {
         let order_id = stored.order_id();
@@ -552,14 +572,7 @@ impl Kiosk {
             self.back_off(order_id, "unsealed");
             return;
         };
-        let Some(peer) = self
-            .node
-            .client
-            .peers_with_role(Role::Intermediary)
-            .await
-            .into_iter()
-            .next()
-        else {
+        let Some(peer) = self.intermediary_for(order_id).await else {
             self.back_off(order_id, "no intermediary is reachable");
             return;
         };

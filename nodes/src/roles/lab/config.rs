@@ -66,6 +66,14 @@ pub struct LabConfig {
     /// How often promised dates are checked against the queue.
     #[serde(default = "default_review_secs")]
     pub review_secs: u64,
+    /// A job is shipped only while its payment hold has at least this long to run (the
+    /// intermediary captures when it hears of the shipment).
+    #[serde(default = "default_ship_margin_secs")]
+    pub ship_margin_secs: u64,
+}
+
+fn default_ship_margin_secs() -> u64 {
+    3600
 }
 
 /// One printer of the lab: a minilab's hot folder or an IPP printer (a CUPS queue).

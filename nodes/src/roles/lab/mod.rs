@@ -22,8 +22,8 @@ use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
 use libp2p::PeerId;
 use printmesh_protocol::capacity::{CapacityModel, Promise};
 use printmesh_protocol::messages::{
-    proto, BatchId, EventKind, OrderLine, Parcel, PrintJob, PrintRequest, PrintResponse, Role,
-    SettleLine, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
+    proto, BatchId, EventKind, HoldTerms, OrderLine, Parcel, PrintJob, PrintRequest, PrintResponse,
+    Role, SettleLine, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::{OrderId, StoreId};
@@ -149,6 +149,13 @@ pub struct Lab {
     lock: tokio::sync::Mutex<()>,
     /// Held for a whole hand-over to the courier.
     shipping: tokio::sync::Mutex<()>,
+    /// Jobs this lab refused at intake (order id → why): the same job sent again, by
+    /// any intermediary, is refused again, so the order can move to another lab.
+    refused: Tree<String>,
+    /// The payment terms of each job that came with them (order id → terms).
+    terms: Tree<HoldTerms>,
+    /// `ship_margin_secs` in milliseconds.
+    ship_margin_ms: i64,
 }
 
 fn day_key(d: NaiveDate) -> String {
@@ -169,6 +176,19 @@ impl Lab {
 
     pub fn now_local(&self) -> NaiveDateTime {
         chrono::Utc::now().with_timezone(&self.offset).naive_local()
+    }
+
+    /// A lab-local time as milliseconds since the epoch.
+    fn ms_of_local(&self, t: NaiveDateTime) -> i64 {
+        t.and_local_timezone(self.offset)
+            .single()
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// When a job's payment must be captured by, if it came with terms.
+    pub fn terms_of(&self, order_id: OrderId) -> Option<HoldTerms> {
+        self.terms.get(order_id.to_bytes()).ok().flatten()
     }
 
     fn local(&self, ms: i64) -> Option<NaiveDateTime> {
@@ -251,15 +271,39 @@ impl Lab {
 
     /// Takes a job from the intermediary `from`, or says why not. Idempotent per
     /// order id.
-    pub async fn intake(&self, job: PrintJob, from: PeerId) -> Result<PrintResponse, StoreError> {
+    pub async fn intake(
+        &self,
+        job: PrintJob,
+        from: PeerId,
+        terms: Option<HoldTerms>,
+    ) -> Result<PrintResponse, StoreError> {
         let order_id = job.order_id;
-        let reject = |reason: String| {
-            tracing::warn!(%order_id, "job rejected: {reason}");
-            Ok(PrintResponse::Rejected { order_id, reason })
-        };
         if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
             return Ok(self.accepted(order_id, &existing));
         }
+        if let Some(reason) = self.refused.get(order_id.to_bytes())? {
+            return Ok(PrintResponse::Rejected { order_id, reason });
+        }
+        match self.take_in(job, from, terms).await? {
+            PrintResponse::Rejected { order_id, reason } => {
+                // Kept, so the job refused here is refused here whoever sends it again.
+                self.refused.insert(order_id.to_bytes(), &reason)?;
+                self.node.db.flush().await?;
+                tracing::warn!(%order_id, "job rejected: {reason}");
+                Ok(PrintResponse::Rejected { order_id, reason })
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn take_in(
+        &self,
+        job: PrintJob,
+        from: PeerId,
+        terms: Option<HoldTerms>,
+    ) -> Result<PrintResponse, StoreError> {
+        let order_id = job.order_id;
+        let reject = |reason: String| Ok(PrintResponse::Rejected { order_id, reason });
         if job.lines.is_empty() || job.lines.len() > proto::MAX_ORDER_LINES {
             return reject(format!("a job needs 1 to {} lines", proto::MAX_ORDER_LINES));
         }
@@ -301,6 +345,20 @@ impl Lab {
             Ok(p) => p,
             Err(e) => return reject(e.to_string()),
         };
+        if let Some(terms) = terms {
+            let route = self.capacity.route(&job.store);
+            let leaves = self.ms_of_local(self.capacity.deadline(route, promise.ship_date));
+            if leaves > terms.pay_by_ms.saturating_sub(self.ship_margin_ms) {
+                let lapses = self
+                    .local(terms.pay_by_ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default();
+                return reject(format!(
+                    "this lab ships it on {}, after the payment can be held (until {lapses})",
+                    promise.ship_date
+                ));
+            }
+        }
         let record = LabJob {
             order_id,
             store: job.store,
@@ -323,14 +381,19 @@ impl Lab {
         }
         let qkey = queue_key(&record);
         let qval = self.queue.encode(&order_id)?;
+        let terms_bytes = terms.map(|t| self.terms.encode(&t)).transpose()?;
         (
             self.jobs.raw(),
             self.calendar.raw(),
             self.queue.raw(),
             self.active.raw(),
+            self.terms.raw(),
         )
-            .transaction(|(jobs, cal, queue, active)| {
+            .transaction(|(jobs, cal, queue, active, terms)| {
                 jobs.insert(&order_id.to_bytes(), job_bytes.clone())?;
+                if let Some(t) = &terms_bytes {
+                    terms.insert(&order_id.to_bytes(), t.clone())?;
+                }
                 for (k, v) in &bookings {
                     cal.insert(k.as_bytes(), v.clone())?;
                 }
@@ -626,6 +689,16 @@ impl Lab {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("this lab has no job {order_id}"))?;
             match &job.status {
+                JobStatus::Printed { .. } | JobStatus::Queued if !self.payment_holds(order_id) => {
+                    let until = self
+                        .terms_of(order_id)
+                        .and_then(|t| self.local(t.expires_at_ms))
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "order {order_id}: its payment hold ends {until}, too soon to ship; it ships once the hold is extended"
+                    ));
+                }
                 JobStatus::Printed { .. } => {}
                 JobStatus::Queued if manual => {
                     self.mark_printed(order_id, "operator").await?;
@@ -725,6 +798,13 @@ impl Lab {
         Ok(lines.join("\n"))
     }
 
+    /// Whether the job's payment can still be captured when the shipment is heard of
+    /// (no terms: a job of the first protocol, always).
+    pub fn payment_holds(&self, order_id: OrderId) -> bool {
+        self.terms_of(order_id)
+            .is_none_or(|t| t.expires_at_ms > now_ms().saturating_add(self.ship_margin_ms))
+    }
+
     /// Every printed job, handed over together.
     pub async fn ship_all_printed(&self) -> Result<String, String> {
         let ids: Vec<OrderId> = self
@@ -732,6 +812,7 @@ impl Lab {
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|j| matches!(j.status, JobStatus::Printed { .. }))
+            .filter(|j| self.payment_holds(j.order_id))
             .map(|j| j.order_id)
             .collect();
         if ids.is_empty() {
@@ -795,6 +876,37 @@ impl Lab {
                 out.insert(job.order_id, why);
             }
         }
+        // Payment: a job must leave while its hold can still be captured.
+        for job in jobs.iter().filter(|j| j.status.is_active()) {
+            let Some(terms) = self.terms_of(job.order_id) else {
+                continue;
+            };
+            let route = self.capacity.route(&job.store);
+            let leaves = self.ms_of_local(self.capacity.deadline(route, job.promise.ship_date));
+            let at = |ms| {
+                self.local(ms)
+                    .map(|t| t.format("%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            };
+            let why = if leaves > terms.pay_by_ms.saturating_sub(self.ship_margin_ms) {
+                Some(format!(
+                    "payment can be held only until {}",
+                    at(terms.pay_by_ms)
+                ))
+            } else if !self.payment_holds(job.order_id) {
+                Some(format!(
+                    "payment hold ends {}: not shipped until extended",
+                    at(terms.expires_at_ms)
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.entry(job.order_id)
+                    .and_modify(|w| *w = format!("{w}; {why}"))
+                    .or_insert(why);
+            }
+        }
         out
     }
 
@@ -845,6 +957,15 @@ impl Lab {
                 continue;
             };
             let order_id = job.order_id;
+            if let Some(terms) = self.terms_of(order_id) {
+                let leaves = self.ms_of_local(self.capacity.deadline(route, ship));
+                if leaves > terms.pay_by_ms.saturating_sub(self.ship_margin_ms) {
+                    // Refuse the new promise rather than ship what cannot be paid.
+                    self.on_payment_gone(order_id, "cannot be held until the prints ship")
+                        .await;
+                    continue;
+                }
+            }
             let was = job.promise.delivery_date;
             let print_day = done.date();
             let mut old_bookings = Vec::new();
@@ -989,8 +1110,9 @@ impl Lab {
                 continue;
             };
             if job.from != payer {
-                tracing::warn!(%order_id, %batch, "paid by an intermediary that did not send the job: ignored");
-                continue;
+                // The acquirer pays the intermediary that captured it, which need not be
+                // the one that sent the job; it pays each order once.
+                tracing::info!(%order_id, %batch, "paid by another intermediary than the one that sent the job");
             }
             if line.amount.amount_minor() <= 0 || line.amount.currency() != total.currency() {
                 tracing::warn!(%order_id, %batch, amount = %line.amount, "a print fee that is not a payment: ignored");
@@ -1016,14 +1138,83 @@ impl Lab {
     }
 
     async fn on_print(&self, inbound: Inbound<PrintProto>) {
-        let (peer, PrintRequest::Job(job), responder) = inbound.into_parts();
-        let order_id = job.order_id;
-        match self.intake(job, peer).await {
+        let (peer, request, responder) = inbound.into_parts();
+        let order_id = request.order_id();
+        let answer = match request {
+            PrintRequest::Job(job) => self.intake(job, peer, None).await,
+            PrintRequest::JobWithTerms { job, terms } => self.intake(job, peer, Some(terms)).await,
+            PrintRequest::Terms { order_id, terms } => self.note_terms(order_id, terms).await,
+        };
+        match answer {
             Ok(r) => responder.respond(r),
             Err(e) => {
                 tracing::error!(%peer, %order_id, "cannot take job: {e}");
                 // No answer: the intermediary's request fails and it retries later.
             }
+        }
+    }
+
+    /// The order's hold was extended: the lab may ship it until the new expiry.
+    async fn note_terms(
+        &self,
+        order_id: OrderId,
+        terms: HoldTerms,
+    ) -> Result<PrintResponse, StoreError> {
+        let _guard = self.lock.lock().await;
+        if self.jobs.get(order_id.to_bytes())?.is_none() {
+            return Ok(PrintResponse::Rejected {
+                order_id,
+                reason: "this lab has no such job".into(),
+            });
+        }
+        let newer = match self.terms.get(order_id.to_bytes())? {
+            Some(t) => t.expires_at_ms < terms.expires_at_ms,
+            None => true,
+        };
+        if newer {
+            self.terms.insert(order_id.to_bytes(), &terms)?;
+            self.node.db.flush().await?;
+            tracing::info!(%order_id, expires_at_ms = terms.expires_at_ms, "payment hold extended");
+        }
+        Ok(PrintResponse::TermsNoted { order_id })
+    }
+
+    /// The payment of an unshipped job was released or lapsed at the acquirer: its
+    /// prints must not leave. It is taken off the queue and the store is told.
+    async fn on_payment_gone(&self, order_id: OrderId, why: &str) {
+        let mut release = Vec::new();
+        let reason = format!("the payment {why}: not shipped");
+        let r = self
+            .update(order_id, |job| match &job.status {
+                JobStatus::Shipped { .. } | JobStatus::Rejected { .. } => {
+                    Err(format!("it is {}", job.status.label()))
+                }
+                _ => {
+                    job.status = JobStatus::Rejected {
+                        reason: reason.clone(),
+                    };
+                    release = job.promise.bookings.clone();
+                    Ok(())
+                }
+            })
+            .await;
+        if r.is_ok() {
+            self.move_bookings(&release, &[]).await;
+            tracing::error!(%order_id, "{reason}");
+            self.node
+                .emit(order_id, EventKind::Rejected { reason })
+                .await;
+        }
+    }
+
+    async fn on_event(&self, event: printmesh_protocol::messages::OrderEvent) {
+        let why = match event.kind {
+            EventKind::Expired => "hold lapsed",
+            EventKind::Voided => "hold was released",
+            _ => return,
+        };
+        if matches!(self.jobs.get(event.order_id.to_bytes()), Ok(Some(_))) {
+            self.on_payment_gone(event.order_id, why).await;
         }
     }
 
@@ -1097,6 +1288,7 @@ impl printmesh_runtime::role::Role for Lab {
                 Printer::new(p, &node.config.name).map_err(NodeError::Role)?,
             ));
         }
+        let node_db = node.db.clone();
         Ok(Arc::new(Lab {
             jobs: node.db.tree("jobs")?,
             calendar: node.db.tree("calendar")?,
@@ -1111,6 +1303,9 @@ impl printmesh_runtime::role::Role for Lab {
             work: tokio::sync::Notify::new(),
             lock: tokio::sync::Mutex::new(()),
             shipping: tokio::sync::Mutex::new(()),
+            refused: node_db.tree("refused")?,
+            terms: node_db.tree("hold_terms")?,
+            ship_margin_ms: (config.ship_margin_secs as i64).saturating_mul(1000),
         }))
     }
 
@@ -1144,8 +1339,10 @@ impl printmesh_runtime::role::Role for Lab {
             RoleEvent::Admin(command, reply) => {
                 let _ = reply.send(self.on_admin(command).await);
             }
+            // A payment released or lapsed stops its prints.
+            RoleEvent::Event(event) => self.on_event(event).await,
             // Its work comes by request, command and its own printers.
-            RoleEvent::Event(_) | RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
+            RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
         }
     }
 }
