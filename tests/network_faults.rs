@@ -349,3 +349,53 @@ fn holds_shorter_than_the_wait_are_kept_alive_and_a_lab_that_would_ship_too_late
     assert_eq!(shipped.len(), 1, "{near_state:#}");
     let _ = bin();
 }
+
+#[test]
+fn a_lab_killed_between_recording_a_shipment_and_announcing_it_announces_it_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new(dir.path(), "resend");
+    let acq_cfg = net.acquirer(3600, 30 * 24 * 3600);
+    let acquirer = net.start("a", Role::Acquirer, &acq_cfg, &[]);
+    let lab_cfg = net.lab("l", "Lab", "");
+    let crash = [("PRINTMESH_CRASH_AT", "lab.shipped-before-event")];
+    let mut lab = net.start("l", Role::Lab, &lab_cfg, &crash);
+    let lab_addr = lab.addrs[0].clone();
+    let peers = [acquirer.addrs[0].as_str(), lab_addr.as_str()];
+    let im_cfg = net.intermediary("i", "Intermediary", &peers, &["Lab"]);
+    let im = net.start("i", Role::Intermediary, &im_cfg, &[]);
+    let kiosk_cfg = net.kiosk(&[&im.addrs[0]]);
+    let answer = order(&kiosk_cfg, None, 60);
+    assert_eq!(answer["outcome"], "approved", "{answer}\n{}", net.logs());
+    let id = answer["order_id"].as_str().unwrap().to_string();
+
+    // The shipment is on the lab's disk; the lab dies before the `Shipped` event.
+    let (ok, text) = run(&["lab", "--config", cfg(&lab_cfg), "ship", &id]);
+    assert!(!ok, "{text}");
+    let status = net.eventually("the lab to crash", 10, || lab.child.try_wait().unwrap());
+    assert!(!status.success());
+    let (ok, text) = run(&["acquirer", "--config", cfg(&acq_cfg), "settle"]);
+    assert!(ok && text.contains("nothing to settle"), "{text}");
+
+    // On restart (same address: the intermediary redials it) the event goes out, the
+    // intermediary captures, and the order is settled.
+    let lab_cfg_text = std::fs::read_to_string(&lab_cfg).unwrap();
+    let port = lab_addr.split('/').nth(4).unwrap().to_string();
+    std::fs::write(
+        &lab_cfg,
+        lab_cfg_text.replace(
+            "/ip4/127.0.0.1/tcp/0",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+        ),
+    )
+    .unwrap();
+    let lab = net.start("l", Role::Lab, &lab_cfg, &[]);
+    net.eventually("the order captured and settled", 60, || {
+        let (ok, text) = run(&["acquirer", "--config", cfg(&acq_cfg), "settle"]);
+        (ok && !text.contains("nothing to settle")).then_some(())
+    });
+    for node in [im, lab, acquirer] {
+        node.stop();
+    }
+    let acq = inspect(&acq_cfg);
+    assert_eq!(auth_of(&acq, &id)["hold"], "captured");
+}

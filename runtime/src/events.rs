@@ -104,6 +104,18 @@ pub struct EventLog {
     certificate: Mutex<Option<Vec<u8>>>,
 }
 
+/// How far back a role looks, on start, for events its records imply but that never
+/// went out (a crash between storing a change and emitting its event).
+pub const RESEND_WINDOW_MS: i64 = 31 * 24 * 3600 * 1000;
+
+/// Two events of the same kind: the same variant (a tracking event's stage counts).
+fn same_kind(a: &EventKind, b: &EventKind) -> bool {
+    match (a, b) {
+        (EventKind::Tracking { stage: x, .. }, EventKind::Tracking { stage: y, .. }) => x == y,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
 impl EventLog {
     pub fn open(db: &Db, keypair: Keypair) -> Result<EventLog, StoreError> {
         let events = db.tree("events")?;
@@ -144,8 +156,10 @@ impl EventLog {
         *self.certificate.lock().unwrap_or_else(|e| e.into_inner()) = Some(certificate);
     }
 
-    /// Records, signs and gossips a new event of ours. Gossip failure (no peers yet)
-    /// is logged, not fatal: the event is in our log either way.
+    /// Records, signs and gossips a new event of ours. The event (and its number) is
+    /// on disk before it goes out: a crash after gossiping it can neither lose it nor
+    /// give its number to another event. Gossip failure (no peers yet) is logged, not
+    /// fatal: peers ask for what they missed (`sync`).
     pub async fn emit(
         &self,
         client: &Client,
@@ -175,12 +189,26 @@ impl EventLog {
             .clone();
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES)?;
         self.record_signed(&event, &frame)?;
+        self.frames
+            .raw()
+            .flush_async()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         // With no peer to gossip to now, the event waits in the log: peers ask for
         // what they missed when they connect (`sync`).
         if let Err(e) = client.publish_event(frame).await {
             tracing::debug!(%order_id, "event not gossiped now: {e}");
         }
         Ok(())
+    }
+
+    /// Whether we emitted an event of this kind (its variant, whatever its details)
+    /// for the order.
+    pub fn emitted(&self, order_id: OrderId, kind: &EventKind) -> Result<bool, EventError> {
+        Ok(self
+            .events_for(order_id)?
+            .iter()
+            .any(|e| e.origin == self.origin && same_kind(&e.kind, kind)))
     }
 
     /// Whether this node has the event (same order, origin and number) already.

@@ -382,6 +382,29 @@ impl Node {
         }
     }
 
+    /// Emits the event unless one of its kind for the order is in our log already:
+    /// for a role that, on start, makes sure every event its records imply went out
+    /// (a crash between a record and its event loses neither). Returns whether it
+    /// emitted.
+    pub async fn ensure_emitted(
+        &self,
+        order_id: printmesh_protocol::OrderId,
+        kind: printmesh_protocol::messages::EventKind,
+    ) -> bool {
+        match self.events.emitted(order_id, &kind) {
+            Ok(true) => false,
+            Ok(false) => {
+                tracing::warn!(%order_id, ?kind, "an event our records imply was never sent: sending it now");
+                self.emit(order_id, kind).await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(%order_id, "cannot read our events: {e}");
+                false
+            }
+        }
+    }
+
     /// Fires when the node stops.
     pub fn stopping(&self) -> Stopping {
         self.stopping.clone()

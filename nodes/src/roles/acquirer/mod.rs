@@ -690,6 +690,41 @@ impl Acquirer {
         .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
+    /// Sends every event the authorisations imply that a crash kept from going out
+    /// (the books are stored before their events are): `Authorised` or `Declined`,
+    /// then `Voided` or `Expired` — the lab stops a job whose payment is gone on them.
+    pub async fn resend_events(&self) -> usize {
+        let horizon = now_ms().saturating_sub(printmesh_runtime::events::RESEND_WINDOW_MS);
+        let mut sent = 0;
+        for (_, r) in self.auths.entries().filter_map(Result::ok) {
+            if r.at_ms < horizon {
+                continue;
+            }
+            let mut kinds = Vec::new();
+            match &r.response {
+                AuthResponse::ApprovedCard { auth_code, .. }
+                | AuthResponse::Approved { auth_code, .. } => kinds.push(EventKind::Authorised {
+                    auth_code: auth_code.clone(),
+                }),
+                AuthResponse::DeclinedCard { code, .. } | AuthResponse::Declined { code, .. } => {
+                    kinds.push(EventKind::Declined { code: *code })
+                }
+                _ => {}
+            }
+            match r.hold {
+                HoldState::Voided => kinds.push(EventKind::Voided),
+                HoldState::Expired => kinds.push(EventKind::Expired),
+                _ => {}
+            }
+            for kind in kinds {
+                if self.node.ensure_emitted(r.order_id, kind).await {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
     /// Releases every hold whose time is up; returns how many.
     pub async fn expire_due(&self) -> usize {
         self.ask(Job::ExpireDue).await.unwrap_or(0)
@@ -1582,6 +1617,8 @@ impl printmesh_runtime::role::Role for Acquirer {
                 }
             });
         }
+        let me = self.clone();
+        tokio::spawn(async move { me.resend_events().await });
         let me = self.clone();
         tokio::spawn(async move {
             let every =

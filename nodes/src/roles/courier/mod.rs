@@ -200,6 +200,38 @@ impl Courier {
         Ok(moved)
     }
 
+    /// Sends the tracking events the manifest implies that a crash kept from going
+    /// out (the manifest is stored first): `PickedUp`, `InTransit`, `Delivered`.
+    pub async fn resend_events(&self) -> usize {
+        let horizon = now_ms().saturating_sub(printmesh_runtime::events::RESEND_WINDOW_MS);
+        let mut sent = 0;
+        for (_, e) in self.manifest.entries().filter_map(Result::ok) {
+            if e.picked_up_ms < horizon {
+                continue;
+            }
+            let id = e.parcel.order_id;
+            let mut kinds = vec![EventKind::Tracking {
+                stage: TrackingStage::PickedUp,
+                courier: self.name(),
+            }];
+            if e.in_transit_ms.is_some() {
+                kinds.push(EventKind::Tracking {
+                    stage: TrackingStage::InTransit,
+                    courier: self.name(),
+                });
+            }
+            if e.stage == Stage::Delivered {
+                kinds.push(EventKind::Delivered);
+            }
+            for kind in kinds {
+                if self.node.ensure_emitted(id, kind).await {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
     pub async fn depart(&self, order_id: Option<OrderId>) -> Result<String, String> {
         let moved = self
             .advance(&[Stage::PickedUp], Stage::InTransit, |e| {
@@ -332,6 +364,8 @@ impl printmesh_runtime::role::Role for Courier {
 
     /// Starts the van's own clock, if the config gives one, until the node stops.
     fn start(self: &Arc<Self>, mut stopping: Stopping) {
+        let me = self.clone();
+        tokio::spawn(async move { me.resend_events().await });
         if self.config.auto_in_transit_secs.is_none() && self.config.auto_deliver_secs.is_none() {
             return;
         }

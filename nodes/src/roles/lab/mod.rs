@@ -785,6 +785,7 @@ impl Lab {
                 tracing::error!(order_id = %p.order_id, "cannot record the shipment: {e}");
                 continue;
             }
+            printmesh_runtime::failpoint::crash_point("lab.shipped-before-event");
             self.node.emit(p.order_id, EventKind::Shipped).await;
             tracing::info!(order_id = %p.order_id, shipment = %shipment, "handed to the courier");
             lines.push(match &via {
@@ -796,6 +797,39 @@ impl Lab {
             });
         }
         Ok(lines.join("\n"))
+    }
+
+    /// Sends every event the jobs imply that a crash kept from going out (a job's
+    /// state is stored before its event is): `Accepted`, `Printed`, `Shipped` — the
+    /// one the intermediary captures on — and `Rejected`. Jobs shipped longer ago than
+    /// the runtime's resend window are left alone.
+    pub async fn resend_events(&self) -> usize {
+        let horizon = now_ms().saturating_sub(printmesh_runtime::events::RESEND_WINDOW_MS);
+        let mut sent = 0;
+        for (_, job) in self.jobs.entries().filter_map(Result::ok) {
+            if job.shipped_at_ms.is_some_and(|t| t < horizon) {
+                continue;
+            }
+            let id = job.order_id;
+            let mut kinds = vec![EventKind::Accepted {
+                delivery_date: job.slipped_from.unwrap_or(job.promise.delivery_date),
+                lab: self.name(),
+            }];
+            match &job.status {
+                JobStatus::Printed { .. } => kinds.push(EventKind::Printed),
+                JobStatus::Shipped { .. } => kinds.extend([EventKind::Printed, EventKind::Shipped]),
+                JobStatus::Rejected { reason } => kinds.push(EventKind::Rejected {
+                    reason: reason.clone(),
+                }),
+                _ => {}
+            }
+            for kind in kinds {
+                if self.node.ensure_emitted(id, kind).await {
+                    sent += 1;
+                }
+            }
+        }
+        sent
     }
 
     /// Whether the job's payment can still be captured when the shipment is heard of
@@ -1309,8 +1343,11 @@ impl printmesh_runtime::role::Role for Lab {
         }))
     }
 
-    /// Starts the printers and the promise review.
+    /// Starts the printers and the promise review, and sends the events a crash kept
+    /// from going out.
     fn start(self: &Arc<Self>, stopping: Stopping) {
+        let lab = self.clone();
+        tokio::spawn(async move { lab.resend_events().await });
         // Renders left half-done by a stop: their jobs are requeued and render again.
         let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
         for (i, _) in self.printers.iter().enumerate() {
