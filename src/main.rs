@@ -516,7 +516,7 @@ async fn demo(
         return Ok(true);
     }
     println!(
-        "printmesh demo: acquirer, lab, courier, intermediary and kiosk on 127.0.0.1; state in {}",
+        "printmesh demo: an acquirer, a courier, two labs, two intermediaries and kiosks in two stores on 127.0.0.1; state in {}",
         data_dir.display()
     );
     let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Headless).await?;
@@ -526,7 +526,7 @@ async fn demo(
     if follow {
         arrived = follow_orders(&net, &approved, Duration::from_secs(120)).await;
         println!(
-            "{arrived} of {} approved orders delivered to the store",
+            "{arrived} of {} approved orders delivered to their store",
             approved.len()
         );
     }

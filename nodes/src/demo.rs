@@ -1,7 +1,9 @@
-//! The whole network in one process: an acquirer, a lab, a courier, an intermediary and
-//! a kiosk, each its own swarm on 127.0.0.1 with its own sled directory, configured
-//! from `fixtures/demo/*.toml` with the ports and data directories swapped for fresh
-//! ones.
+//! The whole network in one process: an acquirer, a courier, two labs, two
+//! intermediaries and a kiosk in each of two stores, each its own swarm on 127.0.0.1
+//! with its own sled directory, configured from `fixtures/demo/*.toml` with the ports,
+//! names and data directories swapped for fresh ones. Each kiosk knows both
+//! intermediaries (orders spread over them), each intermediary both labs (a store's
+//! jobs go to its own lab first).
 //!
 //! Two people the demo has no hardware for are played by tasks: the minilab's
 //! controller (it takes each order out of the lab's hot folder a few seconds after it
@@ -57,19 +59,48 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 pub struct DemoNetwork {
     pub data_dir: PathBuf,
     pub acquirer: Node,
-    pub lab: Node,
+    /// Shibuya Photo Lab, then Kamakura Photo Lab.
+    pub labs: Vec<Node>,
     pub courier: Node,
-    pub intermediary: Node,
+    /// Print Network North, then Print Network South.
+    pub intermediaries: Vec<Node>,
+    /// The first store's kiosk (the one with the screen).
     pub kiosk_node: Node,
     pub kiosk: Arc<Kiosk>,
+    /// Every store's kiosk: the first store's, then the second's.
+    pub kiosks: Vec<(Node, Arc<Kiosk>)>,
     pub cards: Vec<TestCard>,
     pub media_dir: PathBuf,
 }
+
+/// The demo's second lab, intermediary and store.
+const SECOND_LAB: &str = "Kamakura Photo Lab";
+const INTERMEDIARIES: [&str; 2] = ["Print Network North", "Print Network South"];
+const SECOND_STORE: (&str, &str, &str) = (
+    "store-kamakura",
+    "printmesh Kamakura",
+    "Kiosk 1, Kamakura Store",
+);
 
 /// A demo node's config: the test network's (its role's fixture, on 127.0.0.1),
 /// enrolled.
 fn demo_config(net: &TestNet, role: Role, peers: Vec<String>) -> Result<NodeConfig, NodeError> {
     let mut config = net.config(role, peers)?;
+    enrol(&net.dir, &mut config)?;
+    Ok(config)
+}
+
+/// [`demo_config`] for a node named `name` with its data in `DATA_DIR/<folder>`.
+fn demo_config_named(
+    net: &TestNet,
+    role: Role,
+    name: &str,
+    folder: &str,
+    peers: Vec<String>,
+) -> Result<NodeConfig, NodeError> {
+    let mut config = net.config(role, peers)?;
+    config.name = name.to_string();
+    config.data_dir = net.dir.join(folder);
     enrol(&net.dir, &mut config)?;
     Ok(config)
 }
@@ -109,17 +140,29 @@ fn enrol(data_dir: &Path, config: &mut NodeConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Leaves the node's effective config as `DATA_DIR/<role>.toml`, for the operators'
+/// Leaves the node's effective config as `DATA_DIR/<file>.toml`, for the operators'
 /// commands (`printmesh lab --config DATA_DIR/lab.toml console`, …).
-fn leave_config(net: &TestNet, config: &NodeConfig) {
-    if let Err(e) = net.write(config) {
+fn leave_config(net: &TestNet, config: &NodeConfig, file: &str) {
+    let written = net.write(config).and_then(|path| {
+        let to = net.dir.join(format!("{file}.toml"));
+        if path != to {
+            std::fs::rename(&path, &to).map_err(|source| NodeError::DataDir {
+                path: to.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
         tracing::warn!("cannot leave the {} config: {e}", config.role);
     }
 }
 
 impl DemoNetwork {
-    /// Starts the four roles and waits until the kiosk sees an intermediary that sees
-    /// an acquirer and a lab.
+    /// Starts an acquirer, a courier, two labs, two intermediaries (each knowing both
+    /// labs and the acquirer, each store's jobs routed to its own lab first) and a
+    /// kiosk in each of two stores (each knowing both intermediaries), and waits until
+    /// every kiosk sees an intermediary that sees the acquirer and both labs.
     pub async fn start(
         data_dir: &Path,
         fixtures: &Path,
@@ -128,90 +171,172 @@ impl DemoNetwork {
         let net = TestNet::named(data_dir, &format!("printmesh-demo-{}", std::process::id()))
             .with_fixtures(fixtures);
         let acquirer_config = demo_config(&net, Role::Acquirer, vec![])?;
-        leave_config(&net, &acquirer_config);
+        leave_config(&net, &acquirer_config, "acquirer");
         let acquirer = start_role(acquirer_config).await?;
         let courier_config = demo_config(&net, Role::Courier, vec![])?;
-        leave_config(&net, &courier_config);
+        leave_config(&net, &courier_config, "courier");
         let courier = start_role(courier_config).await?;
-        let mut lab_config = demo_config(&net, Role::Lab, vec![addr_of(&courier).await?])?;
-        let hot_folder = data_dir.join("lab-hotfolder");
-        if let Some(l) = lab_config.lab.as_mut() {
-            for p in &mut l.printers {
-                p.hot_folder = Some(hot_folder.clone());
+        let courier_addr = addr_of(&courier).await?;
+
+        let mut labs = Vec::new();
+        for (i, folder) in ["lab", "lab-2"].into_iter().enumerate() {
+            let mut config = demo_config(&net, Role::Lab, vec![courier_addr.clone()])?;
+            if i > 0 {
+                config = demo_config_named(
+                    &net,
+                    Role::Lab,
+                    SECOND_LAB,
+                    folder,
+                    vec![courier_addr.clone()],
+                )?;
             }
-        }
-        leave_config(&net, &lab_config);
-        let lab = start_role(lab_config).await?;
-        tokio::spawn(minilab_controller(
-            hot_folder,
-            data_dir.join("minilab-printed"),
-        ));
-        tokio::spawn(lab_operator(data_dir.join("lab")));
-        let peers = vec![addr_of(&acquirer).await?, addr_of(&lab).await?];
-        let intermediary_config = demo_config(&net, Role::Intermediary, peers)?;
-        leave_config(&net, &intermediary_config);
-        let intermediary = start_role(intermediary_config).await?;
-        let mut kiosk_config = demo_config(&net, Role::Kiosk, vec![addr_of(&intermediary).await?])?;
-        if let Some(k) = kiosk_config.kiosk.as_mut() {
-            // Card data is sealed to this acquirer's key.
-            k.acquirer_key_file = Some(crate::roles::acquirer::seal_pub_path(
-                &data_dir.join("acquirer"),
+            let hot_folder = data_dir.join(format!("{folder}-hotfolder"));
+            if let Some(l) = config.lab.as_mut() {
+                for p in &mut l.printers {
+                    p.hot_folder = Some(hot_folder.clone());
+                }
+            }
+            leave_config(&net, &config, folder);
+            labs.push(start_role(config).await?);
+            tokio::spawn(minilab_controller(
+                hot_folder,
+                data_dir.join(format!("{folder}-minilab-printed")),
             ));
+            tokio::spawn(lab_operator(data_dir.join(folder)));
         }
-        if mode == DemoMode::Screen {
-            let io = |path: &Path| {
-                let path = path.display().to_string();
-                move |source| NodeError::DataDir { path, source }
+        let lab_names: Vec<String> = labs.iter().map(|l| l.config.name.clone()).collect();
+
+        let mut peers = vec![addr_of(&acquirer).await?];
+        for lab in &labs {
+            peers.push(addr_of(lab).await?);
+        }
+        let first_store = {
+            let file = fixtures.join("demo").join("kiosk.toml");
+            NodeConfig::load(&file)?
+                .kiosk
+                .map(|k| k.store.to_string())
+                .unwrap_or_default()
+        };
+        let mut intermediaries = Vec::new();
+        for (i, name) in INTERMEDIARIES.into_iter().enumerate() {
+            let folder = if i == 0 {
+                "intermediary".to_string()
+            } else {
+                format!("intermediary-{}", i + 1)
             };
-            let slot = data_dir.join("slot");
-            if !slot.join("DCIM").is_dir() {
-                copy_dir(&fixtures.join("memory-card"), &slot).map_err(io(&slot))?;
+            let mut config =
+                demo_config_named(&net, Role::Intermediary, name, &folder, peers.clone())?;
+            if let (Some(im), [first, second]) =
+                (config.intermediary.as_mut(), lab_names.as_slice())
+            {
+                // Each store's jobs go to its own lab first, the other lab after.
+                let (first, second) = (first.clone(), second.clone());
+                im.routes = vec![
+                    crate::roles::intermediary::config::LabRoute {
+                        store: first_store.clone(),
+                        labs: vec![first.clone(), second.clone()],
+                    },
+                    crate::roles::intermediary::config::LabRoute {
+                        store: SECOND_STORE.0.to_string(),
+                        labs: vec![second, first],
+                    },
+                ];
             }
-            if let Some(k) = kiosk_config.kiosk.as_mut() {
-                k.media_dir = Some(slot);
-                k.chip_slot = Some(data_dir.join("chip"));
-                k.receipt_printer = Some(crate::roles::kiosk::receipt::PrinterConfig::File {
-                    dir: data_dir.join("printer"),
-                });
-            }
+            leave_config(&net, &config, &folder);
+            intermediaries.push(start_role(config).await?);
         }
-        let kiosk_section = kiosk_config
-            .kiosk
-            .clone()
+        let mut kiosk_peers = Vec::new();
+        for im in &intermediaries {
+            kiosk_peers.push(addr_of(im).await?);
+        }
+
+        let mut kiosks = Vec::new();
+        let mut first_section = None;
+        for i in 0..2 {
+            let mut config = if i == 0 {
+                demo_config(&net, Role::Kiosk, kiosk_peers.clone())?
+            } else {
+                let mut c = net.config(Role::Kiosk, kiosk_peers.clone())?;
+                c.name = SECOND_STORE.2.to_string();
+                c.data_dir = data_dir.join("kiosk-2");
+                if let Some(k) = c.kiosk.as_mut() {
+                    k.store = SECOND_STORE
+                        .0
+                        .parse()
+                        .map_err(|e| NodeError::Role(format!("the demo's second store id: {e}")))?;
+                    k.store_name = SECOND_STORE.1.to_string();
+                }
+                enrol(&net.dir, &mut c)?;
+                c
+            };
+            if let Some(k) = config.kiosk.as_mut() {
+                // Card data is sealed to this acquirer's key.
+                k.acquirer_key_file = Some(crate::roles::acquirer::seal_pub_path(
+                    &data_dir.join("acquirer"),
+                ));
+            }
+            if mode == DemoMode::Screen && i == 0 {
+                let io = |path: &Path| {
+                    let path = path.display().to_string();
+                    move |source| NodeError::DataDir { path, source }
+                };
+                let slot = data_dir.join("slot");
+                if !slot.join("DCIM").is_dir() {
+                    copy_dir(&fixtures.join("memory-card"), &slot).map_err(io(&slot))?;
+                }
+                if let Some(k) = config.kiosk.as_mut() {
+                    k.media_dir = Some(slot);
+                    k.chip_slot = Some(data_dir.join("chip"));
+                    k.receipt_printer = Some(crate::roles::kiosk::receipt::PrinterConfig::File {
+                        dir: data_dir.join("printer"),
+                    });
+                }
+            }
+            if i == 0 {
+                first_section = config.kiosk.clone();
+            }
+            leave_config(&net, &config, if i == 0 { "kiosk" } else { "kiosk-2" });
+            kiosks.push(crate::node::start_kiosk(config).await?);
+        }
+        let kiosk_section = first_section
             .ok_or_else(|| NodeError::Role("kiosk config has no [kiosk] section".into()))?;
-        leave_config(&net, &kiosk_config);
-        let (kiosk_node, kiosk) = crate::node::start_kiosk(kiosk_config).await?;
         let wait = Duration::from_secs(20);
         let net_err = |e: crate::net::NetError| NodeError::Role(e.to_string());
-        intermediary
-            .client
-            .wait_for_role(Role::Acquirer, wait)
-            .await
-            .map_err(net_err)?;
-        intermediary
-            .client
-            .wait_for_role(Role::Lab, wait)
-            .await
-            .map_err(net_err)?;
-        kiosk_node
-            .client
-            .wait_for_role(Role::Intermediary, wait)
-            .await
-            .map_err(net_err)?;
+        for im in &intermediaries {
+            im.client
+                .wait_for_role(Role::Acquirer, wait)
+                .await
+                .map_err(net_err)?;
+            im.client
+                .wait_for_peers(Role::Lab, labs.len(), wait)
+                .await
+                .map_err(net_err)?;
+        }
+        for (node, _) in &kiosks {
+            node.client
+                .wait_for_peers(Role::Intermediary, intermediaries.len(), wait)
+                .await
+                .map_err(net_err)?;
+        }
         let cards_path = kiosk_section
             .cards
             .unwrap_or_else(|| fixtures.join("cards.toml"));
         let media_dir = kiosk_section
             .media_dir
             .unwrap_or_else(|| fixtures.join("memory-card"));
+        let (kiosk_node, kiosk) = kiosks
+            .first()
+            .cloned()
+            .ok_or_else(|| NodeError::Role("no kiosk".into()))?;
         Ok(DemoNetwork {
             data_dir: data_dir.to_path_buf(),
             acquirer,
-            lab,
+            labs,
             courier,
-            intermediary,
+            intermediaries,
             kiosk_node,
             kiosk,
+            kiosks,
             cards: load_cards(&cards_path)?,
             media_dir,
         })
@@ -231,15 +356,17 @@ impl DemoNetwork {
     }
 
     pub async fn shutdown(&self) {
-        for node in [
-            &self.kiosk_node,
-            &self.intermediary,
-            &self.lab,
-            &self.courier,
-            &self.acquirer,
-        ] {
+        for (node, _) in &self.kiosks {
             node.shutdown().await;
         }
+        for node in &self.intermediaries {
+            node.shutdown().await;
+        }
+        for node in &self.labs {
+            node.shutdown().await;
+        }
+        self.courier.shutdown().await;
+        self.acquirer.shutdown().await;
     }
 }
 
@@ -290,11 +417,12 @@ async fn lab_operator(lab_data_dir: PathBuf) {
     }
 }
 
-/// Follows the approved orders until the courier has delivered them to the store,
-/// printing each step as the kiosk hears of it. Returns how many arrived.
+/// Follows the approved orders until the courier has delivered them to their store,
+/// printing each step as the store's kiosk hears of it. `ids` are each order with the
+/// index of its store's kiosk. Returns how many arrived.
 pub async fn follow_orders(
     net: &DemoNetwork,
-    ids: &[printmesh_protocol::OrderId],
+    ids: &[(printmesh_protocol::OrderId, usize)],
     timeout: Duration,
 ) -> usize {
     use printmesh_protocol::order::OrderState;
@@ -302,12 +430,11 @@ pub async fn follow_orders(
         std::collections::HashMap::new();
     let until = tokio::time::Instant::now() + timeout;
     loop {
-        for id in ids {
-            let state = net
-                .kiosk_node
-                .events
-                .state_of(*id)
-                .unwrap_or(OrderState::Draft);
+        for (id, k) in ids {
+            let Some((node, _)) = net.kiosks.get(*k) else {
+                continue;
+            };
+            let state = node.events.state_of(*id).unwrap_or(OrderState::Draft);
             if last.get(id) != Some(&state) {
                 if matches!(
                     state,
@@ -356,13 +483,28 @@ pub fn order_line(o: &KioskOrder) -> String {
     }
 }
 
-/// Places `orders` orders from the fixture memory card, cycling through the test cards
-/// and print sizes; prints one line per answer. Returns the orders answered and the
-/// ids of those approved.
+/// Where an order went: its store, the intermediary that answered and the lab that
+/// prints it.
+pub fn route_line(o: &KioskOrder, intermediary: Option<String>) -> String {
+    let lab = match &o.answer {
+        OrderResponse::Accepted(a) => a.lab.clone(),
+        _ => "no lab".into(),
+    };
+    format!(
+        "      store {}  via {}  printed by {lab}",
+        o.store,
+        intermediary.unwrap_or_else(|| "?".into())
+    )
+}
+
+/// Places `orders` orders from the fixture memory card, the stores' kiosks in turn,
+/// cycling through the test cards and print sizes; prints one line per answer and
+/// where the order went. Returns the orders answered and those approved (with their
+/// kiosk's index).
 pub async fn run_orders(
     net: &DemoNetwork,
     orders: usize,
-) -> Result<(usize, Vec<printmesh_protocol::OrderId>), NodeError> {
+) -> Result<(usize, Vec<(printmesh_protocol::OrderId, usize)>), NodeError> {
     let sizes = [PrintSize::L, PrintSize::TwoL, PrintSize::Kg];
     let mut placed = Vec::with_capacity(orders);
     for i in 0..orders {
@@ -383,23 +525,30 @@ pub async fn run_orders(
         if card.kind == "ic" {
             draft.entry = printmesh_protocol::seal::EntryMode::Chip;
         }
-        let id = net
-            .kiosk
+        let k = i % net.kiosks.len().max(1);
+        let Some((_, kiosk)) = net.kiosks.get(k) else {
+            return Err(NodeError::Role("no kiosk".into()));
+        };
+        let id = kiosk
             .place_order(draft)
             .await
             .map_err(|e| NodeError::Role(e.to_string()))?;
-        placed.push(id);
+        placed.push((id, k));
     }
     let mut answered = 0;
     let mut approved = Vec::new();
-    for id in placed {
-        match net.kiosk.wait_for_answer(id, ANSWER_TIMEOUT).await {
+    for (id, k) in placed {
+        let Some((_, kiosk)) = net.kiosks.get(k) else {
+            continue;
+        };
+        match kiosk.wait_for_answer(id, ANSWER_TIMEOUT).await {
             Ok(order) => {
                 answered += 1;
                 if matches!(order.answer, OrderResponse::Accepted(_)) {
-                    approved.push(id);
+                    approved.push((id, k));
                 }
                 println!("{}", order_line(&order));
+                println!("{}", route_line(&order, kiosk.served_by(id)));
             }
             Err(e) => println!("order {id}  no answer: {e}"),
         }

@@ -142,6 +142,25 @@ impl Client {
         }
     }
 
+    /// Waits until `count` peers of `role` have said hello.
+    pub async fn wait_for_peers(
+        &self,
+        role: Role,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(), NetError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.peers_with_role(role).await.len() >= count {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::NoPeer(role));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The addresses the node listens on (waits until at least one is known).
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
         for _ in 0..200 {

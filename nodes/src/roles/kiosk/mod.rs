@@ -134,6 +134,9 @@ pub struct KioskOrder {
 pub struct Kiosk {
     node: Node,
     config: KioskConfig,
+    /// The intermediary (by name) that gave each order's final answer, while this
+    /// process runs (for the demo's summary and the log).
+    served_by: Mutex<HashMap<OrderId, String>>,
     /// The acquirer's sealing key, once read.
     acquirer_key: Mutex<Option<SealKey>>,
     prices: PriceList,
@@ -409,6 +412,12 @@ impl Kiosk {
         Ok(())
     }
 
+    /// The intermediary that answered the order, if it was answered while this
+    /// process ran.
+    pub fn served_by(&self, id: OrderId) -> Option<String> {
+        self.served_by.lock().ok()?.get(&id).cloned()
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }
@@ -623,6 +632,9 @@ impl Kiosk {
                     return;
                 }
                 final_answer => {
+                    if let Ok(mut m) = self.served_by.lock() {
+                        m.insert(order_id, peer.hello.name.clone());
+                    }
                     if let Err(e) = self.record_answer(submit, final_answer).await {
                         tracing::error!(%order_id, "cannot record the answer: {e}");
                         self.back_off(order_id, "local store failed");
@@ -708,6 +720,7 @@ impl printmesh_runtime::role::Role for Kiosk {
             answered: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
+            served_by: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             pins: Mutex::new(HashMap::new()),
             acquirer_key: Mutex::new(None),
