@@ -1,6 +1,8 @@
 //! `printmesh`: one binary, one role per node, plus the demo and operator tools. This
 //! file only parses the command line and calls into the crates.
 
+mod chaos;
+
 use printmesh_nodes::roles::acquirer::AcquirerCommand;
 use printmesh_nodes::roles::courier::CourierCommand;
 use printmesh_nodes::roles::kiosk::KioskCommand;
@@ -92,6 +94,24 @@ enum Command {
         /// The fixtures directory (memory card, test cards, demo configs).
         #[arg(long)]
         fixtures: Option<PathBuf>,
+    },
+    /// A seeded fault run: a network of separate processes (2 acquirers, 3
+    /// intermediaries, 3 labs, 2 couriers, kiosks in 3 stores), orders placed while
+    /// nodes are killed, paused, crashed at chosen points and lose their disk; then
+    /// every invariant checked from each node's records.
+    Chaos {
+        /// Run this seed only (what a failing run prints to reproduce it).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How many seeds to run (from a random first one).
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Orders each of the three kiosks places.
+        #[arg(long, default_value_t = 4)]
+        orders: usize,
+        /// Keep each seed's nodes, configs and logs under DIR/seed-N.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Memory-card tools for operators.
     Media {
@@ -734,6 +754,15 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             let key = printmesh_nodes::node::identity(&config.data_dir)?;
             println!("{}", key.public().to_peer_id());
         }
+        Command::Chaos {
+            seed,
+            seeds,
+            orders,
+            keep,
+        } => {
+            return tokio::task::spawn_blocking(move || chaos::run(seed, seeds, orders, keep))
+                .await?;
+        }
         Command::Inspect { config } => {
             let config = NodeConfig::load(&config)?;
             let value = printmesh_nodes::roles::inspect(&config)?;
@@ -747,6 +776,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match &cli.command {
         Command::Demo { headless: true, .. }
+        | Command::Chaos { .. }
         | Command::Inspect { .. }
         | Command::Kiosk {
             action: Some(_), ..

@@ -16,7 +16,7 @@ pub mod report;
 pub mod roles;
 pub mod testnet;
 
-pub use printmesh_runtime::{blobs, events, membership, net, role, store, sync};
+pub use printmesh_runtime::{blobs, events, failpoint, membership, net, role, store, sync};
 
 /// The memory card: DCF files, the camera's DPOF order, EXIF (parsed in
 /// `printmesh-formats`).

@@ -820,6 +820,9 @@ impl Acquirer {
             }
             return;
         }
+        if replies.iter().any(|r| matches!(r, Reply::Auth(..))) {
+            printmesh_runtime::failpoint::crash_point("acquirer.stored-before-reply");
+        }
         for reply in replies {
             reply.send();
         }

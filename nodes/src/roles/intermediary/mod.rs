@@ -492,6 +492,7 @@ impl Intermediary {
             AuthResponse::ApprovedCard {
                 auth_code, token, ..
             } => {
+                printmesh_runtime::failpoint::crash_point("intermediary.authorised");
                 order.token = Some(token);
                 order.acquirer = Some(acquirer.to_bytes());
                 order.stage = Stage::Authorised {
@@ -1025,7 +1026,10 @@ impl Intermediary {
             .request::<AuthProto>(peer, AuthRequest::Capture { order_id })
             .await
         {
-            Ok(AuthResponse::Captured { .. }) => Capture::Captured { at_ms: now_ms() },
+            Ok(AuthResponse::Captured { .. }) => {
+                printmesh_runtime::failpoint::crash_point("intermediary.captured");
+                Capture::Captured { at_ms: now_ms() }
+            }
             Ok(AuthResponse::HoldClosed { reason, .. }) => {
                 if reason == printmesh_protocol::wire::auth::CAPTURED_ELSEWHERE {
                     tracing::info!(%order_id, "captured by another intermediary, which bills it");
@@ -1701,6 +1705,7 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
             "token": o.token.map(|t| t.to_string()), "stage": stage,
             "capture": format!("{:?}", o.capture), "settled": o.settlement.as_ref().map(|s| s.batch.to_string()),
             "lab": o.lab_name, "lab_paid": o.settlement.as_ref().map(|s| s.lab_paid),
+            "lab_fee_minor": o.settlement.as_ref().map(|s| s.lab_fee.amount_minor()),
         }));
     }
     Ok(serde_json::json!({ "role": "intermediary", "orders": out }))

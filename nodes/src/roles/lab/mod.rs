@@ -404,6 +404,7 @@ impl Lab {
             .map_err(crate::store::transaction_error)?;
         self.node.db.flush().await?;
         drop(guard);
+        printmesh_runtime::failpoint::crash_point("lab.accepted-before-answer");
         tracing::info!(%order_id, prints, delivery = %promise.delivery_date, "job accepted");
         let kind = EventKind::Accepted {
             delivery_date: promise.delivery_date,
