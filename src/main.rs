@@ -273,6 +273,9 @@ enum KioskAction {
     /// Counter mode without the screen: the customer has collected a delivered order
     /// (the kiosk must be running).
     Collect { order_id: String },
+    /// Give up an order still waiting for its authorisation (the kiosk must be
+    /// running): its hold is released wherever it is, and nothing is charged.
+    Cancel { order_id: String },
     /// Place one order from the memory card in the media slot, wait for the answer,
     /// print it as JSON, and exit.
     Order {
@@ -573,6 +576,14 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         printmesh_nodes::roles::kiosk::run::run(node.clone(), kiosk, None).await;
                     node.shutdown().await;
                     result?;
+                }
+                Some(KioskAction::Cancel { order_id }) => {
+                    let order_id: OrderId = order_id.parse()?;
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&KioskCommand::Cancel { order_id }),
+                        "cancel it",
+                    );
                 }
                 Some(KioskAction::Collect { order_id }) => {
                     let order_id: OrderId = order_id.parse()?;

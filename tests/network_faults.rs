@@ -399,3 +399,102 @@ fn a_lab_killed_between_recording_a_shipment_and_announcing_it_announces_it_on_r
     let acq = inspect(&acq_cfg);
     assert_eq!(auth_of(&acq, &id)["hold"], "captured");
 }
+
+/// Makes a node's config listen on the port it got, so it comes back at the same
+/// address after a restart.
+fn keep_port(config: &Path, addr: &str) {
+    let port = addr.split('/').nth(4).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        text.replace(
+            "/ip4/127.0.0.1/tcp/0",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_authorisation_is_kept_while_the_acquirer_is_down_and_a_cancel_beats_one_that_never_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new(dir.path(), "forward");
+    let acq_cfg = net.acquirer(3600, 30 * 24 * 3600);
+    let mut acquirer = net.start("a", Role::Acquirer, &acq_cfg, &[]);
+    let acq_addr = acquirer.addrs[0].clone();
+    keep_port(&acq_cfg, &acq_addr);
+    let lab_cfg = net.lab("l", "Lab", "");
+    let lab = net.start("l", Role::Lab, &lab_cfg, &[]);
+    let peers = [acq_addr.as_str(), lab.addrs[0].as_str()];
+    let im_cfg = net.intermediary("i", "Intermediary", &peers, &["Lab"]);
+    let im = net.start("i", Role::Intermediary, &im_cfg, &[]);
+    let kiosk_cfg = net.kiosk(&[&im.addrs[0]]);
+
+    // The acquirer is down: the order waits (kept at the intermediary, and in the
+    // kiosk's outbox); the kiosk is gone by the time the acquirer is back, and the
+    // intermediary forwards the authorisation itself.
+    acquirer.child.kill().unwrap();
+    acquirer.child.wait().unwrap();
+    let first = order(&kiosk_cfg, None, 5);
+    assert_eq!(first["outcome"], "pending", "{first}");
+    let first_id = first["order_id"].as_str().unwrap().to_string();
+    let mut acquirer = net.start("a", Role::Acquirer, &acq_cfg, &[]);
+    net.eventually(
+        "the kept authorisation forwarded and the job placed",
+        60,
+        || {
+            lab_jobs(&lab_cfg)
+                .iter()
+                .any(|j| j["order_id"] == first_id.as_str())
+                .then_some(())
+        },
+    );
+
+    // Down again: a second order waits; the store cancels it before the acquirer ever
+    // sees it. The cancel is forwarded until it lands, and the authorisation never
+    // will be approved.
+    acquirer.child.kill().unwrap();
+    acquirer.child.wait().unwrap();
+    let second = order(&kiosk_cfg, None, 5);
+    assert_eq!(second["outcome"], "pending", "{second}");
+    let second_id = second["order_id"].as_str().unwrap().to_string();
+    let kiosk = net.start("k", Role::Kiosk, &kiosk_cfg, &[]);
+    let (ok, text) = run(&["kiosk", "--config", cfg(&kiosk_cfg), "cancel", &second_id]);
+    assert!(ok, "{text}");
+    assert!(text.contains("nothing is charged"), "{text}");
+    let acquirer2 = net.start("a", Role::Acquirer, &acq_cfg, &[]);
+    net.eventually("the cancel confirmed", 60, || {
+        let log = std::fs::read_to_string(dir.path().join("k/kiosk.log")).unwrap_or_default();
+        log.contains("cancel confirmed").then_some(())
+    });
+    drop(acquirer);
+    for node in [kiosk, im, lab, acquirer2] {
+        node.stop();
+    }
+    let acq = inspect(&acq_cfg);
+    assert_eq!(auth_of(&acq, &first_id)["hold"], "held");
+    assert_eq!(auth_of(&acq, &second_id)["hold"], "voided");
+    let jobs = inspect(&lab_cfg)["jobs"].as_array().cloned().unwrap();
+    assert!(
+        jobs.iter().all(|j| j["order_id"] != second_id.as_str()),
+        "a job for the cancelled order: {jobs:?}"
+    );
+    let k = inspect(&kiosk_cfg);
+    assert!(k["outbox"].as_array().unwrap().is_empty(), "{k:#}");
+    let answered = |id: &str| {
+        k["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["order_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(answered(&first_id)["outcome"], "approved");
+    let cancelled = answered(&second_id);
+    assert_eq!(cancelled["outcome"], "rejected", "{cancelled}");
+    assert!(
+        cancelled["reason"].as_str().unwrap().contains("cancelled"),
+        "{cancelled}"
+    );
+}

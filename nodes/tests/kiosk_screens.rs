@@ -53,6 +53,7 @@ fn config(lang: Lang) -> AppConfig {
         idle_timeout_ms: 120_000,
         thanks_timeout_ms: 10_000,
         offline_floor_limit_minor: 0,
+        offline_store_limit_minor: 100_000,
         staff_pin: Some(Redacted("2468".into())),
         demo_cards: cards.iter().map(DemoCard::from_test_card).collect(),
         utc_offset_hours: 9,
@@ -750,6 +751,30 @@ fn offline_credit_is_taken_without_a_pin() {
     k.key(Key::Enter);
     assert_eq!(k.app.screen, Screen::Sending, "no PIN screen offline");
     assert!(k.placed.pop().unwrap().pin.is_none());
+}
+
+#[test]
+fn offline_the_store_takes_no_more_than_its_limit_in_all() {
+    let mut cfg = config(Lang::En);
+    cfg.offline_floor_limit_minor = 1000;
+    cfg.offline_store_limit_minor = 1000;
+    let mut k = Kiosk::new(Lang::En);
+    k.app = App::new(cfg, T0);
+    // Earlier offline orders still wait for their authorisation: this one would
+    // take the store past its limit.
+    k.act(Action::StandingIn(950));
+    k.go_to_method();
+    k.key(Key::Char('1'));
+    assert_eq!(k.app.screen, Screen::Method, "refused");
+    assert!(matches!(k.app.notice, Some(Notice::OfflineOnlyCredit(_))));
+    // Once they are authorised, it is taken.
+    k.act(Action::StandingIn(0));
+    k.key(Key::Char('1'));
+    assert_eq!(k.app.screen, Screen::Card);
+    k.type_text(VISA_SWIPE);
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Sending);
+    assert!(k.placed.pop().unwrap().offline, "marked as taken offline");
 }
 
 #[test]

@@ -1679,3 +1679,171 @@ async fn a_kiosks_backlog_comes_by_sync_at_its_budgets_pace_and_whole() {
         intermediary.events.len()
     );
 }
+
+/// The order's anchor at the acquirer (auth/2): one lab binding per order, moved only
+/// from the lab that refused it and never back; a capture by a second intermediary is
+/// refused (it would bill twice); a hold is extended no further than its last day; a
+/// reversal that overtakes its authorisation makes the authorisation decline.
+#[tokio::test]
+async fn the_acquirer_binds_one_lab_captures_once_extends_within_bounds_and_keeps_reversals() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let mut cfg = config(&dir.path().join("a"), Role::Acquirer, &network, vec![]);
+    if let Some(a) = cfg.acquirer.as_mut() {
+        a.hold_ttl_secs = 60;
+        a.hold_max_secs = 90;
+    }
+    let acquirer = start_role(cfg).await.unwrap();
+    let mut ims = Vec::new();
+    for name in ["i1", "i2"] {
+        let im = client_node(
+            &dir.path().join(name),
+            &network,
+            Role::Intermediary,
+            addr(&acquirer).await,
+        )
+        .await;
+        im.client
+            .wait_for_role(Role::Acquirer, Duration::from_secs(10))
+            .await
+            .unwrap();
+        ims.push(im);
+    }
+    let (i1, i2) = (&ims[0].client, &ims[1].client);
+    let key = acquirer_key(&acquirer);
+    let peer = acquirer.peer_id();
+    let id = OrderId::from_parts(700, 1);
+    let r = i1
+        .request::<AuthProto>(peer, authorise(&key, id, 250))
+        .await
+        .unwrap();
+    assert!(matches!(r, AuthResponse::ApprovedCard { .. }), "{r:?}");
+    let bind = |lab: &[u8], replacing: Option<&[u8]>| AuthRequest::BindLab {
+        order_id: id,
+        lab: lab.to_vec(),
+        lab_name: format!("lab {}", lab[0]),
+        replacing: replacing.map(<[u8]>::to_vec),
+    };
+    let bound = |r: AuthResponse| match r {
+        AuthResponse::LabBound { lab, terms, .. } => (lab, terms),
+        other => panic!("{other:?}"),
+    };
+    let (l1, l2, l3) = ([1u8], [2u8], [3u8]);
+    let (lab, terms) = bound(
+        i1.request::<AuthProto>(peer, bind(&l1, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lab, l1);
+    assert!(
+        terms.pay_by_ms - terms.expires_at_ms <= 30_000 + 1000,
+        "{terms:?}"
+    );
+    // Another intermediary asking for another lab hears the first binding.
+    let (lab, _) = bound(
+        i2.request::<AuthProto>(peer, bind(&l2, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lab, l1);
+    // Replacing a lab that is not the bound one changes nothing.
+    let (lab, _) = bound(
+        i2.request::<AuthProto>(peer, bind(&l2, Some(&l3)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lab, l1);
+    // L1 refused it: it moves to L2, and never back to L1.
+    let (lab, _) = bound(
+        i2.request::<AuthProto>(peer, bind(&l2, Some(&l1)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lab, l2);
+    let (lab, _) = bound(
+        i1.request::<AuthProto>(peer, bind(&l1, Some(&l2)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lab, l2, "never back to a lab that refused it");
+    // Extended, but not past the hold's last day.
+    let r = i1
+        .request::<AuthProto>(peer, AuthRequest::Extend { order_id: id })
+        .await
+        .unwrap();
+    let AuthResponse::Extended {
+        terms: extended, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert!(extended.expires_at_ms >= terms.expires_at_ms);
+    assert!(extended.expires_at_ms <= extended.pay_by_ms);
+    // Captured by I2 (it bills it); I1's capture is refused, not counted twice.
+    let r = i2
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: id })
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::Captured { order_id: id });
+    let r = i1
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: id })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, AuthResponse::HoldClosed { reason, .. } if reason == printmesh_protocol::wire::auth::CAPTURED_ELSEWHERE),
+        "{r:?}"
+    );
+    let r = i2
+        .request::<AuthProto>(peer, AuthRequest::Capture { order_id: id })
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        AuthResponse::Captured { order_id: id },
+        "the capturer's retry"
+    );
+
+    // A reversal before its authorisation: the authorisation, when it comes, declines.
+    let late = OrderId::from_parts(701, 1);
+    let r = i1
+        .request::<AuthProto>(peer, AuthRequest::Void { order_id: late })
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::Voided { order_id: late });
+    let r = i2
+        .request::<AuthProto>(peer, authorise(&key, late, 250))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            AuthResponse::DeclinedCard {
+                code: DeclineCode::DoNotHonour,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(card_state(&acquirer, "1111")["held_minor"], 0);
+    let all = printmesh_nodes::roles::acquirer::inspect(&acquirer.db).unwrap();
+    assert_eq!(all["ledger_balanced"], true);
+}
+
+/// `Status`: the kiosk counts as offline when its intermediary cannot reach an acquirer.
+#[tokio::test]
+async fn an_intermediary_says_whether_it_can_have_a_card_authorised() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = format!("net-{}", rand::random::<u32>());
+    let (_intermediary, kiosk, im) = intermediary_and_kiosk(dir.path(), &network).await;
+    let r = kiosk
+        .client
+        .request::<OrderProto>(im, OrderRequest::Status)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        OrderResponse::Status {
+            can_authorise: false
+        }
+    );
+}

@@ -165,6 +165,12 @@ impl From<StoreId> for String {
 }
 
 impl StoreId {
+    /// Stands for a store not known (a record made before its order arrived, such as
+    /// a reversal that overtook its authorisation).
+    pub fn unknown() -> StoreId {
+        StoreId("unknown".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,5 +1,10 @@
-//! Orders, kiosk → intermediary (`/printmesh/order/1`): submission, the sealed card,
+//! Orders, kiosk → intermediary (`/printmesh/order/2`): submission, the sealed card,
 //! and the one answer the kiosk acts on.
+//!
+//! Version 2 adds `Status` (can an authorisation be had now? the kiosk's stand-in
+//! rules apply when not) and `Cancel` (the kiosk gives up an order: its hold is
+//! reversed wherever it is, before or after it arrives, and the order is never
+//! captured).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -10,9 +15,9 @@ use crate::ids::{AuthCode, BlobId, OrderId, StoreId};
 use crate::money::Money;
 use crate::pinblock::EncryptedPinBlock;
 use crate::pricing::{Fit, PrintSize};
-use crate::seal::SealedCard;
+use crate::seal::{KeyId, SealedCard};
 
-pub const ID: &str = "/printmesh/order/1";
+pub const ID: &str = "/printmesh/order/2";
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 /// Most lines in one order.
@@ -73,15 +78,30 @@ pub enum OrderRequest {
     /// The card (and PIN) sealed to the acquirer's key. The only form accepted since
     /// sealing arrived; the unsealed forms above are refused.
     SubmitSealed(SealedOrder),
+    /// Can this intermediary have a card authorised now ([`OrderResponse::Status`])?
+    Status,
+    /// The kiosk gives the order up (not authorised in time): whatever was held is
+    /// released and the order is never captured. Answered
+    /// [`OrderResponse::Cancelled`] once the acquirer of `key` has it.
+    Cancel {
+        order_id: OrderId,
+        store: StoreId,
+        /// The acquirer key the card was sealed to.
+        key: KeyId,
+        reason: String,
+    },
 }
 
 impl OrderRequest {
+    /// The order asked about (`Status` asks about none: the zero id).
     pub fn order_id(&self) -> OrderId {
         match self {
             OrderRequest::Submit(order) | OrderRequest::SubmitWithPin { order, .. } => {
                 order.order_id
             }
             OrderRequest::SubmitSealed(order) => order.order_id,
+            OrderRequest::Cancel { order_id, .. } => *order_id,
+            OrderRequest::Status => OrderId::from_bytes([0; 16]),
         }
     }
 }
@@ -197,6 +217,10 @@ pub enum OrderResponse {
     },
     /// Not final: a party behind the intermediary is unreachable; submit again later.
     Unavailable { order_id: OrderId, reason: String },
+    /// Whether an authorisation can be had now.
+    Status { can_authorise: bool },
+    /// Final: the order is given up and its hold (if any) released.
+    Cancelled { order_id: OrderId },
 }
 
 impl OrderResponse {
@@ -206,7 +230,9 @@ impl OrderResponse {
             OrderResponse::Declined { order_id, .. }
             | OrderResponse::Rejected { order_id, .. }
             | OrderResponse::MissingBlobs { order_id, .. }
-            | OrderResponse::Unavailable { order_id, .. } => *order_id,
+            | OrderResponse::Unavailable { order_id, .. }
+            | OrderResponse::Cancelled { order_id } => *order_id,
+            OrderResponse::Status { .. } => OrderId::from_bytes([0; 16]),
         }
     }
 
@@ -217,6 +243,7 @@ impl OrderResponse {
             OrderResponse::Accepted(_)
                 | OrderResponse::Declined { .. }
                 | OrderResponse::Rejected { .. }
+                | OrderResponse::Cancelled { .. }
         )
     }
 }
@@ -232,6 +259,10 @@ impl OrderResponse {
             OrderResponse::Rejected { reason, .. } => format!("rejected: {reason}"),
             OrderResponse::MissingBlobs { blobs, .. } => format!("missing {} images", blobs.len()),
             OrderResponse::Unavailable { reason, .. } => format!("unavailable: {reason}"),
+            OrderResponse::Status { can_authorise } => {
+                format!("can authorise: {can_authorise}")
+            }
+            OrderResponse::Cancelled { .. } => "cancelled: nothing is charged".into(),
         }
     }
 }

@@ -971,6 +971,31 @@ impl Acquirer {
             _ => AuthResponse::Voided { order_id },
         };
         let Some(mut record) = view.auth(order_id) else {
+            if to == HoldState::Voided && via.is_some() {
+                // A reversal that overtook its authorisation: kept, so the
+                // authorisation is declined when it arrives.
+                tracing::info!(%order_id, "reversed before its authorisation arrived");
+                view.put_auth(AuthRecord {
+                    order_id,
+                    token: None,
+                    last4: String::new(),
+                    brand: CardBrand::Other,
+                    kind: None,
+                    method: PaymentMethod::Credit,
+                    store: StoreId::unknown(),
+                    amount: Money::new(0, Currency::Jpy),
+                    held: 0,
+                    digest: [0; 32],
+                    response: closed(order_id, "reversed before it arrived"),
+                    hold: HoldState::Voided,
+                    expires_at_ms: 0,
+                    via: via.map(<[u8]>::to_vec).unwrap_or_default(),
+                    at_ms: now,
+                    captured_at_ms: None,
+                    settled: None,
+                });
+                return done;
+            }
             return closed(order_id, "no authorisation for this order");
         };
         match (record.hold, to) {
@@ -1448,6 +1473,14 @@ impl RoleCommand for AcquirerCommand {
 /// whose hold has since been released does not stand again.
 fn replayed(view: &View<'_>, order_id: OrderId, digest: &[u8; 32]) -> Option<AuthResponse> {
     let record = view.auth(order_id)?;
+    // Released (or reversed before it came): declined, whatever it asks.
+    if matches!(record.hold, HoldState::Voided | HoldState::Expired) {
+        return Some(AuthResponse::DeclinedCard {
+            order_id,
+            code: DeclineCode::DoNotHonour,
+            token: record.token.as_ref().map(short_token),
+        });
+    }
     if record.digest != *digest {
         tracing::warn!(%order_id, "order id reused with other details: refused");
         return Some(refused(

@@ -138,6 +138,9 @@ pub struct Intermediary {
     /// Shipped orders this intermediary has no record of (order id → the lab that
     /// shipped, when heard): adopted from the acquirer after [`ADOPT_AFTER`].
     orphans: Tree<(Vec<u8>, i64)>,
+    /// Authorisations kept while no acquirer answered (order id → the sealed order,
+    /// since when), forwarded when one does.
+    forward: Tree<(SealedOrder, i64)>,
     routes: Vec<LabRoute>,
     /// Which acquirer opens which sealing key (learned from their answers).
     acquirer_of_key: std::sync::Mutex<std::collections::HashMap<KeyId, PeerId>>,
@@ -149,6 +152,9 @@ pub struct Intermediary {
 /// How long a shipped order nobody here knows waits for the intermediary that has
 /// it to capture, before this one adopts it.
 pub const ADOPT_AFTER: Duration = Duration::from_secs(10);
+/// How long an authorisation is kept for forwarding before the order is given up (the
+/// payment industry keeps offline payments 24–72 hours).
+pub const FORWARD_FOR: Duration = Duration::from_secs(72 * 3600);
 /// How often a hold is looked at when its lab has not had its new terms.
 const TELL_LAB_AGAIN_MS: i64 = 5_000;
 
@@ -477,7 +483,19 @@ impl Intermediary {
         });
         let (acquirer, answer) = match self.ask_acquirer(submit.card.key_id, request).await {
             Ok(found) => found,
-            Err(reason) => return Ok(Some(unavailable(order_id, reason))),
+            Err(reason) => {
+                // Kept on disk and forwarded when an acquirer can be reached.
+                if !matches!(
+                    self.forward.raw().contains_key(order_id.to_bytes()),
+                    Ok(true)
+                ) {
+                    self.forward
+                        .insert(order_id.to_bytes(), &(submit.clone(), now_ms()))?;
+                    self.node.db.flush().await?;
+                    tracing::info!(%order_id, "no acquirer answers: the authorisation is kept and will be forwarded");
+                }
+                return Ok(Some(unavailable(order_id, reason)));
+            }
         };
         match answer {
             AuthResponse::ApprovedCard { amount, .. } if amount != order.total => {
@@ -515,6 +533,122 @@ impl Intermediary {
                 order_id,
                 format!("the acquirer answered {other:?}"),
             ))),
+        }
+    }
+
+    /// The kiosk gives an order up: its hold is released (a tombstone at the acquirer
+    /// if the authorisation has not arrived there yet, so it never will be approved),
+    /// and the order here, if known, is answered "rejected" and never captured — even
+    /// if a lab took the job (the lab drops a job whose payment was released).
+    /// Answered `Cancelled` once the acquirer has the release.
+    async fn cancel(
+        &self,
+        order_id: OrderId,
+        store: StoreId,
+        key: KeyId,
+        reason: String,
+    ) -> Result<OrderResponse, StoreError> {
+        let _guard = self.locks.lock(order_id).await;
+        let _ = self.forward.remove(order_id.to_bytes());
+        let existing = self.orders.get(order_id.to_bytes())?;
+        if let Some(o) = &existing {
+            if o.store != store {
+                return Ok(OrderResponse::Rejected {
+                    order_id,
+                    reason: "this order id belongs to another store".into(),
+                });
+            }
+            if matches!(o.stage, Stage::Answered(OrderResponse::Declined { .. }))
+                || matches!(o.capture, Capture::Refused { .. })
+            {
+                return Ok(OrderResponse::Cancelled { order_id });
+            }
+            if matches!(o.capture, Capture::Due { .. } | Capture::Captured { .. }) {
+                // Shipped already: the prints exist; the customer pays for them.
+                tracing::error!(%order_id, "a cancel for an order already shipped: refused");
+                return Ok(OrderResponse::Rejected {
+                    order_id,
+                    reason: "the order has shipped; it cannot be cancelled".into(),
+                });
+            }
+        }
+        let acquirer = existing.as_ref().and_then(|o| o.acquirer.clone());
+        let voided = match acquirer {
+            Some(a) => self.void(order_id, &a).await,
+            None => {
+                let request = AuthRequest::Void { order_id };
+                match self.ask_acquirer(key, request).await {
+                    Ok((_, AuthResponse::Voided { .. } | AuthResponse::HoldClosed { .. })) => true,
+                    Ok((_, other)) => {
+                        tracing::warn!(%order_id, "cancel: the acquirer answered {other:?}");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::info!(%order_id, "cancel not delivered yet: {e}");
+                        false
+                    }
+                }
+            }
+        };
+        if !voided {
+            return Ok(unavailable(
+                order_id,
+                "the acquirer cannot be reached to release the hold".into(),
+            ));
+        }
+        if let Some(mut o) = existing {
+            o.stage = Stage::Answered(OrderResponse::Rejected {
+                order_id,
+                reason: format!("cancelled: {reason}"),
+            });
+            o.capture = Capture::Refused {
+                at_ms: now_ms(),
+                reason: format!("cancelled at the kiosk: {reason}"),
+            };
+            self.save(&mut o).await?;
+        }
+        tracing::info!(%order_id, "cancelled at the kiosk ({reason}): the hold is released");
+        Ok(OrderResponse::Cancelled { order_id })
+    }
+
+    /// Authorisations kept while no acquirer could be reached, sent on now that one
+    /// can be (the kiosk may have gone offline meanwhile); the order then continues
+    /// as if it had just arrived. Dropped once answered, or cancelled when kept longer
+    /// than [`FORWARD_FOR`].
+    async fn forward_kept(&self) {
+        if self.forward.is_empty()
+            || self
+                .node
+                .client
+                .peers_with_role(Role::Acquirer)
+                .await
+                .is_empty()
+        {
+            return;
+        }
+        let kept: Vec<(Vec<u8>, (SealedOrder, i64))> =
+            self.forward.entries().filter_map(Result::ok).collect();
+        for (key, (order, since)) in kept {
+            let order_id = order.order_id;
+            if now_ms().saturating_sub(since) > FORWARD_FOR.as_millis() as i64 {
+                let reason = "not authorised in time".to_string();
+                let key_id = order.card.key_id;
+                if let Ok(OrderResponse::Cancelled { .. }) = self
+                    .cancel(order_id, order.store.clone(), key_id, reason)
+                    .await
+                {
+                    let _ = self.forward.remove(&key);
+                }
+                continue;
+            }
+            match self.submit(OrderRequest::SubmitSealed(order), None).await {
+                Ok(answer) if answer.is_final() => {
+                    tracing::info!(%order_id, answer = %answer.summary(), "a kept authorisation was forwarded");
+                    let _ = self.forward.remove(&key);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(%order_id, "forwarding a kept authorisation: {e}"),
+            }
         }
     }
 
@@ -1273,6 +1407,7 @@ impl Intermediary {
     }
 
     async fn retry(self: &Arc<Self>) {
+        self.forward_kept().await;
         self.keep_holds().await;
         self.adopt_orphans().await;
         for order_id in self.work_under(&[CAPTURE_DUE]) {
@@ -1527,7 +1662,34 @@ impl Intermediary {
         let store = inbound.store.clone();
         let (peer, request, responder) = inbound.into_parts();
         let order_id = request.order_id();
-        match self.submit(request, store).await {
+        let answer = match request {
+            OrderRequest::Status => {
+                let can_authorise = !self
+                    .node
+                    .client
+                    .peers_with_role(Role::Acquirer)
+                    .await
+                    .is_empty();
+                Ok(OrderResponse::Status { can_authorise })
+            }
+            OrderRequest::Cancel {
+                order_id,
+                store: order_store,
+                key,
+                reason,
+            } => {
+                if store.as_ref().is_some_and(|s| *s != order_store) {
+                    Ok(OrderResponse::Rejected {
+                        order_id,
+                        reason: "another store's order".into(),
+                    })
+                } else {
+                    self.cancel(order_id, order_store, key, reason).await
+                }
+            }
+            request => self.submit(request, store).await,
+        };
+        match answer {
             Ok(r) => responder.respond(r),
             Err(e) => {
                 tracing::error!(%peer, %order_id, "order failed: {e}");
@@ -1590,6 +1752,13 @@ fn admit(
 ) -> Result<SealedOrder, OrderResponse> {
     let submit = match request {
         OrderRequest::SubmitSealed(order) => order,
+        OrderRequest::Status | OrderRequest::Cancel { .. } => {
+            let order_id = request.order_id();
+            return Err(OrderResponse::Rejected {
+                order_id,
+                reason: "not a submission".into(),
+            });
+        }
         OrderRequest::Submit(o) | OrderRequest::SubmitWithPin { order: o, .. } => {
             tracing::warn!(order_id = %o.order_id, "unsealed card data refused");
             return Err(OrderResponse::Rejected {
@@ -1633,6 +1802,7 @@ impl printmesh_runtime::role::Role for Intermediary {
             holds: node.db.tree("holds")?,
             hold_due: node.db.tree("hold_due")?,
             orphans: node.db.tree("orphans")?,
+            forward: node.db.tree("forward")?,
             routes: config.routes.clone(),
             acquirer_of_key: Default::default(),
             lab_health: Default::default(),

@@ -137,6 +137,8 @@ pub struct AppConfig {
     pub thanks_timeout_ms: i64,
     /// Offline, credit orders up to this amount are taken (0: none).
     pub offline_floor_limit_minor: i64,
+    /// Offline, the store takes at most this much in all, waiting for authorisation.
+    pub offline_store_limit_minor: i64,
     pub staff_pin: Option<Redacted<String>>,
     pub demo_cards: Vec<DemoCard>,
     /// Hours from UTC, for the receipt's local time.
@@ -371,6 +373,8 @@ pub enum Action {
     Network {
         online: bool,
     },
+    /// What the store has taken offline and still waits to have authorised.
+    StandingIn(i64),
     OrderSaved(OrderId),
     Progress(OrderId, UploadProgress),
     OrderAnswered(Box<KioskOrder>),
@@ -392,6 +396,8 @@ pub struct OrderPlan {
     pub entry: EntryMode,
     /// The digits typed on the PIN pad; the runtime seals them with the card at once.
     pub pin: Option<PinPad>,
+    /// Taken offline under the stand-in rules.
+    pub offline: bool,
 }
 
 #[derive(Debug)]
@@ -462,6 +468,8 @@ pub struct App {
     pub last_input_ms: i64,
     pub screen_since_ms: i64,
     pub online: bool,
+    /// What the store has taken offline, not yet authorised (minor units).
+    pub standing_in_minor: i64,
     pub media_present: bool,
     pub media: Media,
     generation: u64,
@@ -488,6 +496,7 @@ impl App {
             last_input_ms: now_ms,
             screen_since_ms: now_ms,
             online: false,
+            standing_in_minor: 0,
             media_present: false,
             media: Media::Empty,
             generation: 0,
@@ -607,6 +616,10 @@ impl App {
             Action::Swipe(swipe) => self.on_swipe(swipe),
             Action::Network { online } => {
                 self.online = online;
+                Vec::new()
+            }
+            Action::StandingIn(minor) => {
+                self.standing_in_minor = minor;
                 Vec::new()
             }
             Action::OrderSaved(id) => self.on_order_saved(id),
@@ -1324,8 +1337,12 @@ impl App {
         self.session.offline = !self.online;
         if self.session.offline {
             let total = self.total();
-            let within =
-                total.is_some_and(|t| t.amount_minor() <= self.cfg.offline_floor_limit_minor);
+            // Per order, and for the store in all while earlier ones wait.
+            let within = total.is_some_and(|t| {
+                t.amount_minor() <= self.cfg.offline_floor_limit_minor
+                    && self.standing_in_minor.saturating_add(t.amount_minor())
+                        <= self.cfg.offline_store_limit_minor
+            });
             let pin_required = self.cfg.pin_pad && self.cfg.credit_pin == CreditPin::Required;
             if method != PaymentMethod::Credit || !within || pin_required {
                 self.notice = Some(if self.cfg.offline_floor_limit_minor > 0 {
@@ -1620,6 +1637,7 @@ impl App {
             card,
             entry,
             pin,
+            offline: self.session.offline,
         }))]
     }
 

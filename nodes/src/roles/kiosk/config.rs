@@ -42,9 +42,19 @@ pub struct KioskConfig {
     /// PIN on credit cards: `required`, `optional` or `never`.
     #[serde(default)]
     pub credit_pin: CreditPin,
-    /// Offline, credit orders up to this amount are still taken (0: none).
+    /// Offline (no authorisation can be had: no intermediary, or none reaches an
+    /// acquirer), credit orders without a PIN up to this amount are still taken, to be
+    /// authorised later (0: none). Never debit or IC cards.
     #[serde(default)]
     pub offline_floor_limit_minor: i64,
+    /// The most the store takes offline in all, waiting for authorisation (default:
+    /// ten times the floor limit).
+    #[serde(default)]
+    pub offline_store_limit_minor: Option<i64>,
+    /// An order not authorised this long after it was taken is given up: its hold is
+    /// reversed wherever it is and the store sees it cancelled.
+    #[serde(default = "default_offline_max_hours")]
+    pub offline_max_hours: u64,
     /// Digits that open counter mode (F9). Without it there is no counter mode.
     pub staff_pin: Option<String>,
     /// The store's time zone, for receipts.
@@ -69,6 +79,18 @@ fn default_thanks_timeout_secs() -> u64 {
     12
 }
 
+fn default_offline_max_hours() -> u64 {
+    72
+}
+
+impl KioskConfig {
+    /// The store-wide offline limit in minor units.
+    pub fn offline_store_limit(&self) -> i64 {
+        self.offline_store_limit_minor
+            .unwrap_or(self.offline_floor_limit_minor.saturating_mul(10))
+    }
+}
+
 fn default_answer_timeout_secs() -> u64 {
     60
 }
@@ -89,6 +111,8 @@ impl KioskConfig {
             answer_timeout_secs: default_answer_timeout_secs(),
             credit_pin: CreditPin::default(),
             offline_floor_limit_minor: 0,
+            offline_store_limit_minor: None,
+            offline_max_hours: default_offline_max_hours(),
             staff_pin: None,
             utc_offset_hours: 0,
             card_reader: CardReaderConfig::default(),
@@ -112,8 +136,14 @@ impl KioskConfig {
                 return Err(format!("kiosk.{name} must be 1 to 86400 seconds"));
             }
         }
-        if self.offline_floor_limit_minor < 0 {
-            return Err("kiosk.offline_floor_limit_minor cannot be negative".into());
+        if self.offline_floor_limit_minor < 0 || self.offline_store_limit() < 0 {
+            return Err(
+                "kiosk.offline_floor_limit_minor and offline_store_limit_minor cannot be negative"
+                    .into(),
+            );
+        }
+        if self.offline_max_hours == 0 {
+            return Err("kiosk.offline_max_hours must be at least 1".into());
         }
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return Err(format!(

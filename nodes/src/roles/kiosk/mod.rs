@@ -151,6 +151,9 @@ pub struct Kiosk {
     /// The sealed requests that carry a PIN, for orders waiting for their answer: in
     /// memory only (see [`Kiosk::place_order`]).
     pins: Mutex<HashMap<OrderId, OrderRequest>>,
+    /// Orders taken offline under the stand-in rules: order id → (when, amount in
+    /// minor units). Their total, while unanswered, is held to the store's limit.
+    stand_in: Tree<(i64, i64)>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -412,6 +415,146 @@ impl Kiosk {
         Ok(())
     }
 
+    /// Records that an order was taken offline (within the stand-in limits): it counts
+    /// against the store's offline total until it is answered.
+    pub async fn mark_stand_in(&self, id: OrderId, total: Money) -> Result<(), KioskError> {
+        self.stand_in
+            .insert(id.to_bytes(), &(now_ms(), total.amount_minor()))?;
+        self.node.db.flush().await?;
+        tracing::info!(order_id = %id, %total, "taken offline: to be authorised when the network allows");
+        Ok(())
+    }
+
+    /// What the store has taken offline and is still waiting to have authorised.
+    pub fn standing_in_minor(&self) -> i64 {
+        self.stand_in
+            .entries()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| matches!(self.outbox.raw().contains_key(k), Ok(true)))
+            .map(|(_, (_, minor))| minor)
+            .sum()
+    }
+
+    /// The total of an order in the outbox.
+    pub fn order_total(&self, id: OrderId) -> Option<Money> {
+        match self.outbox.get(id.to_bytes()).ok()?? {
+            OrderRequest::SubmitSealed(s) => Some(s.total),
+            _ => None,
+        }
+    }
+
+    /// Whether an order was taken offline.
+    pub fn taken_offline(&self, id: OrderId) -> bool {
+        matches!(self.stand_in.raw().contains_key(id.to_bytes()), Ok(true))
+    }
+
+    /// Gives an order up: the store sees it cancelled with `reason` at once, and the
+    /// cancel goes out in its place (forwarded until an intermediary confirms the hold
+    /// released), so it is never charged.
+    pub async fn cancel(&self, id: OrderId, reason: &str) -> Result<(), KioskError> {
+        let Some(OrderRequest::SubmitSealed(submit)) = self.outbox.get(id.to_bytes())? else {
+            return Err(KioskError::Order(format!(
+                "order {id} is not waiting to be sent"
+            )));
+        };
+        let order = KioskOrder {
+            order_id: id,
+            store: submit.store.clone(),
+            placed_at_ms: submit.placed_at_ms,
+            lines: submit.lines.clone(),
+            total: submit.total,
+            method: submit.method,
+            card_last4: submit.card.summary.last4.clone(),
+            card_brand: submit.card.summary.brand,
+            answer: OrderResponse::Rejected {
+                order_id: id,
+                reason: format!("cancelled: {reason}"),
+            },
+            answered_at_ms: now_ms(),
+        };
+        let cancel = OrderRequest::Cancel {
+            order_id: id,
+            store: submit.store.clone(),
+            key: submit.card.key_id,
+            reason: reason.to_string(),
+        };
+        let order_bytes = self.orders.encode(&order)?;
+        let cancel_bytes = self.outbox.encode(&cancel)?;
+        let key = id.to_bytes();
+        (self.orders.raw(), self.outbox.raw())
+            .transaction(|(orders, outbox)| {
+                orders.insert(&key, order_bytes.clone())?;
+                outbox.insert(&key, cancel_bytes.clone())?;
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error)?;
+        self.node.db.flush().await?;
+        if let Ok(mut map) = self.pins.lock() {
+            map.remove(&id);
+        }
+        tracing::warn!(order_id = %id, "cancelled ({reason}): the hold, if any, will be released");
+        self.answered.notify_waiters();
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Orders waiting longer than `offline_max_hours` for their authorisation are
+    /// given up.
+    async fn cancel_overdue(&self) {
+        let max_ms = (self.config.offline_max_hours as i64).saturating_mul(3_600_000);
+        let overdue: Vec<OrderId> = self
+            .outbox
+            .entries()
+            .filter_map(Result::ok)
+            .filter_map(|(_, r)| match r {
+                OrderRequest::SubmitSealed(s)
+                    if now_ms().saturating_sub(s.placed_at_ms) > max_ms =>
+                {
+                    Some(s.order_id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in overdue {
+            let reason = format!(
+                "not authorised within {} hours",
+                self.config.offline_max_hours
+            );
+            if let Err(e) = self.cancel(id, &reason).await {
+                tracing::error!(order_id = %id, "cannot cancel an overdue order: {e}");
+            }
+        }
+    }
+
+    /// Sends a cancel (from the outbox) until an intermediary confirms it.
+    async fn send_cancel(&self, request: OrderRequest) {
+        let order_id = request.order_id();
+        let Some(peer) = self.intermediary_for(order_id).await else {
+            self.back_off(order_id, "no intermediary is reachable for the cancel");
+            return;
+        };
+        match self
+            .node
+            .client
+            .request::<OrderProto>(peer.peer, request)
+            .await
+        {
+            Ok(answer @ (OrderResponse::Cancelled { .. } | OrderResponse::Rejected { .. })) => {
+                if let OrderResponse::Rejected { reason, .. } = &answer {
+                    tracing::error!(%order_id, "the cancel was refused: {reason}");
+                }
+                let _ = self.outbox.remove(order_id.to_bytes());
+                let _ = self.node.db.flush().await;
+                if let Ok(mut map) = self.backoff.lock() {
+                    map.remove(&order_id);
+                }
+                tracing::info!(%order_id, "cancel confirmed: nothing is charged");
+            }
+            Ok(other) => self.back_off(order_id, &other.summary()),
+            Err(e) => self.back_off(order_id, &e.to_string()),
+        }
+    }
+
     /// The intermediary that answered the order, if it was answered while this
     /// process ran.
     pub fn served_by(&self, id: OrderId) -> Option<String> {
@@ -459,7 +602,12 @@ impl Kiosk {
     /// start: the outbox is on disk).
     pub async fn run_outbox(self: Arc<Self>, mut stopping: Stopping) {
         let mut pace = crate::net::Bucket::new();
+        let mut overdue_checked = tokio::time::Instant::now() - Duration::from_secs(3600);
         while !stopping.is_set() {
+            if overdue_checked.elapsed() >= Duration::from_secs(60) {
+                overdue_checked = tokio::time::Instant::now();
+                self.cancel_overdue().await;
+            }
             let mut due: Vec<OrderRequest> = self
                 .outbox
                 .entries()
@@ -576,6 +724,10 @@ impl Kiosk {
             .ok()
             .and_then(|p| p.get(&order_id).cloned())
             .unwrap_or(stored);
+        if matches!(request, OrderRequest::Cancel { .. }) {
+            self.send_cancel(request).await;
+            return;
+        }
         let OrderRequest::SubmitSealed(submit) = &request else {
             tracing::error!(%order_id, "an unsealed order in the outbox cannot be sent");
             self.back_off(order_id, "unsealed");
@@ -629,6 +781,10 @@ impl Kiosk {
                 OrderResponse::MissingBlobs { blobs, .. } => to_send = blobs,
                 OrderResponse::Unavailable { reason, .. } => {
                     self.back_off(order_id, &reason);
+                    return;
+                }
+                OrderResponse::Status { .. } => {
+                    self.back_off(order_id, "the intermediary answered out of turn");
                     return;
                 }
                 final_answer => {
@@ -714,6 +870,7 @@ impl printmesh_runtime::role::Role for Kiosk {
             prices: load_prices(&config.prices)?,
             outbox: node.db.tree("outbox")?,
             orders: node.db.tree("orders")?,
+            stand_in: node.db.tree("stand_in")?,
             node,
             config,
             wake: Notify::new(),
@@ -766,6 +923,11 @@ impl printmesh_runtime::role::Role for Kiosk {
                             .await
                             .map(|()| format!("order {order_id} collected")),
                     ),
+                    KioskCommand::Cancel { order_id } => AdminResponse::from_result(
+                        self.cancel(order_id, "by the store's staff")
+                            .await
+                            .map(|()| format!("order {order_id} cancelled: nothing is charged")),
+                    ),
                 };
                 let _ = reply.send(response);
             }
@@ -781,6 +943,8 @@ impl printmesh_runtime::role::Role for Kiosk {
 pub enum KioskCommand {
     /// The customer has their prints (counter mode without the screen).
     Collect { order_id: OrderId },
+    /// Staff give up an order still waiting for its authorisation: nothing is charged.
+    Cancel { order_id: OrderId },
 }
 
 impl RoleCommand for KioskCommand {

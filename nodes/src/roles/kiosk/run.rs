@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures::StreamExt;
-use printmesh_protocol::messages::Role;
+use printmesh_protocol::messages::{OrderRequest, OrderResponse, Role};
 use ratatui::layout::Size;
 use tokio::sync::mpsc;
 
@@ -71,6 +71,7 @@ fn app_config(node: &Node, kiosk: &Kiosk, demo: Option<&Demo>) -> AppConfig {
         idle_timeout_ms: (k.idle_timeout_secs * 1000) as i64,
         thanks_timeout_ms: (k.thanks_timeout_secs * 1000) as i64,
         offline_floor_limit_minor: k.offline_floor_limit_minor,
+        offline_store_limit_minor: k.offline_store_limit(),
         staff_pin: k.staff_pin.clone().map(super::app::Redacted),
         demo_cards: demo.map(|d| d.cards.clone()).unwrap_or_default(),
         utc_offset_hours: k.utc_offset_hours,
@@ -167,7 +168,7 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         let _ = reader_tx.blocking_send(Msg::App(Action::Swipe(swipe)));
     });
 
-    spawn_network_watch(tx.clone(), node.client.clone());
+    spawn_network_watch(tx.clone(), node.client.clone(), kiosk.clone());
     let loader = thumb_loader(tx.clone());
 
     let mut runtime = Runtime {
@@ -325,17 +326,43 @@ fn spawn_chip_reader(chip_tx: mpsc::Sender<Msg>, slot: PathBuf, reread: Arc<toki
     });
 }
 
-/// The network: is an intermediary reachable?
-fn spawn_network_watch(net_tx: mpsc::Sender<Msg>, client: crate::net::Client) {
+/// The network: can an authorisation be had? Offline is "no": no intermediary is
+/// connected, or none reaches an acquirer (asked with `Status`). And what the store
+/// has taken offline, for the stand-in limits.
+fn spawn_network_watch(net_tx: mpsc::Sender<Msg>, client: crate::net::Client, kiosk: Arc<Kiosk>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut turn = 0usize;
         loop {
             every.tick().await;
-            let online = !client.peers_with_role(Role::Intermediary).await.is_empty();
+            let peers = client.peers_with_role(Role::Intermediary).await;
+            let mut online = false;
+            // One intermediary a second, in turn; the first that can authorise will do.
+            for i in 0..peers.len() {
+                let Some(p) = peers.get((turn + i) % peers.len()) else {
+                    continue;
+                };
+                let asked = client
+                    .request::<crate::net::OrderProto>(p.peer, OrderRequest::Status)
+                    .await;
+                if let Ok(OrderResponse::Status {
+                    can_authorise: true,
+                }) = asked
+                {
+                    online = true;
+                    turn = (turn + i) % peers.len().max(1);
+                    break;
+                }
+            }
+            let standing_in = kiosk.standing_in_minor();
             if net_tx
                 .send(Msg::App(Action::Network { online }))
                 .await
                 .is_err()
+                || net_tx
+                    .send(Msg::App(Action::StandingIn(standing_in)))
+                    .await
+                    .is_err()
             {
                 break;
             }
@@ -542,6 +569,7 @@ impl Runtime {
                 card,
                 entry,
                 pin,
+                offline,
             } = plan;
             // The PIN pad's digits become a PIN that is sealed with the card at once.
             let pin = match pin {
@@ -566,6 +594,14 @@ impl Runtime {
                     return send(Action::OrderFailed(e.to_string())).await;
                 }
             };
+            if offline {
+                let total = kiosk.order_total(id);
+                if let Some(total) = total {
+                    if let Err(e) = kiosk.mark_stand_in(id, total).await {
+                        tracing::error!(order_id = %id, "cannot record the offline order: {e}");
+                    }
+                }
+            }
             send(Action::OrderSaved(id)).await;
             let answer = kiosk.wait_for_answer(id, Duration::from_secs(answer_timeout_secs));
             tokio::pin!(answer);
