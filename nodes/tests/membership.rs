@@ -1033,3 +1033,78 @@ async fn a_peer_that_connects_and_never_greets_is_dropped_after_the_deadline() {
     assert_eq!(lab.client.connections_to(me).await, 0);
     lab.shutdown().await;
 }
+
+/// A foreign libp2p peer that speaks no hello and redials in a loop costs one log
+/// line, then is cut off: its redials are refused, not served a hello each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_redialling_without_a_hello_is_logged_once_and_cut_off() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    log();
+    let dir = tempfile::tempdir().unwrap();
+    let lab = enrolled_lab(dir.path()).await;
+    let mut foreign = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let me = *foreign.local_peer_id();
+    // It takes the lab's hello stream and drops it unanswered: each counted.
+    let hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut incoming = foreign
+        .behaviour()
+        .new_control()
+        .accept(libp2p::StreamProtocol::new(
+            printmesh_protocol::messages::proto::HELLO,
+        ))
+        .unwrap();
+    let counted = hellos.clone();
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let target = lab.addresses().await[0].clone();
+    let mut refused = 0;
+    let mut connected = 0;
+    for _ in 0..12 {
+        foreign.dial(target.clone()).unwrap();
+        // Until this dial ends: closed by the lab (no hello), or refused.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), foreign.select_next_some()).await {
+                Ok(SwarmEvent::ConnectionEstablished { .. }) => connected += 1,
+                Ok(SwarmEvent::ConnectionClosed { .. }) => break,
+                Ok(SwarmEvent::OutgoingConnectionError { .. }) => {
+                    refused += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => panic!("a dial neither closed nor refused"),
+            }
+        }
+    }
+    // Greeted until it had failed its hello more than MAX_FAILED_HELLOS times; after
+    // that its connections are refused before anything is sent.
+    let greeted = hellos.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        greeted,
+        printmesh_nodes::net::MAX_FAILED_HELLOS as usize + 1,
+        "{connected} connections, {refused} refused"
+    );
+    assert_eq!(
+        logged(&["connects again and again without a hello", &me.to_string()]),
+        1
+    );
+    assert!(!lists(&lab, me).await);
+    let _ = refused;
+    lab.shutdown().await;
+}

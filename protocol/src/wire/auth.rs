@@ -101,6 +101,20 @@ pub struct HoldTerms {
     pub pay_by_ms: i64,
 }
 
+impl AuthRequest {
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            AuthRequest::Authorise(a) | AuthRequest::AuthoriseWithPin { auth: a, .. } => a.order_id,
+            AuthRequest::AuthoriseSealed(a) => a.order_id,
+            AuthRequest::Capture { order_id }
+            | AuthRequest::Void { order_id }
+            | AuthRequest::BindLab { order_id, .. }
+            | AuthRequest::Extend { order_id }
+            | AuthRequest::Adopt { order_id } => *order_id,
+        }
+    }
+}
+
 /// An authorisation request whose card data only the acquirer can open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedAuthorise {

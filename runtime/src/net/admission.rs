@@ -18,6 +18,12 @@ pub const CUT_OFF_FOR: Duration = Duration::from_secs(60);
 /// Refused requests and rejected gossip a peer may cause within [`STRIKE_WINDOW`]
 /// before it is cut off.
 pub const MAX_STRIKES: u32 = 100;
+/// Connections a peer may open without completing a hello within
+/// [`HELLO_FAILURE_WINDOW`] before it is cut off (for [`CUT_OFF_FOR`], doubling each
+/// time it does so again, up to [`MAX_HELLO_CUT_OFF`]).
+pub const MAX_FAILED_HELLOS: u32 = 3;
+pub const HELLO_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub const MAX_HELLO_CUT_OFF: Duration = Duration::from_secs(3600);
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Peers (and event origins) whose budgets a node keeps track of at once.
 pub const MAX_ALLOWANCES: usize = 8192;
@@ -197,6 +203,9 @@ pub struct Admission {
     events: HashMap<Vec<u8>, Bucket>,
     cut_off: HashMap<PeerId, Instant>,
     connected: HashSet<PeerId>,
+    /// Per peer: hellos failed in the current window, since when, and how many times
+    /// it was cut off for it.
+    failed_hellos: HashMap<PeerId, (u32, Instant, u32)>,
 }
 
 impl Admission {
@@ -207,6 +216,7 @@ impl Admission {
             events: HashMap::new(),
             cut_off: HashMap::new(),
             connected: HashSet::new(),
+            failed_hellos: HashMap::new(),
         }
     }
 
@@ -316,6 +326,37 @@ impl Admission {
     }
 
     /// The peers whose cut-off is over at `now` (they may connect again).
+    /// A connection of `peer` closed without a hello (it does not speak ours, or
+    /// never answers): a peer that keeps redialling is cut off, longer each time, so
+    /// its redials cost it a refused connection and us nothing more.
+    pub fn hello_failed(&mut self, peer: PeerId, now: Instant) -> Verdict {
+        let entry = bounded_entry(
+            &mut self.failed_hellos,
+            peer,
+            |_, v| now.saturating_duration_since(v.1),
+            || (0, now, 0),
+        );
+        if now.saturating_duration_since(entry.1) > HELLO_FAILURE_WINDOW {
+            entry.0 = 0;
+            entry.1 = now;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        if entry.0 <= MAX_FAILED_HELLOS || self.cut_off.contains_key(&peer) {
+            return Verdict::Refuse(Refusal::Rejected);
+        }
+        entry.0 = 0;
+        entry.2 = entry.2.saturating_add(1);
+        let factor = 2u32.saturating_pow(entry.2.saturating_sub(1).min(16));
+        let cut = CUT_OFF_FOR.saturating_mul(factor).min(MAX_HELLO_CUT_OFF);
+        self.cut_off.insert(peer, now + cut);
+        Verdict::CutOff(Refusal::Rejected)
+    }
+
+    /// How long a peer is cut off, if it is.
+    pub fn cut_off_until(&self, peer: &PeerId) -> Option<Instant> {
+        self.cut_off.get(peer).copied()
+    }
+
     pub fn cut_offs_over(&mut self, now: Instant) -> Vec<PeerId> {
         let over: Vec<PeerId> = self
             .cut_off
@@ -337,6 +378,30 @@ mod tests {
 
     fn admission() -> Admission {
         Admission::new(LimitsConfig::default())
+    }
+
+    #[test]
+    fn a_peer_that_keeps_failing_its_hello_is_cut_off_longer_each_time() {
+        let mut a = admission();
+        let (peer, t0) = (PeerId::random(), Instant::now());
+        for _ in 0..MAX_FAILED_HELLOS {
+            assert_eq!(a.hello_failed(peer, t0), Verdict::Refuse(Refusal::Rejected));
+        }
+        assert_eq!(a.hello_failed(peer, t0), Verdict::CutOff(Refusal::Rejected));
+        assert_eq!(a.cut_off_until(&peer), Some(t0 + CUT_OFF_FOR));
+        // Back after its minute, it fails again: two minutes this time.
+        let t1 = t0 + CUT_OFF_FOR;
+        assert_eq!(a.cut_offs_over(t1), vec![peer]);
+        for _ in 0..MAX_FAILED_HELLOS {
+            a.hello_failed(peer, t1);
+        }
+        assert_eq!(a.hello_failed(peer, t1), Verdict::CutOff(Refusal::Rejected));
+        assert_eq!(a.cut_off_until(&peer), Some(t1 + CUT_OFF_FOR * 2));
+        // A legitimate peer whose hello failed once or twice (a restart) is not.
+        let other = PeerId::random();
+        a.hello_failed(other, t0);
+        a.hello_failed(other, t0 + HELLO_FAILURE_WINDOW + Duration::from_secs(1));
+        assert_eq!(a.cut_off_until(&other), None);
     }
 
     #[test]

@@ -809,8 +809,35 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 // Without a hello the peer is useless to us: drop the connection so a
-                // configured peer is dialled again and greets again.
-                tracing::info!(%peer, "hello failed: {error}; disconnecting");
+                // configured peer is dialled again and greets again. Logged once per
+                // peer and reason; a peer that keeps coming back without a hello is
+                // cut off (its redials are refused, longer each time).
+                let reason = match &error {
+                    request_response::OutboundFailure::DialFailure => "dial failure",
+                    request_response::OutboundFailure::Timeout => "timeout",
+                    request_response::OutboundFailure::ConnectionClosed => "connection closed",
+                    request_response::OutboundFailure::UnsupportedProtocols => {
+                        "it does not speak the hello protocol"
+                    }
+                    request_response::OutboundFailure::Io(_) => "i/o error",
+                };
+                if self
+                    .rejected
+                    .insert(format!("{peer} hello failed {reason}"))
+                {
+                    tracing::info!(%peer, "hello failed ({reason}): {error}; disconnecting");
+                }
+                let verdict = match error {
+                    // Not the peer's doing.
+                    request_response::OutboundFailure::DialFailure => Verdict::Take,
+                    _ => self.admission.hello_failed(peer, Instant::now()),
+                };
+                if let Verdict::CutOff(_) = verdict {
+                    tracing::warn!(%peer, "connects again and again without a hello ({reason}): its connections are refused for a while");
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    self.shut_out(peer);
+                    return;
+                }
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {

@@ -677,7 +677,7 @@ impl Intermediary {
             .map(|peer| {
                 let client = self.node.client.clone();
                 let request = request.clone();
-                async move { (peer, client.request::<AuthProto>(peer, request).await) }
+                async move { (peer, ask_auth(&client, peer, request).await) }
             })
             .collect();
         let mut failure = None;
@@ -787,7 +787,7 @@ impl Intermediary {
             lab_name: candidate.hello.name.clone(),
             replacing,
         };
-        match self.node.client.request::<AuthProto>(peer, request).await {
+        match ask_auth(&self.node.client, peer, request).await {
             Ok(AuthResponse::LabBound {
                 lab,
                 lab_name,
@@ -1001,12 +1001,7 @@ impl Intermediary {
         let Ok(peer) = PeerId::from_bytes(acquirer) else {
             return false;
         };
-        match self
-            .node
-            .client
-            .request::<AuthProto>(peer, AuthRequest::Void { order_id })
-            .await
-        {
+        match self.ask_auth_of(peer, AuthRequest::Void { order_id }).await {
             Ok(AuthResponse::Voided { .. }) => {
                 tracing::info!(%order_id, "hold voided");
                 true
@@ -1155,9 +1150,7 @@ impl Intermediary {
             return;
         };
         let outcome = match self
-            .node
-            .client
-            .request::<AuthProto>(peer, AuthRequest::Capture { order_id })
+            .ask_auth_of(peer, AuthRequest::Capture { order_id })
             .await
         {
             Ok(AuthResponse::Captured { .. }) => {
@@ -1193,6 +1186,14 @@ impl Intermediary {
             Ok(()) => {}
             Err(e) => tracing::error!(%order_id, "cannot record the capture: {e}"),
         }
+    }
+
+    async fn ask_auth_of(
+        &self,
+        peer: PeerId,
+        request: AuthRequest,
+    ) -> Result<AuthResponse, crate::net::NetError> {
+        ask_auth(&self.node.client, peer, request).await
     }
 
     fn hold_watch(&self, order_id: OrderId) -> Option<HoldWatch> {
@@ -1267,12 +1268,7 @@ impl Intermediary {
         let half_way = watch.noted_at_ms + (watch.terms.expires_at_ms - watch.noted_at_ms) / 2;
         if now >= half_way && watch.terms.expires_at_ms < watch.terms.pay_by_ms {
             let request = AuthRequest::Extend { order_id };
-            match self
-                .node
-                .client
-                .request::<AuthProto>(acquirer, request)
-                .await
-            {
+            match self.ask_auth_of(acquirer, request).await {
                 Ok(AuthResponse::Extended { terms, .. }) => {
                     watch = HoldWatch {
                         lab_told: terms == watch.terms && watch.lab_told,
@@ -1349,12 +1345,7 @@ impl Intermediary {
             let mut settled = true;
             for acquirer in &acquirers {
                 let request = AuthRequest::Adopt { order_id };
-                match self
-                    .node
-                    .client
-                    .request::<AuthProto>(acquirer.peer, request)
-                    .await
-                {
+                match self.ask_auth_of(acquirer.peer, request).await {
                     Ok(AuthResponse::Adopted {
                         amount, store, lab, ..
                     }) => {
@@ -1700,6 +1691,28 @@ impl Intermediary {
             }
         }
     }
+}
+
+/// Asks an acquirer, and takes its answer only if it is about the order asked about
+/// (a peer that answers with another order's data is an error, not an answer).
+async fn ask_auth(
+    client: &crate::net::Client,
+    peer: PeerId,
+    request: AuthRequest,
+) -> Result<AuthResponse, crate::net::NetError> {
+    let order_id = request.order_id();
+    let answer = client.request::<AuthProto>(peer, request).await?;
+    if answer.order_id() != order_id {
+        tracing::error!(%order_id, %peer, answered = %answer.order_id(), "the acquirer answered about another order: not taken");
+        return Err(crate::net::NetError::Request {
+            peer,
+            reason: format!(
+                "it answered about order {} when asked about {order_id}",
+                answer.order_id()
+            ),
+        });
+    }
+    Ok(answer)
 }
 
 /// What a lab made of a job.
