@@ -50,6 +50,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Order latencies at the kiosk (placed to final answer), for the answered ones.
     pub latencies: Vec<Duration>,
+    /// How long placing the orders took (the kiosks in parallel).
+    pub order_phase: Duration,
     pub elapsed: Duration,
 }
 
@@ -536,13 +538,16 @@ fn drive_kiosk(
     orders: usize,
     offset: usize,
     seed: u64,
+    paced: bool,
 ) -> (Vec<(String, Duration)>, Vec<String>) {
     let mut rng = StdRng::seed_from_u64(seed ^ (offset as u64).wrapping_mul(0x9e37_79b9));
     let mut answered = Vec::new();
     let mut pending = Vec::new();
     for i in 0..orders {
         // Customers come at their own pace, through the faults.
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..2500)));
+        if paced {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..2500)));
+        }
         let card = CARDS[(i + offset) % CARDS.len()];
         let t = Instant::now();
         let (_, text) = cli(&[
@@ -604,13 +609,29 @@ fn inspect(config: &Path) -> Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// How a run goes: with the seed's faults or none, customers at their own pace or
+/// back to back (for the benchmark).
+#[derive(Clone, Copy)]
+pub struct Mode {
+    pub faults: bool,
+    pub paced: bool,
+}
+
 /// One seeded run in `dir`.
-pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path) -> Result<Outcome> {
+pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> Result<Outcome> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
     let net = Network::start(dir)?;
     // About the time the orders take with no faults.
-    let plan = schedule(&mut rng, &net, (orders_per_kiosk as u64) * 2 + 3);
+    let window = if mode.paced {
+        (orders_per_kiosk as u64) * 2 + 3
+    } else {
+        (orders_per_kiosk as u64).div_ceil(2) + 2
+    };
+    let mut plan = schedule(&mut rng, &net, window);
+    if !mode.faults {
+        plan.clear();
+    }
     let faults: Vec<String> = plan.iter().map(|(at, f)| describe(&net, *at, f)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let fault_thread = {
@@ -640,15 +661,17 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path) -> Result<Outcom
         .enumerate()
         .map(|(k, config)| {
             let config = config.clone();
-            std::thread::spawn(move || drive_kiosk(config, orders_per_kiosk, k, seed))
+            std::thread::spawn(move || drive_kiosk(config, orders_per_kiosk, k, seed, mode.paced))
         })
         .collect();
+    let order_start = Instant::now();
     let mut latencies = Vec::new();
     for d in drivers {
         if let Ok((answered, _)) = d.join() {
             latencies.extend(answered.into_iter().map(|(_, t)| t));
         }
     }
+    let order_phase = order_start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = fault_thread.join();
     let _ = shipper.join();
@@ -704,6 +727,7 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path) -> Result<Outcom
         checked,
         violations,
         latencies,
+        order_phase,
         elapsed: started.elapsed(),
     })
 }
@@ -921,6 +945,62 @@ fn check(net: &Network) -> Result<(Vec<String>, Vec<String>)> {
     Ok((checked, bad))
 }
 
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// `printmesh chaos --bench`: the same seed's orders placed back to back on the same
+/// network twice, with no faults (the floor) and with its faults; orders per second
+/// and latencies of both and their ratio.
+pub fn bench(seed: Option<u64>, orders: usize) -> Result<bool> {
+    let seed = seed.unwrap_or_else(|| u64::from(rand::random::<u32>()));
+    let mut rows = Vec::new();
+    let mut all_clean = true;
+    for faults in [false, true] {
+        let tmp = tempfile::tempdir()?;
+        let o = run_seed(
+            seed,
+            orders,
+            tmp.path(),
+            Mode {
+                faults,
+                paced: false,
+            },
+        )?;
+        let mut l = o.latencies.clone();
+        l.sort();
+        let per_sec = l.len() as f64 / o.order_phase.as_secs_f64().max(0.001);
+        let clean = o.violations.is_empty();
+        all_clean &= clean;
+        println!(
+            "{}: {} of {} orders answered at the kiosk in {:.1} s = {per_sec:.2} orders/s; latency p50 {:.2} s, p99 {:.2} s; {} faults; invariants {}",
+            if faults { "with faults" } else { "no faults  " },
+            l.len(),
+            o.orders,
+            o.order_phase.as_secs_f64(),
+            percentile(&l, 0.5).as_secs_f64(),
+            percentile(&l, 0.99).as_secs_f64(),
+            o.faults.len(),
+            if clean { "hold".to_string() } else { format!("VIOLATED: {:?}", o.violations) }
+        );
+        for f in &o.faults {
+            println!("    {f}");
+        }
+        rows.push((per_sec, percentile(&l, 0.99)));
+    }
+    if let [(base_rate, base_p99), (rate, p99)] = rows.as_slice() {
+        println!(
+            "seed {seed}: throughput with faults {:.2}x the no-fault floor; p99 latency {:.2}x",
+            rate / base_rate.max(f64::MIN_POSITIVE),
+            p99.as_secs_f64() / base_p99.as_secs_f64().max(f64::MIN_POSITIVE)
+        );
+    }
+    Ok(all_clean)
+}
+
 /// `printmesh chaos`: the seeds given, one after another. True when all ran clean.
 pub fn run(seed: Option<u64>, seeds: usize, orders: usize, keep: Option<PathBuf>) -> Result<bool> {
     let list: Vec<u64> = match seed {
@@ -946,7 +1026,11 @@ pub fn run(seed: Option<u64>, seeds: usize, orders: usize, keep: Option<PathBuf>
             None => tmp.path().to_path_buf(),
         };
         println!("seed {seed}: {} orders; faults:", orders * 3);
-        let outcome = run_seed(*seed, orders, &dir)?;
+        let mode = Mode {
+            faults: true,
+            paced: true,
+        };
+        let outcome = run_seed(*seed, orders, &dir, mode)?;
         for f in &outcome.faults {
             println!("  {f}");
         }

@@ -112,6 +112,10 @@ enum Command {
         /// Keep each seed's nodes, configs and logs under DIR/seed-N.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Benchmark: the seed's orders back to back with no faults, then with its
+        /// faults; orders per second and latency of both, and the ratio.
+        #[arg(long)]
+        bench: bool,
     },
     /// Memory-card tools for operators.
     Media {
@@ -770,9 +774,16 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             seeds,
             orders,
             keep,
+            bench,
         } => {
-            return tokio::task::spawn_blocking(move || chaos::run(seed, seeds, orders, keep))
-                .await?;
+            return tokio::task::spawn_blocking(move || {
+                if bench {
+                    chaos::bench(seed, orders)
+                } else {
+                    chaos::run(seed, seeds, orders, keep)
+                }
+            })
+            .await?;
         }
         Command::Inspect { config } => {
             let config = NodeConfig::load(&config)?;

@@ -198,10 +198,12 @@ impl DemoNetwork {
             }
             leave_config(&net, &config, folder);
             labs.push(start_role(config).await?);
-            tokio::spawn(minilab_controller(
-                hot_folder,
-                data_dir.join(format!("{folder}-minilab-printed")),
-            ));
+            let printed = if i == 0 {
+                "minilab-printed".to_string()
+            } else {
+                format!("{folder}-minilab-printed")
+            };
+            tokio::spawn(minilab_controller(hot_folder, data_dir.join(printed)));
             tokio::spawn(lab_operator(data_dir.join(folder)));
         }
         let lab_names: Vec<String> = labs.iter().map(|l| l.config.name.clone()).collect();
