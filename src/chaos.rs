@@ -3,8 +3,10 @@
 //! A network of 2 acquirers, 3 intermediaries, 3 labs, 2 couriers and kiosks in 3
 //! stores is started on 127.0.0.1; orders are placed at the kiosks while a schedule the
 //! seed chooses kills nodes (`kill -9`), pauses them (SIGSTOP/SIGCONT), makes them crash
-//! at named points (`PRINTMESH_CRASH_AT`) and loses an intermediary's database for
-//! good. Then the faults stop, every node is brought back, the kiosks' outboxes drain,
+//! at named points (`PRINTMESH_CRASH_AT`), loses an intermediary's database for good,
+//! cuts or slows the link between two chosen nodes (every intermediary reaches each
+//! acquirer and lab, and every kiosk each intermediary, through a TCP proxy of its own)
+//! and runs a node with its clock 8 days ahead (libfaketime, when installed). Then the faults stop, every node is brought back, the kiosks' outboxes drain,
 //! the labs ship, the acquirers settle, and every invariant of the network is checked
 //! from each node's own records (`printmesh inspect`). A failing seed is reproduced
 //! with `printmesh chaos --seed N`.
@@ -14,10 +16,11 @@
 #![allow(clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +58,123 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+/// This binary, for the node processes: `/proc/self/exe` where there is one, which
+/// still starts this very build if the file is replaced during a run (a rebuild).
+fn exe() -> std::io::Result<PathBuf> {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        return Ok(proc_self);
+    }
+    std::env::current_exe()
+}
+
+/// Where Debian's libfaketime is, for running a node with its clock ahead.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A TCP proxy standing for one link (`from` dials `to` through it): it can cut the
+/// link (connections closed, new ones refused) or slow it (a delay on every chunk).
+struct Link {
+    from: String,
+    to: String,
+    port: u16,
+    cut: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Link {
+    fn start(from: &str, to: &str, target_port: u16) -> Result<Link> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (c, d) = (cut.clone(), delay_ms.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue;
+                };
+                let _ = pipe(client, server, c.clone(), d.clone());
+            }
+        });
+        Ok(Link {
+            from: from.to_string(),
+            to: to.to_string(),
+            port,
+            cut,
+            delay_ms,
+        })
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::Relaxed);
+        self.delay_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Copies both ways until either side closes or the link is cut.
+fn pipe(a: TcpStream, b: TcpStream, cut: Arc<AtomicBool>, delay: Arc<AtomicU64>) -> Result<()> {
+    for (mut from, mut to) in [(a.try_clone()?, b.try_clone()?), (b, a)] {
+        let (cut, delay) = (cut.clone(), delay.clone());
+        from.set_read_timeout(Some(Duration::from_millis(100)))?;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if cut.load(Ordering::Relaxed) {
+                    break;
+                }
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let ms = delay.load(Ordering::Relaxed);
+                        if ms > 0 {
+                            std::thread::sleep(Duration::from_millis(ms));
+                        }
+                        if to.write_all(buf.get(..n).unwrap_or_default()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
+    Ok(())
+}
+
+/// `addr` (…/tcp/PORT/p2p/ID) with another port.
+fn via_port(addr: &str, port: u16) -> String {
+    let parts: Vec<&str> = addr.split('/').collect();
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 4 {
+                port.to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.split('/')
+        .nth(4)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
 /// One node process of the run.
 struct Proc {
     name: String,
@@ -64,6 +184,8 @@ struct Proc {
     addr: String,
     child: Option<Child>,
     stopped: bool,
+    /// Running with its clock ahead.
+    skewed: bool,
 }
 
 impl Proc {
@@ -73,11 +195,16 @@ impl Proc {
 
     /// Starts the node and waits for its `ready` line; `crash` arms a crash point.
     fn start(&mut self, crash: Option<&str>) -> Result<()> {
+        self.start_with(crash, None)
+    }
+
+    /// [`Proc::start`], with the node's clock `ahead` (libfaketime) if given.
+    fn start_with(&mut self, crash: Option<&str>, ahead: Option<&str>) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log())?;
-        let mut command = Command::new(std::env::current_exe()?);
+        let mut command = Command::new(exe()?);
         command
             .args([self.role.name(), "--config"])
             .arg(&self.config)
@@ -86,6 +213,16 @@ impl Proc {
             .stderr(log);
         if let Some(point) = crash {
             command.env(printmesh_nodes::failpoint::CRASH_AT, point);
+        }
+        self.skewed = false;
+        if let Some(ahead) = ahead {
+            // The wall clock only: timers (the monotonic clock) run as they do.
+            command
+                .env("LD_PRELOAD", FAKETIME)
+                .env("FAKETIME", ahead)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_NO_CACHE", "1");
+            self.skewed = true;
         }
         let mut child = command.spawn().context("start a node")?;
         let stdout = child.stdout.take().context("node stdout")?;
@@ -167,7 +304,7 @@ impl Drop for Proc {
 
 /// Runs `printmesh ARGS…`: whether it succeeded, and its stdout and stderr.
 fn cli(args: &[&str]) -> (bool, String) {
-    let Ok(exe) = std::env::current_exe() else {
+    let Ok(exe) = exe() else {
         return (false, "no executable".into());
     };
     match Command::new(exe)
@@ -196,9 +333,21 @@ struct Network {
     network: String,
     nodes: Vec<Arc<Mutex<Proc>>>,
     kiosks: Vec<PathBuf>,
+    links: Vec<Arc<Link>>,
 }
 
 impl Network {
+    /// The peers `from` dials, each through a link of its own.
+    fn linked(&mut self, from: &str, to: &[(String, String)]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (name, addr) in to {
+            let link = Link::start(from, name, port_of(addr))?;
+            out.push(via_port(addr, link.port));
+            self.links.push(Arc::new(link));
+        }
+        Ok(out)
+    }
+
     fn config(
         &self,
         folder: &str,
@@ -229,6 +378,7 @@ impl Network {
             addr: String::new(),
             child: None,
             stopped: false,
+            skewed: false,
         };
         proc.start(None)?;
         // The node keeps its port across restarts, so its peers find it again.
@@ -266,18 +416,15 @@ impl Network {
             network: format!("chaos-{}", std::process::id()),
             nodes: Vec::new(),
             kiosks: Vec::new(),
+            links: Vec::new(),
         };
         let cards = fx.join("cards.toml");
         let mut acquirers = Vec::new();
         for i in 1..=2 {
             let section = format!("[acquirer]\ncards = \"{}\"", cards.display());
-            acquirers.push(net.add(
-                &format!("a{i}"),
-                Role::Acquirer,
-                &format!("Acquirer {i}"),
-                vec![],
-                &section,
-            )?);
+            let name = format!("Acquirer {i}");
+            let addr = net.add(&format!("a{i}"), Role::Acquirer, &name, vec![], &section)?;
+            acquirers.push((name, addr));
         }
         let mut couriers = Vec::new();
         for i in 1..=2 {
@@ -293,18 +440,22 @@ impl Network {
         let mut labs = Vec::new();
         for i in 1..=3 {
             let section = "[lab]\nprints_per_day = 10000\ncutoff_hour = 24\ncourier_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\ntransit_days = 1\nutc_offset_hours = 9\nship_margin_secs = 2";
-            labs.push(net.add(
+            let name = format!("Lab {i}");
+            let addr = net.add(
                 &format!("l{i}"),
                 Role::Lab,
-                &format!("Lab {i}"),
+                &name,
                 couriers.clone(),
                 section,
-            )?);
+            )?;
+            labs.push((name, addr));
         }
         let mut intermediaries = Vec::new();
         for i in 1..=3usize {
-            let mut peers = acquirers.clone();
-            peers.extend(labs.iter().cloned());
+            let name = format!("Intermediary {i}");
+            let mut targets = acquirers.clone();
+            targets.extend(labs.iter().cloned());
+            let peers = net.linked(&name, &targets)?;
             // Store s prefers lab s, then the next.
             let mut routes = String::new();
             for s in 1..=3usize {
@@ -318,13 +469,8 @@ impl Network {
                 "[intermediary]\nprices = \"{}\"{routes}",
                 fx.join("demo/prices.toml").display()
             );
-            intermediaries.push(net.add(
-                &format!("i{i}"),
-                Role::Intermediary,
-                &format!("Intermediary {i}"),
-                peers,
-                &section,
-            )?);
+            let addr = net.add(&format!("i{i}"), Role::Intermediary, &name, peers, &section)?;
+            intermediaries.push((name, addr));
         }
         for s in 1..=3usize {
             // Stores 1 and 2 seal card data to acquirer 1, store 3 to acquirer 2.
@@ -336,13 +482,9 @@ impl Network {
                 cards.display(),
                 dir.join(acquirer).join("acquirer/seal.pub").display()
             );
-            let config = net.config(
-                &format!("k{s}"),
-                Role::Kiosk,
-                &format!("Kiosk {s}"),
-                intermediaries.clone(),
-                &section,
-            )?;
+            let name = format!("Kiosk {s}");
+            let peers = net.linked(&name, &intermediaries)?;
+            let config = net.config(&format!("k{s}"), Role::Kiosk, &name, peers, &section)?;
             net.kiosks.push(config);
         }
         Ok(net)
@@ -352,10 +494,37 @@ impl Network {
 /// One fault of the schedule, at `at` seconds into the order phase.
 #[derive(Clone, Debug)]
 enum Fault {
-    Kill { node: usize, down_secs: u64 },
-    Pause { node: usize, secs: u64 },
-    Crash { node: usize, point: &'static str },
-    LoseDisk { node: usize },
+    Kill {
+        node: usize,
+        down_secs: u64,
+    },
+    Pause {
+        node: usize,
+        secs: u64,
+    },
+    Crash {
+        node: usize,
+        point: &'static str,
+    },
+    LoseDisk {
+        node: usize,
+    },
+    /// The link is cut (connections closed, redials refused) for a while.
+    Partition {
+        link: usize,
+        secs: u64,
+    },
+    /// Every chunk on the link waits `ms` for a while.
+    Slow {
+        link: usize,
+        ms: u64,
+        secs: u64,
+    },
+    /// The node restarts with its wall clock `days` ahead (until healing).
+    Clock {
+        node: usize,
+        days: u64,
+    },
 }
 
 fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
@@ -366,16 +535,34 @@ fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
     for _ in 0..count {
         let at = rng.gen_range(1..secs.max(2));
         let node = rng.gen_range(0..n);
-        let fault = match rng.gen_range(0..10) {
-            0..=2 => Fault::Kill {
+        let fault = match rng.gen_range(0..13) {
+            0..=1 => Fault::Kill {
                 node,
                 down_secs: rng.gen_range(1..6),
             },
-            3..=4 => Fault::Pause {
+            2 => Fault::Pause {
                 node,
                 secs: rng.gen_range(1..6),
             },
-            5..=8 => {
+            9..=10 => Fault::Partition {
+                link: rng.gen_range(0..net.links.len().max(1)),
+                secs: rng.gen_range(2..10),
+            },
+            11 => Fault::Slow {
+                link: rng.gen_range(0..net.links.len().max(1)),
+                ms: rng.gen_range(50..400),
+                secs: rng.gen_range(2..10),
+            },
+            12 if Path::new(FAKETIME).exists() => {
+                let candidates: Vec<usize> = (0..n)
+                    .filter(|i| matches!(role_of(*i), Some(Role::Lab | Role::Intermediary)))
+                    .collect();
+                let Some(&node) = candidates.choose(rng) else {
+                    continue;
+                };
+                Fault::Clock { node, days: 8 }
+            }
+            3..=6 => {
                 let Some(&(point, role)) = CRASH_POINTS.choose(rng) else {
                     continue;
                 };
@@ -385,7 +572,7 @@ fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
                 };
                 Fault::Crash { node, point }
             }
-            _ => {
+            7..=8 => {
                 let candidates: Vec<usize> = (0..n)
                     .filter(|i| role_of(*i) == Some(Role::Intermediary))
                     .collect();
@@ -394,6 +581,7 @@ fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
                 };
                 Fault::LoseDisk { node }
             }
+            _ => continue,
         };
         out.push((at, fault));
     }
@@ -408,12 +596,32 @@ fn describe(net: &Network, at: u64, f: &Fault) -> String {
             .and_then(|p| p.lock().ok().map(|p| p.name.clone()))
             .unwrap_or_default()
     };
+    let link_name = |i: usize| {
+        net.links
+            .get(i)
+            .map(|l| (l.from.clone(), l.to.clone()))
+            .unwrap_or_default()
+    };
     match f {
         Fault::Kill { node, down_secs } => {
             format!("{at:>3}s kill -9 {} (down {down_secs}s)", name(*node))
         }
         Fault::Pause { node, secs } => format!("{at:>3}s SIGSTOP {} for {secs}s", name(*node)),
         Fault::Crash { node, point } => format!("{at:>3}s {} crashes at {point}", name(*node)),
+        Fault::Partition { link, secs } => format!(
+            "{at:>3}s {} cut off from {} for {secs}s",
+            link_name(*link).0,
+            link_name(*link).1
+        ),
+        Fault::Slow { link, ms, secs } => format!(
+            "{at:>3}s {} → {} slowed by {ms} ms a chunk for {secs}s",
+            link_name(*link).0,
+            link_name(*link).1
+        ),
+        Fault::Clock { node, days } => format!(
+            "{at:>3}s {} runs with its clock {days} days ahead",
+            name(*node)
+        ),
         Fault::LoseDisk { node } => format!(
             "{at:>3}s {} killed, its database lost for good",
             name(*node)
@@ -422,7 +630,12 @@ fn describe(net: &Network, at: u64, f: &Fault) -> String {
 }
 
 /// Carries out the schedule (in its own thread) until `stop`; restarts what it killed.
-fn run_faults(nodes: Vec<Arc<Mutex<Proc>>>, plan: Vec<(u64, Fault)>, stop: Arc<AtomicBool>) {
+fn run_faults(
+    nodes: Vec<Arc<Mutex<Proc>>>,
+    links: Vec<Arc<Link>>,
+    plan: Vec<(u64, Fault)>,
+    stop: Arc<AtomicBool>,
+) {
     let t0 = Instant::now();
     let wait_until = |at: u64| {
         while t0.elapsed() < Duration::from_secs(at) {
@@ -441,7 +654,24 @@ fn run_faults(nodes: Vec<Arc<Mutex<Proc>>>, plan: Vec<(u64, Fault)>, stop: Arc<A
             Fault::Kill { node, .. }
             | Fault::Pause { node, .. }
             | Fault::Crash { node, .. }
-            | Fault::LoseDisk { node } => *node,
+            | Fault::LoseDisk { node }
+            | Fault::Clock { node, .. } => *node,
+            Fault::Partition { link, secs } => {
+                if let Some(l) = links.get(*link) {
+                    l.cut.store(true, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_secs(*secs));
+                    l.cut.store(false, Ordering::Relaxed);
+                }
+                continue;
+            }
+            Fault::Slow { link, ms, secs } => {
+                if let Some(l) = links.get(*link) {
+                    l.delay_ms.store(*ms, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_secs(*secs));
+                    l.delay_ms.store(0, Ordering::Relaxed);
+                }
+                continue;
+            }
         };
         let Some(proc) = nodes.get(node).cloned() else {
             continue;
@@ -473,6 +703,13 @@ fn run_faults(nodes: Vec<Arc<Mutex<Proc>>>, plan: Vec<(u64, Fault)>, stop: Arc<A
                     let _ = p.start(Some(point));
                 }
             }
+            Fault::Clock { days, .. } => {
+                if let Ok(mut p) = proc.lock() {
+                    p.stop();
+                    let _ = p.start_with(None, Some(&format!("+{days}d")));
+                }
+            }
+            Fault::Partition { .. } | Fault::Slow { .. } => {}
             Fault::LoseDisk { .. } => {
                 if let Ok(mut p) = proc.lock() {
                     p.kill9();
@@ -489,11 +726,18 @@ fn run_faults(nodes: Vec<Arc<Mutex<Proc>>>, plan: Vec<(u64, Fault)>, stop: Arc<A
 
 /// Brings back every node that is down or paused (armed crash points disarmed).
 fn heal(net: &Network) {
+    for link in &net.links {
+        link.heal();
+    }
     for node in &net.nodes {
         if let Ok(mut p) = node.lock() {
             if p.stopped {
                 p.signal("-CONT");
                 p.stopped = false;
+            }
+            if p.skewed {
+                // Its clock put right (as NTP would).
+                p.stop();
             }
             if !p.alive() {
                 p.kill9();
@@ -580,7 +824,7 @@ fn drive_kiosk(
 /// Runs a kiosk's node (headless) for a while so its outbox drains; returns what is
 /// left in it.
 fn drain_kiosk(config: &Path, secs: u64) -> Result<usize> {
-    let exe = std::env::current_exe()?;
+    let exe = exe()?;
     let folder = config.parent().context("kiosk folder")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -636,8 +880,9 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
     let stop = Arc::new(AtomicBool::new(false));
     let fault_thread = {
         let nodes = net.nodes.clone();
+        let links = net.links.clone();
         let stop = stop.clone();
-        std::thread::spawn(move || run_faults(nodes, plan, stop))
+        std::thread::spawn(move || run_faults(nodes, links, plan, stop))
     };
     let shipper = {
         let stop = stop.clone();
@@ -648,6 +893,7 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
                 network: String::new(),
                 nodes: labs,
                 kiosks: Vec::new(),
+                links: Vec::new(),
             };
             while !stop.load(Ordering::Relaxed) {
                 ship_all(&net);

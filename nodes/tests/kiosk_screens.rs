@@ -281,12 +281,39 @@ fn counter_rows() -> Vec<CounterRow> {
         card_last4: "1111".into(),
         delivery_date: date.map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap()),
         state,
+        offline: false,
     };
     vec![
         row(3, OrderState::Delivered, Some(27)),
         row(2, OrderState::Accepted, Some(28)),
         row(1, OrderState::Declined, None),
     ]
+}
+
+#[test]
+fn the_counter_shows_which_orders_were_taken_offline() {
+    for lang in [Lang::Ja, Lang::En] {
+        let mut k = Kiosk::new(lang);
+        k.key(Key::F(9));
+        k.type_text("2468");
+        k.key(Key::Enter);
+        let mut rows = counter_rows();
+        // Taken offline, authorised after the fact; and one declined later.
+        rows[1].offline = true;
+        rows[2].offline = true;
+        k.act(Action::CounterRows(rows));
+        // The two unfocused rows carry the mark; the focused one's hint explains it.
+        let screen = k.screen();
+        assert_eq!(screen.matches('◇').count(), 2, "{screen}");
+        k.key(Key::Down);
+        let screen = k.screen();
+        let words = if lang == Lang::Ja {
+            "オフライン受付"
+        } else {
+            "taken offline"
+        };
+        assert!(screen.contains(words), "{screen}");
+    }
 }
 
 #[test]

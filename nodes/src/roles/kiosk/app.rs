@@ -268,6 +268,9 @@ pub struct CounterRow {
     pub card_last4: String,
     pub delivery_date: Option<chrono::NaiveDate>,
     pub state: OrderState,
+    /// Taken offline (stand-in): the store sees whether it was authorised after the
+    /// fact (its state moves on) or declined or cancelled later.
+    pub offline: bool,
 }
 
 #[derive(Debug, Default)]

@@ -667,6 +667,11 @@ impl Lang {
         self.pick("お渡し済み", "Collected")
     }
 
+    /// Beside a counter row taken offline (stand-in).
+    pub fn taken_offline(self) -> &'static str {
+        self.pick("オフライン受付", "taken offline")
+    }
+
     pub fn state_name(self, state: OrderState) -> &'static str {
         match state {
             OrderState::Draft => self.pick("作成中", "draft"),

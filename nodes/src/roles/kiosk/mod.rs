@@ -372,6 +372,7 @@ impl Kiosk {
                 card_last4: o.card_last4.clone(),
                 delivery_date,
                 state: state_of(o.order_id, fallback),
+                offline: self.taken_offline(o.order_id),
             });
         }
         for entry in self.outbox.entries() {
@@ -388,6 +389,7 @@ impl Kiosk {
                 card_last4: s.card.summary.last4.clone(),
                 delivery_date: None,
                 state: state_of(s.order_id, OrderState::Draft),
+                offline: self.taken_offline(s.order_id),
             });
         }
         rows.sort_by_key(|r| std::cmp::Reverse(r.order_id));

@@ -1172,7 +1172,12 @@ fn render_counter(app: &App, area: Rect, buf: &mut Buffer) {
             .unwrap_or_else(|| "--/--".into());
         let text = format!(
             " {} {:<26} {date}  {:>3}  {:<14} {:>9}",
-            if focused { "▸" } else { " " },
+            // ◇: taken offline (the hint below says so for the focused row).
+            match (focused, row.offline) {
+                (true, _) => "▸",
+                (false, true) => "◇",
+                (false, false) => " ",
+            },
             row.order_id.to_string(),
             row.prints,
             format!("{} {}", row.card_brand, row.card_last4),
@@ -1200,7 +1205,12 @@ fn render_counter(app: &App, area: Rect, buf: &mut Buffer) {
             OrderState::Collected => l.counter_already_collected(),
             _ => l.counter_not_ready(),
         };
-        lines.push(Line::from(Span::styled(format!(" {hint}"), theme::muted())));
+        let hint = if row.offline {
+            format!(" {hint}  ◇ {}", l.taken_offline())
+        } else {
+            format!(" {hint}")
+        };
+        lines.push(Line::from(Span::styled(hint, theme::muted())));
     }
     Paragraph::new(lines).render(list, buf);
 }

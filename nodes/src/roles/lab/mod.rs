@@ -742,25 +742,44 @@ impl Lab {
                 .map(|p| p.order_id.to_string())
                 .unwrap_or_default()
         );
-        let courier = self.node.client.peers_with_role(Role::Courier).await;
-        let via = match courier.first() {
-            Some(c) => {
+        // Couriers in an order of the shipment's own (so shipments spread over them);
+        // one that refuses it passes it to the next.
+        let mut couriers = self.node.client.peers_with_role(Role::Courier).await;
+        couriers.sort_by_key(|c| {
+            *blake3::hash(&[shipment.as_bytes(), &c.peer.to_bytes()].concat()).as_bytes()
+        });
+        let via = if couriers.is_empty() {
+            tracing::warn!("no courier on the network: the lab delivers {shipment} itself");
+            None
+        } else {
+            let mut last = String::new();
+            let mut taken = None;
+            for c in &couriers {
                 let request = ShipRequest::Manifest {
                     shipment: shipment.clone(),
                     lab: self.name(),
                     parcels: parcels.clone(),
                 };
                 match self.node.client.request::<ShipProto>(c.peer, request).await {
-                    Ok(ShipResponse::PickedUp { .. }) => Some(shipment.clone()),
-                    Ok(ShipResponse::Refused { reason, .. }) => {
-                        return Err(format!("the courier refused the shipment: {reason}"))
+                    Ok(ShipResponse::PickedUp { .. }) => {
+                        taken = Some(shipment.clone());
+                        break;
                     }
-                    Err(e) => return Err(format!("the courier did not take the shipment: {e}")),
+                    Ok(ShipResponse::Refused { reason, .. }) => {
+                        last = format!("{} refused the shipment: {reason}", c.hello.name)
+                    }
+                    // It may have taken it and its answer was lost: not offered to
+                    // another courier (the operator ships again; the same courier takes
+                    // a shipment once).
+                    Err(e) => {
+                        return Err(format!("{} did not answer: {e}", c.hello.name));
+                    }
                 }
+                tracing::warn!(%shipment, "{last}; trying another courier");
             }
-            None => {
-                tracing::warn!("no courier on the network: the lab delivers {shipment} itself");
-                None
+            match taken {
+                Some(s) => Some(s),
+                None => return Err(format!("no courier took the shipment (the last: {last})")),
             }
         };
         let at = now_ms();
