@@ -334,6 +334,54 @@ struct Network {
     nodes: Vec<Arc<Mutex<Proc>>>,
     kiosks: Vec<PathBuf>,
     links: Vec<Arc<Link>>,
+    /// Data directories on a small file system of their own (tmpfs), which a
+    /// full-disk fault fills; unmounted when the run ends.
+    mounts: Vec<PathBuf>,
+}
+
+/// Whether this process may mount a tmpfs (root, and a kernel that lets it).
+fn can_mount(dir: &Path) -> bool {
+    let probe = dir.join(".mount-probe");
+    if std::fs::create_dir_all(&probe).is_err() {
+        return false;
+    }
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&probe)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        let _ = Command::new("umount").arg(&probe).status();
+    }
+    let _ = std::fs::remove_dir(&probe);
+    ok
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            if let Ok(mut p) = node.lock() {
+                p.kill9();
+            }
+        }
+        for m in self.mounts.iter().filter(|m| !m.as_os_str().is_empty()) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
+/// Fills the file system under `dir` (a `filler` file, written until it is full),
+/// for `secs`, then frees it.
+fn fill_disk(dir: &Path, secs: u64) {
+    let filler = dir.join("filler");
+    if let Ok(mut f) = std::fs::File::create(&filler) {
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    std::thread::sleep(Duration::from_secs(secs));
+    let _ = std::fs::remove_file(&filler);
 }
 
 impl Network {
@@ -370,6 +418,24 @@ impl Network {
         section: &str,
     ) -> Result<String> {
         let config = self.config(folder, role, name, peers, section)?;
+        if self
+            .mounts
+            .first()
+            .is_some_and(|m| m.as_os_str().is_empty())
+            && matches!(role, Role::Intermediary | Role::Lab)
+        {
+            // The data directory on a tmpfs of its own, for the full-disk fault.
+            let data = self.dir.join(folder).join(role.name());
+            std::fs::create_dir_all(&data)?;
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
+                .arg(&data)
+                .status()
+                .is_ok_and(|s| s.success());
+            if mounted {
+                self.mounts.push(data);
+            }
+        }
         let mut proc = Proc {
             name: name.to_string(),
             role,
@@ -417,6 +483,12 @@ impl Network {
             nodes: Vec::new(),
             kiosks: Vec::new(),
             links: Vec::new(),
+            // An empty first entry: data directories may be mounted (see `add`).
+            mounts: if can_mount(dir) {
+                vec![PathBuf::new()]
+            } else {
+                Vec::new()
+            },
         };
         let cards = fx.join("cards.toml");
         let mut acquirers = Vec::new();
@@ -525,17 +597,58 @@ enum Fault {
         node: usize,
         days: u64,
     },
+    /// The node's disk is full for a while.
+    DiskFull {
+        node: usize,
+        secs: u64,
+    },
 }
 
-fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
+/// The kind of a fault, as `--only` names it.
+fn kind(f: &Fault) -> &'static str {
+    match f {
+        Fault::Kill { .. } => "kill",
+        Fault::Pause { .. } => "pause",
+        Fault::Crash { .. } => "crash",
+        Fault::LoseDisk { .. } => "lose-disk",
+        Fault::Partition { .. } => "partition",
+        Fault::Slow { .. } => "slow",
+        Fault::Clock { .. } => "clock",
+        Fault::DiskFull { .. } => "disk-full",
+    }
+}
+
+fn schedule(rng: &mut StdRng, net: &Network, secs: u64, only: &[String]) -> Vec<(u64, Fault)> {
     let n = net.nodes.len();
     let role_of = |i: usize| net.nodes.get(i).and_then(|p| p.lock().ok().map(|p| p.role));
     let mut out = Vec::new();
     let count = rng.gen_range(3..=6);
-    for _ in 0..count {
+    let mut tries = 0;
+    while out.len() < count && tries < 10_000 {
+        tries += 1;
         let at = rng.gen_range(1..secs.max(2));
         let node = rng.gen_range(0..n);
-        let fault = match rng.gen_range(0..13) {
+        let fault = match rng.gen_range(0..14) {
+            13 => {
+                let candidates: Vec<usize> = (0..n)
+                    .filter(|i| {
+                        net.nodes
+                            .get(*i)
+                            .and_then(|p| p.lock().ok())
+                            .is_some_and(|p| {
+                                let data = p.folder.join(p.role.name());
+                                net.mounts.contains(&data)
+                            })
+                    })
+                    .collect();
+                let Some(&node) = candidates.choose(rng) else {
+                    continue;
+                };
+                Fault::DiskFull {
+                    node,
+                    secs: rng.gen_range(2..8),
+                }
+            }
             0..=1 => Fault::Kill {
                 node,
                 down_secs: rng.gen_range(1..6),
@@ -583,6 +696,9 @@ fn schedule(rng: &mut StdRng, net: &Network, secs: u64) -> Vec<(u64, Fault)> {
             }
             _ => continue,
         };
+        if !only.is_empty() && !only.iter().any(|k| k == kind(&fault)) {
+            continue;
+        }
         out.push((at, fault));
     }
     out.sort_by_key(|(at, _)| *at);
@@ -618,6 +734,9 @@ fn describe(net: &Network, at: u64, f: &Fault) -> String {
             link_name(*link).0,
             link_name(*link).1
         ),
+        Fault::DiskFull { node, secs } => {
+            format!("{at:>3}s {}'s disk full for {secs}s", name(*node))
+        }
         Fault::Clock { node, days } => format!(
             "{at:>3}s {} runs with its clock {days} days ahead",
             name(*node)
@@ -655,6 +774,7 @@ fn run_faults(
             | Fault::Pause { node, .. }
             | Fault::Crash { node, .. }
             | Fault::LoseDisk { node }
+            | Fault::DiskFull { node, .. }
             | Fault::Clock { node, .. } => *node,
             Fault::Partition { link, secs } => {
                 if let Some(l) = links.get(*link) {
@@ -710,6 +830,12 @@ fn run_faults(
                 }
             }
             Fault::Partition { .. } | Fault::Slow { .. } => {}
+            Fault::DiskFull { secs, .. } => {
+                let data = proc.lock().map(|p| p.folder.join(p.role.name()));
+                if let Ok(data) = data {
+                    fill_disk(&data, secs);
+                }
+            }
             Fault::LoseDisk { .. } => {
                 if let Ok(mut p) = proc.lock() {
                     p.kill9();
@@ -748,9 +874,9 @@ fn heal(net: &Network) {
 }
 
 /// Ships whatever a lab has queued or printed (the labs print by hand).
-fn ship_all(net: &Network) -> usize {
+fn ship_all(labs: &[Arc<Mutex<Proc>>]) -> usize {
     let mut shipped = 0;
-    for lab in net.of_role(Role::Lab) {
+    for lab in labs {
         let config = match lab.lock() {
             Ok(p) => p.config.clone(),
             Err(_) => continue,
@@ -856,9 +982,12 @@ fn inspect(config: &Path) -> Result<Value> {
 /// How a run goes: with the seed's faults or none, customers at their own pace or
 /// back to back (for the benchmark).
 #[derive(Clone, Copy)]
-pub struct Mode {
+pub struct Mode<'a> {
     pub faults: bool,
     pub paced: bool,
+    /// Only these kinds of fault (`kill`, `pause`, `crash`, `lose-disk`, `partition`,
+    /// `slow`, `clock`, `disk-full`); all when empty.
+    pub only: &'a [String],
 }
 
 /// One seeded run in `dir`.
@@ -872,7 +1001,7 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
     } else {
         (orders_per_kiosk as u64).div_ceil(2) + 2
     };
-    let mut plan = schedule(&mut rng, &net, window);
+    let mut plan = schedule(&mut rng, &net, window, mode.only);
     if !mode.faults {
         plan.clear();
     }
@@ -888,15 +1017,8 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
         let stop = stop.clone();
         let labs = net.of_role(Role::Lab);
         std::thread::spawn(move || {
-            let net = Network {
-                dir: PathBuf::new(),
-                network: String::new(),
-                nodes: labs,
-                kiosks: Vec::new(),
-                links: Vec::new(),
-            };
             while !stop.load(Ordering::Relaxed) {
-                ship_all(&net);
+                ship_all(&labs);
                 std::thread::sleep(Duration::from_secs(2));
             }
         })
@@ -907,7 +1029,8 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
         .enumerate()
         .map(|(k, config)| {
             let config = config.clone();
-            std::thread::spawn(move || drive_kiosk(config, orders_per_kiosk, k, seed, mode.paced))
+            let paced = mode.paced;
+            std::thread::spawn(move || drive_kiosk(config, orders_per_kiosk, k, seed, paced))
         })
         .collect();
     let order_start = Instant::now();
@@ -936,7 +1059,7 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
     }
     for _ in 0..10 {
         heal(&net);
-        if ship_all(&net) == 0 {
+        if ship_all(&net.of_role(Role::Lab)) == 0 {
             break;
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -954,7 +1077,8 @@ pub fn run_seed(seed: u64, orders_per_kiosk: usize, dir: &Path, mode: Mode) -> R
             }
         }
         quiet = if settled_any { 0 } else { quiet + 1 };
-        if quiet >= 3 {
+        // Quiet for longer than an adoption takes (ADOPT_AFTER and a retry).
+        if quiet >= 8 {
             break;
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -1214,6 +1338,7 @@ pub fn bench(seed: Option<u64>, orders: usize) -> Result<bool> {
             Mode {
                 faults,
                 paced: false,
+                only: &[],
             },
         )?;
         let mut l = o.latencies.clone();
@@ -1248,7 +1373,13 @@ pub fn bench(seed: Option<u64>, orders: usize) -> Result<bool> {
 }
 
 /// `printmesh chaos`: the seeds given, one after another. True when all ran clean.
-pub fn run(seed: Option<u64>, seeds: usize, orders: usize, keep: Option<PathBuf>) -> Result<bool> {
+pub fn run(
+    seed: Option<u64>,
+    seeds: usize,
+    orders: usize,
+    keep: Option<PathBuf>,
+    only: Vec<String>,
+) -> Result<bool> {
     let list: Vec<u64> = match seed {
         Some(s) => vec![s],
         None => {
@@ -1275,6 +1406,7 @@ pub fn run(seed: Option<u64>, seeds: usize, orders: usize, keep: Option<PathBuf>
         let mode = Mode {
             faults: true,
             paced: true,
+            only: &only,
         };
         let outcome = run_seed(*seed, orders, &dir, mode)?;
         for f in &outcome.faults {
@@ -1296,7 +1428,14 @@ pub fn run(seed: Option<u64>, seeds: usize, orders: usize, keep: Option<PathBuf>
             for v in &outcome.violations {
                 println!("  VIOLATED: {v}");
             }
-            println!("  reproduce: printmesh chaos --seed {seed} --orders {orders} --keep DIR");
+            let only = if only.is_empty() {
+                String::new()
+            } else {
+                format!(" --only {}", only.join(","))
+            };
+            println!(
+                "  reproduce: printmesh chaos --seed {seed} --orders {orders}{only} --keep DIR"
+            );
         }
     }
     latencies.sort();

@@ -116,6 +116,10 @@ enum Command {
         /// faults; orders per second and latency of both, and the ratio.
         #[arg(long)]
         bench: bool,
+        /// Only these kinds of fault: kill, pause, crash, lose-disk, partition, slow,
+        /// clock, disk-full (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Memory-card tools for operators.
     Media {
@@ -775,12 +779,13 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             orders,
             keep,
             bench,
+            only,
         } => {
             return tokio::task::spawn_blocking(move || {
                 if bench {
                     chaos::bench(seed, orders)
                 } else {
-                    chaos::run(seed, seeds, orders, keep)
+                    chaos::run(seed, seeds, orders, keep, only)
                 }
             })
             .await?;

@@ -189,11 +189,10 @@ impl EventLog {
             .clone();
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES)?;
         self.record_signed(&event, &frame)?;
-        self.frames
-            .raw()
-            .flush_async()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        if let Err(e) = self.frames.raw().flush_async().await {
+            crate::store::stop_if_the_disk_failed(&e);
+            return Err(crate::store::StoreError::from(e).into());
+        }
         // With no peer to gossip to now, the event waits in the log: peers ask for
         // what they missed when they connect (`sync`).
         if let Err(e) = client.publish_event(frame).await {

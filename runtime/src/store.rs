@@ -13,7 +13,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("tree {tree}: stored value cannot be read: {source}")]
     Codec {
         tree: &'static str,
@@ -21,6 +21,27 @@ pub enum StoreError {
     },
     #[error("transaction aborted: {0}")]
     Aborted(String),
+}
+
+/// Every database error passes here: an I/O error stops the node (see
+/// [`stop_if_the_disk_failed`]).
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        stop_if_the_disk_failed(&e);
+        StoreError::Sled(e)
+    }
+}
+
+/// A node whose disk failed under it (full, gone, read-only) stops at once: sled keeps
+/// the first I/O error and fails every later write, so the node could never store
+/// anything again until it starts over. What it could not flush was never
+/// acknowledged; on restart (once the disk has room) it goes on from what is on disk.
+pub fn stop_if_the_disk_failed(e: &sled::Error) {
+    if let sled::Error::Io(io) = e {
+        tracing::error!("the disk failed ({io}): this node stops now; what it could not store was not acknowledged; start it again once the disk has room");
+        eprintln!("the disk failed ({io}): stopping");
+        std::process::exit(74);
+    }
 }
 
 /// The node's database.
@@ -47,7 +68,10 @@ impl Db {
     /// Waits until everything written so far is on disk. Acknowledge nothing durable
     /// before this returns.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        if let Err(e) = self.db.flush_async().await {
+            stop_if_the_disk_failed(&e);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -204,7 +228,7 @@ impl WriteSet {
 /// Turns a failed sled transaction into a [`StoreError`].
 pub fn transaction_error(e: sled::transaction::TransactionError<()>) -> StoreError {
     match e {
-        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
         sled::transaction::TransactionError::Abort(()) => StoreError::Aborted("aborted".into()),
     }
 }
