@@ -459,8 +459,10 @@ fn an_authorisation_is_kept_while_the_acquirer_is_down_and_a_cancel_beats_one_th
     assert_eq!(second["outcome"], "pending", "{second}");
     let second_id = second["order_id"].as_str().unwrap().to_string();
     let kiosk = net.start("k", Role::Kiosk, &kiosk_cfg, &[]);
-    let (ok, text) = run(&["kiosk", "--config", cfg(&kiosk_cfg), "cancel", &second_id]);
-    assert!(ok, "{text}");
+    let text = net.eventually("the cancel requested", 30, || {
+        let (ok, text) = run(&["kiosk", "--config", cfg(&kiosk_cfg), "cancel", &second_id]);
+        ok.then_some(text)
+    });
     assert!(text.contains("nothing is charged"), "{text}");
     let acquirer2 = net.start("a", Role::Acquirer, &acq_cfg, &[]);
     net.eventually("the cancel confirmed", 60, || {
@@ -497,4 +499,64 @@ fn an_authorisation_is_kept_while_the_acquirer_is_down_and_a_cancel_beats_one_th
         cancelled["reason"].as_str().unwrap().contains("cancelled"),
         "{cancelled}"
     );
+}
+
+#[test]
+fn a_cancel_for_an_order_a_lab_already_has_is_refused_and_the_order_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new(dir.path(), "late-cancel");
+    let acq_cfg = net.acquirer(3600, 30 * 24 * 3600);
+    let acquirer = net.start("a", Role::Acquirer, &acq_cfg, &[]);
+    let lab_cfg = net.lab("l", "Lab", "");
+    let lab = net.start("l", Role::Lab, &lab_cfg, &[]);
+    let peers = [acquirer.addrs[0].as_str(), lab.addrs[0].as_str()];
+    let im_cfg = net.intermediary("i", "Intermediary", &peers, &["Lab"]);
+    // The lab takes the job; the intermediary dies before it can answer.
+    let crash = [("PRINTMESH_CRASH_AT", "intermediary.lab-accepted")];
+    let mut im = net.start("i", Role::Intermediary, &im_cfg, &crash);
+    let im_addr = im.addrs[0].clone();
+    keep_port(&im_cfg, &im_addr);
+    let kiosk_cfg = net.kiosk(&[&im_addr]);
+    let first = order(&kiosk_cfg, None, 8);
+    assert_eq!(first["outcome"], "pending", "{first}");
+    let id = first["order_id"].as_str().unwrap().to_string();
+    net.eventually("the intermediary to crash", 10, || {
+        im.child.try_wait().unwrap()
+    });
+    assert_eq!(lab_jobs(&lab_cfg).len(), 1);
+
+    // The store cancels it while the intermediary is down; when it is back, the
+    // cancel is refused (the lab has the job: the hold is not released) and the
+    // order goes on to its acceptance.
+    let kiosk = net.start("k", Role::Kiosk, &kiosk_cfg, &[]);
+    // (Asked again if the kiosk is sending it that very moment.)
+    net.eventually("the cancel requested", 30, || {
+        let (ok, _) = run(&["kiosk", "--config", cfg(&kiosk_cfg), "cancel", &id]);
+        ok.then_some(())
+    });
+    let im = net.start("i", Role::Intermediary, &im_cfg, &[]);
+    net.eventually("the cancel refused and the order answered", 60, || {
+        let log = std::fs::read_to_string(dir.path().join("k/kiosk.log")).unwrap_or_default();
+        (log.contains("the cancel was refused") && log.contains("answered")).then_some(())
+    });
+    for node in [kiosk, im, lab, acquirer] {
+        node.stop();
+    }
+    let acq = inspect(&acq_cfg);
+    assert_eq!(
+        auth_of(&acq, &id)["hold"],
+        "held",
+        "never released: a lab has it"
+    );
+    let k = inspect(&kiosk_cfg);
+    assert!(k["outbox"].as_array().unwrap().is_empty(), "{k:#}");
+    let answered = k["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["order_id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(answered["outcome"], "approved", "{answered}");
+    assert_eq!(answered["lab"], "Lab");
 }

@@ -60,7 +60,9 @@ pub enum AuthRequest {
     Authorise(Authorise),
     /// Post the hold (the lab shipped).
     Capture { order_id: OrderId },
-    /// Release the hold (job rejected, order cancelled).
+    /// Release the hold of an order no lab has (cancelled, or approved for another
+    /// amount). Refused (`HoldClosed`) once a lab is bound: only that lab's refusal
+    /// releases it then ([`AuthRequest::VoidRefused`]).
     Void { order_id: OrderId },
     /// [`AuthRequest::Authorise`] with the PIN block the cardholder entered.
     AuthoriseWithPin {
@@ -86,11 +88,16 @@ pub enum AuthRequest {
     /// lost its disk, or another intermediary took the order): the answer
     /// ([`AuthResponse::Adopted`]) carries what it needs to bill and pay the lab.
     Adopt { order_id: OrderId },
+    /// Release the hold because `lab`, the lab bound to the order, refused or could
+    /// not print the job.
+    VoidRefused { order_id: OrderId, lab: Vec<u8> },
 }
 
 /// The `HoldClosed` reason a second intermediary hears when it captures an order
 /// another one captured (and bills).
 pub const CAPTURED_ELSEWHERE: &str = "captured by another intermediary";
+/// The `HoldClosed` reason of a plain `Void` once a lab has the order.
+pub const LAB_HAS_IT: &str = "a lab has the order: only its refusal releases the hold";
 
 /// How long an order's payment can wait for its prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +117,8 @@ impl AuthRequest {
             | AuthRequest::Void { order_id }
             | AuthRequest::BindLab { order_id, .. }
             | AuthRequest::Extend { order_id }
-            | AuthRequest::Adopt { order_id } => *order_id,
+            | AuthRequest::Adopt { order_id }
+            | AuthRequest::VoidRefused { order_id, .. } => *order_id,
         }
     }
 }

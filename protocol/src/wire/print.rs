@@ -52,6 +52,10 @@ impl PrintRequest {
     }
 }
 
+/// The start of a `Rejected` reason that is not a refusal but "not now" (the lab
+/// could not read what it holds): the job stays with that lab, asked again later.
+pub const NOT_NOW: &str = "not now: ";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrintResponse {
     Accepted {

@@ -60,7 +60,7 @@ use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree, WriteSet};
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::secret::Secret;
-use printmesh_protocol::wire::auth::CAPTURED_ELSEWHERE;
+use printmesh_protocol::wire::auth::{CAPTURED_ELSEWHERE, LAB_HAS_IT};
 use printmesh_runtime::role::{RoleEvent, Stopping};
 
 /// Most requests decided and stored in one group commit.
@@ -293,6 +293,8 @@ enum Job {
         to: HoldState,
         /// The asking intermediary; `None` for the acquirer's own (expiry).
         via: Option<Vec<u8>>,
+        /// For a void: the bound lab that refused the job (else no lab may be bound).
+        refused_lab: Option<Vec<u8>>,
         reply: oneshot::Sender<AuthResponse>,
     },
     ExpireDue(oneshot::Sender<usize>),
@@ -671,6 +673,7 @@ impl Acquirer {
             order_id,
             to: HoldState::Captured,
             via: Some(via),
+            refused_lab: None,
             reply,
         })
         .await
@@ -679,11 +682,17 @@ impl Acquirer {
 
     /// Releases a hold (any intermediary may: the order's job was refused by the lab
     /// bound to it, which keeps its refusal).
-    pub async fn void(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
+    pub async fn void(
+        &self,
+        order_id: OrderId,
+        via: Vec<u8>,
+        refused_lab: Option<Vec<u8>>,
+    ) -> AuthResponse {
         self.ask(|reply| Job::Resolve {
             order_id,
             to: HoldState::Voided,
             via: Some(via),
+            refused_lab,
             reply,
         })
         .await
@@ -761,11 +770,20 @@ impl Acquirer {
                     order_id,
                     to,
                     via,
+                    refused_lab,
                     reply,
-                } => Reply::Auth(
-                    reply,
-                    self.resolve(&mut view, order_id, to, via.as_deref(), now),
-                ),
+                } => {
+                    // A lab has the order: only its refusal releases the hold.
+                    let bound = view.binding(order_id);
+                    let blocked = to == HoldState::Voided
+                        && bound.is_some_and(|b| Some(&b.lab) != refused_lab.as_ref());
+                    let answer = if blocked {
+                        closed(order_id, LAB_HAS_IT)
+                    } else {
+                        self.resolve(&mut view, order_id, to, via.as_deref(), now)
+                    };
+                    Reply::Auth(reply, answer)
+                }
                 Job::ExpireDue(tx) => Reply::Count(tx, self.expire(&mut view, now)),
                 Job::Bind {
                     order_id,
@@ -1077,6 +1095,16 @@ impl Acquirer {
             return closed(order_id, "no authorisation for this order");
         };
         if record.hold != HoldState::Held {
+            // The lab bound before stays the answer (a retry after the capture
+            // finds the lab that has the job); no new binding for a closed hold.
+            if let Some(b) = view.binding(order_id) {
+                return AuthResponse::LabBound {
+                    order_id,
+                    lab: b.lab,
+                    lab_name: b.lab_name,
+                    terms: self.terms(&record),
+                };
+            }
             return closed(order_id, hold_state_reason(record.hold));
         }
         let bound = match view.binding(order_id) {
@@ -1088,7 +1116,9 @@ impl Acquirer {
                     tracing::info!(%order_id, from = %b.lab_name, to = %lab_name, "the lab refused the job: bound to another");
                     let refused = std::mem::take(&mut b.refused_by);
                     let mut refused_by = refused;
-                    refused_by.push(b.lab.clone());
+                    if refused_by.len() < 64 {
+                        refused_by.push(b.lab.clone());
+                    }
                     let b = LabBinding {
                         lab,
                         lab_name,
@@ -1425,7 +1455,10 @@ impl Acquirer {
         let response = match request {
             AuthRequest::AuthoriseSealed(a) => self.authorise(a, peer.to_bytes()).await,
             AuthRequest::Capture { order_id } => self.capture(order_id, peer.to_bytes()).await,
-            AuthRequest::Void { order_id } => self.void(order_id, peer.to_bytes()).await,
+            AuthRequest::Void { order_id } => self.void(order_id, peer.to_bytes(), None).await,
+            AuthRequest::VoidRefused { order_id, lab } => {
+                self.void(order_id, peer.to_bytes(), Some(lab)).await
+            }
             AuthRequest::BindLab {
                 order_id,
                 lab,

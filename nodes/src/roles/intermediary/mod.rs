@@ -504,7 +504,7 @@ impl Intermediary {
                 let answer = self
                     .answer_durably(order, OrderResponse::Rejected { order_id, reason })
                     .await?;
-                self.void(order_id, &acquirer.to_bytes()).await;
+                self.void(order_id, &acquirer.to_bytes(), None).await;
                 Ok(Some(answer))
             }
             AuthResponse::ApprovedCard {
@@ -536,64 +536,98 @@ impl Intermediary {
         }
     }
 
-    /// The kiosk gives an order up: its hold is released (a tombstone at the acquirer
-    /// if the authorisation has not arrived there yet, so it never will be approved),
-    /// and the order here, if known, is answered "rejected" and never captured — even
-    /// if a lab took the job (the lab drops a job whose payment was released).
-    /// Answered `Cancelled` once the acquirer has the release.
+    /// The kiosk gives an order up. It is cancelled only while no lab has it: its hold
+    /// is released at every acquirer (a tombstone where the authorisation has not
+    /// arrived, so it never will be approved), and the order here, if known, is
+    /// answered "rejected" and never captured; answered `Cancelled` once every acquirer
+    /// has the release. An order a lab has (accepted, bound, shipped or captured) is not
+    /// cancelled: the answer is its own (or a refusal), and the kiosk goes on with it.
     async fn cancel(
         &self,
         order_id: OrderId,
         store: StoreId,
-        key: KeyId,
+        _key: KeyId,
         reason: String,
     ) -> Result<OrderResponse, StoreError> {
         let _guard = self.locks.lock(order_id).await;
-        let _ = self.forward.remove(order_id.to_bytes());
         let existing = self.orders.get(order_id.to_bytes())?;
+        let refuse = |why: &str| {
+            tracing::warn!(%order_id, "a cancel refused: {why}");
+            Ok(OrderResponse::Rejected {
+                order_id,
+                reason: format!("not cancelled: {why}"),
+            })
+        };
         if let Some(o) = &existing {
             if o.store != store {
-                return Ok(OrderResponse::Rejected {
-                    order_id,
-                    reason: "this order id belongs to another store".into(),
-                });
+                return refuse("this order id belongs to another store");
             }
-            if matches!(o.stage, Stage::Answered(OrderResponse::Declined { .. }))
-                || matches!(o.capture, Capture::Refused { .. })
-            {
-                return Ok(OrderResponse::Cancelled { order_id });
-            }
-            if matches!(o.capture, Capture::Due { .. } | Capture::Captured { .. }) {
-                // Shipped already: the prints exist; the customer pays for them.
-                tracing::error!(%order_id, "a cancel for an order already shipped: refused");
-                return Ok(OrderResponse::Rejected {
-                    order_id,
-                    reason: "the order has shipped; it cannot be cancelled".into(),
-                });
+            match (&o.stage, &o.capture) {
+                (Stage::Answered(OrderResponse::Declined { .. }), _) => {
+                    return Ok(OrderResponse::Cancelled { order_id })
+                }
+                (Stage::Answered(answer @ OrderResponse::Accepted(_)), _) => {
+                    tracing::info!(%order_id, "a cancel for an order a lab has accepted: answered with its acceptance");
+                    return Ok(answer.clone());
+                }
+                (_, Capture::Due { .. } | Capture::Captured { .. }) => {
+                    return refuse("the order has shipped")
+                }
+                _ => {}
             }
         }
-        let acquirer = existing.as_ref().and_then(|o| o.acquirer.clone());
-        let voided = match acquirer {
-            Some(a) => self.void(order_id, &a).await,
-            None => {
-                let request = AuthRequest::Void { order_id };
-                match self.ask_acquirer(key, request).await {
-                    Ok((_, AuthResponse::Voided { .. } | AuthResponse::HoldClosed { .. })) => true,
-                    Ok((_, other)) => {
-                        tracing::warn!(%order_id, "cancel: the acquirer answered {other:?}");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::info!(%order_id, "cancel not delivered yet: {e}");
-                        false
-                    }
-                }
-            }
+        // Not forwarded any more: the kiosk is giving it up.
+        if matches!(
+            self.forward.raw().contains_key(order_id.to_bytes()),
+            Ok(true)
+        ) {
+            self.forward.remove(order_id.to_bytes())?;
+            self.node.db.flush().await?;
+        }
+        let acquirers: Vec<PeerId> = match existing.as_ref().and_then(|o| o.acquirer.as_deref()) {
+            Some(a) => PeerId::from_bytes(a).into_iter().collect(),
+            None => self
+                .node
+                .client
+                .peers_with_role(Role::Acquirer)
+                .await
+                .into_iter()
+                .map(|p| p.peer)
+                .collect(),
         };
-        if !voided {
+        if acquirers.is_empty() {
             return Ok(unavailable(
                 order_id,
-                "the acquirer cannot be reached to release the hold".into(),
+                "no acquirer can be reached to release the hold".into(),
+            ));
+        }
+        // Every acquirer: the void carries no card, so each one that does not hold
+        // the order keeps a tombstone, and the one that does releases it.
+        let mut released = true;
+        for peer in acquirers {
+            match self.ask_auth_of(peer, AuthRequest::Void { order_id }).await {
+                Ok(AuthResponse::Voided { .. }) => {}
+                Ok(AuthResponse::HoldClosed { reason: why, .. })
+                    if why.contains("captured")
+                        || why == printmesh_protocol::wire::auth::LAB_HAS_IT =>
+                {
+                    return refuse(&why);
+                }
+                Ok(AuthResponse::HoldClosed { .. }) => {}
+                Ok(other) => {
+                    tracing::warn!(%order_id, "cancel: the acquirer answered {other:?}");
+                    released = false;
+                }
+                Err(e) => {
+                    tracing::info!(%order_id, "cancel not delivered yet: {e}");
+                    released = false;
+                }
+            }
+        }
+        if !released {
+            return Ok(unavailable(
+                order_id,
+                "an acquirer cannot be reached to release the hold".into(),
             ));
         }
         if let Some(mut o) = existing {
@@ -606,6 +640,8 @@ impl Intermediary {
                 reason: format!("cancelled at the kiosk: {reason}"),
             };
             self.save(&mut o).await?;
+        } else {
+            self.node.db.flush().await?;
         }
         tracing::info!(%order_id, "cancelled at the kiosk ({reason}): the hold is released");
         Ok(OrderResponse::Cancelled { order_id })
@@ -952,7 +988,8 @@ impl Intermediary {
         let answer = self
             .answer_durably(order, OrderResponse::Rejected { order_id, reason })
             .await?;
-        self.void(order_id, &acquirer).await;
+        // The binding is at the last lab that refused it.
+        self.void(order_id, &acquirer, order.lab.clone()).await;
         Ok(answer)
     }
 
@@ -983,6 +1020,14 @@ impl Intermediary {
             Ok(PrintResponse::Rejected {
                 order_id: answered,
                 reason,
+            }) if answered == order_id
+                && reason.starts_with(printmesh_protocol::wire::print::NOT_NOW) =>
+            {
+                JobOutcome::Later(reason)
+            }
+            Ok(PrintResponse::Rejected {
+                order_id: answered,
+                reason,
             }) if answered == order_id => JobOutcome::Refused(reason),
             Ok(PrintResponse::MissingBlobs { .. }) => {
                 JobOutcome::Later("the lab lost the images; will resend".into())
@@ -997,14 +1042,25 @@ impl Intermediary {
 
     /// Releases the hold of a job no lab could take. True once the acquirer says the
     /// hold is released (or can never be captured).
-    async fn void(&self, order_id: OrderId, acquirer: &[u8]) -> bool {
+    async fn void(&self, order_id: OrderId, acquirer: &[u8], refused_lab: Option<Vec<u8>>) -> bool {
         let Ok(peer) = PeerId::from_bytes(acquirer) else {
             return false;
         };
-        match self.ask_auth_of(peer, AuthRequest::Void { order_id }).await {
+        let request = match refused_lab {
+            Some(lab) => AuthRequest::VoidRefused { order_id, lab },
+            None => AuthRequest::Void { order_id },
+        };
+        match self.ask_auth_of(peer, request).await {
             Ok(AuthResponse::Voided { .. }) => {
                 tracing::info!(%order_id, "hold voided");
                 true
+            }
+            Ok(AuthResponse::HoldClosed { reason, .. })
+                if reason.contains("captured")
+                    || reason == printmesh_protocol::wire::auth::LAB_HAS_IT =>
+            {
+                tracing::warn!(%order_id, "the hold was not released: {reason}");
+                false
             }
             Ok(AuthResponse::HoldClosed { reason, .. }) => {
                 tracing::info!(%order_id, "no hold to void: {reason}");
@@ -1048,6 +1104,7 @@ impl Intermediary {
                     let _ = self
                         .orphans
                         .insert(order_id.to_bytes(), &(event.origin.clone(), now_ms()));
+                    let _ = self.node.db.flush().await;
                 }
                 return;
             }
@@ -1121,7 +1178,7 @@ impl Intermediary {
         else {
             return;
         };
-        if !self.void(order_id, &acquirer).await {
+        if !self.void(order_id, &acquirer, order.lab.clone()).await {
             return;
         }
         order.capture = Capture::Refused {
@@ -1823,6 +1880,20 @@ impl printmesh_runtime::role::Role for Intermediary {
             locks: OrderLocks::default(),
         };
         me.rebuild_work()?;
+        // A look at every hold kept alive, whatever a crash left of the schedule.
+        let now = now_ms();
+        for (k, watch) in me.holds.entries().filter_map(Result::ok) {
+            if let Ok(id) = <[u8; 16]>::try_from(k.as_slice()) {
+                me.schedule_hold(OrderId::from_bytes(id), &watch.terms, now)?;
+            }
+        }
+        // A look at every hold kept alive, whatever a crash left of the schedule.
+        let now = now_ms();
+        for (k, watch) in me.holds.entries().filter_map(Result::ok) {
+            if let Ok(id) = <[u8; 16]>::try_from(k.as_slice()) {
+                me.schedule_hold(OrderId::from_bytes(id), &watch.terms, now)?;
+            }
+        }
         Ok(Arc::new(me))
     }
 

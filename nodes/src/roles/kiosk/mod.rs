@@ -131,6 +131,24 @@ pub struct KioskOrder {
     pub answered_at_ms: i64,
 }
 
+impl KioskOrder {
+    /// The record of a submitted order with its answer (now).
+    fn answered(submit: &SealedOrder, answer: OrderResponse) -> KioskOrder {
+        KioskOrder {
+            order_id: submit.order_id,
+            store: submit.store.clone(),
+            placed_at_ms: submit.placed_at_ms,
+            lines: submit.lines.clone(),
+            total: submit.total,
+            method: submit.method,
+            card_last4: submit.card.summary.last4.clone(),
+            card_brand: submit.card.summary.brand,
+            answer,
+            answered_at_ms: now_ms(),
+        }
+    }
+}
+
 pub struct Kiosk {
     node: Node,
     config: KioskConfig,
@@ -154,6 +172,9 @@ pub struct Kiosk {
     /// Orders taken offline under the stand-in rules: order id → (when, amount in
     /// minor units). Their total, while unanswered, is held to the store's limit.
     stand_in: Tree<(i64, i64)>,
+    /// Orders whose cancel is on its way: order id → the order as it was sent, put
+    /// back in the outbox if the cancel is refused.
+    cancelling: Tree<OrderRequest>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -450,29 +471,26 @@ impl Kiosk {
         matches!(self.stand_in.raw().contains_key(id.to_bytes()), Ok(true))
     }
 
-    /// Gives an order up: the store sees it cancelled with `reason` at once, and the
-    /// cancel goes out in its place (forwarded until an intermediary confirms the hold
-    /// released), so it is never charged.
+    /// Asks to give an order up: a cancel goes out in its place (sent until an
+    /// intermediary answers). Confirmed (`Cancelled`: the hold released wherever it
+    /// was, never to be charged), the store sees it cancelled with `reason`; refused
+    /// (a lab has it already), the order goes on as it was and its own answer comes.
+    /// Not while it is being sent this moment.
     pub async fn cancel(&self, id: OrderId, reason: &str) -> Result<(), KioskError> {
+        if self
+            .in_flight
+            .lock()
+            .map(|s| s.contains(&id))
+            .unwrap_or(true)
+        {
+            return Err(KioskError::Order(format!(
+                "order {id} is being sent this moment; ask again in a few seconds"
+            )));
+        }
         let Some(OrderRequest::SubmitSealed(submit)) = self.outbox.get(id.to_bytes())? else {
             return Err(KioskError::Order(format!(
                 "order {id} is not waiting to be sent"
             )));
-        };
-        let order = KioskOrder {
-            order_id: id,
-            store: submit.store.clone(),
-            placed_at_ms: submit.placed_at_ms,
-            lines: submit.lines.clone(),
-            total: submit.total,
-            method: submit.method,
-            card_last4: submit.card.summary.last4.clone(),
-            card_brand: submit.card.summary.brand,
-            answer: OrderResponse::Rejected {
-                order_id: id,
-                reason: format!("cancelled: {reason}"),
-            },
-            answered_at_ms: now_ms(),
         };
         let cancel = OrderRequest::Cancel {
             order_id: id,
@@ -480,13 +498,13 @@ impl Kiosk {
             key: submit.card.key_id,
             reason: reason.to_string(),
         };
-        let order_bytes = self.orders.encode(&order)?;
+        let kept = self.outbox.encode(&OrderRequest::SubmitSealed(submit))?;
         let cancel_bytes = self.outbox.encode(&cancel)?;
         let key = id.to_bytes();
-        (self.orders.raw(), self.outbox.raw())
-            .transaction(|(orders, outbox)| {
-                orders.insert(&key, order_bytes.clone())?;
+        (self.outbox.raw(), self.cancelling.raw())
+            .transaction(|(outbox, cancelling)| {
                 outbox.insert(&key, cancel_bytes.clone())?;
+                cancelling.insert(&key, kept.clone())?;
                 Ok(())
             })
             .map_err(crate::store::transaction_error)?;
@@ -494,8 +512,7 @@ impl Kiosk {
         if let Ok(mut map) = self.pins.lock() {
             map.remove(&id);
         }
-        tracing::warn!(order_id = %id, "cancelled ({reason}): the hold, if any, will be released");
-        self.answered.notify_waiters();
+        tracing::warn!(order_id = %id, "cancel requested ({reason}): nothing is charged once it is confirmed");
         self.wake.notify_one();
         Ok(())
     }
@@ -518,6 +535,14 @@ impl Kiosk {
             })
             .collect();
         for id in overdue {
+            if self
+                .in_flight
+                .lock()
+                .map(|s| s.contains(&id))
+                .unwrap_or(true)
+            {
+                continue;
+            }
             let reason = format!(
                 "not authorised within {} hours",
                 self.config.offline_max_hours
@@ -528,32 +553,88 @@ impl Kiosk {
         }
     }
 
-    /// Sends a cancel (from the outbox) until an intermediary confirms it.
+    /// Sends a cancel (from the outbox) until an intermediary answers it: confirmed,
+    /// the order is recorded cancelled; refused, the order goes back in the outbox as
+    /// it was (its own answer comes as for any order).
     async fn send_cancel(&self, request: OrderRequest) {
         let order_id = request.order_id();
         let Some(peer) = self.intermediary_for(order_id).await else {
             self.back_off(order_id, "no intermediary is reachable for the cancel");
             return;
         };
-        match self
+        let answer = match self
             .node
             .client
-            .request::<OrderProto>(peer.peer, request)
+            .request::<OrderProto>(peer.peer, request.clone())
             .await
         {
-            Ok(answer @ (OrderResponse::Cancelled { .. } | OrderResponse::Rejected { .. })) => {
-                if let OrderResponse::Rejected { reason, .. } = &answer {
-                    tracing::error!(%order_id, "the cancel was refused: {reason}");
-                }
-                let _ = self.outbox.remove(order_id.to_bytes());
-                let _ = self.node.db.flush().await;
-                if let Ok(mut map) = self.backoff.lock() {
-                    map.remove(&order_id);
-                }
-                tracing::info!(%order_id, "cancel confirmed: nothing is charged");
+            Ok(answer) => answer,
+            Err(e) => return self.back_off(order_id, &e.to_string()),
+        };
+        let key = order_id.to_bytes();
+        let kept = match self.cancelling.get(key) {
+            Ok(Some(OrderRequest::SubmitSealed(s))) => s,
+            other => {
+                tracing::error!(%order_id, "the cancelled order's record is missing ({other:?}): the cancel is dropped");
+                let _ = self.outbox.remove(key);
+                return;
             }
-            Ok(other) => self.back_off(order_id, &other.summary()),
-            Err(e) => self.back_off(order_id, &e.to_string()),
+        };
+        let outcome = match answer {
+            OrderResponse::Cancelled { .. } => {
+                let reason = match &request {
+                    OrderRequest::Cancel { reason, .. } => reason.clone(),
+                    _ => String::new(),
+                };
+                let order = KioskOrder::answered(
+                    &kept,
+                    OrderResponse::Rejected {
+                        order_id,
+                        reason: format!("cancelled: {reason}"),
+                    },
+                );
+                self.orders.encode(&order).map(|bytes| (Some(bytes), None))
+            }
+            answer if answer.is_final() => {
+                tracing::warn!(%order_id, answer = %answer.summary(), "the cancel was refused: the order goes on");
+                self.outbox
+                    .encode(&OrderRequest::SubmitSealed(kept))
+                    .map(|bytes| (None, Some(bytes)))
+            }
+            other => return self.back_off(order_id, &other.summary()),
+        };
+        let (record, restore) = match outcome {
+            Ok(o) => o,
+            Err(e) => return tracing::error!(%order_id, "cannot record the cancel: {e}"),
+        };
+        let done = (self.orders.raw(), self.outbox.raw(), self.cancelling.raw())
+            .transaction(|(orders, outbox, cancelling)| {
+                match (&record, &restore) {
+                    (Some(r), _) => {
+                        orders.insert(&key, r.clone())?;
+                        outbox.remove(&key)?;
+                    }
+                    (None, Some(submit)) => {
+                        outbox.insert(&key, submit.clone())?;
+                    }
+                    (None, None) => {}
+                }
+                cancelling.remove(&key)?;
+                Ok(())
+            })
+            .map_err(crate::store::transaction_error);
+        if let Err(e) = done {
+            return tracing::error!(%order_id, "cannot record the cancel: {e}");
+        }
+        let _ = self.node.db.flush().await;
+        if let Ok(mut map) = self.backoff.lock() {
+            map.remove(&order_id);
+        }
+        if record.is_some() {
+            tracing::info!(%order_id, "cancel confirmed: nothing is charged");
+            self.answered.notify_waiters();
+        } else {
+            self.wake.notify_one();
         }
     }
 
@@ -818,18 +899,7 @@ impl Kiosk {
             }
             _ => answer,
         };
-        let order = KioskOrder {
-            order_id,
-            store: submit.store.clone(),
-            placed_at_ms: submit.placed_at_ms,
-            lines: submit.lines.clone(),
-            total: submit.total,
-            method: submit.method,
-            card_last4: submit.card.summary.last4.clone(),
-            card_brand: submit.card.summary.brand,
-            answer,
-            answered_at_ms: now_ms(),
-        };
+        let order = KioskOrder::answered(submit, answer);
         let bytes = self.orders.encode(&order)?;
         let key = order_id.to_bytes();
         // The answer and the end of the card data in the outbox land together.
@@ -873,6 +943,7 @@ impl printmesh_runtime::role::Role for Kiosk {
             outbox: node.db.tree("outbox")?,
             orders: node.db.tree("orders")?,
             stand_in: node.db.tree("stand_in")?,
+            cancelling: node.db.tree("cancelling")?,
             node,
             config,
             wake: Notify::new(),
@@ -928,7 +999,7 @@ impl printmesh_runtime::role::Role for Kiosk {
                     KioskCommand::Cancel { order_id } => AdminResponse::from_result(
                         self.cancel(order_id, "by the store's staff")
                             .await
-                            .map(|()| format!("order {order_id} cancelled: nothing is charged")),
+                            .map(|()| format!("order {order_id}: cancel requested; nothing is charged once the network confirms it (a lab that has it already keeps it)")),
                     ),
                 };
                 let _ = reply.send(response);

@@ -41,6 +41,10 @@ use printmesh_runtime::role::{RoleEvent, Stopping};
 pub use console::{JobView, LabStatus, PrinterView};
 use printing::Printer;
 
+/// The start of a refusal that is not kept (a read error of the lab's own): the job
+/// may be taken when it is sent again.
+use printmesh_protocol::wire::print::NOT_NOW as TRANSIENT;
+
 /// How much of an image file intake reads to check its header (the EXIF segment is
 /// at most 64 KiB; the frame header follows it).
 pub const IMAGE_HEADER_BYTES: usize = 1024 * 1024;
@@ -285,8 +289,19 @@ impl Lab {
             return Ok(PrintResponse::Rejected { order_id, reason });
         }
         match self.take_in(job, from, terms).await? {
+            PrintResponse::Rejected { order_id, reason } if reason.starts_with(TRANSIENT) => {
+                // Not kept: the same job may be taken when it is sent again.
+                tracing::warn!(%order_id, "job not taken now: {reason}");
+                Ok(PrintResponse::Rejected { order_id, reason })
+            }
             PrintResponse::Rejected { order_id, reason } => {
-                // Kept, so the job refused here is refused here whoever sends it again.
+                // Kept, so the job refused here is refused here whoever sends it again;
+                // under the lab's lock, and never beside a job taken meanwhile (the
+                // same job from another intermediary).
+                let _guard = self.lock.lock().await;
+                if let Some(existing) = self.jobs.get(order_id.to_bytes())? {
+                    return Ok(self.accepted(order_id, &existing));
+                }
                 self.refused.insert(order_id.to_bytes(), &reason)?;
                 self.node.db.flush().await?;
                 tracing::warn!(%order_id, "job rejected: {reason}");
@@ -324,7 +339,7 @@ impl Lab {
                 .await
             {
                 Ok(b) => b,
-                Err(e) => return reject(format!("{}: {e}", line.file_name)),
+                Err(e) => return reject(format!("{TRANSIENT}{}: {e}", line.file_name)),
             };
             match check_image(&head) {
                 Ok(d) => dimensions.push(d),
@@ -852,9 +867,34 @@ impl Lab {
         sent
     }
 
+    /// Whether the acquirer released the order's payment (its `Voided` or `Expired`
+    /// event is in this lab's log), and how.
+    fn payment_gone(&self, order_id: OrderId) -> Option<&'static str> {
+        let events = self.node.events.events_for(order_id).ok()?;
+        events.iter().find_map(|e| match e.kind {
+            EventKind::Expired => Some("hold lapsed"),
+            EventKind::Voided => Some("hold was released"),
+            _ => None,
+        })
+    }
+
+    /// Jobs whose payment the acquirer released while this lab was not listening (a
+    /// crash between storing the event and acting on it): stopped now.
+    async fn stop_unpaid_jobs(&self) {
+        let Ok(jobs) = self.active_jobs() else { return };
+        for job in jobs {
+            if let Some(why) = self.payment_gone(job.order_id) {
+                self.on_payment_gone(job.order_id, why).await;
+            }
+        }
+    }
+
     /// Whether the job's payment can still be captured when the shipment is heard of
     /// (no terms: a job of the first protocol, always).
     pub fn payment_holds(&self, order_id: OrderId) -> bool {
+        if self.payment_gone(order_id).is_some() {
+            return false;
+        }
         self.terms_of(order_id)
             .is_none_or(|t| t.expires_at_ms > now_ms().saturating_add(self.ship_margin_ms))
     }
@@ -1367,7 +1407,10 @@ impl printmesh_runtime::role::Role for Lab {
     /// from going out.
     fn start(self: &Arc<Self>, stopping: Stopping) {
         let lab = self.clone();
-        tokio::spawn(async move { lab.resend_events().await });
+        tokio::spawn(async move {
+            lab.resend_events().await;
+            lab.stop_unpaid_jobs().await;
+        });
         // Renders left half-done by a stop: their jobs are requeued and render again.
         let _ = std::fs::remove_dir_all(self.node.config.data_dir.join("spool"));
         for (i, _) in self.printers.iter().enumerate() {
