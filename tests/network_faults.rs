@@ -464,6 +464,15 @@ fn an_authorisation_is_kept_while_the_acquirer_is_down_and_a_cancel_beats_one_th
         ok.then_some(text)
     });
     assert!(text.contains("nothing is charged"), "{text}");
+    // The cancel has reached the intermediary (which no longer forwards the order)
+    // before the acquirer is back.
+    net.eventually("the cancel at the intermediary", 60, || {
+        let log =
+            std::fs::read_to_string(dir.path().join("i/intermediary.log")).unwrap_or_default();
+        log.lines()
+            .any(|l| l.contains(&second_id) && l.contains("release the hold"))
+            .then_some(())
+    });
     let acquirer2 = net.start("a", Role::Acquirer, &acq_cfg, &[]);
     net.eventually("the cancel confirmed", 60, || {
         let log = std::fs::read_to_string(dir.path().join("k/kiosk.log")).unwrap_or_default();

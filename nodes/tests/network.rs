@@ -1825,6 +1825,80 @@ async fn the_acquirer_binds_one_lab_captures_once_extends_within_bounds_and_keep
         "{r:?}"
     );
     assert_eq!(card_state(&acquirer, "1111")["held_minor"], 0);
+    // A keyed reversal: another key's acquirer keeps nothing (NotMine); this one's
+    // keeps the tombstone.
+    let keyed = OrderId::from_parts(702, 1);
+    let other_key = printmesh_protocol::seal::KeyId([9; 8]);
+    let r = i1
+        .request::<AuthProto>(
+            peer,
+            AuthRequest::VoidFor {
+                order_id: keyed,
+                key: other_key,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::NotMine { order_id: keyed });
+    let r = i2
+        .request::<AuthProto>(peer, authorise(&key, keyed, 250))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, AuthResponse::ApprovedCard { .. }),
+        "no tombstone: {r:?}"
+    );
+    let r = i1
+        .request::<AuthProto>(
+            peer,
+            AuthRequest::VoidFor {
+                order_id: keyed,
+                key: key.id(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::Voided { order_id: keyed });
+    // Once a lab is bound, a cancel does not release the hold; the lab's refusal does.
+    let bound = OrderId::from_parts(703, 1);
+    let r = i1
+        .request::<AuthProto>(peer, authorise(&key, bound, 250))
+        .await
+        .unwrap();
+    assert!(matches!(r, AuthResponse::ApprovedCard { .. }), "{r:?}");
+    let lab = vec![4u8];
+    let r = i1
+        .request::<AuthProto>(
+            peer,
+            AuthRequest::BindLab {
+                order_id: bound,
+                lab: lab.clone(),
+                lab_name: "lab 4".into(),
+                replacing: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, AuthResponse::LabBound { .. }), "{r:?}");
+    let r = i2
+        .request::<AuthProto>(peer, AuthRequest::Void { order_id: bound })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, AuthResponse::HoldClosed { reason, .. } if reason == printmesh_protocol::wire::auth::LAB_HAS_IT),
+        "{r:?}"
+    );
+    let r = i2
+        .request::<AuthProto>(
+            peer,
+            AuthRequest::VoidRefused {
+                order_id: bound,
+                lab,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, AuthResponse::Voided { order_id: bound });
     let all = printmesh_nodes::roles::acquirer::inspect(&acquirer.db).unwrap();
     assert_eq!(all["ledger_balanced"], true);
 }

@@ -14,7 +14,7 @@ use crate::card::CardData;
 use crate::ids::{AuthCode, OrderId, StoreId};
 use crate::money::Money;
 use crate::pinblock::EncryptedPinBlock;
-use crate::seal::SealedCard;
+use crate::seal::{KeyId, SealedCard};
 
 pub const ID: &str = "/printmesh/auth/2";
 pub const MAX_BYTES: usize = 16 * 1024;
@@ -91,6 +91,10 @@ pub enum AuthRequest {
     /// Release the hold because `lab`, the lab bound to the order, refused or could
     /// not print the job.
     VoidRefused { order_id: OrderId, lab: Vec<u8> },
+    /// [`AuthRequest::Void`] for the acquirer of sealing key `key` only: another
+    /// answers `NotMine` and keeps nothing, so a cancel's tombstone lands where the
+    /// order's authorisation will (the card was sealed to that key).
+    VoidFor { order_id: OrderId, key: KeyId },
 }
 
 /// The `HoldClosed` reason a second intermediary hears when it captures an order
@@ -118,7 +122,8 @@ impl AuthRequest {
             | AuthRequest::BindLab { order_id, .. }
             | AuthRequest::Extend { order_id }
             | AuthRequest::Adopt { order_id }
-            | AuthRequest::VoidRefused { order_id, .. } => *order_id,
+            | AuthRequest::VoidRefused { order_id, .. }
+            | AuthRequest::VoidFor { order_id, .. } => *order_id,
         }
     }
 }

@@ -1459,6 +1459,12 @@ impl Acquirer {
             AuthRequest::VoidRefused { order_id, lab } => {
                 self.void(order_id, peer.to_bytes(), Some(lab)).await
             }
+            AuthRequest::VoidFor { order_id, key } if key != self.seal_key.id() => {
+                AuthResponse::NotMine { order_id }
+            }
+            AuthRequest::VoidFor { order_id, .. } => {
+                self.void(order_id, peer.to_bytes(), None).await
+            }
             AuthRequest::BindLab {
                 order_id,
                 lab,

@@ -537,16 +537,16 @@ impl Intermediary {
     }
 
     /// The kiosk gives an order up. It is cancelled only while no lab has it: its hold
-    /// is released at every acquirer (a tombstone where the authorisation has not
-    /// arrived, so it never will be approved), and the order here, if known, is
-    /// answered "rejected" and never captured; answered `Cancelled` once every acquirer
-    /// has the release. An order a lab has (accepted, bound, shipped or captured) is not
+    /// is released at the acquirer of the card's sealing key (a tombstone if the
+    /// authorisation has not arrived there, so it never will be approved, whichever
+    /// intermediary forwards it), and the order here, if known, is answered "rejected"
+    /// and never captured; answered `Cancelled` once that acquirer has the release. An order a lab has (accepted, bound, shipped or captured) is not
     /// cancelled: the answer is its own (or a refusal), and the kiosk goes on with it.
     async fn cancel(
         &self,
         order_id: OrderId,
         store: StoreId,
-        _key: KeyId,
+        key: KeyId,
         reason: String,
     ) -> Result<OrderResponse, StoreError> {
         let _guard = self.locks.lock(order_id).await;
@@ -584,51 +584,44 @@ impl Intermediary {
             self.forward.remove(order_id.to_bytes())?;
             self.node.db.flush().await?;
         }
-        let acquirers: Vec<PeerId> = match existing.as_ref().and_then(|o| o.acquirer.as_deref()) {
-            Some(a) => PeerId::from_bytes(a).into_iter().collect(),
+        // The acquirer of the card's key: the order's, or the one that owns the key
+        // (the others answer NotMine and keep nothing). A tombstone there is where
+        // the authorisation would land, whoever forwards it later.
+        let answer = match existing.as_ref().and_then(|o| o.acquirer.as_deref()) {
+            Some(a) => match PeerId::from_bytes(a) {
+                Ok(peer) => self
+                    .ask_auth_of(peer, AuthRequest::Void { order_id })
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
             None => self
-                .node
-                .client
-                .peers_with_role(Role::Acquirer)
+                .ask_acquirer(key, AuthRequest::VoidFor { order_id, key })
                 .await
-                .into_iter()
-                .map(|p| p.peer)
-                .collect(),
+                .map(|(_, answer)| answer),
         };
-        if acquirers.is_empty() {
-            return Ok(unavailable(
-                order_id,
-                "no acquirer can be reached to release the hold".into(),
-            ));
-        }
-        // Every acquirer: the void carries no card, so each one that does not hold
-        // the order keeps a tombstone, and the one that does releases it.
-        let mut released = true;
-        for peer in acquirers {
-            match self.ask_auth_of(peer, AuthRequest::Void { order_id }).await {
-                Ok(AuthResponse::Voided { .. }) => {}
-                Ok(AuthResponse::HoldClosed { reason: why, .. })
-                    if why.contains("captured")
-                        || why == printmesh_protocol::wire::auth::LAB_HAS_IT =>
-                {
-                    return refuse(&why);
-                }
-                Ok(AuthResponse::HoldClosed { .. }) => {}
-                Ok(other) => {
-                    tracing::warn!(%order_id, "cancel: the acquirer answered {other:?}");
-                    released = false;
-                }
-                Err(e) => {
-                    tracing::info!(%order_id, "cancel not delivered yet: {e}");
-                    released = false;
-                }
+        match answer {
+            Ok(AuthResponse::Voided { .. }) => {}
+            Ok(AuthResponse::HoldClosed { reason: why, .. })
+                if why.contains("captured")
+                    || why == printmesh_protocol::wire::auth::LAB_HAS_IT =>
+            {
+                return refuse(&why);
             }
-        }
-        if !released {
-            return Ok(unavailable(
-                order_id,
-                "an acquirer cannot be reached to release the hold".into(),
-            ));
+            Ok(AuthResponse::HoldClosed { .. }) => {}
+            Ok(other) => {
+                tracing::warn!(%order_id, "cancel: the acquirer answered {other:?}");
+                return Ok(unavailable(
+                    order_id,
+                    "the acquirer did not release the hold".into(),
+                ));
+            }
+            Err(e) => {
+                return Ok(unavailable(
+                    order_id,
+                    format!("the order's acquirer cannot be reached to release the hold: {e}"),
+                ));
+            }
         }
         if let Some(mut o) = existing {
             o.stage = Stage::Answered(OrderResponse::Rejected {
