@@ -87,7 +87,12 @@ pub enum AuthRequest {
     /// Capture a shipped order whose record the asking intermediary does not have (it
     /// lost its disk, or another intermediary took the order): the answer
     /// ([`AuthResponse::Adopted`]) carries what it needs to bill and pay the lab.
-    Adopt { order_id: OrderId },
+    /// `shipped_by`: the lab whose `Shipped` event the intermediary holds; it must be
+    /// the lab bound to the order.
+    Adopt {
+        order_id: OrderId,
+        shipped_by: Vec<u8>,
+    },
     /// Release the hold because `lab`, the lab bound to the order, refused or could
     /// not print the job.
     VoidRefused { order_id: OrderId, lab: Vec<u8> },
@@ -121,7 +126,7 @@ impl AuthRequest {
             | AuthRequest::Void { order_id }
             | AuthRequest::BindLab { order_id, .. }
             | AuthRequest::Extend { order_id }
-            | AuthRequest::Adopt { order_id }
+            | AuthRequest::Adopt { order_id, .. }
             | AuthRequest::VoidRefused { order_id, .. }
             | AuthRequest::VoidFor { order_id, .. } => *order_id,
         }

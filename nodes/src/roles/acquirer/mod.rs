@@ -313,6 +313,7 @@ enum Job {
     Adopt {
         order_id: OrderId,
         via: Vec<u8>,
+        shipped_by: Vec<u8>,
         reply: oneshot::Sender<AuthResponse>,
     },
     OpenBatch(Vec<u8>, oneshot::Sender<Result<BatchId, String>>),
@@ -656,10 +657,16 @@ impl Acquirer {
     }
 
     /// Captures a shipped order for an intermediary that has no record of it.
-    pub async fn adopt(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
+    pub async fn adopt(
+        &self,
+        order_id: OrderId,
+        via: Vec<u8>,
+        shipped_by: Vec<u8>,
+    ) -> AuthResponse {
         self.ask(|reply| Job::Adopt {
             order_id,
             via,
+            shipped_by,
             reply,
         })
         .await
@@ -802,8 +809,18 @@ impl Acquirer {
                 Job::Adopt {
                     order_id,
                     via,
+                    shipped_by,
                     reply,
-                } => Reply::Auth(reply, self.adopt_hold(&mut view, order_id, via, now)),
+                } => {
+                    // Only the lab bound to the order ships it.
+                    let answer = match view.binding(order_id) {
+                        Some(b) if b.lab != shipped_by => {
+                            closed(order_id, "shipped by a lab the order is not bound to")
+                        }
+                        _ => self.adopt_hold(&mut view, order_id, via, now),
+                    };
+                    Reply::Auth(reply, answer)
+                }
                 Job::OpenBatch(intermediary, tx) => {
                     Reply::Batch(tx, self.open_batch(&mut view, intermediary, now))
                 }
@@ -1475,7 +1492,10 @@ impl Acquirer {
                     .await
             }
             AuthRequest::Extend { order_id } => self.extend(order_id).await,
-            AuthRequest::Adopt { order_id } => self.adopt(order_id, peer.to_bytes()).await,
+            AuthRequest::Adopt {
+                order_id,
+                shipped_by,
+            } => self.adopt(order_id, peer.to_bytes(), shipped_by).await,
             AuthRequest::Authorise(a) | AuthRequest::AuthoriseWithPin { auth: a, .. } => {
                 tracing::warn!(%peer, order_id = %a.order_id, "unsealed card data refused");
                 refused(a.order_id, "card data must be sealed to the acquirer")

@@ -1394,7 +1394,10 @@ impl Intermediary {
             }
             let mut settled = true;
             for acquirer in &acquirers {
-                let request = AuthRequest::Adopt { order_id };
+                let request = AuthRequest::Adopt {
+                    order_id,
+                    shipped_by: shipped_by.clone(),
+                };
                 match self.ask_auth_of(acquirer.peer, request).await {
                     Ok(AuthResponse::Adopted {
                         amount, store, lab, ..
