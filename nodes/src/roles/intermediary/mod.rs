@@ -922,7 +922,15 @@ impl Intermediary {
                         }
                         return Ok(unavailable(order_id, "no lab is reachable".into()));
                     };
-                    match self.bind_lab(order, &candidate, replacing.take()).await? {
+                    let was = replacing.take();
+                    match self.bind_lab(order, &candidate, was.clone()).await? {
+                        // The acquirer kept the refusing lab: the candidate refused this
+                        // order before (for another intermediary). Next candidate.
+                        Step::Next((lab, _, _)) if was.as_ref() == Some(&lab) => {
+                            refused.push(candidate.peer.to_bytes());
+                            replacing = was;
+                            continue;
+                        }
                         Step::Next((lab, _, terms)) => (lab, terms),
                         Step::Answer(answer) => return Ok(answer),
                     }
