@@ -1390,7 +1390,6 @@ pub fn run(
     let mut clean = 0;
     let mut latencies = Vec::new();
     let mut total_orders = 0;
-    let mut total_time = Duration::ZERO;
     for seed in &list {
         let tmp = tempfile::tempdir()?;
         let dir = match &keep {
@@ -1416,7 +1415,6 @@ pub fn run(
             println!("  checked: {c}");
         }
         total_orders += outcome.orders;
-        total_time += outcome.elapsed;
         latencies.extend(outcome.latencies.iter().copied());
         if outcome.violations.is_empty() {
             clean += 1;
@@ -1439,12 +1437,7 @@ pub fn run(
         }
     }
     latencies.sort();
-    let p = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .map(|d| format!("{:.2} s", d.as_secs_f64()))
-            .unwrap_or_else(|| "-".into())
-    };
+    let p = |q: f64| format!("{:.2} s", percentile(&latencies, q).as_secs_f64());
     println!(
         "{clean} of {} seeds clean; {total_orders} orders; order latency p50 {} p99 {} ({} answered at the screen)",
         list.len(),
@@ -1452,6 +1445,5 @@ pub fn run(
         p(0.99),
         latencies.len()
     );
-    let _ = total_time;
     Ok(clean == list.len())
 }

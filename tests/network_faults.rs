@@ -22,7 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{bin, fixtures, inspect, run, NodeProc};
+use common::{fixtures, inspect, run, NodeProc};
 use printmesh_nodes::testnet::TestNet;
 use printmesh_protocol::messages::Role;
 use serde_json::Value;
@@ -347,7 +347,6 @@ fn holds_shorter_than_the_wait_are_kept_alive_and_a_lab_that_would_ship_too_late
         .filter(|j| j["shipped"] == true)
         .collect();
     assert_eq!(shipped.len(), 1, "{near_state:#}");
-    let _ = bin();
 }
 
 #[test]

@@ -189,10 +189,12 @@ impl EventLog {
             .clone();
         let frame = encode_frame(&signed, proto::EVENT_MAX_BYTES)?;
         self.record_signed(&event, &frame)?;
-        if let Err(e) = self.frames.raw().flush_async().await {
-            crate::store::stop_if_the_disk_failed(&e);
-            return Err(crate::store::StoreError::from(e).into());
-        }
+        // An I/O error stops the node in `StoreError::from`.
+        self.frames
+            .raw()
+            .flush_async()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         // With no peer to gossip to now, the event waits in the log: peers ask for
         // what they missed when they connect (`sync`).
         if let Err(e) = client.publish_event(frame).await {

@@ -36,10 +36,10 @@ impl From<sled::Error> for StoreError {
 /// the first I/O error and fails every later write, so the node could never store
 /// anything again until it starts over. What it could not flush was never
 /// acknowledged; on restart (once the disk has room) it goes on from what is on disk.
-pub fn stop_if_the_disk_failed(e: &sled::Error) {
+fn stop_if_the_disk_failed(e: &sled::Error) {
     if let sled::Error::Io(io) = e {
         tracing::error!("the disk failed ({io}): this node stops now; what it could not store was not acknowledged; start it again once the disk has room");
-        eprintln!("the disk failed ({io}): stopping");
+        eprintln!("the disk failed ({io}): the node stops");
         std::process::exit(74);
     }
 }
@@ -68,10 +68,8 @@ impl Db {
     /// Waits until everything written so far is on disk. Acknowledge nothing durable
     /// before this returns.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        if let Err(e) = self.db.flush_async().await {
-            stop_if_the_disk_failed(&e);
-            return Err(e.into());
-        }
+        // An I/O error stops the node in `StoreError::from`.
+        self.db.flush_async().await?;
         Ok(())
     }
 

@@ -52,10 +52,6 @@ impl PrintRequest {
     }
 }
 
-/// The start of a `Rejected` reason that is not a refusal but "not now" (the lab
-/// could not read what it holds): the job stays with that lab, asked again later.
-pub const NOT_NOW: &str = "not now: ";
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrintResponse {
     Accepted {
@@ -74,5 +70,11 @@ pub enum PrintResponse {
     /// The new terms are recorded.
     TermsNoted {
         order_id: OrderId,
+    },
+    /// Not a refusal: the lab cannot take the job now (it could not read what it
+    /// holds); it keeps nothing, and the job stays with it, sent again later.
+    NotNow {
+        order_id: OrderId,
+        reason: String,
     },
 }

@@ -578,6 +578,17 @@ impl Acquirer {
         rx.await.ok()
     }
 
+    /// [`Self::ask`] for an answer about `order_id`; refused while shutting down.
+    async fn answer(
+        &self,
+        order_id: OrderId,
+        make: impl FnOnce(oneshot::Sender<AuthResponse>) -> Job,
+    ) -> AuthResponse {
+        self.ask(make)
+            .await
+            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
+    }
+
     /// Authorises a sealed card payment, or declines it. A replay returns the first
     /// answer. `via` is the asking intermediary's peer id.
     ///
@@ -623,9 +634,8 @@ impl Acquirer {
             via,
             card,
         };
-        self.ask(|tx| Job::Authorise(Box::new(job), tx))
+        self.answer(order_id, |tx| Job::Authorise(Box::new(job), tx))
             .await
-            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Binds the order's job to a lab (first binding wins; see [`AuthRequest::BindLab`]).
@@ -637,7 +647,7 @@ impl Acquirer {
         replacing: Option<Vec<u8>>,
         via: Vec<u8>,
     ) -> AuthResponse {
-        self.ask(|reply| Job::Bind {
+        self.answer(order_id, |reply| Job::Bind {
             order_id,
             lab,
             lab_name,
@@ -646,14 +656,12 @@ impl Acquirer {
             reply,
         })
         .await
-        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Keeps a hold alive for another period, up to its last day.
     pub async fn extend(&self, order_id: OrderId) -> AuthResponse {
-        self.ask(|reply| Job::Extend { order_id, reply })
+        self.answer(order_id, |reply| Job::Extend { order_id, reply })
             .await
-            .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Captures a shipped order for an intermediary that has no record of it.
@@ -663,20 +671,19 @@ impl Acquirer {
         via: Vec<u8>,
         shipped_by: Vec<u8>,
     ) -> AuthResponse {
-        self.ask(|reply| Job::Adopt {
+        self.answer(order_id, |reply| Job::Adopt {
             order_id,
             via,
             shipped_by,
             reply,
         })
         .await
-        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Captures a hold for the asking intermediary, which then bills it; once
     /// captured, a capture by another intermediary is refused (it is not billed twice).
     pub async fn capture(&self, order_id: OrderId, via: Vec<u8>) -> AuthResponse {
-        self.ask(|reply| Job::Resolve {
+        self.answer(order_id, |reply| Job::Resolve {
             order_id,
             to: HoldState::Captured,
             via: Some(via),
@@ -684,18 +691,17 @@ impl Acquirer {
             reply,
         })
         .await
-        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
-    /// Releases a hold (any intermediary may: the order's job was refused by the lab
-    /// bound to it, which keeps its refusal).
+    /// Releases a hold, for any intermediary: while no lab is bound to the order, or,
+    /// with `refused_lab`, because that bound lab refused the job.
     pub async fn void(
         &self,
         order_id: OrderId,
         via: Vec<u8>,
         refused_lab: Option<Vec<u8>>,
     ) -> AuthResponse {
-        self.ask(|reply| Job::Resolve {
+        self.answer(order_id, |reply| Job::Resolve {
             order_id,
             to: HoldState::Voided,
             via: Some(via),
@@ -703,7 +709,6 @@ impl Acquirer {
             reply,
         })
         .await
-        .unwrap_or_else(|| refused(order_id, "the acquirer is shutting down"))
     }
 
     /// Sends every event the authorisations imply that a crash kept from going out
@@ -1547,13 +1552,6 @@ fn replayed(view: &View<'_>, order_id: OrderId, digest: &[u8; 32]) -> Option<Aut
             "this order id was authorised with other details",
         ));
     }
-    if matches!(record.hold, HoldState::Voided | HoldState::Expired) {
-        return Some(AuthResponse::DeclinedCard {
-            order_id,
-            code: DeclineCode::DoNotHonour,
-            token: record.token.as_ref().map(short_token),
-        });
-    }
     tracing::info!(%order_id, "authorisation replayed: returning the first answer");
     Some(record.response)
 }
@@ -1697,7 +1695,6 @@ impl printmesh_runtime::role::Role for Acquirer {
         Ok(Arc::new(acquirer))
     }
 
-    /// Starts the writer, the event emitter and the hold-expiry sweeper.
     /// Starts the ledger's writer, the event emitter and the sweeper of lapsed holds
     /// (until the node stops).
     fn start(self: &Arc<Self>, mut stopping: Stopping) {

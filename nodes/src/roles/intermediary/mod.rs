@@ -485,10 +485,7 @@ impl Intermediary {
             Ok(found) => found,
             Err(reason) => {
                 // Kept on disk and forwarded when an acquirer can be reached.
-                if !matches!(
-                    self.forward.raw().contains_key(order_id.to_bytes()),
-                    Ok(true)
-                ) {
+                if !self.forward.contains(order_id.to_bytes())? {
                     self.forward
                         .insert(order_id.to_bytes(), &(submit.clone(), now_ms()))?;
                     self.node.db.flush().await?;
@@ -501,11 +498,8 @@ impl Intermediary {
             AuthResponse::ApprovedCard { amount, .. } if amount != order.total => {
                 tracing::error!(%order_id, %amount, total = %order.total, "the acquirer approved another amount: released");
                 let reason = "the payment could not be authorised for this total".to_string();
-                let answer = self
-                    .answer_durably(order, OrderResponse::Rejected { order_id, reason })
-                    .await?;
-                self.void(order_id, &acquirer.to_bytes(), None).await;
-                Ok(Some(answer))
+                order.acquirer = Some(acquirer.to_bytes());
+                Ok(Some(self.reject_and_release(order, reason).await?))
             }
             AuthResponse::ApprovedCard {
                 auth_code, token, ..
@@ -577,10 +571,7 @@ impl Intermediary {
             }
         }
         // Not forwarded any more: the kiosk is giving it up.
-        if matches!(
-            self.forward.raw().contains_key(order_id.to_bytes()),
-            Ok(true)
-        ) {
+        if self.forward.contains(order_id.to_bytes())? {
             self.forward.remove(order_id.to_bytes())?;
             self.node.db.flush().await?;
         }
@@ -633,8 +624,6 @@ impl Intermediary {
                 reason: format!("cancelled at the kiosk: {reason}"),
             };
             self.save(&mut o).await?;
-        } else {
-            self.node.db.flush().await?;
         }
         tracing::info!(%order_id, "cancelled at the kiosk ({reason}): the hold is released");
         Ok(OrderResponse::Cancelled { order_id })
@@ -892,7 +881,7 @@ impl Intermediary {
         let order_id = order.order_id;
         let Stage::Authorised {
             auth_code,
-            acquirer,
+            acquirer: _,
             lab: chosen,
         } = order.stage.clone()
         else {
@@ -986,11 +975,39 @@ impl Intermediary {
         } else {
             last_refusal
         };
+        self.reject_and_release(order, reason).await
+    }
+
+    /// Answers an order rejected after its authorisation and releases its hold: the
+    /// answer and the release still due (`VoidDue`, retried by the retry task until
+    /// the acquirer confirms) are recorded first, so a retry can never send the job
+    /// again after the hold is released, and a lost release answer is asked again.
+    /// The caller holds the order's lock.
+    async fn reject_and_release(
+        &self,
+        order: &mut RoutedOrder,
+        reason: String,
+    ) -> Result<OrderResponse, StoreError> {
+        let order_id = order.order_id;
+        order.capture = Capture::VoidDue {
+            since_ms: now_ms(),
+            reason: reason.clone(),
+        };
         let answer = self
             .answer_durably(order, OrderResponse::Rejected { order_id, reason })
             .await?;
-        // The binding is at the last lab that refused it.
-        self.void(order_id, &acquirer, order.lab.clone()).await;
+        // With a lab bound, the release is that lab's refusal (the last one asked).
+        if let Some(acquirer) = order.acquirer.clone() {
+            if self.void(order_id, &acquirer, order.lab.clone()).await {
+                if let Capture::VoidDue { reason, .. } = order.capture.clone() {
+                    order.capture = Capture::Refused {
+                        at_ms: now_ms(),
+                        reason,
+                    };
+                    self.save(order).await?;
+                }
+            }
+        }
         Ok(answer)
     }
 
@@ -1018,14 +1035,10 @@ impl Intermediary {
                 delivery_date,
                 lab,
             }) if answered == order_id => JobOutcome::Accepted { delivery_date, lab },
-            Ok(PrintResponse::Rejected {
+            Ok(PrintResponse::NotNow {
                 order_id: answered,
                 reason,
-            }) if answered == order_id
-                && reason.starts_with(printmesh_protocol::wire::print::NOT_NOW) =>
-            {
-                JobOutcome::Later(reason)
-            }
+            }) if answered == order_id => JobOutcome::Later(format!("the lab: {reason}")),
             Ok(PrintResponse::Rejected {
                 order_id: answered,
                 reason,
@@ -1098,10 +1111,8 @@ impl Intermediary {
             Ok(None) => {
                 // Maybe another intermediary's order; maybe ours from before a lost
                 // disk. Whoever has it captures; if nobody does, this one adopts it.
-                if !matches!(
-                    self.orphans.raw().contains_key(order_id.to_bytes()),
-                    Ok(true)
-                ) {
+                // (An I/O error stops the node; any other read error skips the mark.)
+                if !self.orphans.contains(order_id.to_bytes()).unwrap_or(true) {
                     let _ = self
                         .orphans
                         .insert(order_id.to_bytes(), &(event.origin.clone(), now_ms()));
@@ -1884,13 +1895,6 @@ impl printmesh_runtime::role::Role for Intermediary {
             locks: OrderLocks::default(),
         };
         me.rebuild_work()?;
-        // A look at every hold kept alive, whatever a crash left of the schedule.
-        let now = now_ms();
-        for (k, watch) in me.holds.entries().filter_map(Result::ok) {
-            if let Ok(id) = <[u8; 16]>::try_from(k.as_slice()) {
-                me.schedule_hold(OrderId::from_bytes(id), &watch.terms, now)?;
-            }
-        }
         // A look at every hold kept alive, whatever a crash left of the schedule.
         let now = now_ms();
         for (k, watch) in me.holds.entries().filter_map(Result::ok) {

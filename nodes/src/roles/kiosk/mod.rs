@@ -453,7 +453,7 @@ impl Kiosk {
         self.stand_in
             .entries()
             .filter_map(Result::ok)
-            .filter(|(k, _)| matches!(self.outbox.raw().contains_key(k), Ok(true)))
+            .filter(|(k, _)| matches!(self.outbox.contains(k), Ok(true)))
             .map(|(_, (_, minor))| minor)
             .sum()
     }
@@ -468,7 +468,7 @@ impl Kiosk {
 
     /// Whether an order was taken offline.
     pub fn taken_offline(&self, id: OrderId) -> bool {
-        matches!(self.stand_in.raw().contains_key(id.to_bytes()), Ok(true))
+        matches!(self.stand_in.contains(id.to_bytes()), Ok(true))
     }
 
     /// Asks to give an order up: a cancel goes out in its place (sent until an
@@ -477,12 +477,7 @@ impl Kiosk {
     /// (a lab has it already), the order goes on as it was and its own answer comes.
     /// Not while it is being sent this moment.
     pub async fn cancel(&self, id: OrderId, reason: &str) -> Result<(), KioskError> {
-        if self
-            .in_flight
-            .lock()
-            .map(|s| s.contains(&id))
-            .unwrap_or(true)
-        {
+        if self.is_in_flight(id) {
             return Err(KioskError::Order(format!(
                 "order {id} is being sent this moment; ask again in a few seconds"
             )));
@@ -517,6 +512,14 @@ impl Kiosk {
         Ok(())
     }
 
+    /// Whether an attempt for the order is under way (or the set cannot be read).
+    fn is_in_flight(&self, id: OrderId) -> bool {
+        self.in_flight
+            .lock()
+            .map(|s| s.contains(&id))
+            .unwrap_or(true)
+    }
+
     /// Orders waiting longer than `offline_max_hours` for their authorisation are
     /// given up.
     async fn cancel_overdue(&self) {
@@ -535,12 +538,7 @@ impl Kiosk {
             })
             .collect();
         for id in overdue {
-            if self
-                .in_flight
-                .lock()
-                .map(|s| s.contains(&id))
-                .unwrap_or(true)
-            {
+            if self.is_in_flight(id) {
                 continue;
             }
             let reason = format!(
@@ -708,12 +706,7 @@ impl Kiosk {
             let mut woken = false;
             for request in due {
                 let id = request.order_id();
-                if self
-                    .in_flight
-                    .lock()
-                    .map(|s| s.contains(&id))
-                    .unwrap_or(true)
-                {
+                if self.is_in_flight(id) {
                     continue;
                 }
                 // A new order came in while a backlog drains: it goes first.

@@ -41,10 +41,6 @@ use printmesh_runtime::role::{RoleEvent, Stopping};
 pub use console::{JobView, LabStatus, PrinterView};
 use printing::Printer;
 
-/// The start of a refusal that is not kept (a read error of the lab's own): the job
-/// may be taken when it is sent again.
-use printmesh_protocol::wire::print::NOT_NOW as TRANSIENT;
-
 /// How much of an image file intake reads to check its header (the EXIF segment is
 /// at most 64 KiB; the frame header follows it).
 pub const IMAGE_HEADER_BYTES: usize = 1024 * 1024;
@@ -289,11 +285,6 @@ impl Lab {
             return Ok(PrintResponse::Rejected { order_id, reason });
         }
         match self.take_in(job, from, terms).await? {
-            PrintResponse::Rejected { order_id, reason } if reason.starts_with(TRANSIENT) => {
-                // Not kept: the same job may be taken when it is sent again.
-                tracing::warn!(%order_id, "job not taken now: {reason}");
-                Ok(PrintResponse::Rejected { order_id, reason })
-            }
             PrintResponse::Rejected { order_id, reason } => {
                 // Kept, so the job refused here is refused here whoever sends it again;
                 // under the lab's lock, and never beside a job taken meanwhile (the
@@ -339,7 +330,12 @@ impl Lab {
                 .await
             {
                 Ok(b) => b,
-                Err(e) => return reject(format!("{TRANSIENT}{}: {e}", line.file_name)),
+                Err(e) => {
+                    // Not kept: the same job may be taken when it is sent again.
+                    let reason = format!("{}: {e}", line.file_name);
+                    tracing::warn!(%order_id, "job not taken now: {reason}");
+                    return Ok(PrintResponse::NotNow { order_id, reason });
+                }
             };
             match check_image(&head) {
                 Ok(d) => dimensions.push(d),
@@ -1382,9 +1378,10 @@ impl printmesh_runtime::role::Role for Lab {
                 Printer::new(p, &node.config.name).map_err(NodeError::Role)?,
             ));
         }
-        let node_db = node.db.clone();
         Ok(Arc::new(Lab {
             jobs: node.db.tree("jobs")?,
+            refused: node.db.tree("refused")?,
+            terms: node.db.tree("hold_terms")?,
             calendar: node.db.tree("calendar")?,
             queue: node.db.tree("queue")?,
             active: node.db.tree("active")?,
@@ -1397,8 +1394,6 @@ impl printmesh_runtime::role::Role for Lab {
             work: tokio::sync::Notify::new(),
             lock: tokio::sync::Mutex::new(()),
             shipping: tokio::sync::Mutex::new(()),
-            refused: node_db.tree("refused")?,
-            terms: node_db.tree("hold_terms")?,
             ship_margin_ms: (config.ship_margin_secs as i64).saturating_mul(1000),
         }))
     }
