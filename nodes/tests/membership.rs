@@ -1030,7 +1030,11 @@ async fn a_peer_that_connects_and_never_greets_is_dropped_after_the_deadline() {
         after >= net::ADMISSION_DEADLINE - Duration::from_secs(1),
         "not before the deadline: {after:?}"
     );
-    assert_eq!(lab.client.connections_to(me).await, 0);
+    // The lab's side of the close may be handled a moment after the peer sees it.
+    assert!(
+        eventually(2, || async { lab.client.connections_to(me).await == 0 }).await,
+        "the lab still counts a connection to the silent peer"
+    );
     lab.shutdown().await;
 }
 
