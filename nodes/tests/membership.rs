@@ -362,6 +362,23 @@ async fn a_revoked_certificate_is_refused_and_a_node_will_not_start_on_a_bad_one
         !served(&lab, &revoked).await,
         "a revoked certificate is refused"
     );
+    // It keeps dialling (each time greeted and refused): those closes are the lab's
+    // refusals, not hellos it failed, so they do not cut its PeerId off.
+    for _ in 0..=printmesh_nodes::net::MAX_FAILED_HELLOS {
+        let job = PrintRequest::Job(PrintJob {
+            order_id: order_of(revoked.local_peer_id()),
+            store: "store-1".parse().unwrap(),
+            lines: vec![],
+            submitted_at_ms: 0,
+        });
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            revoked.request::<PrintProto>(lab.peer_id(), job),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    revoked.shutdown().await;
     drop(revoked);
     // Renewed under a new serial, the same node (same key) is welcome again.
     let (renewed, _) = membership::enroll(

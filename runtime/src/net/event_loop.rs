@@ -46,6 +46,10 @@ pub struct EventLoop {
     gate: Option<crate::membership::Gate>,
     /// Peers refused, and why (each peer and reason is logged once; bounded).
     refused: BoundedSet,
+    /// Peers whose hello came and was refused here, and when: the connection this
+    /// node then closed is not a hello the peer failed (a node revoked and then
+    /// renewed under the same key is not cut off for its old certificate's refusals).
+    hello_refused: HashMap<PeerId, Instant>,
     /// Connected peers whose hello is not accepted yet, since when.
     unadmitted: HashMap<PeerId, Instant>,
     /// In an enrolled network, the certificates of the peers admitted (their
@@ -261,6 +265,7 @@ pub fn build(
         hello: config.hello,
         gate: config.gate,
         refused: BoundedSet::default(),
+        hello_refused: HashMap::new(),
         unadmitted: HashMap::new(),
         admitted: HashMap::new(),
         admission: Admission::new(config.limits),
@@ -603,6 +608,7 @@ impl EventLoop {
             if self.refused.insert(format!("{peer} network {network}")) {
                 tracing::warn!(%peer, %network, "peer belongs to another network; disconnecting");
             }
+            self.note_hello_refused(peer);
             self.shut_out(peer);
             return;
         }
@@ -622,6 +628,7 @@ impl EventLoop {
         }
         self.refused.forget(&format!("{peer} "));
         self.rejected.forget(&format!("{peer} "));
+        self.hello_refused.remove(&peer);
         self.unadmitted.remove(&peer);
         self.swarm
             .behaviour_mut()
@@ -658,7 +665,21 @@ impl EventLoop {
             let name: String = hello.name.chars().take(80).collect();
             tracing::warn!(%peer, role = %hello.role, %name, "refused: {reason}");
         }
+        self.note_hello_refused(peer);
         self.shut_out(peer);
+    }
+
+    /// Remembers that `peer` greeted and was refused (bounded: past
+    /// [`BoundedSet::MAX`] peers the oldest minute's are forgotten).
+    fn note_hello_refused(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self.hello_refused.len() >= BoundedSet::MAX {
+            self.hello_refused
+                .retain(|_, at| now.saturating_duration_since(*at) < HELLO_FAILURE_WINDOW);
+        }
+        if self.hello_refused.len() < BoundedSet::MAX {
+            self.hello_refused.insert(peer, now);
+        }
     }
 
     /// Shuts a peer out: graylisted in gossip, no longer a peer (the role hears it is
@@ -827,9 +848,16 @@ impl EventLoop {
                 {
                     tracing::info!(%peer, "hello failed ({reason}): {error}; disconnecting");
                 }
+                // A connection closed because its hello was refused here is not a
+                // hello the peer failed (its refusal is logged once per reason).
+                let refused_here = self
+                    .hello_refused
+                    .get(&peer)
+                    .is_some_and(|at| at.elapsed() < HELLO_FAILURE_WINDOW);
                 let verdict = match error {
                     // Not the peer's doing.
                     request_response::OutboundFailure::DialFailure => Verdict::Take,
+                    _ if refused_here => Verdict::Take,
                     _ => self.admission.hello_failed(peer, Instant::now()),
                 };
                 if let Verdict::CutOff(_) = verdict {

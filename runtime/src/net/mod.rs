@@ -84,8 +84,8 @@ mod event_loop;
 mod protocols;
 
 pub use admission::{
-    bounded_entry, Admission, Bucket, Refusal, Verdict, CUT_OFF_FOR, MAX_FAILED_HELLOS,
-    MAX_STRIKES, STRIKE_WINDOW,
+    bounded_entry, Admission, Bucket, Refusal, Verdict, CUT_OFF_FOR, HELLO_FAILURE_WINDOW,
+    MAX_FAILED_HELLOS, MAX_STRIKES, STRIKE_WINDOW,
 };
 use client::SwarmJob;
 pub use client::{Client, Command};
