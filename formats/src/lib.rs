@@ -8,10 +8,12 @@
 //! - [`photo`]: a customer's photo as the lab decodes it, and a print's back-print.
 //! - [`autprint`]: the DPOF order the lab writes for a minilab, and read back.
 //! - [`ipp`]: IPP/1.1 messages and the HTTP answers a printer sends.
+//! - [`fat`]: a memory card's FAT or exFAT boot sector (its serial) and FAT free space.
 //!
 //! Wire frames, signed events and certificates are parsed in `printmesh-protocol`.
 
 pub mod autprint;
+pub mod fat;
 pub mod ipp;
 pub mod media;
 pub mod photo;

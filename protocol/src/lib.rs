@@ -9,6 +9,7 @@
 pub mod capacity;
 pub mod card;
 pub mod codec;
+pub mod content;
 pub mod ids;
 pub mod ledger;
 pub mod membership;

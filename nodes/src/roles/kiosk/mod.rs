@@ -10,6 +10,7 @@
 //! the EMV track-2 equivalent, a receipt printer takes ESC/POS.
 
 pub mod app;
+pub mod cardwrite;
 pub mod chip;
 pub mod config;
 pub mod i18n;
