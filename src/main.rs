@@ -4,6 +4,7 @@
 mod chaos;
 
 use printmesh_nodes::roles::acquirer::AcquirerCommand;
+use printmesh_nodes::roles::content::ContentCommand;
 use printmesh_nodes::roles::courier::CourierCommand;
 use printmesh_nodes::roles::kiosk::KioskCommand;
 use printmesh_nodes::roles::lab::LabCommand;
@@ -75,6 +76,13 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: Option<CourierAction>,
+    },
+    /// Run a content company's node, or publish its catalogue, or show it.
+    Content {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<ContentAction>,
     },
     /// The whole network on this machine, with the kiosk screen in this terminal.
     Demo {
@@ -248,6 +256,15 @@ enum LabAction {
     Reprint { order_id: String },
     /// The queue, printers and promises at risk, as JSON.
     Status,
+}
+
+#[derive(Subcommand)]
+enum ContentAction {
+    /// Publish a catalogue file: every item's file goes into the node's store and the
+    /// catalogue is signed at its next version (items left out are withdrawn).
+    Publish { catalogue: PathBuf },
+    /// The catalogue published last (JSON).
+    Catalogue,
 }
 
 #[derive(Subcommand)]
@@ -726,6 +743,28 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         &AdminRequest::role(&CourierCommand::Deliver { order_id, store }),
                         "report it",
                     );
+                }
+            }
+        }
+        Command::Content { config, action } => {
+            let config = load(&config, Role::Content)?;
+            match action {
+                None => printmesh_nodes::node::run_until_signal(config).await?,
+                Some(ContentAction::Publish { catalogue }) => {
+                    let path = std::path::absolute(&catalogue)
+                        .with_context(|| format!("{}", catalogue.display()))?;
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&ContentCommand::Publish { path }),
+                        "publish the catalogue",
+                    );
+                }
+                Some(ContentAction::Catalogue) => {
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&ContentCommand::Catalogue),
+                        "show its catalogue",
+                    )
                 }
             }
         }

@@ -13,6 +13,7 @@ use crate::roles::kiosk::reader::CardReaderConfig;
 use crate::roles::kiosk::receipt::PrinterConfig;
 
 pub use crate::roles::acquirer::config::AcquirerConfig;
+pub use crate::roles::content::config::ContentConfig;
 pub use crate::roles::courier::config::CourierConfig;
 pub use crate::roles::intermediary::config::IntermediaryConfig;
 pub use crate::roles::kiosk::config::KioskConfig;
@@ -52,6 +53,8 @@ pub struct NodeConfig {
     pub acquirer: Option<AcquirerConfig>,
     pub lab: Option<LabConfig>,
     pub courier: Option<CourierConfig>,
+    #[serde(default)]
+    pub content: Option<ContentConfig>,
     /// In a network that enrols its nodes: the root's key and this node's certificate.
     /// Without it the node talks to any peer of its network (development only).
     pub membership: Option<MembershipConfig>,
@@ -120,6 +123,7 @@ impl NodeConfig {
             acquirer: None,
             lab: None,
             courier: None,
+            content: None,
             membership: None,
             limits: LimitsConfig::default(),
         }
@@ -156,6 +160,7 @@ impl NodeConfig {
             (Role::Acquirer, self.acquirer.is_some()),
             (Role::Lab, self.lab.is_some()),
             (Role::Courier, self.courier.is_some()),
+            (Role::Content, self.content.is_some()),
         ]
         .into_iter()
         .filter_map(|(role, there)| there.then_some(role))
@@ -177,6 +182,9 @@ impl NodeConfig {
         fix(&mut self.data_dir);
         if let Some(p) = &mut self.psk_file {
             fix(p);
+        }
+        if let Some(c) = self.content.as_mut().and_then(|c| c.catalogue.as_mut()) {
+            fix(c);
         }
         if let Some(k) = &mut self.kiosk {
             fix(&mut k.prices);

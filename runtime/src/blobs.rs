@@ -68,13 +68,13 @@ pub struct SendOutcome {
 pub struct BlobStore {
     dir: PathBuf,
     partial_dir: PathBuf,
-    receiving: Mutex<HashSet<BlobId>>,
+    pub(crate) receiving: Mutex<HashSet<BlobId>>,
 }
 
 /// Removes a blob from the in-progress set when a receive ends, however it ends.
-struct Receiving<'a> {
-    store: &'a BlobStore,
-    blob: BlobId,
+pub(crate) struct Receiving<'a> {
+    pub(crate) store: &'a BlobStore,
+    pub(crate) blob: BlobId,
 }
 
 impl Drop for Receiving<'_> {
@@ -116,7 +116,7 @@ impl BlobStore {
         self.dir.join(hex.get(..2).unwrap_or("00")).join(hex)
     }
 
-    fn partial_path(&self, blob: &BlobId) -> PathBuf {
+    pub(crate) fn partial_path(&self, blob: &BlobId) -> PathBuf {
         self.partial_dir.join(blob.to_hex())
     }
 
@@ -142,7 +142,7 @@ impl BlobStore {
     }
 
     /// Moves a fully written file into place if its hash is `blob`; otherwise deletes it.
-    async fn commit(&self, blob: &BlobId, written: &Path) -> Result<(), BlobError> {
+    pub(crate) async fn commit(&self, blob: &BlobId, written: &Path) -> Result<(), BlobError> {
         if hash_file(written).await? != *blob {
             let _ = tokio::fs::remove_file(written).await;
             return Err(BlobError::HashMismatch(*blob));
@@ -189,6 +189,27 @@ impl BlobStore {
         let bytes = tokio::fs::read(path).await?;
         let blob = self.import_bytes(&bytes).await?;
         Ok((blob, bytes.len() as u64))
+    }
+
+    /// Copies a file of any size into the store without holding it in memory (a
+    /// content company's item); returns its id and length.
+    pub async fn import_large(&self, path: &Path) -> Result<(BlobId, u64), BlobError> {
+        let blob = hash_file(path).await?;
+        let len = tokio::fs::metadata(path).await?.len();
+        if self.has(&blob) {
+            return Ok((blob, len));
+        }
+        static IMPORTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = IMPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.partial_dir.join(format!(
+            "import-{}-{}-{n}",
+            blob.to_hex(),
+            std::process::id()
+        ));
+        tokio::fs::copy(path, &tmp).await?;
+        tokio::fs::File::open(&tmp).await?.sync_all().await?;
+        self.commit(&blob, &tmp).await?;
+        Ok((blob, len))
     }
 
     pub async fn read(&self, blob: &BlobId) -> Result<Vec<u8>, BlobError> {
@@ -239,7 +260,9 @@ impl BlobStore {
     }
 }
 
-async fn timed<T>(f: impl std::future::Future<Output = io::Result<T>>) -> Result<T, BlobError> {
+pub(crate) async fn timed<T>(
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, BlobError> {
     tokio::time::timeout(IO_TIMEOUT, f)
         .await
         .map_err(|_| BlobError::Timeout)?

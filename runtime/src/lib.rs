@@ -18,6 +18,7 @@ pub mod blobs;
 pub mod config;
 pub mod events;
 pub mod failpoint;
+pub mod fetch;
 pub mod membership;
 pub mod net;
 pub mod node;

@@ -452,6 +452,30 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether `signer` (PeerId bytes) may sign what only `role` signs (a catalogue: a
+    /// content company; a licence: a kiosk): its `certificate` is the root's, for this
+    /// network and that signer, valid now and unrevoked, and for `role`.
+    pub fn admit_signer(
+        &self,
+        signer: &[u8],
+        certificate: Option<&[u8]>,
+        role: Role,
+    ) -> Result<Certificate, CertError> {
+        let peer = PeerId::from_bytes(signer)
+            .map_err(|_| CertError::Malformed("the signer is not a PeerId".into()))?;
+        let bytes = certificate.ok_or(CertError::Missing)?;
+        let cert = verify(&SignedCertificate::decode(bytes)?, &self.root)?;
+        self.check(&cert, peer)?;
+        if cert.role != role {
+            return Err(CertError::NotAllowed(format!(
+                "signed by {}, not {}",
+                cert.role.with_article(),
+                role.with_article()
+            )));
+        }
+        Ok(cert)
+    }
+
     /// The newest revocations this node knows, as signed, for its hello (at most
     /// [`proto::MAX_HELLO_REVOCATIONS`]).
     pub fn revocations(&self) -> Vec<Vec<u8>> {

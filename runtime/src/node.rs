@@ -343,6 +343,9 @@ pub struct Node {
     pub blobs: Arc<BlobStore>,
     pub events: Arc<EventLog>,
     pub keypair: Keypair,
+    /// In an enrolled network, the membership gate: roles check what other nodes
+    /// signed (a catalogue, a licence) with it.
+    pub gate: Option<crate::membership::Gate>,
     /// The role's handlers in flight ([`MAX_CONCURRENT_HANDLERS`] permits).
     pub handlers: Arc<Semaphore>,
     /// Fired by [`Node::shutdown`]: the role's loops and its event queue stop.
@@ -476,6 +479,7 @@ pub async fn start_serving(
         events.set_certificate(gate.own.clone());
     }
     let sync_gate = gate.clone();
+    let role_gate = gate.clone();
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,
@@ -524,6 +528,7 @@ pub async fn start_serving(
             blobs,
             events,
             keypair,
+            gate: role_gate,
             handlers: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
             stop: Arc::new(stop),
             stopping,

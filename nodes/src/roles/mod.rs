@@ -3,6 +3,7 @@
 //! matches on the role: starting the role a config names.
 
 pub mod acquirer;
+pub mod content;
 pub mod courier;
 pub mod intermediary;
 pub mod kiosk;
@@ -95,7 +96,9 @@ pub async fn start_role(config: NodeConfig) -> Result<Node, NodeError> {
                 .0
         }
         Role::Content => {
-            return Err(NodeError::Role(format!("role {role} is not available yet")));
+            run::<content::Content>(common, section(config.content, role)?)
+                .await?
+                .0
         }
     };
     Ok(node)
@@ -186,11 +189,7 @@ pub fn inspect(config: &NodeConfig) -> Result<serde_json::Value, NodeError> {
             lab::inspect(&db, &blobs)?
         }
         Role::Courier => courier::inspect(&db)?,
-        other => {
-            return Err(NodeError::Role(format!(
-                "role {other} has nothing to inspect yet"
-            )))
-        }
+        Role::Content => content::inspect(&db)?,
     };
     let events: printmesh_runtime::store::Tree<printmesh_protocol::messages::OrderEvent> =
         db.tree("events")?;

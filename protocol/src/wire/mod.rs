@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod content;
 pub mod events;
 pub mod hello;
 pub mod order;
@@ -57,6 +58,7 @@ pub const REQUEST_PROTOCOLS: &[Spec] = &[
     settle::SPEC,
     ship::SPEC,
     sync::SPEC,
+    content::SPEC,
 ];
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use printmesh_protocol::messages::{
     PrintResponse, Role, SettleRequest, SettleResponse, ShipRequest, ShipResponse, SyncRequest,
     SyncResponse,
 };
+use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
 use printmesh_protocol::wire::{self, Spec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

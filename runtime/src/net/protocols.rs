@@ -186,6 +186,8 @@ request_protocols! {
     /// A peer asks what it missed: answered by the swarm loop from the event log,
     /// never handed to a role.
     sync: SyncProto(wire::sync::SPEC, SyncRequest, SyncResponse) => Sync,
+    /// Kiosk or intermediary → content company or intermediary: catalogues.
+    content: ContentProto(wire::content::SPEC, ContentRequest, ContentResponse) => Content,
 }
 
 fn invalid_data(e: codec::CodecError) -> io::Error {

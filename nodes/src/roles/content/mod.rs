@@ -1,0 +1,399 @@
+//! The content company (patent 104, [0021], [0032]): publishes a catalogue of items a
+//! customer can buy at a kiosk and have written onto their own card (music, images,
+//! game data), signed by its node key, and serves the items' bytes.
+//!
+//! `printmesh content --config F publish CATALOGUE.toml` reads the catalogue file, puts
+//! every item's file (and cover) into the node's blob store, and signs the whole
+//! catalogue at the next version: an item added, changed or left out (withdrawn) shows
+//! in the answer. Kiosks and intermediaries ask for catalogues newer than theirs
+//! (`/printmesh/content/1`) and fetch items' bytes (`/printmesh/fetch/1`); intermediaries
+//! pass catalogues on to kiosks that cannot reach the company. Every holder checks the
+//! signature and (in an enrolled network) that the signer is an enrolled content
+//! company before using one.
+
+pub mod config;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use printmesh_protocol::content::{
+    sign_catalogue, verify_catalogue, Catalogue, Item, ItemKind, Names, SignedCatalogue,
+    MAX_COVER_BYTES,
+};
+use printmesh_protocol::messages::Role;
+use printmesh_protocol::money::{Currency, Money};
+use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
+use serde::Deserialize;
+
+pub use self::config::ContentConfig;
+use crate::net::{ContentProto, Inbound};
+use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
+use crate::store::{StoreError, Tree};
+use printmesh_runtime::role::{RoleEvent, Stopping};
+
+/// A catalogue file as a content company writes it (TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueFile {
+    /// ISO 4217 code of every price (default JPY).
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default, rename = "item")]
+    pub items: Vec<ItemEntry>,
+}
+
+/// One `[[item]]` of a catalogue file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemEntry {
+    pub id: String,
+    pub kind: String,
+    pub title_ja: String,
+    pub title_en: String,
+    #[serde(default)]
+    pub title_kana: String,
+    #[serde(default)]
+    pub artist_ja: String,
+    #[serde(default)]
+    pub artist_en: String,
+    #[serde(default)]
+    pub artist_kana: String,
+    /// The price in minor units (yen).
+    pub price_minor: i64,
+    pub rights_holder: String,
+    /// The item's bytes (relative to the catalogue file).
+    pub file: PathBuf,
+    #[serde(default)]
+    pub cover: Option<PathBuf>,
+    /// On sale from this day (UTC; default: now) until this one (default: ten years).
+    #[serde(default)]
+    pub valid_from: Option<NaiveDate>,
+    #[serde(default)]
+    pub valid_until: Option<NaiveDate>,
+    /// Where on the card: a folder (`MUSIC/PRINTMSH`) and a file name.
+    pub folder: String,
+    pub file_name: String,
+}
+
+fn day_ms(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .map_or(0, |t| t.and_utc().timestamp_millis())
+}
+
+/// What changed between two catalogues, in words.
+fn changes(old: Option<&Catalogue>, new: &Catalogue) -> String {
+    let mut added = vec![];
+    let mut changed = vec![];
+    for item in &new.items {
+        match old.and_then(|o| o.item(&item.id)) {
+            None => added.push(item.id.to_string()),
+            Some(before) if before != item => changed.push(item.id.to_string()),
+            Some(_) => {}
+        }
+    }
+    let withdrawn: Vec<String> = old
+        .map(|o| {
+            o.items
+                .iter()
+                .filter(|i| new.item(&i.id).is_none())
+                .map(|i| i.id.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let list = |what: &str, ids: &[String]| {
+        if ids.is_empty() {
+            String::new()
+        } else {
+            format!("; {what}: {}", ids.join(", "))
+        }
+    };
+    format!(
+        "{} items{}{}{}",
+        new.items.len(),
+        list("added", &added),
+        list("changed", &changed),
+        list("withdrawn", &withdrawn)
+    )
+}
+
+pub struct Content {
+    node: Node,
+    config: ContentConfig,
+    /// `current` → the catalogue as published (signed).
+    catalogue: Tree<SignedCatalogue>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Content {
+    /// The catalogue published last, checked.
+    pub fn current(&self) -> Result<Option<Catalogue>, String> {
+        let Some(signed) = self.catalogue.get(b"current").map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        verify_catalogue(&signed)
+            .map(|v| Some(v.catalogue))
+            .map_err(|e| format!("the stored catalogue does not check: {e}"))
+    }
+
+    /// Reads a catalogue file, stores every item's bytes, and publishes the result at
+    /// the next version (nothing new if nothing changed). Returns what changed.
+    pub async fn publish(&self, path: &Path) -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: CatalogueFile =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let currency: Currency = file
+            .currency
+            .as_deref()
+            .unwrap_or("JPY")
+            .parse()
+            .map_err(|e| format!("{}: currency: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let now = now_ms();
+        let mut items = Vec::with_capacity(file.items.len());
+        for entry in file.items {
+            let at = |p: &Path| {
+                if p.is_relative() {
+                    base.join(p)
+                } else {
+                    p.to_path_buf()
+                }
+            };
+            let bad = |what: String| format!("{}: item {}: {what}", path.display(), entry.id);
+            let source = at(&entry.file);
+            let (blob, size) = self
+                .node
+                .blobs
+                .import_large(&source)
+                .await
+                .map_err(|e| bad(format!("{}: {e}", source.display())))?;
+            let cover = match &entry.cover {
+                Some(c) => {
+                    let c = at(c);
+                    let len = std::fs::metadata(&c)
+                        .map_err(|e| bad(format!("{}: {e}", c.display())))?
+                        .len();
+                    if len > MAX_COVER_BYTES {
+                        return Err(bad(format!(
+                            "the cover is {len} bytes, over {MAX_COVER_BYTES}"
+                        )));
+                    }
+                    let bytes = std::fs::read(&c).map_err(|e| bad(e.to_string()))?;
+                    image::load_from_memory(&bytes)
+                        .map_err(|e| bad(format!("the cover {}: {e}", c.display())))?;
+                    Some(
+                        self.node
+                            .blobs
+                            .import_bytes(&bytes)
+                            .await
+                            .map_err(|e| bad(e.to_string()))?,
+                    )
+                }
+                None => None,
+            };
+            items.push(Item {
+                id: entry.id.parse().map_err(bad)?,
+                kind: entry.kind.parse::<ItemKind>().map_err(bad)?,
+                title: Names {
+                    ja: entry.title_ja,
+                    en: entry.title_en,
+                    kana: entry.title_kana,
+                },
+                artist: Names {
+                    ja: entry.artist_ja,
+                    en: entry.artist_en,
+                    kana: entry.artist_kana,
+                },
+                blob,
+                size,
+                price: Money::new(entry.price_minor, currency),
+                rights_holder: entry.rights_holder,
+                cover,
+                valid_from_ms: entry.valid_from.map_or(now - 60_000, day_ms),
+                valid_until_ms: entry
+                    .valid_until
+                    .map_or(now + 10 * 365 * 86_400_000, day_ms),
+                folder: entry.folder,
+                file_name: entry.file_name,
+            });
+        }
+        let _guard = self.lock.lock().await;
+        let old = self.current()?;
+        let catalogue = Catalogue {
+            network: self.node.config.network.clone(),
+            company: self.node.config.name.clone(),
+            version: old.as_ref().map_or(1, |o| o.version + 1),
+            published_ms: now,
+            items,
+        };
+        if let Some(old) = &old {
+            // Validity left to default moves with the clock: compare without it.
+            let same = old.items.len() == catalogue.items.len()
+                && old.items.iter().zip(&catalogue.items).all(|(a, b)| {
+                    let mut b = b.clone();
+                    b.valid_from_ms = a.valid_from_ms;
+                    b.valid_until_ms = a.valid_until_ms;
+                    *a == b
+                });
+            if same {
+                return Ok(format!(
+                    "catalogue version {} unchanged ({} items)",
+                    old.version,
+                    old.items.len()
+                ));
+            }
+        }
+        catalogue
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let certificate = self.node.gate.as_ref().map(|g| g.own.clone());
+        let signed = sign_catalogue(&self.node.keypair, &catalogue, certificate)
+            .map_err(|e| e.to_string())?;
+        self.catalogue
+            .insert(b"current", &signed)
+            .map_err(|e| e.to_string())?;
+        self.node.db.flush().await.map_err(|e| e.to_string())?;
+        let said = format!(
+            "catalogue version {} published: {}",
+            catalogue.version,
+            changes(old.as_ref(), &catalogue)
+        );
+        tracing::info!("{said}");
+        Ok(said)
+    }
+
+    async fn on_content(&self, inbound: Inbound<ContentProto>) {
+        let (_, request, responder) = inbound.into_parts();
+        let ContentRequest::Catalogues { known } = request;
+        let signed = match self.catalogue.get(b"current") {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!("cannot read the catalogue: {e}");
+                responder.respond(ContentResponse::Refused {
+                    reason: "the catalogue cannot be read now".into(),
+                });
+                return;
+            }
+        };
+        let me = self.node.peer_id().to_bytes();
+        let out = match (signed, self.current()) {
+            (Some(signed), Ok(Some(c))) => {
+                let held = known.iter().find(|(who, _)| *who == me).map(|(_, v)| *v);
+                if held.is_some_and(|v| v >= c.version) {
+                    vec![]
+                } else {
+                    vec![signed]
+                }
+            }
+            _ => vec![],
+        };
+        responder.respond(ContentResponse::Catalogues(out));
+    }
+
+    fn catalogue_text(&self) -> Result<String, String> {
+        let Some(c) = self.current()? else {
+            return Ok("no catalogue published yet".into());
+        };
+        serde_json::to_string_pretty(&catalogue_json(&c)).map_err(|e| e.to_string())
+    }
+}
+
+fn catalogue_json(c: &Catalogue) -> serde_json::Value {
+    serde_json::json!({
+        "company": c.company,
+        "version": c.version,
+        "items": c.items.iter().map(|i| serde_json::json!({
+            "id": i.id.to_string(),
+            "kind": i.kind.to_string(),
+            "title": i.title.en,
+            "title_ja": i.title.ja,
+            "artist": i.artist.en,
+            "size": i.size,
+            "price_minor": i.price.amount_minor(),
+            "blob": i.blob.to_hex(),
+            "card_path": i.card_path(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+printmesh_runtime::requests! {
+    /// What a content company answers: requests for its catalogue.
+    pub enum ContentRoleRequest {
+        Content(ContentProto),
+    }
+}
+
+impl printmesh_runtime::role::Role for Content {
+    const KIND: Role = Role::Content;
+    type Config = ContentConfig;
+    type Command = ContentCommand;
+    type Request = ContentRoleRequest;
+
+    fn open(node: Node, config: ContentConfig) -> Result<Arc<Content>, NodeError> {
+        Ok(Arc::new(Content {
+            catalogue: node.db.tree("catalogue")?,
+            node,
+            config,
+            lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Serves its items' bytes; publishes the configured catalogue if it changed.
+    fn start(self: &Arc<Self>, _stopping: Stopping) {
+        tokio::spawn(printmesh_runtime::fetch::serve_fetch(
+            self.node.client.clone(),
+            self.node.blobs.clone(),
+            Role::Content,
+        ));
+        if let Some(path) = self.config.catalogue.clone() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.publish(&path).await {
+                    tracing::error!("the configured catalogue was not published: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
+        match event {
+            RoleEvent::Request(ContentRoleRequest::Content(inbound)) => {
+                self.on_content(inbound).await
+            }
+            RoleEvent::Admin(command, reply) => {
+                let response = match command {
+                    ContentCommand::Publish { path } => {
+                        AdminResponse::from_result(self.publish(&path).await)
+                    }
+                    ContentCommand::Catalogue => AdminResponse::from_result(self.catalogue_text()),
+                };
+                let _ = reply.send(response);
+            }
+            // Its work comes by request and command.
+            RoleEvent::Event(_) | RoleEvent::PeerReady(_) | RoleEvent::PeerGone(_) => {}
+        }
+    }
+}
+
+/// A content company's admin commands (`printmesh content publish|catalogue`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ContentCommand {
+    /// Publishes a catalogue file (an absolute path on the node's machine).
+    Publish { path: PathBuf },
+    /// The catalogue published last (JSON).
+    Catalogue,
+}
+
+impl RoleCommand for ContentCommand {
+    const ROLE: Role = Role::Content;
+}
+
+/// What `printmesh inspect` shows of a content company: its catalogue.
+pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
+    let tree: Tree<SignedCatalogue> = db.tree("catalogue")?;
+    let catalogue = tree
+        .get(b"current")?
+        .and_then(|s| verify_catalogue(&s).ok())
+        .map(|v| catalogue_json(&v.catalogue));
+    Ok(serde_json::json!({ "role": "content", "catalogue": catalogue }))
+}

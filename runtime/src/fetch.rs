@@ -1,0 +1,249 @@
+//! Fetching a blob from a peer that holds it (`/printmesh/fetch/1`): the pull beside
+//! the push of [`crate::blobs`]. A kiosk fetches a download's bytes from a content
+//! company (or an intermediary holding them); the asker keeps what arrived in the
+//! blob store's partial file, so a cut transfer resumes there, and stores the blob only
+//! once its BLAKE3 matches what the signed catalogue says.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use printmesh_protocol::messages::Role;
+use printmesh_protocol::wire::content::{
+    may_fetch, FetchReply, FetchRequest, FETCH_CONTROL_MAX_BYTES, FETCH_ID,
+};
+use printmesh_protocol::BlobId;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt, AsyncWriteExt as _};
+
+use crate::blobs::{timed, BlobError, BlobStore, Receiving, CHUNK_BYTES, IO_TIMEOUT};
+use crate::net::{read_frame, write_frame};
+
+/// Most fetches a node serves at once.
+pub const MAX_CONCURRENT_SERVES: usize = 16;
+
+pub fn fetch_protocol() -> StreamProtocol {
+    StreamProtocol::new(FETCH_ID)
+}
+
+/// Fetches `blob` (`len` bytes, as the catalogue says) from `peer` into `store`,
+/// resuming a partial file kept from an earlier cut. `progress(have, len)` is called
+/// as bytes arrive. Returns the bytes fetched over the wire this time.
+pub async fn fetch_blob(
+    control: &mut libp2p_stream::Control,
+    store: &BlobStore,
+    peer: PeerId,
+    blob: BlobId,
+    len: u64,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, BlobError> {
+    if store.has(&blob) {
+        progress(len, len);
+        return Ok(0);
+    }
+    let claimed = store
+        .receiving
+        .lock()
+        .map(|mut set| set.insert(blob))
+        .unwrap_or(false);
+    if !claimed {
+        return Err(BlobError::Busy(blob));
+    }
+    let _guard = Receiving { store, blob };
+    let partial = store.partial_path(&blob);
+    let mut offset = store.partial_len(&blob);
+    if offset > len {
+        offset = 0;
+    }
+    if offset == len {
+        // Every byte came before but was never verified: verify now.
+        match store.commit(&blob, &partial).await {
+            Ok(()) => {
+                progress(len, len);
+                return Ok(0);
+            }
+            Err(BlobError::HashMismatch(_)) => offset = 0,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut stream = control
+        .open_stream(peer, fetch_protocol())
+        .await
+        .map_err(|e| BlobError::Open {
+            peer,
+            reason: e.to_string(),
+        })?;
+    timed(write_frame(
+        &mut stream,
+        &FetchRequest { blob, offset },
+        FETCH_CONTROL_MAX_BYTES,
+    ))
+    .await?;
+    let reply: FetchReply = timed(read_frame(&mut stream, FETCH_CONTROL_MAX_BYTES)).await?;
+    match reply {
+        FetchReply::Sending { len: theirs } if theirs == len => {}
+        FetchReply::Sending { len: theirs } => {
+            return Err(BlobError::Refused {
+                blob,
+                reason: format!("the peer's copy is {theirs} bytes, the catalogue says {len}"),
+            })
+        }
+        FetchReply::NotHere => return Err(BlobError::NotFound(blob)),
+        FetchReply::Refused { reason } => return Err(BlobError::Refused { blob, reason }),
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&partial)
+        .await?;
+    file.set_len(offset).await?;
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut have = offset;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut cut = None;
+    while have < len {
+        let want = (len - have).min(CHUNK_BYTES as u64) as usize;
+        let chunk = buf.get_mut(..want).ok_or(BlobError::Timeout)?;
+        match tokio::time::timeout(IO_TIMEOUT, stream.read(chunk)).await {
+            Ok(Ok(0)) => {
+                cut = Some(BlobError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer stopped sending early",
+                )));
+                break;
+            }
+            Ok(Ok(n)) => {
+                file.write_all(chunk.get(..n).unwrap_or_default()).await?;
+                have += n as u64;
+                progress(have, len);
+            }
+            Ok(Err(e)) => {
+                cut = Some(BlobError::Io(e));
+                break;
+            }
+            Err(_) => {
+                cut = Some(BlobError::Timeout);
+                break;
+            }
+        }
+    }
+    // Keep what arrived, durably, so the next fetch resumes after it.
+    file.sync_data().await?;
+    drop(file);
+    let _ = stream.close().await;
+    if let Some(e) = cut {
+        tracing::info!(blob = %blob.short(), kept = have, "fetch cut; partial kept for resume");
+        return Err(e);
+    }
+    store.commit(&blob, &partial).await?;
+    Ok(have - offset)
+}
+
+/// Serves fetches of the blobs in `store` to the peers whose role may fetch from
+/// `role` ([`may_fetch`]), at most [`MAX_CONCURRENT_SERVES`] at once, until the node
+/// stops. A refused or failed fetch is logged once per peer and reason.
+pub async fn serve_fetch(client: crate::net::Client, store: Arc<BlobStore>, role: Role) {
+    let mut control = client.stream_control();
+    let mut incoming = match control.accept(fetch_protocol()) {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            tracing::error!("fetch protocol already registered: {e}");
+            return;
+        }
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SERVES));
+    let mut refused: HashSet<(PeerId, String)> = HashSet::new();
+    while let Some((peer, mut stream)) = incoming.next().await {
+        let from = client
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.hello.role);
+        let why = match from {
+            None => "it has not said hello".to_string(),
+            Some(from) if !may_fetch(from, role) => {
+                format!("a {from} fetches nothing from a {role}")
+            }
+            Some(_) => String::new(),
+        };
+        if !why.is_empty() {
+            if refused.len() >= 1024 {
+                refused.clear();
+            }
+            if refused.insert((peer, why.clone())) {
+                tracing::warn!(%peer, "fetch refused: {why}");
+            }
+            tokio::spawn(refuse(stream, why));
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream, "busy: too many fetches at once".into()));
+            continue;
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_one(&mut stream, &store).await {
+                tracing::info!(%peer, "fetch ended early: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Tells the asker why not, and closes the stream (off the accept loop).
+async fn refuse(mut stream: libp2p::Stream, reason: String) {
+    let _ = timed(write_frame(
+        &mut stream,
+        &FetchReply::Refused { reason },
+        FETCH_CONTROL_MAX_BYTES,
+    ))
+    .await;
+    let _ = tokio::time::timeout(IO_TIMEOUT, stream.close()).await;
+}
+
+async fn serve_one(stream: &mut libp2p::Stream, store: &BlobStore) -> Result<(), BlobError> {
+    let request: FetchRequest = timed(read_frame(stream, FETCH_CONTROL_MAX_BYTES)).await?;
+    let Some(len) = store.len_of(&request.blob) else {
+        timed(write_frame(
+            stream,
+            &FetchReply::NotHere,
+            FETCH_CONTROL_MAX_BYTES,
+        ))
+        .await?;
+        return Ok(());
+    };
+    let offset = request.offset.min(len);
+    timed(write_frame(
+        stream,
+        &FetchReply::Sending { len },
+        FETCH_CONTROL_MAX_BYTES,
+    ))
+    .await?;
+    let mut file = tokio::fs::File::open(store.path(&request.blob)).await?;
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut left = len - offset;
+    while left > 0 {
+        let want = left.min(CHUNK_BYTES as u64) as usize;
+        let chunk = buf.get_mut(..want).ok_or(BlobError::Timeout)?;
+        let n = file.read(chunk).await?;
+        if n == 0 {
+            return Err(BlobError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the blob shrank while it was sent",
+            )));
+        }
+        tokio::time::timeout(
+            IO_TIMEOUT,
+            stream.write_all(chunk.get(..n).unwrap_or_default()),
+        )
+        .await
+        .map_err(|_| BlobError::Timeout)??;
+        left -= n as u64;
+    }
+    let _ = stream.close().await;
+    Ok(())
+}
