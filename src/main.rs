@@ -265,6 +265,13 @@ enum ContentAction {
     Publish { catalogue: PathBuf },
     /// The catalogue published last (JSON).
     Catalogue,
+    /// The download sales paid in a day's settlement.
+    Report {
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -759,6 +766,7 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         "publish the catalogue",
                     );
                 }
+                Some(ContentAction::Report { date, csv }) => return report(&config, date, csv),
                 Some(ContentAction::Catalogue) => {
                     return admin(
                         &config,

@@ -15,6 +15,7 @@
 //! - [`failpoint`]: named crash points for the fault tests (`PRINTMESH_CRASH_AT`).
 
 pub mod blobs;
+pub mod catalogues;
 pub mod config;
 pub mod events;
 pub mod failpoint;

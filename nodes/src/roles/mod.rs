@@ -145,7 +145,11 @@ pub fn report_request(role: Role, date: NaiveDate, csv: bool) -> Option<AdminReq
             &intermediary::IntermediaryCommand::Report { date, csv },
         )),
         Role::Lab => Some(AdminRequest::role(&lab::LabCommand::Report { date, csv })),
-        Role::Kiosk | Role::Courier | Role::Content => None,
+        Role::Content => Some(AdminRequest::role(&content::ContentCommand::Report {
+            date,
+            csv,
+        })),
+        Role::Kiosk | Role::Courier => None,
     }
 }
 
@@ -156,7 +160,8 @@ pub fn report_from_db(role: Role, db: &Db, date: NaiveDate) -> Result<Option<Rep
         Role::Acquirer => Some(acquirer::report(db, date)?),
         Role::Intermediary => Some(intermediary::report(db, date)?),
         Role::Lab => Some(lab::report(db, date)?),
-        Role::Kiosk | Role::Courier | Role::Content => None,
+        Role::Content => Some(content::report(db, date)?),
+        Role::Kiosk | Role::Courier => None,
     })
 }
 

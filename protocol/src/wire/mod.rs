@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod blob;
 pub mod content;
+pub mod download;
 pub mod events;
 pub mod hello;
 pub mod order;
@@ -59,6 +60,7 @@ pub const REQUEST_PROTOCOLS: &[Spec] = &[
     ship::SPEC,
     sync::SPEC,
     content::SPEC,
+    download::SPEC,
 ];
 
 #[cfg(test)]

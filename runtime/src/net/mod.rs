@@ -34,6 +34,7 @@ use printmesh_protocol::messages::{
     SyncResponse,
 };
 use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
+use printmesh_protocol::wire::download::{DownloadRequest, DownloadResponse};
 use printmesh_protocol::wire::{self, Spec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

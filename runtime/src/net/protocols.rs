@@ -188,6 +188,8 @@ request_protocols! {
     sync: SyncProto(wire::sync::SPEC, SyncRequest, SyncResponse) => Sync,
     /// Kiosk or intermediary → content company or intermediary: catalogues.
     content: ContentProto(wire::content::SPEC, ContentRequest, ContentResponse) => Content,
+    /// Kiosk → intermediary: downloads bought, written, or given up.
+    download: DownloadProto(wire::download::SPEC, DownloadRequest, DownloadResponse) => Download,
 }
 
 fn invalid_data(e: codec::CodecError) -> io::Error {

@@ -21,14 +21,18 @@ use printmesh_protocol::content::{
     sign_catalogue, verify_catalogue, Catalogue, Item, ItemKind, Names, SignedCatalogue,
     MAX_COVER_BYTES,
 };
-use printmesh_protocol::messages::Role;
+use printmesh_protocol::messages::{
+    proto, BatchId, Role, SettleLine, SettleRequest, SettleResponse,
+};
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
+use printmesh_protocol::OrderId;
 use serde::Deserialize;
 
 pub use self::config::ContentConfig;
-use crate::net::{ContentProto, Inbound};
+use crate::net::{ContentProto, Inbound, SettleProto};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
+use crate::report::{money_text, sum, Report, Table};
 use crate::store::{StoreError, Tree};
 use printmesh_runtime::role::{RoleEvent, Stopping};
 
@@ -117,11 +121,25 @@ fn changes(old: Option<&Catalogue>, new: &Catalogue) -> String {
     )
 }
 
+/// What the company was paid for one order (its prices less the intermediary's
+/// commission), once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payout {
+    pub order_id: OrderId,
+    pub batch: BatchId,
+    pub amount: Money,
+    /// The intermediary that paid (PeerId bytes).
+    pub payer: Vec<u8>,
+    pub at_ms: i64,
+}
+
 pub struct Content {
     node: Node,
     config: ContentConfig,
     /// `current` → the catalogue as published (signed).
     catalogue: Tree<SignedCatalogue>,
+    /// order id → what was paid for it.
+    payouts: Tree<Payout>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -290,6 +308,102 @@ impl Content {
         responder.respond(ContentResponse::Catalogues(out));
     }
 
+    /// An intermediary pays the company its prices, less its commission.
+    async fn on_settle(&self, inbound: Inbound<SettleProto>) {
+        let (peer, request, responder) = inbound.into_parts();
+        let from_intermediary = self
+            .node
+            .client
+            .peers_with_role(Role::Intermediary)
+            .await
+            .iter()
+            .any(|p| p.peer == peer);
+        let response = match request {
+            SettleRequest::LabPayment {
+                batch,
+                lines,
+                total,
+            } if from_intermediary => {
+                let _guard = self.lock.lock().await;
+                match self
+                    .record_payment(peer.to_bytes(), batch, &lines, total)
+                    .await
+                {
+                    Ok(received) => {
+                        tracing::info!(%batch, %total, %received, "download sales paid");
+                        SettleResponse::Received {
+                            batch,
+                            total: received,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%batch, "cannot record the payment: {e}");
+                        SettleResponse::Refused {
+                            batch,
+                            reason:
+                                "the content company could not record the payment; send it again"
+                                    .into(),
+                        }
+                    }
+                }
+            }
+            SettleRequest::BillPlease { batch }
+            | SettleRequest::Payment { batch, .. }
+            | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
+                batch,
+                reason: "a content company is paid its sales by an intermediary, nothing else"
+                    .into(),
+            },
+        };
+        responder.respond(response);
+    }
+
+    /// Records what a payment pays, each order once (a payment sent again is counted as
+    /// before and changes nothing); returns the total it pays.
+    async fn record_payment(
+        &self,
+        payer: Vec<u8>,
+        batch: BatchId,
+        lines: &[SettleLine],
+        total: Money,
+    ) -> Result<Money, StoreError> {
+        let mut received = Money::new(0, total.currency());
+        let mut writes = sled::Batch::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in lines.iter().take(proto::MAX_SETTLE_LINES) {
+            let order_id = line.order_id;
+            if !seen.insert(order_id) {
+                continue;
+            }
+            if line.amount.amount_minor() <= 0 || line.amount.currency() != total.currency() {
+                tracing::warn!(%order_id, %batch, amount = %line.amount, "a line that is not a payment: ignored");
+                continue;
+            }
+            let paid = match self.payouts.get(order_id.to_bytes())? {
+                Some(p) if p.batch != batch => {
+                    tracing::warn!(%order_id, %batch, "already paid in {}", p.batch);
+                    continue;
+                }
+                Some(p) => p.amount,
+                None => {
+                    let p = Payout {
+                        order_id,
+                        batch,
+                        amount: line.amount,
+                        payer: payer.clone(),
+                        at_ms: now_ms(),
+                    };
+                    writes.insert(&order_id.to_bytes(), self.payouts.encode(&p)?);
+                    line.amount
+                }
+            };
+            received = received.checked_add(paid).unwrap_or(received);
+        }
+        self.payouts.raw().apply_batch(writes)?;
+        self.node.db.flush().await?;
+        Ok(received)
+    }
+
     fn catalogue_text(&self) -> Result<String, String> {
         let Some(c) = self.current()? else {
             return Ok("no catalogue published yet".into());
@@ -320,6 +434,7 @@ printmesh_runtime::requests! {
     /// What a content company answers: requests for its catalogue.
     pub enum ContentRoleRequest {
         Content(ContentProto),
+        Settle(SettleProto),
     }
 }
 
@@ -332,6 +447,7 @@ impl printmesh_runtime::role::Role for Content {
     fn open(node: Node, config: ContentConfig) -> Result<Arc<Content>, NodeError> {
         Ok(Arc::new(Content {
             catalogue: node.db.tree("catalogue")?,
+            payouts: node.db.tree("payouts")?,
             node,
             config,
             lock: tokio::sync::Mutex::new(()),
@@ -360,12 +476,20 @@ impl printmesh_runtime::role::Role for Content {
             RoleEvent::Request(ContentRoleRequest::Content(inbound)) => {
                 self.on_content(inbound).await
             }
+            RoleEvent::Request(ContentRoleRequest::Settle(inbound)) => {
+                self.on_settle(inbound).await
+            }
             RoleEvent::Admin(command, reply) => {
                 let response = match command {
                     ContentCommand::Publish { path } => {
                         AdminResponse::from_result(self.publish(&path).await)
                     }
                     ContentCommand::Catalogue => AdminResponse::from_result(self.catalogue_text()),
+                    ContentCommand::Report { date, csv } => AdminResponse::from_result(
+                        report(&self.node.db, date)
+                            .map(|r| r.render(csv))
+                            .map_err(|e| e.to_string()),
+                    ),
                 };
                 let _ = reply.send(response);
             }
@@ -382,6 +506,8 @@ pub enum ContentCommand {
     Publish { path: PathBuf },
     /// The catalogue published last (JSON).
     Catalogue,
+    /// The sales paid in a day's settlement.
+    Report { date: NaiveDate, csv: bool },
 }
 
 impl RoleCommand for ContentCommand {
@@ -396,4 +522,38 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
         .and_then(|s| verify_catalogue(&s).ok())
         .map(|v| catalogue_json(&v.catalogue));
     Ok(serde_json::json!({ "role": "content", "catalogue": catalogue }))
+}
+
+/// A day's report: the sales each intermediary paid in that day's batches.
+pub fn report(db: &crate::store::Db, date: NaiveDate) -> Result<Report, StoreError> {
+    let payouts: Tree<Payout> = db.tree("payouts")?;
+    let mut rows = Vec::new();
+    let mut currency = Currency::Jpy;
+    let mut amounts = Vec::new();
+    let mut list: Vec<Payout> = payouts
+        .entries()
+        .filter_map(Result::ok)
+        .map(|(_, p)| p)
+        .filter(|p| p.batch.date == date)
+        .collect();
+    list.sort_by_key(|p| (p.batch, p.order_id));
+    for p in list {
+        currency = p.amount.currency();
+        amounts.push(p.amount);
+        rows.push(vec![
+            p.batch.to_string(),
+            p.order_id.to_string(),
+            money_text(p.amount),
+        ]);
+    }
+    Ok(Report {
+        party: "content company".into(),
+        date,
+        tables: vec![Table {
+            title: "Download sales paid by the intermediary (prices less its commission)".into(),
+            columns: vec!["batch", "order", "paid"],
+            rows,
+        }],
+        totals: vec![("download sales received".into(), sum(amounts, currency))],
+    })
 }

@@ -14,6 +14,7 @@
 //! first answer, never a second hold.
 
 pub mod config;
+pub mod downloads;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use crate::blobs::send_blob;
 use crate::config::load_prices;
 use crate::config::IntermediaryConfig;
-use crate::net::{AuthProto, Inbound, OrderProto, PeerInfo, PrintProto, SettleProto};
+use crate::net::{
+    AuthProto, ContentProto, DownloadProto, Inbound, OrderProto, PeerInfo, PrintProto, SettleProto,
+};
 use crate::node::{now_ms, AdminResponse, Node, NodeError, RoleCommand};
 use crate::report::{money_text, sum, Report, Table};
 use crate::roles::OrderLocks;
@@ -147,6 +150,10 @@ pub struct Intermediary {
     /// Labs that failed to answer lately: failures in a row, passed over until.
     lab_health:
         std::sync::Mutex<std::collections::HashMap<PeerId, (u32, Option<std::time::Instant>)>>,
+    /// The content companies' catalogues, checked (downloads are priced from them).
+    catalogues: printmesh_runtime::catalogues::Catalogues,
+    /// Download orders: what was bought, from which company (order id → record).
+    downloads: Tree<downloads::DownloadRecord>,
 }
 
 /// How long a shipped order nobody here knows waits for the intermediary that has
@@ -385,7 +392,7 @@ impl Intermediary {
             },
         };
         if order.stage == Stage::Received {
-            if let Some(answer) = self.authorise(&mut order, &submit).await? {
+            if let Some(answer) = self.authorise(&mut order, &submit, true).await? {
                 return Ok(answer);
             }
         }
@@ -468,10 +475,13 @@ impl Intermediary {
     /// every acquirer at once (the others answer `NotMine` straight away, and a hung
     /// one delays no card sealed to another). `None`: authorised (the order moves on);
     /// else the answer (declined, refused, or unavailable for now).
+    /// `keep`: whether an authorisation no acquirer answers is kept for forwarding
+    /// (prints; never a download, which is written only after an approval).
     async fn authorise(
         &self,
         order: &mut RoutedOrder,
         submit: &SealedOrder,
+        keep: bool,
     ) -> Result<Option<OrderResponse>, StoreError> {
         let order_id = order.order_id;
         let request = AuthRequest::AuthoriseSealed(SealedAuthorise {
@@ -485,7 +495,7 @@ impl Intermediary {
             Ok(found) => found,
             Err(reason) => {
                 // Kept on disk and forwarded when an acquirer can be reached.
-                if !self.forward.contains(order_id.to_bytes())? {
+                if keep && !self.forward.contains(order_id.to_bytes())? {
                     self.forward
                         .insert(order_id.to_bytes(), &(submit.clone(), now_ms()))?;
                     self.node.db.flush().await?;
@@ -1869,6 +1879,8 @@ printmesh_runtime::requests! {
     pub enum IntermediaryRequest {
         Order(OrderProto),
         Settle(SettleProto),
+        Content(ContentProto),
+        Download(DownloadProto),
     }
 }
 
@@ -1891,6 +1903,8 @@ impl printmesh_runtime::role::Role for Intermediary {
             routes: config.routes.clone(),
             acquirer_of_key: Default::default(),
             lab_health: Default::default(),
+            catalogues: downloads::open_catalogues(&node)?,
+            downloads: node.db.tree("downloads")?,
             node,
             locks: OrderLocks::default(),
         };
@@ -1908,11 +1922,23 @@ impl printmesh_runtime::role::Role for Intermediary {
     /// Starts the task that retries captures and lab payments (until the node stops).
     fn start(self: &Arc<Self>, mut stopping: Stopping) {
         let me = self.clone();
+        let mut stop_sync = stopping.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_EVERY) => me.retry().await,
                     _ = stopping.wait() => break,
+                }
+            }
+        });
+        // The content companies' catalogues, kept fresh.
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.sync_catalogues().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(printmesh_runtime::catalogues::SYNC_EVERY) => {}
+                    _ = stop_sync.wait() => break,
                 }
             }
         });
@@ -1923,6 +1949,16 @@ impl printmesh_runtime::role::Role for Intermediary {
             RoleEvent::Request(IntermediaryRequest::Order(inbound)) => self.on_order(inbound).await,
             RoleEvent::Request(IntermediaryRequest::Settle(inbound)) => {
                 self.on_settle(inbound).await
+            }
+            RoleEvent::Request(IntermediaryRequest::Content(inbound)) => {
+                self.on_content(inbound).await
+            }
+            RoleEvent::Request(IntermediaryRequest::Download(inbound)) => {
+                self.on_download(inbound).await
+            }
+            // A content company that appears is asked for its catalogue at once.
+            RoleEvent::PeerReady(info) if info.hello.role == Role::Content => {
+                self.sync_catalogues().await
             }
             RoleEvent::Event(event) => self.on_event(event).await,
             RoleEvent::Admin(command, reply) => {
