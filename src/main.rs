@@ -330,6 +330,27 @@ enum KioskAction {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
+    /// Buy downloads onto the memory card in the media slot (kiosk.media_dir, its
+    /// device kiosk.media_device), paid with a test card; print the outcome as JSON.
+    Download {
+        #[arg(long)]
+        card: String,
+        /// An item id from a content company's catalogue (again for more).
+        #[arg(long = "item", required = true)]
+        items: Vec<String>,
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long)]
+        method: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Write again, without charge, every item whose licence is on the inserted card
+    /// and whose file is missing or damaged; print what was done as JSON.
+    Rewrite {
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
 }
 
 /// Logs go to stderr, or to a file while the kiosk screen owns the terminal.
@@ -541,6 +562,76 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
     }
 }
 
+async fn kiosk_download(
+    config: NodeConfig,
+    card: String,
+    items: Vec<String>,
+    pin: Option<String>,
+    method: Option<String>,
+    timeout_secs: u64,
+) -> Result<bool> {
+    use printmesh_nodes::roles::kiosk::downloads::{outcome_json, DownloadDraft};
+    let kiosk_cfg = config.kiosk.clone().context("no [kiosk] section")?;
+    let cards_path = kiosk_cfg
+        .cards
+        .context("the kiosk config names no test-card file (kiosk.cards)")?;
+    let cards = load_cards(&cards_path)?;
+    let card = cards
+        .iter()
+        .find(|c| c.name == card)
+        .with_context(|| format!("no test card named {card:?} in {}", cards_path.display()))?;
+    let method = match method.as_deref() {
+        None => card.method(),
+        Some(m) => printmesh_nodes::cards::parse_method(m)
+            .with_context(|| format!("--method {m:?}: use credit, debit, point or ic"))?,
+    };
+    let items = items
+        .iter()
+        .map(|i| i.parse().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<printmesh_protocol::content::ItemId>>>()?;
+    let data = card.read().map_err(anyhow::Error::msg)?;
+    let pin = match pin {
+        Some(pin) => {
+            let mut pad = printmesh_nodes::roles::kiosk::pinpad::PinPad::default();
+            for c in pin.chars() {
+                pad.push(c);
+            }
+            Some(pad.take_pin()?)
+        }
+        None => None,
+    };
+    let entry = if method == printmesh_protocol::messages::PaymentMethod::IcCard {
+        printmesh_protocol::seal::EntryMode::Chip
+    } else {
+        printmesh_protocol::seal::EntryMode::Swipe
+    };
+    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+    let timeout = Duration::from_secs(timeout_secs);
+    let Some(company) = kiosk.wait_for_items(&items, timeout).await else {
+        node.shutdown().await;
+        bail!("no catalogue here sells every item asked for");
+    };
+    let draft = DownloadDraft {
+        company,
+        items,
+        method,
+        card: data,
+        entry,
+        pin,
+    };
+    let progress = |p: printmesh_nodes::roles::kiosk::downloads::DownloadProgress| {
+        tracing::debug!("{p:?}");
+    };
+    let result = kiosk.buy_downloads(draft, &progress).await;
+    node.shutdown().await;
+    let outcome = result?;
+    println!("{}", outcome_json(&outcome));
+    Ok(matches!(
+        outcome,
+        printmesh_nodes::roles::kiosk::downloads::DownloadOutcome::Done(_)
+    ))
+}
+
 async fn demo(
     headless: bool,
     orders: usize,
@@ -642,6 +733,37 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         timeout_secs,
                     };
                     return kiosk_order(config, args).await;
+                }
+                Some(KioskAction::Download {
+                    card,
+                    items,
+                    pin,
+                    method,
+                    timeout_secs,
+                }) => {
+                    return kiosk_download(config, card, items, pin, method, timeout_secs).await;
+                }
+                Some(KioskAction::Rewrite { timeout_secs }) => {
+                    let (node, kiosk) = printmesh_nodes::node::start_kiosk(config).await?;
+                    if kiosk
+                        .wait_for_sources(Duration::from_secs(timeout_secs.min(10)))
+                        .await
+                    {
+                        kiosk.sync_catalogues().await;
+                    }
+                    let result = kiosk.rewrite_licensed().await;
+                    node.shutdown().await;
+                    let list = result?;
+                    println!(
+                        "{}",
+                        printmesh_nodes::roles::kiosk::downloads::rewrites_json(&list)
+                    );
+                    return Ok(list.iter().all(|r| {
+                        !matches!(
+                            r,
+                            printmesh_nodes::roles::kiosk::downloads::Rewrite::Refused { .. }
+                        )
+                    }));
                 }
             }
         }

@@ -200,6 +200,9 @@ impl NodeConfig {
             if let Some(c) = &mut k.chip_slot {
                 fix(c);
             }
+            if let Some(c) = &mut k.media_device {
+                fix(c);
+            }
             match &mut k.card_reader {
                 CardReaderConfig::Keyboard => {}
                 CardReaderConfig::Serial { path } | CardReaderConfig::InputEvent { path } => {
@@ -253,9 +256,6 @@ impl NodeConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         self.common().validate()?;
-        if self.role == Role::Content {
-            return Err(format!("role {} is not available yet", self.role));
-        }
         if let Some(other) = self.foreign_section() {
             return Err(foreign_section_message(self.role, other));
         }

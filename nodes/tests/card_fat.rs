@@ -10,173 +10,49 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use printmesh_nodes::fatcard::FatCard;
 use printmesh_nodes::roles::kiosk::cardwrite::{
     card_info, remove_leftovers, write_item, WriteError, WriteJob,
 };
 use printmesh_protocol::BlobId;
 
-/// A FAT32 card image, mounted at `mnt` while `fuse` runs.
+const PHOTO: &[u8] = b"\xFF\xD8 a camera's photo \xFF\xD9";
+
+/// A fresh card of `mb` MiB with serial 1234-ABCD and a camera's photo on it, mounted.
 struct Card {
     _dir: tempfile::TempDir,
-    image: PathBuf,
-    mnt: PathBuf,
-    fuse: Option<Child>,
+    card: FatCard,
 }
 
-fn need(tool: &str) {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .any(|d| d.join(tool).is_file());
-    assert!(
-        found,
-        "{tool} is missing: these tests need dosfstools, fusefat and mtools (.ci/run installs them)"
-    );
+impl std::ops::Deref for Card {
+    type Target = FatCard;
+    fn deref(&self) -> &FatCard {
+        &self.card
+    }
 }
 
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().expect("runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn mkfs() -> Command {
-    let path = ["/usr/sbin/mkfs.vfat", "/sbin/mkfs.vfat"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("mkfs.vfat");
-    Command::new(path)
-}
-
-fn fsck() -> Command {
-    let path = ["/usr/sbin/fsck.fat", "/sbin/fsck.fat"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("fsck.fat");
-    Command::new(path)
+impl std::ops::DerefMut for Card {
+    fn deref_mut(&mut self) -> &mut FatCard {
+        &mut self.card
+    }
 }
 
 impl Card {
-    /// A fresh card of `mb` MiB with serial 1234-ABCD and a camera's photo on it.
     fn new(mb: u64) -> Card {
-        need("fusefat");
-        need("mdir");
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("card.img");
-        let f = std::fs::File::create(&image).unwrap();
-        f.set_len(mb * 1024 * 1024).unwrap();
-        drop(f);
-        let (ok, out) = run(mkfs()
-            .args(["-F", "32", "-n", "PMCARD", "-i", "1234ABCD"])
-            .arg(&image));
-        assert!(ok, "mkfs.vfat: {out}");
-        // The camera's own files, which must come out untouched.
-        let photo = dir.path().join("PMSH0001.JPG");
-        std::fs::write(&photo, b"\xFF\xD8 a camera's photo \xFF\xD9").unwrap();
-        let (ok, out) = run(Command::new("mmd").arg("-i").arg(&image).arg("::/DCIM"));
-        assert!(ok, "mmd: {out}");
-        let (ok, out) = run(Command::new("mcopy")
-            .arg("-i")
-            .arg(&image)
-            .arg(&photo)
-            .arg("::/DCIM/PMSH0001.JPG"));
-        assert!(ok, "mcopy: {out}");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let mut card = Card {
-            _dir: dir,
-            image,
-            mnt,
-            fuse: None,
-        };
-        card.mount(true);
-        card
-    }
-
-    /// Mounts the card through fusefat in the foreground (so the test can pull it by
-    /// killing the driver), read-write or read-only (a write-protected card).
-    fn mount(&mut self, rw: bool) {
-        let child = Command::new("fusefat")
-            .arg("-f")
-            .args(["-o", if rw { "rw+" } else { "ro" }])
-            .arg(&self.image)
-            .arg(&self.mnt)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fusefat starts");
-        self.fuse = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.mnt.join("DCIM").is_dir() {
-            assert!(Instant::now() < deadline, "fusefat did not mount the card");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// A clean eject: unmounted, the driver gone.
-    fn eject(&mut self) {
-        if let Some(mut child) = self.fuse.take() {
-            let _ = Command::new("fusermount").arg("-u").arg(&self.mnt).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The card pulled: the driver dies at once, nothing more reaches the image.
-    fn pull(&mut self) {
-        if let Some(mut child) = self.fuse.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = Command::new("fusermount")
-                .arg("-uz")
-                .arg(&self.mnt)
-                .status();
-        }
-    }
-
-    /// `fsck.fat -n`: whether the filesystem is clean, and what it said.
-    fn fsck(&self) -> (bool, String) {
-        run(fsck().arg("-n").arg(&self.image))
-    }
-
-    /// A file's bytes read by mtools (not through our mount).
-    fn mcopy_out(&self, card_path: &str) -> Option<Vec<u8>> {
-        let out = Command::new("mcopy")
-            .arg("-n")
-            .arg("-i")
-            .arg(&self.image)
-            .arg(format!("::/{card_path}"))
-            .arg("-")
-            .output()
-            .ok()?;
-        out.status.success().then_some(out.stdout)
-    }
-
-    fn mdir(&self, folder: &str) -> String {
-        run(Command::new("mdir")
-            .arg("-a")
-            .arg("-i")
-            .arg(&self.image)
-            .arg(format!("::/{folder}")))
-        .1
-    }
-}
-
-impl Drop for Card {
-    fn drop(&mut self) {
-        self.eject();
+        let mut card = FatCard::create(
+            &dir.path().join("card.img"),
+            &dir.path().join("mnt"),
+            mb,
+            0x1234_ABCD,
+            "PMCARD",
+            &[("DCIM/PMSH0001.JPG", PHOTO.to_vec())],
+        )
+        .unwrap();
+        card.mount(true).unwrap();
+        Card { _dir: dir, card }
     }
 }
 
@@ -208,7 +84,7 @@ fn a_download_is_written_whole_onto_fat32_and_an_independent_reader_agrees() {
     assert_eq!(info.label, "PMCARD");
     // fusefat says nothing of free space; the FAT is counted instead. mdir agrees.
     let free_before = info.free_bytes;
-    let listed = card.mdir("");
+    let listed = card.list("");
     let mdir_free: u64 = listed
         .lines()
         .find(|l| l.contains("bytes free"))
@@ -216,7 +92,7 @@ fn a_download_is_written_whole_onto_fat32_and_an_independent_reader_agrees() {
         .and_then(|d| d.parse().ok())
         .expect("mdir prints the free bytes");
     card.eject();
-    card.mount(true);
+    card.mount(true).unwrap();
     assert_eq!(free_before, mdir_free, "{listed}");
     let tmp = tempfile::tempdir().unwrap();
     let len = 5 * 1024 * 1024 + 123;
@@ -232,23 +108,21 @@ fn a_download_is_written_whole_onto_fat32_and_an_independent_reader_agrees() {
     assert!(free_before - after >= len as u64, "{free_before} → {after}");
     card.eject();
 
-    let (clean, said) = card.fsck();
-    assert!(clean, "fsck.fat -n: {said}");
+    card.fsck().expect("fsck.fat -n finds the card clean");
     let bytes = card
-        .mcopy_out("MUSIC/PRINTMSH/DAWN.WAV")
+        .read("MUSIC/PRINTMSH/DAWN.WAV")
         .expect("mcopy reads it");
     assert_eq!(BlobId::of(&bytes), blob);
     assert_eq!(
-        card.mcopy_out("MUSIC/PRINTMSH/DAWN.WAV.pmlicence")
-            .as_deref(),
+        card.read("MUSIC/PRINTMSH/DAWN.WAV.pmlicence").as_deref(),
         Some(&b"PMLIC1-ABCDEFG"[..])
     );
     assert_eq!(
-        card.mcopy_out("DCIM/PMSH0001.JPG").as_deref(),
-        Some(&b"\xFF\xD8 a camera's photo \xFF\xD9"[..]),
+        card.read("DCIM/PMSH0001.JPG").as_deref(),
+        Some(PHOTO),
         "the camera's photo is untouched"
     );
-    let listing = card.mdir("MUSIC/PRINTMSH");
+    let listing = card.list("MUSIC/PRINTMSH");
     assert!(
         !listing.contains(".pm-"),
         "no temporary file left: {listing}"
@@ -261,7 +135,7 @@ fn a_card_pulled_mid_write_holds_no_partial_file_and_is_clean_once_seen_again() 
     let tmp = tempfile::tempdir().unwrap();
     let len = 30 * 1024 * 1024;
     let (source, blob) = download(tmp.path(), len);
-    let fuse_pid = card.fuse.as_ref().map(Child::id).unwrap();
+    let fuse_pid = card.driver_pid().unwrap();
     let mut pulled = false;
     let e = write_item(&job(&card, &source, blob, len as u64), &mut |done, _| {
         if !pulled && done >= 10 * 1024 * 1024 {
@@ -278,22 +152,21 @@ fn a_card_pulled_mid_write_holds_no_partial_file_and_is_clean_once_seen_again() 
     assert_eq!(e, WriteError::CardGone, "{e}");
     card.pull();
     assert!(
-        card.mcopy_out("MUSIC/PRINTMSH/DAWN.WAV").is_none(),
+        card.read("MUSIC/PRINTMSH/DAWN.WAV").is_none(),
         "nothing under the item's name: {}",
-        card.mdir("MUSIC/PRINTMSH")
+        card.list("MUSIC/PRINTMSH")
     );
     // Seen again by a kiosk: its own leftover goes, nothing else is touched.
-    card.mount(true);
+    card.mount(true).unwrap();
     assert_eq!(remove_leftovers(&card.mnt, ["MUSIC/PRINTMSH"]), 1);
     card.eject();
-    let (clean, said) = card.fsck();
-    assert!(clean, "fsck.fat -n: {said}");
-    let listing = card.mdir("MUSIC/PRINTMSH");
+    card.fsck().expect("fsck.fat -n finds the card clean");
+    let listing = card.list("MUSIC/PRINTMSH");
     assert!(
         !listing.contains("DAWN") && !listing.contains(".pm-"),
         "{listing}"
     );
-    assert!(card.mcopy_out("DCIM/PMSH0001.JPG").is_some());
+    assert!(card.read("DCIM/PMSH0001.JPG").is_some());
 }
 
 #[test]
@@ -302,17 +175,17 @@ fn a_write_protected_card_and_a_full_card_are_refused_in_plain_words() {
     let tmp = tempfile::tempdir().unwrap();
     // Write-protected: mounted read-only.
     card.eject();
-    card.mount(false);
+    card.mount(false).unwrap();
     let (source, blob) = download(tmp.path(), 4096);
     let e = write_item(&job(&card, &source, blob, 4096), &mut |_, _| {}).unwrap_err();
     assert_eq!(e, WriteError::WriteProtected, "{e}");
     assert!(e.to_string().contains("write-protected"));
     card.eject();
-    assert!(card.mcopy_out("MUSIC/PRINTMSH/DAWN.WAV").is_none());
+    assert!(card.read("MUSIC/PRINTMSH/DAWN.WAV").is_none());
 
     // Too full: the space check says so before anything is written, and a write that
     // runs out of room anyway leaves nothing behind.
-    card.mount(true);
+    card.mount(true).unwrap();
     let info = card_info(&card.mnt, &card.image).unwrap();
     let len = info.free_bytes as usize + 4096;
     let big = tmp.path().join("big");
@@ -322,9 +195,8 @@ fn a_write_protected_card_and_a_full_card_are_refused_in_plain_words() {
     let e = write_item(&job(&card, &source, blob, len as u64), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, WriteError::Full { .. }), "{e}");
     card.eject();
-    let (clean, said) = card.fsck();
-    assert!(clean, "fsck.fat -n: {said}");
-    let listing = card.mdir("MUSIC/PRINTMSH");
+    card.fsck().expect("fsck.fat -n finds the card clean");
+    let listing = card.list("MUSIC/PRINTMSH");
     assert!(
         !listing.contains("DAWN") && !listing.contains(".pm-"),
         "{listing}"

@@ -227,6 +227,11 @@ impl Intermediary {
                 None => o,
             },
             None => {
+                // A catalogue newer than the one held (or none held yet) is asked for
+                // before a purchase is refused for it.
+                if self.download_refusal(&b).is_some() {
+                    self.sync_catalogues().await;
+                }
                 let company_name = self
                     .catalogues
                     .of(&b.company)

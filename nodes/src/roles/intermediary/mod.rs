@@ -2011,30 +2011,40 @@ pub fn inspect(db: &crate::store::Db) -> Result<serde_json::Value, StoreError> {
 
 // ---------------------------------------------------------------------- the day's report
 
-/// The intermediary: what the acquirer paid it that day, its commission, and the
-/// print fees it paid each lab.
+/// The intermediary: what the acquirer paid it that day, its commission, the print
+/// fees it paid each lab and the download sales it paid each content company (their
+/// prices less the commission).
 pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, StoreError> {
     let orders: Tree<RoutedOrder> = db.tree("orders")?;
+    let downloads: Tree<downloads::DownloadRecord> = db.tree("downloads")?;
     let mut rows = Vec::new();
     let mut currency = Currency::Jpy;
     let (mut received, mut commission, mut fees, mut unpaid_fees) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sales, mut unpaid_sales) = (Vec::new(), Vec::new());
     for (_, o) in orders.entries().filter_map(Result::ok) {
         let Some(s) = &o.settlement else { continue };
         if s.batch.date != date {
             continue;
         }
+        let download = downloads.contains(o.order_id.to_bytes())?;
         currency = s.received.currency();
         received.push(s.received);
         commission.push(s.commission);
-        fees.push(s.lab_fee);
+        let (paid, unpaid) = if download {
+            (&mut sales, &mut unpaid_sales)
+        } else {
+            (&mut fees, &mut unpaid_fees)
+        };
+        paid.push(s.lab_fee);
         if !s.lab_paid {
-            unpaid_fees.push(s.lab_fee);
+            unpaid.push(s.lab_fee);
         }
         rows.push(vec![
             s.batch.to_string(),
             o.order_id.to_string(),
             o.store.to_string(),
+            if download { "download" } else { "prints" }.into(),
             o.lab_name.clone().unwrap_or_default(),
             if s.lab_paid {
                 "paid".into()
@@ -2050,15 +2060,17 @@ pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, 
         party: "intermediary".into(),
         date,
         tables: vec![Table {
-            title: "Received from the acquirer, kept, and paid to labs".into(),
+            title: "Received from the acquirer, kept, and paid to labs and content companies"
+                .into(),
             columns: vec![
                 "batch",
                 "order",
                 "store",
-                "lab",
-                "fee paid?",
+                "kind",
+                "paid to",
+                "paid?",
                 "commission",
-                "print fee",
+                "fee or sales",
                 "received",
             ],
             rows,
@@ -2068,6 +2080,14 @@ pub fn report(db: &crate::store::Db, date: chrono::NaiveDate) -> Result<Report, 
             ("commission kept".into(), sum(commission, currency)),
             ("print fees to labs".into(), sum(fees, currency)),
             ("print fees not yet paid".into(), sum(unpaid_fees, currency)),
+            (
+                "download sales to content companies".into(),
+                sum(sales, currency),
+            ),
+            (
+                "download sales not yet paid".into(),
+                sum(unpaid_sales, currency),
+            ),
         ],
     })
 }

@@ -156,6 +156,23 @@ pub fn card_present(media_dir: &Path) -> bool {
     mounted || media_dir.join("DCIM").is_dir()
 }
 
+/// Whether the card takes writes (its lock switch is off, its filesystem is not read
+/// only): a probe file of the kiosk's own made at its root, synced and removed.
+pub fn probe_writable(media_dir: &Path) -> Result<(), WriteError> {
+    if !card_present(media_dir) {
+        return Err(WriteError::CardGone);
+    }
+    let probe = media_dir.join(format!("{TMP_PREFIX}probe{TMP_SUFFIX}"));
+    let made = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|f| f.sync_all());
+    let _ = fs::remove_file(&probe);
+    made.map_err(|e| classify(e, media_dir))
+}
+
 /// A download to write.
 pub struct WriteJob<'a> {
     /// Where the card is mounted.

@@ -69,6 +69,18 @@ pub struct KioskConfig {
     /// Where receipts are printed. They are always saved as text in the data
     /// directory too.
     pub receipt_printer: Option<PrinterConfig>,
+    /// The memory card's block device (or image) behind `media_dir`: its boot sector
+    /// names the card (a licence's card identity) and, when the mount does not say,
+    /// its FAT gives the free space. Without it the kiosk sells no downloads.
+    #[serde(default)]
+    pub media_device: Option<PathBuf>,
+    /// Room for downloads' bytes kept at the kiosk (least recently used go first).
+    #[serde(default = "default_download_cache_mb")]
+    pub download_cache_mb: u64,
+}
+
+fn default_download_cache_mb() -> u64 {
+    2048
 }
 
 fn default_idle_timeout_secs() -> u64 {
@@ -118,6 +130,8 @@ impl KioskConfig {
             card_reader: CardReaderConfig::default(),
             chip_slot: None,
             receipt_printer: None,
+            media_device: None,
+            download_cache_mb: default_download_cache_mb(),
         }
     }
 

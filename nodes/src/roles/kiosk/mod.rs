@@ -13,6 +13,7 @@ pub mod app;
 pub mod cardwrite;
 pub mod chip;
 pub mod config;
+pub mod downloads;
 pub mod i18n;
 pub mod pinpad;
 pub mod reader;
@@ -176,6 +177,16 @@ pub struct Kiosk {
     /// Orders whose cancel is on its way: order id → the order as it was sent, put
     /// back in the outbox if the cancel is refused.
     cancelling: Tree<OrderRequest>,
+    /// The content companies' catalogues this kiosk sells from, checked.
+    catalogues: printmesh_runtime::catalogues::Catalogues,
+    /// Downloads' bytes kept here (`<data_dir>/downloads`, within `download_cache_mb`).
+    download_cache: Arc<crate::blobs::BlobStore>,
+    /// Download purchases (order id → where each stands).
+    downloads: Tree<downloads::KioskDownload>,
+    /// Purchases with a step left (order id → ()).
+    downloads_due: Tree<()>,
+    /// Purchases this process is carrying out now.
+    active_downloads: Mutex<HashSet<OrderId>>,
 }
 
 /// Builds a draft from the memory card in `media_dir`: the photos the camera's DPOF
@@ -938,6 +949,19 @@ impl printmesh_runtime::role::Role for Kiosk {
             orders: node.db.tree("orders")?,
             stand_in: node.db.tree("stand_in")?,
             cancelling: node.db.tree("cancelling")?,
+            catalogues: printmesh_runtime::catalogues::Catalogues::open(
+                &node.db,
+                &node.config.network,
+                node.gate.clone(),
+            )?,
+            download_cache: crate::blobs::BlobStore::open(&node.config.data_dir.join("downloads"))
+                .map_err(|source| NodeError::DataDir {
+                    path: node.config.data_dir.display().to_string(),
+                    source,
+                })?,
+            downloads: node.db.tree("downloads")?,
+            downloads_due: node.db.tree("downloads_due")?,
+            active_downloads: Mutex::new(HashSet::new()),
             node,
             config,
             wake: Notify::new(),
@@ -953,7 +977,20 @@ impl printmesh_runtime::role::Role for Kiosk {
 
     /// Starts draining the outbox.
     fn start(self: &Arc<Self>, stopping: Stopping) {
-        tokio::spawn(self.clone().run_outbox(stopping));
+        tokio::spawn(self.clone().run_outbox(stopping.clone()));
+        // Purchases a restart interrupted; then the catalogues, kept fresh.
+        let me = self.clone();
+        let mut stopping = stopping;
+        tokio::spawn(async move {
+            loop {
+                me.sync_catalogues().await;
+                me.resume_downloads().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(printmesh_runtime::catalogues::SYNC_EVERY) => {}
+                    _ = stopping.wait() => break,
+                }
+            }
+        });
     }
 
     /// A kiosk sees only its own store's orders: events for orders it did not place
@@ -966,7 +1003,12 @@ impl printmesh_runtime::role::Role for Kiosk {
 
     async fn handle(self: Arc<Self>, event: RoleEvent<Self>) {
         match event {
-            RoleEvent::PeerReady(_) => self.wake.notify_one(),
+            RoleEvent::PeerReady(info) => {
+                self.wake.notify_one();
+                if matches!(info.hello.role, Role::Content | Role::Intermediary) {
+                    self.sync_catalogues().await;
+                }
+            }
             RoleEvent::Event(e) => {
                 // The store hears about its own orders' afterlife.
                 let ours = matches!(self.orders.contains(e.order_id.to_bytes()), Ok(true));

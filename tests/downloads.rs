@@ -1,0 +1,466 @@
+//! Downloads across separate processes of the binary (content company, intermediary,
+//! acquirer, kiosks), written onto real FAT32 card images mounted through fusefat and
+//! checked by readers that are not ours (`fsck.fat -n`, mtools): a purchase end to end,
+//! a licence honoured at another kiosk without a second charge, a card too full, a
+//! write-protected card, a card pulled mid-write, a blob whose bytes do not match, and
+//! the settlement of four parties agreeing to the yen.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{acquirer_config, acquirer_key_file, fixtures, run, write_config, NodeProc};
+use printmesh_nodes::fatcard::FatCard;
+use serde_json::Value;
+
+const PHOTO: &[u8] = b"\xFF\xD8 a camera's photo \xFF\xD9";
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 131 + usize::from(seed) * 7) % 251) as u8)
+        .collect()
+}
+
+/// The company's files and catalogue: a tune, a picture (a real JPEG) and a large
+/// game-data file.
+fn catalogue(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("items")).unwrap();
+    std::fs::write(dir.join("items/dawn.wav"), pattern(2 * 1024 * 1024 + 7, 1)).unwrap();
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 120]));
+    img.save(dir.join("items/sky.jpg")).unwrap();
+    std::fs::write(dir.join("items/big.bin"), pattern(40 * 1024 * 1024, 3)).unwrap();
+    let text = r#"
+[[item]]
+id = "dawn"
+kind = "music"
+title_ja = "夜明けの歌"
+title_en = "Song of Dawn"
+title_kana = "よあけのうた"
+artist_en = "printmesh"
+price_minor = 300
+rights_holder = "printmesh"
+file = "items/dawn.wav"
+folder = "MUSIC/PRINTMSH"
+file_name = "DAWN.WAV"
+
+[[item]]
+id = "sky"
+kind = "image"
+title_ja = "空"
+title_en = "Sky"
+price_minor = 200
+rights_holder = "printmesh"
+file = "items/sky.jpg"
+folder = "PICTURES/PRINTMSH"
+file_name = "SKY.JPG"
+
+[[item]]
+id = "big"
+kind = "game"
+title_ja = "大きなゲーム"
+title_en = "Big Game"
+price_minor = 1500
+rights_holder = "printmesh"
+file = "items/big.bin"
+folder = "GAMES/PRINTMSH"
+file_name = "BIG.BIN"
+"#;
+    let path = dir.join("catalogue.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn kiosk_config(
+    dir: &Path,
+    network: &str,
+    folder: &str,
+    store: &str,
+    card: &FatCard,
+    peers: &[String],
+) -> PathBuf {
+    let fx = fixtures();
+    let section = format!(
+        "[kiosk]\nstore = \"{store}\"\nstore_name = \"Test Store\"\nprices = \"{}\"\nmedia_dir = \"{}\"\nmedia_device = \"{}\"\ncards = \"{}\"\nacquirer_key_file = \"{}\"\nanswer_timeout_secs = 20",
+        fx.join("demo/prices.toml").display(),
+        card.mnt.display(),
+        card.image.display(),
+        fx.join("cards.toml").display(),
+        acquirer_key_file(dir).display()
+    );
+    let sub = dir.join(folder);
+    std::fs::create_dir_all(&sub).unwrap();
+    // Each kiosk keeps its own data, under its folder.
+    write_config(&sub, "kiosk", network, peers, &section)
+}
+
+fn download(kiosk: &Path, items: &[&str]) -> (bool, Value, String) {
+    let mut args = vec![
+        "kiosk",
+        "--config",
+        kiosk.to_str().unwrap(),
+        "download",
+        "--card",
+        "visa-ok",
+    ];
+    for i in items {
+        args.extend(["--item", i]);
+    }
+    let (ok, text) = run(&args);
+    let json = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    (ok, json, text)
+}
+
+/// The `# totals` section of a CSV report: name → minor units.
+fn totals(csv: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    let mut in_totals = false;
+    for line in csv.lines() {
+        if line == "# totals" {
+            in_totals = true;
+            continue;
+        }
+        if in_totals && !line.starts_with("total,") {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() == 3 {
+                out.insert(f[0].to_string(), f[2].parse().unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn report(role: &str, config: &Path) -> BTreeMap<String, i64> {
+    let date = chrono::Utc::now().date_naive().to_string();
+    let (ok, text) = run(&[
+        role,
+        "--config",
+        config.to_str().unwrap(),
+        "report",
+        "--date",
+        &date,
+        "--csv",
+    ]);
+    assert!(ok, "{role} report: {text}");
+    totals(&text)
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
+    if let Some(missing) = printmesh_nodes::fatcard::tools_missing() {
+        panic!("{missing} (.ci/run installs dosfstools, fusefat and mtools)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let network = format!("downloads-{}", std::process::id());
+    let catalogue_file = catalogue(&d.join("company"));
+    let acquirer_cfg = acquirer_config(d, &network);
+    let acquirer = NodeProc::start("acquirer", &acquirer_cfg, d);
+    let content_cfg = write_config(
+        d,
+        "content",
+        &network,
+        &[],
+        &format!("[content]\ncatalogue = \"{}\"", catalogue_file.display()),
+    );
+    let content = NodeProc::start("content", &content_cfg, d);
+    let peers = [acquirer.addrs[0].clone(), content.addrs[0].clone()];
+    let intermediary_cfg = common::intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
+    let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
+    let kiosk_peers = [intermediary.addrs[0].clone(), content.addrs[0].clone()];
+
+    let mut card = FatCard::create(
+        &d.join("card.img"),
+        &d.join("slot"),
+        64,
+        0xA1B2_C3D4,
+        "PMCARD",
+        &[("DCIM/100PMESH/PMSH0001.JPG", PHOTO.to_vec())],
+    )
+    .unwrap();
+    card.mount(true).unwrap();
+    let kiosk_a = kiosk_config(d, &network, "store-a", "store-a", &card, &kiosk_peers);
+
+    // 1. A purchase, end to end: two items on the card, each with its licence.
+    let (ok, bought, text) = download(&kiosk_a, &["dawn", "sky"]);
+    assert!(ok, "{text}");
+    assert_eq!(bought["outcome"], "done", "{bought}");
+    assert_eq!(bought["total_minor"], 500);
+    assert_eq!(bought["card"], "A1B2-C3D4");
+    let items = bought["items"].as_array().unwrap();
+    assert_eq!(items[0]["card_path"], "MUSIC/PRINTMSH/DAWN.WAV");
+    assert_eq!(items[1]["card_path"], "PICTURES/PRINTMSH/SKY.JPG");
+    assert_eq!(items[0]["code"].as_str().unwrap().len(), 14);
+    card.eject();
+    card.fsck()
+        .expect("fsck.fat -n: the card is clean after the purchase");
+    let dawn = std::fs::read(d.join("company/items/dawn.wav")).unwrap();
+    assert_eq!(
+        blake3::hash(&card.read("MUSIC/PRINTMSH/DAWN.WAV").unwrap()),
+        blake3::hash(&dawn)
+    );
+    let sky = std::fs::read(d.join("company/items/sky.jpg")).unwrap();
+    assert_eq!(card.read("PICTURES/PRINTMSH/SKY.JPG").unwrap(), sky);
+    let licence = card.read("MUSIC/PRINTMSH/DAWN.WAV.pmlicence").unwrap();
+    assert_eq!(
+        String::from_utf8(licence).unwrap(),
+        items[0]["licence"].as_str().unwrap()
+    );
+    assert_eq!(card.read("DCIM/100PMESH/PMSH0001.JPG").unwrap(), PHOTO);
+    eventually("the capture", || {
+        report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
+    });
+
+    // 2. The customer deleted the tune at home; another kiosk (another store, nothing
+    //    cached) writes it again from the licence on the card, without a charge.
+    card.delete("MUSIC/PRINTMSH/DAWN.WAV").unwrap();
+    card.mount(true).unwrap();
+    let kiosk_b = kiosk_config(d, &network, "store-b", "store-b", &card, &kiosk_peers);
+    let (ok, text) = run(&["kiosk", "--config", kiosk_b.to_str().unwrap(), "rewrite"]);
+    assert!(ok, "{text}");
+    let list: Value =
+        serde_json::from_str(text.lines().find(|l| l.starts_with('[')).unwrap()).unwrap();
+    let outcome = |item: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["item"] == item)
+            .map(|r| r["outcome"].clone())
+    };
+    assert_eq!(outcome("dawn"), Some("rewritten".into()), "{list}");
+    assert_eq!(outcome("sky"), Some("intact".into()), "{list}");
+    card.eject();
+    card.fsck().expect("clean after the rewrite");
+    assert_eq!(
+        blake3::hash(&card.read("MUSIC/PRINTMSH/DAWN.WAV").unwrap()),
+        blake3::hash(&dawn)
+    );
+    assert_eq!(
+        report("acquirer", &acquirer_cfg).get("captured not yet settled"),
+        Some(&500),
+        "no second charge"
+    );
+
+    // 3. A write-protected card: refused before any payment.
+    card.mount(false).unwrap();
+    let (ok, refused, text) = download(&kiosk_a, &["big"]);
+    assert!(!ok, "{text}");
+    assert_eq!(refused["outcome"], "write_failed", "{text}");
+    assert!(refused["reason"]
+        .as_str()
+        .unwrap()
+        .contains("write-protected"));
+    assert!(
+        refused["order_id"].is_null(),
+        "nothing was authorised: {refused}"
+    );
+    card.eject();
+
+    // 4. A card too full: refused before any payment.
+    let mut small = FatCard::create(
+        &d.join("small.img"),
+        &d.join("slot-small"),
+        34,
+        0x0BAD_F00D,
+        "SMALL",
+        &[("DATA/FILLER.BIN", pattern(20 * 1024 * 1024, 9))],
+    )
+    .unwrap();
+    small.mount(true).unwrap();
+    let kiosk_c = kiosk_config(d, &network, "store-c", "store-c", &small, &kiosk_peers);
+    let (ok, refused, text) = download(&kiosk_c, &["big"]);
+    assert!(!ok, "{text}");
+    assert_eq!(refused["outcome"], "write_failed", "{text}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("full"),
+        "{refused}"
+    );
+    assert!(refused["order_id"].is_null());
+    small.eject();
+    small.fsck().expect("the full card is untouched and clean");
+    assert_eq!(
+        small.read("DATA/FILLER.BIN").unwrap(),
+        pattern(20 * 1024 * 1024, 9)
+    );
+
+    // 5. The card pulled in the middle of a write: the hold is released, no partial
+    //    file under the item's name, and the card is clean once a kiosk sees it again.
+    card.mount(true).unwrap();
+    let pid = card.driver_pid().unwrap();
+    let mut child = Command::new(common::bin())
+        .args([
+            "kiosk",
+            "--config",
+            kiosk_a.to_str().unwrap(),
+            "download",
+            "--card",
+            "visa-ok",
+            "--item",
+            "big",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tmp_dir = card.mnt.join("GAMES/PRINTMSH");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let growing = std::fs::read_dir(&tmp_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with(".pm-")
+                    && e.metadata().is_ok_and(|m| m.len() > 9 * 1024 * 1024)
+            });
+        if growing {
+            break;
+        }
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the write never started: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    let pulled: Value =
+        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(pulled["outcome"], "write_failed", "{text}");
+    assert!(
+        pulled["reason"].as_str().unwrap().contains("removed"),
+        "{pulled}"
+    );
+    assert!(
+        pulled["order_id"].is_string(),
+        "it was authorised first: {pulled}"
+    );
+    card.pull();
+    assert!(
+        card.read("GAMES/PRINTMSH/BIG.BIN").is_none(),
+        "{}",
+        card.list("GAMES/PRINTMSH")
+    );
+    // What the pull left is the kiosk's temporary file's alone (its chain may be
+    // longer than its length): no other file is damaged.
+    if let Err(said) = card.fsck_but_hints() {
+        for line in said
+            .lines()
+            .filter(|l| l.starts_with('/') && !l.contains(" files, "))
+        {
+            assert!(
+                line.contains("/GAMES/PRINTMSH/.pm-"),
+                "fsck.fat -n after the pull: {said}"
+            );
+        }
+    }
+    card.mount(true).unwrap();
+    let (ok, text) = run(&["kiosk", "--config", kiosk_a.to_str().unwrap(), "rewrite"]);
+    assert!(ok, "{text}");
+    card.eject();
+    // Seen again, the leftover is gone and the filesystem is whole; the free-cluster
+    // hint a pull can leave stale (whatever wrote the card) is all fsck may mention.
+    card.fsck_but_hints().expect("clean once seen again");
+    let listing = card.list("GAMES/PRINTMSH");
+    assert!(
+        !listing.contains("BIG") && !listing.contains(".pm-"),
+        "{listing}"
+    );
+    // Only the purchase that was written is charged.
+    assert_eq!(
+        report("acquirer", &acquirer_cfg).get("captured not yet settled"),
+        Some(&500)
+    );
+
+    // 6. Bytes that do not match the catalogue's hash: the kiosk that must fetch them
+    //    refuses before any payment.
+    let (ok, catalogue_json) = run(&[
+        "content",
+        "--config",
+        content_cfg.to_str().unwrap(),
+        "catalogue",
+    ]);
+    assert!(ok, "{catalogue_json}");
+    let c: Value = serde_json::from_str(&catalogue_json).unwrap();
+    let sky_blob = c["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "sky")
+        .unwrap()["blob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = d.join("content/blobs").join(&sky_blob[..2]).join(&sky_blob);
+    let mut bad = std::fs::read(&stored).unwrap();
+    bad[100] ^= 0xFF;
+    std::fs::write(&stored, bad).unwrap();
+    small.mount(true).unwrap();
+    let (ok, _, text) = download(&kiosk_c, &["sky"]);
+    assert!(!ok && text.contains("do not match"), "{text}");
+    small.eject();
+
+    // 7. Settlement across four parties: the acquirer pays the intermediary, which
+    //    keeps its commission and pays the company its sales; the reports agree.
+    let (ok, text) = run(&[
+        "acquirer",
+        "--config",
+        acquirer_cfg.to_str().unwrap(),
+        "settle",
+    ]);
+    assert!(ok, "{text}");
+    eventually("the company's payment", || {
+        report("content", &content_cfg).get("download sales received") == Some(&400)
+    });
+    let acq = report("acquirer", &acquirer_cfg);
+    let im = report("intermediary", &intermediary_cfg);
+    let co = report("content", &content_cfg);
+    assert_eq!(acq["paid to intermediaries"], 500, "{acq:?}");
+    assert_eq!(im["received from the acquirer"], 500, "{im:?}");
+    assert_eq!(im["commission kept"], 100);
+    assert_eq!(
+        im["commission kept"]
+            + im["download sales to content companies"]
+            + im["print fees to labs"],
+        im["received from the acquirer"]
+    );
+    assert_eq!(
+        co["download sales received"],
+        im["download sales to content companies"]
+    );
+    assert_eq!(im["download sales not yet paid"], 0);
+    assert_eq!(acq["captured not yet settled"], 0);
+    drop(intermediary);
+    drop(content);
+    drop(acquirer);
+}
