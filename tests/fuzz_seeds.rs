@@ -175,6 +175,9 @@ fn make() -> Vec<(&'static str, String, Vec<u8>)> {
 
     out.push(("membership", "certificate".into(), cert));
     out.push(("membership", "revocation".into(), revocation));
+    let (catalogue, licence) = content_seeds(&key);
+    out.push(("membership", "catalogue".into(), catalogue));
+    out.push(("membership", "licence".into(), licence));
 
     for (name, swipe) in [
         ("track1", "%B4111111111111111^DOE/JANE^30121010000000000000?"),
@@ -227,6 +230,68 @@ fn make() -> Vec<(&'static str, String, Vec<u8>)> {
     out
 }
 
+/// A content company's signed catalogue (a frame) and a licence's text.
+fn content_seeds(key: &printmesh_nodes::node::Keypair) -> (Vec<u8>, Vec<u8>) {
+    use printmesh_protocol::content::{
+        sign_catalogue, sign_licence, Catalogue, Item, ItemKind, Licence, Names,
+        CATALOGUE_MAX_BYTES,
+    };
+    use printmesh_protocol::money::{Currency, Money};
+    let item = Item {
+        id: "dawn".parse().unwrap(),
+        kind: ItemKind::Music,
+        title: Names {
+            ja: "夜明けの歌".into(),
+            en: "Song of Dawn".into(),
+            kana: "よあけのうた".into(),
+        },
+        artist: Names {
+            ja: String::new(),
+            en: "printmesh".into(),
+            kana: String::new(),
+        },
+        blob: BlobId::of(b"tune"),
+        size: 4,
+        price: Money::new(300, Currency::Jpy),
+        rights_holder: "printmesh".into(),
+        cover: None,
+        valid_from_ms: 0,
+        valid_until_ms: i64::MAX,
+        folder: "MUSIC/PRINTMSH".into(),
+        file_name: "DAWN.WAV".into(),
+    };
+    let catalogue = Catalogue {
+        network: "shops".into(),
+        company: "Tunes".into(),
+        version: 3,
+        published_ms: 1,
+        items: vec![item],
+    };
+    let signed = sign_catalogue(key, &catalogue, None).unwrap();
+    let licence = Licence {
+        network: "shops".into(),
+        company: key.public().to_peer_id().to_bytes(),
+        item: "dawn".parse().unwrap(),
+        blob: BlobId::of(b"tune"),
+        size: 4,
+        order: OrderId::from_bytes([7; 16]),
+        store: "store-1".parse().unwrap(),
+        price: Money::new(300, Currency::Jpy),
+        issued_ms: 1,
+        card_serial: 0x1234_ABCD,
+        folder: "MUSIC/PRINTMSH".into(),
+        file_name: "DAWN.WAV".into(),
+    };
+    let text = sign_licence(key, &licence, None)
+        .unwrap()
+        .to_text()
+        .unwrap();
+    (
+        encode_frame(&signed, CATALOGUE_MAX_BYTES + 4096).unwrap(),
+        text.into_bytes(),
+    )
+}
+
 /// Whether a stored seed still gets past its target's decoder.
 fn check(target: &str, name: &str, bytes: &[u8]) {
     let ok = match target {
@@ -253,6 +318,15 @@ fn check(target: &str, name: &str, bytes: &[u8]) {
             "certificate" => SignedCertificate::decode(bytes)
                 .and_then(|s| Certificate::decode(&s.certificate))
                 .is_ok(),
+            "catalogue" => decode_frame::<printmesh_protocol::content::SignedCatalogue>(
+                bytes,
+                printmesh_protocol::content::CATALOGUE_MAX_BYTES + 4096,
+            )
+            .is_ok_and(|s| printmesh_protocol::content::verify_catalogue(&s).is_ok()),
+            "licence" => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| printmesh_protocol::content::SignedLicence::from_text(t).ok())
+                .is_some_and(|s| printmesh_protocol::content::verify_licence(&s).is_ok()),
             _ => SignedRevocation::decode(bytes)
                 .and_then(|s| Revocation::decode(&s.revocation))
                 .is_ok(),

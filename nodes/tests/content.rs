@@ -277,3 +277,106 @@ async fn a_lab_fetches_nothing_and_asks_for_no_catalogue() {
     lab.shutdown().await;
     content.shutdown().await;
 }
+
+/// In an enrolled network a catalogue counts only if an enrolled content company
+/// signed it (with its certificate, valid and unrevoked); whoever else signs one — an
+/// intermediary, an unknown key — is refused, naming why.
+#[test]
+fn only_an_enrolled_content_companys_catalogue_is_kept() {
+    use printmesh_nodes::membership;
+    use printmesh_protocol::content::{sign_catalogue, Catalogue};
+    use printmesh_runtime::catalogues::Catalogues;
+    use printmesh_runtime::config::MembershipConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    membership::init(&net, "enrolled").unwrap();
+    let enrol = |role: Role, name: &str| {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (path, cert) =
+            membership::enroll(&net, role, key.public().to_peer_id(), name, None, 30).unwrap();
+        (key, path, cert.serial)
+    };
+    let (company, company_cert, company_serial) = enrol(Role::Content, "Tunes");
+    let company_cert = std::fs::read(company_cert).unwrap();
+    let (hub, hub_cert, _) = enrol(Role::Intermediary, "Hub");
+    let hub_cert = std::fs::read(hub_cert).unwrap();
+    // The holder: an intermediary of this network, with its gate.
+    let (holder, holder_cert, _) = enrol(Role::Intermediary, "Holder");
+    let gate = membership::Gate::load(
+        &MembershipConfig {
+            root_public_key: membership::load(&net).unwrap().root_public_key,
+            certificate: holder_cert,
+            revocations: None,
+        },
+        "enrolled",
+        holder.public().to_peer_id(),
+        Role::Intermediary,
+        "Holder",
+        None,
+        None,
+    )
+    .unwrap();
+    let db = printmesh_nodes::store::Db::open(&dir.path().join("db")).unwrap();
+    let held = Catalogues::open(&db, "enrolled", Some(gate.clone())).unwrap();
+    let catalogue = |company: &str, version: u64| Catalogue {
+        network: "enrolled".into(),
+        company: company.into(),
+        version,
+        published_ms: 1,
+        items: vec![],
+    };
+
+    // Signed by the enrolled company, with its certificate: kept.
+    let good = sign_catalogue(&company, &catalogue("Tunes", 1), Some(company_cert.clone()));
+    assert_eq!(held.offer(good.unwrap()), Ok(Some(1)));
+    // Signed by an intermediary, with its own (valid) certificate: refused.
+    let e = held
+        .offer(sign_catalogue(&hub, &catalogue("Hub", 1), Some(hub_cert)).unwrap())
+        .unwrap_err();
+    assert!(
+        e.contains("not signed by an enrolled content company"),
+        "{e}"
+    );
+    assert!(e.contains("signed by an intermediary"), "{e}");
+    // An unknown key, with the company's certificate beside it: refused.
+    let stranger = libp2p::identity::Keypair::generate_ed25519();
+    let forged = sign_catalogue(
+        &stranger,
+        &catalogue("Tunes", 2),
+        Some(company_cert.clone()),
+    );
+    let e = held.offer(forged.unwrap()).unwrap_err();
+    assert!(
+        e.contains("not signed by an enrolled content company"),
+        "{e}"
+    );
+    // No certificate at all: refused.
+    let bare = sign_catalogue(&company, &catalogue("Tunes", 2), None);
+    let e = held.offer(bare.unwrap()).unwrap_err();
+    assert!(
+        e.contains("not signed by an enrolled content company"),
+        "{e}"
+    );
+    // A company name other than its certificate's: refused.
+    let renamed = sign_catalogue(&company, &catalogue("Other Tunes", 2), Some(company_cert));
+    let e = held.offer(renamed.unwrap()).unwrap_err();
+    assert!(e.contains("its certificate"), "{e}");
+    assert_eq!(
+        held.version_of(&company.public().to_peer_id().to_bytes()),
+        Some(1)
+    );
+
+    // Once the company's certificate is revoked, its catalogue is no longer used.
+    assert_eq!(held.all().len(), 1);
+    let (revocation, _) = membership::revoke(&net, company_serial).unwrap();
+    let revocation = printmesh_protocol::membership::SignedRevocation::decode(
+        &std::fs::read(revocation).unwrap(),
+    )
+    .unwrap();
+    gate.accept_revocation(&revocation).unwrap();
+    assert!(
+        held.all().is_empty(),
+        "a revoked company's catalogue is not used"
+    );
+}

@@ -65,6 +65,7 @@ impl Role {
     pub fn with_article(self) -> String {
         match self {
             Role::Acquirer | Role::Intermediary => format!("an {self}"),
+            Role::Content => "a content company".into(),
             _ => format!("a {self}"),
         }
     }
