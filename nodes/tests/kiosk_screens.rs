@@ -17,14 +17,16 @@ use printmesh_nodes::cards::load_cards;
 use printmesh_nodes::config::load_prices;
 use printmesh_nodes::media::scan;
 use printmesh_nodes::roles::kiosk::app::{
-    Action, App, AppConfig, CounterRow, CreditPin, DemoCard, Effect, Key, Notice, Problem,
-    Redacted, Screen,
+    Action, App, AppConfig, CardRoom, CounterRow, CreditPin, DemoCard, DownloadDone, DownloadPlan,
+    DownloadResult, Effect, Focus, Key, Notice, Problem, Redacted, Screen, ShopItem, WriteFailure,
+    Writing, WrittenItem,
 };
 use printmesh_nodes::roles::kiosk::chip::ChipRead;
 use printmesh_nodes::roles::kiosk::i18n::Lang;
-use printmesh_nodes::roles::kiosk::thumbs::{load_grid, load_preview};
+use printmesh_nodes::roles::kiosk::thumbs::{load_grid, load_preview, Thumb};
 use printmesh_nodes::roles::kiosk::{KioskOrder, UploadProgress};
 use printmesh_protocol::card::CardBrand;
+use printmesh_protocol::content::ItemKind;
 use printmesh_protocol::messages::{
     DeclineCode, OrderAccepted, OrderLine, OrderResponse, PaymentMethod,
 };
@@ -57,6 +59,7 @@ fn config(lang: Lang) -> AppConfig {
         staff_pin: Some(Redacted("2468".into())),
         demo_cards: cards.iter().map(DemoCard::from_test_card).collect(),
         utc_offset_hours: 9,
+        downloads: false,
     }
 }
 
@@ -70,6 +73,9 @@ struct Kiosk {
     card: PathBuf,
     placed: Vec<printmesh_nodes::roles::kiosk::app::OrderPlan>,
     printed: usize,
+    /// What the card slot's device says of the card (downloads).
+    room: Option<CardRoom>,
+    bought: Vec<DownloadPlan>,
     chip_inserts: Vec<String>,
 }
 
@@ -82,6 +88,8 @@ impl Kiosk {
             card: fixtures().join("memory-card"),
             placed: Vec::new(),
             printed: 0,
+            room: None,
+            bought: Vec::new(),
             chip_inserts: Vec::new(),
         }
     }
@@ -115,6 +123,8 @@ impl Kiosk {
                 }
                 Effect::PlaceOrder(plan) => self.placed.push(*plan),
                 Effect::PrintReceipt(_) => self.printed += 1,
+                Effect::ReadCardRoom => self.act(Action::CardRoom(self.room)),
+                Effect::BuyDownloads(plan) => self.bought.push(*plan),
                 Effect::DemoInsertChip { track2_equivalent } => {
                     self.chip_inserts.push(track2_equivalent.0)
                 }
@@ -862,4 +872,308 @@ fn corrupt_photos_show_as_such_and_cannot_be_picked() {
     // The rest of the card works as usual.
     k.keys(&[Key::Up, Key::Enter]);
     assert!(k.app.session.picks.contains_key(&3));
+}
+
+// ---------------------------------------------------------------------- downloads
+
+fn shop_item(id: &str, kind: ItemKind, ja: &str, en: &str, kana: &str, price: i64) -> ShopItem {
+    use printmesh_protocol::content::{Item, Names};
+    let cover = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([
+            (x * 8) as u8,
+            (y * 8) as u8,
+            if kind == ItemKind::Music { 200 } else { 60 },
+        ])
+    });
+    ShopItem {
+        company: vec![1, 2, 3],
+        company_name: "printmesh tunes".into(),
+        item: Item {
+            id: id.parse().unwrap(),
+            kind,
+            title: Names {
+                ja: ja.into(),
+                en: en.into(),
+                kana: kana.into(),
+            },
+            artist: Names {
+                ja: "東京シンセ".into(),
+                en: "Tokyo Synth".into(),
+                kana: "とうきょうしんせ".into(),
+            },
+            blob: printmesh_protocol::BlobId::of(id.as_bytes()),
+            size: 3_400_000,
+            price: Money::new(price, Currency::Jpy),
+            rights_holder: "printmesh".into(),
+            cover: None,
+            valid_from_ms: 0,
+            valid_until_ms: i64::MAX,
+            folder: "MUSIC/PRINTMSH".into(),
+            file_name: format!("{}.WAV", id.to_uppercase()),
+        },
+        cover: Some(Thumb::from_image(&image::DynamicImage::ImageRgb8(cover))),
+    }
+}
+
+fn catalogue() -> Vec<ShopItem> {
+    vec![
+        shop_item(
+            "dawn",
+            ItemKind::Music,
+            "夜明けの歌",
+            "Song of Dawn",
+            "よあけのうた",
+            300,
+        ),
+        shop_item(
+            "rain",
+            ItemKind::Music,
+            "雨のワルツ",
+            "Rain Waltz",
+            "あめのわるつ",
+            250,
+        ),
+        shop_item(
+            "sky",
+            ItemKind::Image,
+            "青い空",
+            "Blue Sky",
+            "あおいそら",
+            100,
+        ),
+        shop_item(
+            "maze",
+            ItemKind::Game,
+            "迷路ゲーム",
+            "Maze Game",
+            "めいろげーむ",
+            800,
+        ),
+    ]
+}
+
+impl Kiosk {
+    /// A kiosk that sells downloads, a card with room in its slot.
+    fn selling(lang: Lang) -> Kiosk {
+        let mut config = config(lang);
+        config.downloads = true;
+        let mut app = App::new(config, T0);
+        app.update(Action::Network { online: true });
+        app.update(Action::Catalogue(catalogue()));
+        let mut k = Kiosk {
+            app,
+            card: fixtures().join("memory-card"),
+            placed: Vec::new(),
+            printed: 0,
+            room: Some(CardRoom {
+                free_bytes: 60_000_000,
+                serial: 0x1234_ABCD,
+            }),
+            bought: Vec::new(),
+            chip_inserts: Vec::new(),
+        };
+        k.act(Action::MediaPresent(true));
+        k
+    }
+
+    /// Down to the shop's buttons, then the one at `index` (0 back, 1 photos, 2 pay).
+    fn shop_button(&mut self, index: usize) {
+        for _ in 0..20 {
+            if matches!(self.app.session.focus, Focus::Button(_)) {
+                break;
+            }
+            self.key(Key::Down);
+        }
+        self.keys(&[Key::Left, Key::Left]);
+        for _ in 0..index {
+            self.key(Key::Right);
+        }
+        self.key(Key::Enter);
+    }
+
+    fn pay_by_visa(&mut self) {
+        assert_eq!(
+            self.app.screen,
+            Screen::Method,
+            "{:?} {:?} {}",
+            self.app.notice,
+            self.app.session.focus,
+            self.screen()
+        );
+        self.key(Key::Enter);
+        self.type_text(VISA_SWIPE);
+        self.keys(&[Key::Enter, Key::Enter]);
+    }
+}
+
+fn written() -> DownloadDone {
+    DownloadDone {
+        order_id: "01KAZ3Q7M1X5V8T2B6N4C9D0FG".parse().unwrap(),
+        auth_code: AuthCode::try_from("K7Q2ZD".to_string()).unwrap(),
+        total: Money::new(300, Currency::Jpy),
+        items: vec![WrittenItem {
+            title_ja: "夜明けの歌".into(),
+            title_en: "Song of Dawn".into(),
+            price: Money::new(300, Currency::Jpy),
+            code: "ABCD-EFGH-JKLM".into(),
+            licence: "PMLIC1-AEBAGBAFAYDQQCIKBMGA4DQPCAIREEYUCULBOGAZDINRYHI6D4QCAQSBIQ".into(),
+            card_path: "MUSIC/PRINTMSH/DAWN.WAV".into(),
+        }],
+    }
+}
+
+#[test]
+fn the_download_screens_in_both_languages() {
+    for lang in [Lang::Ja, Lang::En] {
+        let mut k = Kiosk::selling(lang);
+        assert_eq!(k.app.screen, Screen::Start);
+        snap("dl_start", lang, &k);
+        k.keys(&[Key::Right, Key::Enter]);
+        assert_eq!(k.app.screen, Screen::Shop);
+        snap("dl_shop", lang, &k);
+        k.key(Key::Enter);
+        snap("dl_shop_in_basket", lang, &k);
+        k.type_text("yoake");
+        snap("dl_shop_search", lang, &k);
+        k.key(Key::Enter);
+        k.shop_button(2);
+        assert_eq!(k.app.screen, Screen::Method);
+        k.pay_by_visa();
+        assert_eq!(k.app.screen, Screen::Writing);
+        k.act(Action::DownloadProgress(Writing::Writing {
+            done: 2_000_000,
+            total: 6_800_000,
+        }));
+        snap("dl_writing", lang, &k);
+        k.act(Action::DownloadFinished(DownloadResult::Done(written())));
+        assert_eq!(k.app.screen, Screen::Done);
+        snap("dl_done", lang, &k);
+        k.key(Key::Enter);
+        snap("dl_receipt", lang, &k);
+
+        // Pulled in the middle: nothing charged, in plain words.
+        let mut k = Kiosk::selling(lang);
+        k.keys(&[Key::Right, Key::Enter, Key::Enter]);
+        k.shop_button(2);
+        k.pay_by_visa();
+        k.act(Action::MediaPresent(false));
+        assert_eq!(
+            k.app.screen,
+            Screen::Writing,
+            "the write's own end says what happened"
+        );
+        k.act(Action::DownloadFinished(DownloadResult::WriteFailed(
+            WriteFailure::CardGone,
+        )));
+        snap("dl_card_pulled", lang, &k);
+    }
+}
+
+#[test]
+fn a_basket_of_downloads_and_prints_is_paid_with_one_card() {
+    let mut k = Kiosk::selling(Lang::En);
+    // Downloads first: the tune, then to the photos for prints.
+    k.keys(&[Key::Right, Key::Enter, Key::Enter]);
+    k.keys(&[
+        Key::Down,
+        Key::Down,
+        Key::Down,
+        Key::Down,
+        Key::Left,
+        Key::Enter,
+    ]);
+    assert_eq!(k.app.screen, Screen::Select);
+    // The camera's DPOF picks are there; on through sizes and the total.
+    k.keys(&[Key::Down, Key::Down, Key::Enter]);
+    k.keys(&[Key::Down, Key::Down, Key::Down, Key::Enter]);
+    assert_eq!(k.app.screen, Screen::Total);
+    let total = k.app.total().unwrap();
+    assert_eq!(
+        total.amount_minor(),
+        k.app.prints_total().unwrap().amount_minor() + 300,
+        "one total for both"
+    );
+    k.key(Key::Enter);
+    k.pay_by_visa();
+    assert_eq!(k.app.screen, Screen::Writing);
+    let plan = k.bought.pop().expect("the downloads are bought");
+    assert_eq!(plan.items, vec!["dawn".parse().unwrap()]);
+    let prints = plan.then_prints.expect("then the prints");
+    assert!(!prints.lines.is_empty());
+    assert!(k.placed.is_empty(), "the prints wait for the downloads");
+    k.act(Action::DownloadFinished(DownloadResult::Done(written())));
+    assert_eq!(k.app.screen, Screen::Sending);
+    k.answer(accepted());
+    assert_eq!(k.app.screen, Screen::Done);
+    let receipt = k.app.session.receipt.clone().unwrap();
+    assert_eq!(receipt.downloads.len(), 1);
+    assert!(!receipt.lines.is_empty());
+    let text = receipt.text();
+    assert!(text.contains("Licence ABCD-EFGH-JKLM"), "{text}");
+    assert!(text.contains("Song of Dawn"), "{text}");
+}
+
+#[test]
+fn the_shop_keeps_to_the_cards_room_one_company_and_the_network() {
+    let mut k = Kiosk::selling(Lang::En);
+    k.room = Some(CardRoom {
+        free_bytes: 4_000_000,
+        serial: 1,
+    });
+    k.keys(&[Key::Right, Key::Enter]);
+    // The first item fits; a second no longer does.
+    k.key(Key::Enter);
+    assert_eq!(k.app.session.basket.len(), 1);
+    k.keys(&[Key::Down, Key::Enter]);
+    assert_eq!(k.app.session.basket.len(), 1);
+    assert!(matches!(k.app.notice, Some(Notice::NoRoomOnCard(_))));
+    // Taken out again, nothing is in the basket.
+    k.keys(&[Key::Up, Key::Enter]);
+    assert!(k.app.session.basket.is_empty());
+    // Searching by romaji of the kana, and by the kana itself.
+    k.type_text("warutsu");
+    assert_eq!(k.app.shop_view().len(), 1);
+    assert_eq!(k.app.shop_current().unwrap().item.id.as_str(), "rain");
+    k.key(Key::Enter);
+    k.key(Key::Backspace);
+    k.type_text("そら");
+    assert_eq!(k.app.shop_current().unwrap().item.id.as_str(), "sky");
+    // Offline, downloads are not sold.
+    k.key(Key::Enter);
+    k.key(Key::Enter);
+    k.shop_button(2);
+    assert_eq!(k.app.screen, Screen::Method);
+    k.act(Action::Network { online: false });
+    k.key(Key::Enter);
+    assert_eq!(k.app.screen, Screen::Method);
+    assert_eq!(k.app.notice, Some(Notice::OfflineNoPayments));
+    assert!(k.bought.is_empty());
+}
+
+#[test]
+fn a_card_with_no_photos_can_still_take_downloads() {
+    let mut config = config(Lang::En);
+    config.downloads = true;
+    let mut app = App::new(config, T0);
+    app.update(Action::Network { online: true });
+    app.update(Action::Catalogue(catalogue()));
+    let empty = tempfile::tempdir().unwrap();
+    let mut k = Kiosk {
+        app,
+        card: empty.path().to_path_buf(),
+        placed: Vec::new(),
+        printed: 0,
+        room: Some(CardRoom {
+            free_bytes: 60_000_000,
+            serial: 7,
+        }),
+        bought: Vec::new(),
+        chip_inserts: Vec::new(),
+    };
+    k.act(Action::MediaPresent(true));
+    assert_eq!(k.app.screen, Screen::Start);
+    k.keys(&[Key::Left, Key::Enter]);
+    assert_eq!(k.app.notice, Some(Notice::NoPhotos));
+    k.keys(&[Key::Right, Key::Enter]);
+    assert_eq!(k.app.screen, Screen::Shop);
 }

@@ -38,7 +38,22 @@ pub async fn fetch_blob(
     len: u64,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<u64, BlobError> {
+    fetch_blob_within(control, store, peer, blob, Some(len), len, progress).await
+}
+
+/// [`fetch_blob`] of a blob whose length is not known beforehand (a cover: only its
+/// hash is in the catalogue), at most `max` bytes.
+pub async fn fetch_blob_within(
+    control: &mut libp2p_stream::Control,
+    store: &BlobStore,
+    peer: PeerId,
+    blob: BlobId,
+    expect: Option<u64>,
+    max: u64,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, BlobError> {
     if store.has(&blob) {
+        let len = store.len_of(&blob).unwrap_or(0);
         progress(len, len);
         return Ok(0);
     }
@@ -53,14 +68,11 @@ pub async fn fetch_blob(
     let _guard = Receiving { store, blob };
     let partial = store.partial_path(&blob);
     let mut offset = store.partial_len(&blob);
-    if offset > len {
-        offset = 0;
-    }
-    if offset == len {
+    if expect.is_some_and(|len| offset == len && len > 0) {
         // Every byte came before but was never verified: verify now.
         match store.commit(&blob, &partial).await {
             Ok(()) => {
-                progress(len, len);
+                progress(offset, offset);
                 return Ok(0);
             }
             Err(BlobError::HashMismatch(_)) => offset = 0,
@@ -74,6 +86,9 @@ pub async fn fetch_blob(
             peer,
             reason: e.to_string(),
         })?;
+    if expect.is_some_and(|len| offset > len) || offset > max {
+        offset = 0;
+    }
     timed(write_frame(
         &mut stream,
         &FetchRequest { blob, offset },
@@ -81,17 +96,39 @@ pub async fn fetch_blob(
     ))
     .await?;
     let reply: FetchReply = timed(read_frame(&mut stream, FETCH_CONTROL_MAX_BYTES)).await?;
-    match reply {
-        FetchReply::Sending { len: theirs } if theirs == len => {}
+    let len = match reply {
+        FetchReply::Sending { len } if expect.is_none_or(|e| e == len) && len <= max => len,
         FetchReply::Sending { len: theirs } => {
             return Err(BlobError::Refused {
                 blob,
-                reason: format!("the peer's copy is {theirs} bytes, the catalogue says {len}"),
+                reason: match expect {
+                    Some(len) => {
+                        format!("the peer's copy is {theirs} bytes, the catalogue says {len}")
+                    }
+                    None => format!("the peer's copy is {theirs} bytes, over {max}"),
+                },
             })
         }
         FetchReply::NotHere => return Err(BlobError::NotFound(blob)),
         FetchReply::Refused { reason } => return Err(BlobError::Refused { blob, reason }),
+    };
+    if offset > len {
+        offset = 0;
     }
+    receive_rest(&mut stream, store, blob, len, offset, progress).await
+}
+
+/// Reads `offset..len` of `blob` from an answered fetch stream into its partial file,
+/// then stores it if its hash matches.
+async fn receive_rest(
+    stream: &mut libp2p::Stream,
+    store: &BlobStore,
+    blob: BlobId,
+    len: u64,
+    offset: u64,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, BlobError> {
+    let partial = store.partial_path(&blob);
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)

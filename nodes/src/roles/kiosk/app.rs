@@ -33,6 +33,12 @@ use super::thumbs::{Loaded, Thumb};
 use crate::media::{ImageInfo, MediaImage};
 use crate::roles::kiosk::{DraftLine, KioskOrder, UploadProgress};
 
+mod shop;
+pub use shop::{
+    CardRoom, DownloadDone, DownloadPlan, DownloadResult, ShopItem, WriteFailure, Writing,
+    WrittenItem, TABS,
+};
+
 /// A swipe that has not ended with Enter after this long is dropped.
 pub const SWIPE_TIMEOUT_MS: i64 = 2_000;
 /// Two digits typed within this long make one two-digit quantity.
@@ -143,6 +149,8 @@ pub struct AppConfig {
     pub demo_cards: Vec<DemoCard>,
     /// Hours from UTC, for the receipt's local time.
     pub utc_offset_hours: i8,
+    /// The card slot's device is known: downloads can be written onto cards.
+    pub downloads: bool,
 }
 
 /// One photo picked for printing.
@@ -219,6 +227,8 @@ pub enum Problem {
     Rejected(String),
     Failed(String),
     PinLocked,
+    /// A download could not be written; nothing was charged.
+    WriteFailed(WriteFailure),
 }
 
 /// How the receipt printing went.
@@ -255,6 +265,19 @@ pub struct Session {
     /// S509: how far the on-screen receipt is scrolled.
     pub receipt_scroll: u16,
     last_digit: Option<(usize, i64)>,
+    /// The shop: its tab, the highlighted item, the search.
+    pub shop_tab: usize,
+    pub shop_cursor: usize,
+    pub query: String,
+    pub searching: bool,
+    /// Downloads chosen: (company, item), in the order they were added.
+    pub basket: Vec<(Vec<u8>, printmesh_protocol::content::ItemId)>,
+    /// The customer came through the shop (Esc from the payment goes back there).
+    pub in_shop: bool,
+    pub writing: Option<Writing>,
+    /// A prints order follows the downloads.
+    pub prints_follow: bool,
+    pub downloaded: Option<DownloadDone>,
 }
 
 /// One order as the counter sees it.
@@ -296,6 +319,12 @@ impl Counter {
 pub enum Screen {
     /// S501
     Insert,
+    /// S501 with a card in, when downloads are sold: prints or downloads.
+    Start,
+    /// Downloads: browse, search, the item's page, the basket.
+    Shop,
+    /// Downloads being fetched, paid and written ("do not remove your card").
+    Writing,
     /// S502
     Select,
     /// S503
@@ -342,6 +371,13 @@ pub enum Notice {
     CounterNone,
     CounterCollected(OrderId),
     CounterFailed(String),
+    /// A basket holds one content company's items at a time.
+    OneCompanyAtATime,
+    BasketFull(usize),
+    /// The card has no room for an item of this many bytes.
+    NoRoomOnCard(u64),
+    /// The prints of a basket could not be paid (the downloads were).
+    PrintsNotPaid(String),
 }
 
 #[derive(Debug)]
@@ -387,6 +423,12 @@ pub enum Action {
     ReceiptPrinted(OrderId, Result<String, String>),
     CounterRows(Vec<CounterRow>),
     CounterCollected(Result<OrderId, String>),
+    /// What is on sale here (from the catalogues this kiosk holds).
+    Catalogue(Vec<ShopItem>),
+    /// The inserted card's room (none: unreadable, or no card).
+    CardRoom(Option<CardRoom>),
+    DownloadProgress(Writing),
+    DownloadFinished(DownloadResult),
 }
 
 /// The order the customer asked for, for the runtime to place.
@@ -425,6 +467,9 @@ pub enum Effect {
         index: usize,
     },
     PlaceOrder(Box<OrderPlan>),
+    /// Read the inserted card's identity and free space.
+    ReadCardRoom,
+    BuyDownloads(Box<DownloadPlan>),
     PrintReceipt(Box<Receipt>),
     CounterRefresh,
     MarkCollected(OrderId),
@@ -487,6 +532,10 @@ pub struct App {
     pub size: (u16, u16),
     /// A card is in the chip reader (its data goes to the session, not here).
     pub chip_in: bool,
+    /// What is on sale (empty: no downloads here).
+    pub shop: Vec<ShopItem>,
+    /// The inserted card's room, once read.
+    pub card_room: Option<CardRoom>,
 }
 
 impl App {
@@ -513,6 +562,8 @@ impl App {
             swipe_at_ms: now_ms,
             size: (80, 24),
             chip_in: false,
+            shop: Vec::new(),
+            card_room: None,
         }
     }
 
@@ -657,6 +708,23 @@ impl App {
                 self.counter.cursor = self.counter.cursor.min(n.saturating_sub(1));
                 Vec::new()
             }
+            Action::Catalogue(items) => {
+                self.shop = items;
+                let n = self.shop_view().len();
+                self.session.shop_cursor = self.session.shop_cursor.min(n.saturating_sub(1));
+                Vec::new()
+            }
+            Action::CardRoom(room) => {
+                self.card_room = room;
+                Vec::new()
+            }
+            Action::DownloadProgress(w) => {
+                if self.screen == Screen::Writing {
+                    self.session.writing = Some(w);
+                }
+                Vec::new()
+            }
+            Action::DownloadFinished(result) => self.on_download_finished(result),
             Action::CounterCollected(_) if self.screen != Screen::Counter => Vec::new(),
             Action::CounterCollected(result) => {
                 self.notice = Some(match result {
@@ -677,7 +745,7 @@ impl App {
         }
         let idle = now - self.last_input_ms >= self.cfg.idle_timeout_ms;
         match &self.screen {
-            Screen::Insert | Screen::Sending => Vec::new(),
+            Screen::Insert | Screen::Sending | Screen::Writing => Vec::new(),
             Screen::Thanks => {
                 if now - self.screen_since_ms >= self.cfg.thanks_timeout_ms {
                     self.reset_to_insert(None)
@@ -715,11 +783,16 @@ impl App {
             if self.screen == Screen::Insert {
                 self.notice = None;
             }
-            return vec![Effect::ScanMedia {
+            let mut fx = vec![Effect::ScanMedia {
                 generation: self.generation,
             }];
+            if self.cfg.downloads {
+                fx.push(Effect::ReadCardRoom);
+            }
+            return fx;
         }
         self.media = Media::Empty;
+        self.card_room = None;
         let mut fx = vec![Effect::ForgetMedia {
             generation: self.generation,
         }];
@@ -730,6 +803,8 @@ impl App {
             | Screen::Method
             | Screen::Card
             | Screen::Pin
+            | Screen::Start
+            | Screen::Shop
             | Screen::Problem(_) => fx.extend(self.reset_to_insert(Some(Notice::MediaRemoved))),
             Screen::Thanks => fx.extend(self.reset_to_insert(None)),
             _ => {}
@@ -746,6 +821,23 @@ impl App {
             return Vec::new();
         }
         match result {
+            Err(_) if self.sells_downloads() => self.on_scanned(generation, Ok(Vec::new())),
+            Ok(images) if images.is_empty() && self.sells_downloads() => {
+                // No photos, but downloads: the card can still take them.
+                self.media = Media::Ready(Box::new(CardView {
+                    generation,
+                    infos: Vec::new(),
+                    thumbs: Vec::new(),
+                    loaded: 0,
+                    preview: None,
+                    images,
+                }));
+                if self.screen == Screen::Insert {
+                    self.start_choice()
+                } else {
+                    Vec::new()
+                }
+            }
             Ok(images) if images.is_empty() => {
                 self.media = Media::Failed(String::new());
                 self.notice = Some(Notice::NoPhotos);
@@ -761,7 +853,9 @@ impl App {
                     preview: None,
                     images,
                 }));
-                if self.screen == Screen::Insert {
+                if self.screen == Screen::Insert && self.sells_downloads() {
+                    self.start_choice()
+                } else if self.screen == Screen::Insert {
                     self.start_browsing()
                 } else {
                     Vec::new()
@@ -775,10 +869,20 @@ impl App {
         }
     }
 
+    /// Whether the first screen offers downloads: something on sale, and a card slot
+    /// whose cards can be written.
+    pub fn sells_downloads(&self) -> bool {
+        self.cfg.downloads && !self.shop.is_empty()
+    }
+
     /// S501 → S502: a fresh session on the card in the slot, with the camera's DPOF
-    /// order picked.
+    /// order picked (a basket chosen in the shop stays).
     fn start_browsing(&mut self) -> Vec<Effect> {
+        let basket = std::mem::take(&mut self.session.basket);
+        let in_shop = self.session.in_shop;
         self.end_session();
+        self.session.basket = basket;
+        self.session.in_shop = in_shop;
         let size = self.default_size();
         let mut picks = BTreeMap::new();
         if let Some(card) = self.card_view() {
@@ -956,6 +1060,9 @@ impl App {
         self.notice = None;
         match self.screen.clone() {
             Screen::Insert => self.key_insert(key),
+            Screen::Start => self.key_start(key),
+            Screen::Shop => self.key_shop(key),
+            Screen::Writing => Vec::new(),
             Screen::Select => self.key_select(key),
             Screen::Sizes => self.key_sizes(key),
             Screen::Total => self.key_total(key),
@@ -994,6 +1101,9 @@ impl App {
 
     fn key_insert(&mut self, key: Key) -> Vec<Effect> {
         match key {
+            Key::Enter if self.card_view().is_some() && self.sells_downloads() => {
+                self.start_choice()
+            }
             Key::Enter if self.card_view().is_some() => self.start_browsing(),
             Key::F(9)
                 if self.cfg.staff_pin.is_some() && self.now_ms >= self.staff_locked_until_ms =>
@@ -1323,6 +1433,10 @@ impl App {
                 Self::METHODS.get(i).copied()
             }
             Key::Enter => Self::METHODS.get(cursor).copied(),
+            Key::Esc if self.session.in_shop && self.prints() == 0 => {
+                self.go(Screen::Shop);
+                None
+            }
             Key::Esc => {
                 self.go(Screen::Total);
                 self.session.focus = Focus::Button(1);
@@ -1333,6 +1447,11 @@ impl App {
         let Some(method) = chosen else {
             return Vec::new();
         };
+        // Downloads are written only after an authorisation: never offline.
+        if !self.online && !self.session.basket.is_empty() {
+            self.notice = Some(Notice::OfflineNoPayments);
+            return Vec::new();
+        }
         if !self.method_available(method) {
             self.notice = Some(Notice::MethodUnavailable);
             return Vec::new();
@@ -1443,7 +1562,7 @@ impl App {
     }
 
     fn key_problem(&mut self, key: Key, problem: &Problem) -> Vec<Effect> {
-        let single = matches!(problem, Problem::PinLocked);
+        let single = matches!(problem, Problem::PinLocked | Problem::WriteFailed(_));
         if !single && self.buttons(key, 2) {
             return Vec::new();
         }
@@ -1575,7 +1694,17 @@ impl App {
             .collect()
     }
 
+    /// What the customer pays: the prints and the basket.
     pub fn total(&self) -> Option<Money> {
+        let prints = self.prints_total()?;
+        prints.checked_add(self.basket_total()).ok()
+    }
+
+    /// The prints' part of the total.
+    pub fn prints_total(&self) -> Option<Money> {
+        if self.prints() == 0 {
+            return Some(Money::new(0, self.cfg.prices.currency));
+        }
         self.cfg
             .prices
             .total(
@@ -1611,7 +1740,7 @@ impl App {
         let Some(view) = self.card_view() else {
             return self.reset_to_insert(Some(Notice::MediaRemoved));
         };
-        let lines = self
+        let lines: Vec<DraftLine> = self
             .session
             .picks
             .iter()
@@ -1626,14 +1755,27 @@ impl App {
                 })
             })
             .collect();
-        self.session.sending = Some(Sending::Saving);
-        self.session.order_id = None;
-        self.go(Screen::Sending);
         let entry = if method == PaymentMethod::IcCard {
             EntryMode::Chip
         } else {
             EntryMode::Swipe
         };
+        if !self.session.basket.is_empty() {
+            let prints = (!lines.is_empty()).then(|| {
+                Box::new(OrderPlan {
+                    lines,
+                    method,
+                    card: card.clone(),
+                    entry,
+                    pin: pin.as_ref().map(PinPad::duplicate),
+                    offline: false,
+                })
+            });
+            return self.buy_downloads(card, method, pin, prints);
+        }
+        self.session.sending = Some(Sending::Saving);
+        self.session.order_id = None;
+        self.go(Screen::Sending);
         vec![Effect::PlaceOrder(Box::new(OrderPlan {
             lines,
             method,
@@ -1669,6 +1811,26 @@ impl App {
             return Vec::new();
         }
         self.session.sending = None;
+        // The downloads of the basket are on the card and paid: a prints order that
+        // fails after them leaves their receipt, and says so.
+        if let (Some(done), OrderResponse::Declined { .. } | OrderResponse::Rejected { .. }) =
+            (self.session.downloaded.clone(), &order.answer)
+        {
+            let why = match &order.answer {
+                OrderResponse::Declined { code, .. } => self.lang.decline_reason(*code).to_string(),
+                OrderResponse::Rejected { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            self.session.picks.clear();
+            let fx = self.finish_order(
+                done.order_id,
+                Outcome::Downloaded {
+                    auth_code: done.auth_code,
+                },
+            );
+            self.notice = Some(Notice::PrintsNotPaid(why));
+            return fx;
+        }
         match order.answer {
             OrderResponse::Accepted(a) => self.finish_order(
                 order.order_id,
@@ -1738,6 +1900,7 @@ impl App {
             at,
             order_id: id,
             lines,
+            downloads: self.receipt_downloads(),
             total: self
                 .total()
                 .unwrap_or(Money::new(0, self.cfg.prices.currency)),

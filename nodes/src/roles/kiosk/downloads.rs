@@ -288,6 +288,32 @@ impl Kiosk {
         )))
     }
 
+    /// Makes sure an item's cover is here (fetched from a content company if not, at
+    /// most [`MAX_COVER_BYTES`](printmesh_protocol::content::MAX_COVER_BYTES), checked
+    /// against its hash). Whether it is.
+    pub async fn ensure_cover(&self, blob: BlobId) -> bool {
+        if self.download_cache.has(&blob) {
+            return true;
+        }
+        let mut control = self.node.client.stream_control();
+        for peer in self.node.client.peers_with_role(Role::Content).await {
+            let fetched = printmesh_runtime::fetch::fetch_blob_within(
+                &mut control,
+                &self.download_cache,
+                peer.peer,
+                blob,
+                None,
+                printmesh_protocol::content::MAX_COVER_BYTES,
+                &mut |_, _| {},
+            )
+            .await;
+            if fetched.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Marks a cached blob as just used (the cache drops the least recently used).
     fn touch(&self, blob: &BlobId) {
         let path = self.download_cache.path(blob);

@@ -753,6 +753,237 @@ fn group_thousands(n: u64) -> String {
     out
 }
 
+/// Downloads: the first screen's choice, the shop, the write, the receipt.
+impl Lang {
+    pub fn start_title(self) -> &'static str {
+        self.pick(
+            "ご利用のサービスを選んでください",
+            "What would you like today?",
+        )
+    }
+
+    pub fn start_prints(self) -> &'static str {
+        self.pick("1  写真プリント", "1  Photo prints")
+    }
+
+    pub fn start_downloads(self) -> &'static str {
+        self.pick("2  ダウンロード", "2  Downloads")
+    }
+
+    pub fn start_hint(self) -> &'static str {
+        self.pick(
+            "音楽・画像・ゲームデータを、お持ちのカードに書き込みます",
+            "Music, pictures and game data, written onto your own card",
+        )
+    }
+
+    pub fn shop_title(self) -> &'static str {
+        self.pick("ダウンロード", "Downloads")
+    }
+
+    pub fn kind_tab(self, kind: Option<printmesh_protocol::content::ItemKind>) -> &'static str {
+        use printmesh_protocol::content::ItemKind;
+        match kind {
+            None => self.pick("すべて", "All"),
+            Some(ItemKind::Music) => self.pick("音楽", "Music"),
+            Some(ItemKind::Image) => self.pick("画像", "Pictures"),
+            Some(ItemKind::Game) => self.pick("ゲーム", "Games"),
+        }
+    }
+
+    pub fn search_label(self) -> &'static str {
+        self.pick("検索", "Search")
+    }
+
+    pub fn search_hint(self) -> &'static str {
+        self.pick(
+            "文字を打つと、曲名・アーティスト名（かな・ローマ字）で探せます",
+            "Type to search titles and artists (kana or romaji)",
+        )
+    }
+
+    pub fn shop_empty(self) -> &'static str {
+        self.pick("見つかりません", "Nothing found")
+    }
+
+    pub fn artist_label(self) -> &'static str {
+        self.pick("アーティスト", "Artist")
+    }
+
+    pub fn size_label(self) -> &'static str {
+        self.pick("サイズ", "Size")
+    }
+
+    pub fn price_label(self) -> &'static str {
+        self.pick("価格", "Price")
+    }
+
+    pub fn free_on_card(self) -> &'static str {
+        self.pick("カードの空き", "Free on your card")
+    }
+
+    pub fn in_basket(self) -> &'static str {
+        self.pick(
+            "✓ カートに入っています（Enter で外す）",
+            "✓ In your basket (Enter takes it out)",
+        )
+    }
+
+    pub fn add_to_basket(self) -> &'static str {
+        self.pick("Enter でカートに入れる", "Enter puts it in your basket")
+    }
+
+    pub fn basket_summary(self, items: usize, total: &str) -> String {
+        match self {
+            Lang::Ja => format!("カート: {items} 点  {total}"),
+            Lang::En => format!(
+                "Basket: {items} item{}  {total}",
+                if items == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
+    pub fn shop_buttons(self) -> [&'static str; 3] {
+        match self {
+            Lang::Ja => ["戻る", "写真も選ぶ", "お支払いへ"],
+            Lang::En => ["Back", "Add photos", "Pay"],
+        }
+    }
+
+    pub fn download_label(self) -> &'static str {
+        self.pick("ダウンロード", "download")
+    }
+
+    pub fn licence_code(self) -> &'static str {
+        self.pick("ライセンス", "Licence")
+    }
+
+    pub fn licence_note(self) -> &'static str {
+        self.pick(
+            "このQRコードで、どの店舗でも無料で書き込み直せます",
+            "Any printmesh kiosk writes it again from this QR code, free",
+        )
+    }
+
+    pub fn writing_title(self) -> &'static str {
+        self.pick("カードに書き込んでいます", "Writing onto your card")
+    }
+
+    pub fn do_not_remove(self) -> &'static str {
+        self.pick("カードを抜かないでください", "Do not remove your card")
+    }
+
+    pub fn writing_stage(self, w: &crate::roles::kiosk::app::Writing) -> String {
+        use crate::roles::kiosk::app::Writing;
+        use crate::roles::kiosk::cardwrite::mb;
+        match (self, w) {
+            (Lang::Ja, Writing::Starting) => "準備しています".into(),
+            (Lang::En, Writing::Starting) => "Getting ready".into(),
+            (Lang::Ja, Writing::Fetching { done, total }) => {
+                format!(
+                    "データを受け取っています（{} / {} MB）",
+                    mb(*done),
+                    mb(*total)
+                )
+            }
+            (Lang::En, Writing::Fetching { done, total }) => {
+                format!("Fetching the data ({} of {} MB)", mb(*done), mb(*total))
+            }
+            (Lang::Ja, Writing::Paying) => "カード会社に確認しています".into(),
+            (Lang::En, Writing::Paying) => "Asking your card issuer to approve the payment".into(),
+            (Lang::Ja, Writing::Writing { done, total }) => {
+                format!(
+                    "書き込んで確認しています（{} / {} MB）",
+                    mb(*done / 2),
+                    mb(*total / 2)
+                )
+            }
+            (Lang::En, Writing::Writing { done, total }) => {
+                format!(
+                    "Writing and checking ({} of {} MB)",
+                    mb(*done / 2),
+                    mb(*total / 2)
+                )
+            }
+            (Lang::Ja, Writing::Finishing) => "お支払いを確定しています".into(),
+            (Lang::En, Writing::Finishing) => "Completing the payment".into(),
+        }
+    }
+
+    pub fn downloaded_title(self) -> &'static str {
+        self.pick(
+            "書き込みが完了しました。カードを抜いてかまいません",
+            "Done: you can remove your card",
+        )
+    }
+
+    pub fn on_your_card(self) -> &'static str {
+        self.pick("カードに書き込んだもの", "Now on your card")
+    }
+
+    pub fn write_failed_title(self) -> &'static str {
+        self.pick("書き込めませんでした", "The download could not be written")
+    }
+
+    pub fn write_failure(self, f: &crate::roles::kiosk::app::WriteFailure) -> String {
+        use crate::roles::kiosk::app::WriteFailure;
+        use crate::roles::kiosk::cardwrite::mb;
+        match (self, f) {
+            (Lang::Ja, WriteFailure::CardGone) => {
+                "書き込みの途中でカードが抜かれました。書きかけのファイルは残りません".into()
+            }
+            (Lang::En, WriteFailure::CardGone) => {
+                "The card was removed before the download was finished. No half-written file is left on it".into()
+            }
+            (Lang::Ja, WriteFailure::WriteProtected) => {
+                "カードが書き込み禁止になっています。カード側面のロックを外してください".into()
+            }
+            (Lang::En, WriteFailure::WriteProtected) => {
+                "The card is write-protected: slide its lock switch up and try again".into()
+            }
+            (Lang::Ja, WriteFailure::Full { need }) => {
+                format!("カードの空きが足りません（{} MB 必要です）", mb(*need))
+            }
+            (Lang::En, WriteFailure::Full { need }) => {
+                format!("The card is full (the download needs {} MB)", mb(*need))
+            }
+            (Lang::Ja, WriteFailure::Other(why)) => format!("カードに書き込めませんでした: {why}"),
+            (Lang::En, WriteFailure::Other(why)) => format!("The card could not be written: {why}"),
+        }
+    }
+
+    pub fn one_company_at_a_time(self) -> &'static str {
+        self.pick(
+            "一度にお買い求めいただけるのは、同じ会社の商品だけです",
+            "One company's items per purchase: pay for these first",
+        )
+    }
+
+    pub fn basket_full(self, n: usize) -> String {
+        match self {
+            Lang::Ja => format!("一度に {n} 点までです"),
+            Lang::En => format!("At most {n} items at a time"),
+        }
+    }
+
+    pub fn no_room_on_card(self, bytes: u64) -> String {
+        let mb = crate::roles::kiosk::cardwrite::mb(bytes);
+        match self {
+            Lang::Ja => format!("カードの空きが足りません（{mb} MB 必要です）"),
+            Lang::En => format!("Not enough room on your card ({mb} MB needed)"),
+        }
+    }
+
+    pub fn prints_not_paid(self, why: &str) -> String {
+        match self {
+            Lang::Ja => format!(
+                "ダウンロードは完了しましたが、写真プリントはお支払いできませんでした: {why}"
+            ),
+            Lang::En => format!("Your downloads are done, but the prints could not be paid: {why}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

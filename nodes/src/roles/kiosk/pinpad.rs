@@ -70,6 +70,17 @@ impl PinPad {
         self.digits.wipe();
     }
 
+    /// A second pad with the same digits, for a basket paid as two orders (downloads,
+    /// then prints), each sealing the PIN with its own card envelope. Wiped on drop
+    /// like the first.
+    pub fn duplicate(&self) -> PinPad {
+        let mut copy = PinPad::default();
+        for &d in self.digits.expose() {
+            copy.push(char::from(d));
+        }
+        copy
+    }
+
     /// Enter: the digits become a [`Pin`] (which the kiosk seals into the card's
     /// envelope as a format 4 block at once) and the pad is wiped, whatever the
     /// outcome.

@@ -71,6 +71,19 @@ pub enum Outcome {
     },
     /// Taken while the network was away: the date comes later.
     Pending,
+    /// Downloads only: paid and on the card.
+    Downloaded { auth_code: AuthCode },
+}
+
+/// One download on the receipt: its title, price, licence code, and the licence
+/// itself (printed as a QR code: any kiosk writes the item again from it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptDownload {
+    pub title: String,
+    pub amount: Money,
+    pub code: String,
+    pub licence: String,
+    pub card_path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +95,8 @@ pub struct Receipt {
     pub at: NaiveDateTime,
     pub order_id: OrderId,
     pub lines: Vec<ReceiptLine>,
+    /// Downloads written onto the customer's card, paid with the same card.
+    pub downloads: Vec<ReceiptDownload>,
     pub total: Money,
     pub method: PaymentMethod,
     pub card_brand: CardBrand,
@@ -169,6 +184,14 @@ impl Receipt {
                 WIDTH,
             )));
         }
+        for d in &self.downloads {
+            p.push(Part::Text(d.title.clone()));
+            p.push(Part::Text(pad_between(
+                &format!("  {}", l.download_label()),
+                &l.money(d.amount),
+                WIDTH,
+            )));
+        }
         p.push(Part::Rule);
         p.push(Part::Text(pad_between(
             l.total_label(),
@@ -198,17 +221,38 @@ impl Receipt {
                 p.push(Part::Rule);
                 p.push(Part::Text(l.date_to_be_confirmed().to_string()));
             }
+            Outcome::Downloaded { auth_code } => {
+                p.push(Part::Text(pad_between(
+                    l.auth_code(),
+                    auth_code.as_str(),
+                    WIDTH,
+                )));
+            }
         }
-        p.push(Part::Text(format!(
-            "{}: {}",
-            l.pickup_at(),
-            self.store_name
-        )));
-        p.push(Part::Qr(self.order_id.to_string()));
-        p.push(Part::Centre(match l {
-            Lang::Ja => "このレシートを受け取りの際にお持ちください".into(),
-            Lang::En => "Bring this receipt to collect your prints".into(),
-        }));
+        if !self.lines.is_empty() {
+            p.push(Part::Text(format!(
+                "{}: {}",
+                l.pickup_at(),
+                self.store_name
+            )));
+            p.push(Part::Qr(self.order_id.to_string()));
+            p.push(Part::Centre(match l {
+                Lang::Ja => "このレシートを受け取りの際にお持ちください".into(),
+                Lang::En => "Bring this receipt to collect your prints".into(),
+            }));
+        }
+        // Each download's licence: its code, where it is on the card, and the licence
+        // as a QR code that any kiosk of the network honours.
+        for d in &self.downloads {
+            p.push(Part::Rule);
+            p.push(Part::Text(d.title.clone()));
+            p.push(Part::Text(format!("{} {}", l.licence_code(), d.code)));
+            p.push(Part::Text(d.card_path.clone()));
+            p.push(Part::Qr(d.licence.clone()));
+        }
+        if !self.downloads.is_empty() {
+            p.push(Part::Centre(l.licence_note().into()));
+        }
         p
     }
 
@@ -460,6 +504,7 @@ pub(crate) mod tests {
                 .and_hms_opt(14, 3, 0)
                 .unwrap(),
             order_id: "01KAZ3Q7M1X5V8T2B6N4C9D0EF".parse().unwrap(),
+            downloads: Vec::new(),
             lines: vec![
                 ReceiptLine {
                     file_name: "PMSH0001.JPG".into(),

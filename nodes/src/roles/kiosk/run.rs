@@ -75,6 +75,7 @@ fn app_config(node: &Node, kiosk: &Kiosk, demo: Option<&Demo>) -> AppConfig {
         staff_pin: k.staff_pin.clone().map(super::app::Redacted),
         demo_cards: demo.map(|d| d.cards.clone()).unwrap_or_default(),
         utc_offset_hours: k.utc_offset_hours,
+        downloads: k.media_device.is_some(),
     }
 }
 
@@ -121,8 +122,10 @@ fn wants_graphics_query() -> bool {
         || ["WezTerm", "iTerm.app", "ghostty"].contains(&program.as_str())
 }
 
+/// A card is in the slot: it holds a camera's `DCIM`, or (a card with no photos that
+/// can take downloads) something is mounted there.
 fn media_present(dir: &Path) -> bool {
-    dir.join("DCIM").is_dir()
+    super::cardwrite::card_present(dir)
 }
 
 /// Runs the kiosk screen until Ctrl-C (or SIGTERM). The terminal is restored on the
@@ -169,6 +172,9 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
     });
 
     spawn_network_watch(tx.clone(), node.client.clone(), kiosk.clone());
+    if cfg.media_device.is_some() {
+        spawn_catalogue_feed(tx.clone(), kiosk.clone());
+    }
     let loader = thumb_loader(tx.clone());
 
     let mut runtime = Runtime {
@@ -370,6 +376,73 @@ fn spawn_network_watch(net_tx: mpsc::Sender<Msg>, client: crate::net::Client, ki
     });
 }
 
+/// What is on sale, from the catalogues the kiosk holds, with each cover fetched and
+/// drawn as photo previews are; sent when it changes.
+fn spawn_catalogue_feed(feed_tx: mpsc::Sender<Msg>, kiosk: Arc<Kiosk>) {
+    use super::app::ShopItem;
+    use printmesh_formats::thumbs::{make_thumb, Source};
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3));
+        let mut sent: Option<Vec<(Vec<u8>, u64, usize)>> = None;
+        let mut covers: std::collections::HashMap<
+            printmesh_protocol::BlobId,
+            super::thumbs::Thumb,
+        > = Default::default();
+        loop {
+            every.tick().await;
+            let now = now_ms();
+            let catalogues = kiosk.catalogues().all();
+            let mut items = Vec::new();
+            for c in &catalogues {
+                for item in c.catalogue.items.iter().filter(|i| i.on_sale(now)) {
+                    let cover = match item.cover {
+                        Some(blob) if !covers.contains_key(&blob) => {
+                            if kiosk.ensure_cover(blob).await {
+                                let path = kiosk.download_cache().path(&blob);
+                                let thumb = tokio::task::spawn_blocking(move || {
+                                    make_thumb(Source::File(&path), 1, (96, 96)).ok()
+                                })
+                                .await
+                                .ok()
+                                .flatten();
+                                if let Some(t) = &thumb {
+                                    covers.insert(blob, t.clone());
+                                }
+                                thumb
+                            } else {
+                                None
+                            }
+                        }
+                        Some(blob) => covers.get(&blob).cloned(),
+                        None => None,
+                    };
+                    items.push(ShopItem {
+                        company: c.signer.clone(),
+                        company_name: c.catalogue.company.clone(),
+                        item: item.clone(),
+                        cover,
+                    });
+                }
+            }
+            let key: Vec<(Vec<u8>, u64, usize)> = catalogues
+                .iter()
+                .map(|c| (c.signer.clone(), c.catalogue.version, covers.len()))
+                .collect();
+            if sent.as_ref() == Some(&key) {
+                continue;
+            }
+            sent = Some(key);
+            if feed_tx
+                .send(Msg::App(Action::Catalogue(items)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+}
+
 /// The thumbnail workers, reporting to the loop.
 fn thumb_loader(thumb_tx: mpsc::Sender<Msg>) -> ThumbLoader {
     ThumbLoader::new(THUMB_WORKERS, move |event| {
@@ -486,6 +559,18 @@ impl Runtime {
                 self.loader.want_preview(generation, index)
             }
             Effect::PlaceOrder(plan) => self.place_order(*plan, cfg.answer_timeout_secs),
+            Effect::ReadCardRoom => {
+                let kiosk = self.kiosk.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let room = kiosk.card_info().await.ok().map(|i| super::app::CardRoom {
+                        free_bytes: i.free_bytes,
+                        serial: i.serial,
+                    });
+                    let _ = tx.send(Msg::App(Action::CardRoom(room))).await;
+                });
+            }
+            Effect::BuyDownloads(plan) => self.buy_downloads(*plan, cfg.answer_timeout_secs),
             Effect::PrintReceipt(r) => {
                 let dir = self.node.config.data_dir.join("receipts");
                 let printer = cfg.receipt_printer.clone();
@@ -554,73 +639,122 @@ impl Runtime {
     }
 
     fn place_order(&self, plan: OrderPlan, answer_timeout_secs: u64) {
+        place_order(
+            self.kiosk.clone(),
+            self.tx.clone(),
+            plan,
+            answer_timeout_secs,
+        )
+    }
+
+    /// A basket: the downloads bought and written (progress to the screen), then the
+    /// prints order, if the basket has one, placed as any other.
+    fn buy_downloads(&self, plan: super::app::DownloadPlan, answer_timeout_secs: u64) {
+        use super::app::{DownloadDone, DownloadResult, WriteFailure, Writing, WrittenItem};
+        use super::cardwrite::WriteError;
+        use super::downloads::{DownloadDraft, DownloadOutcome, DownloadProgress, DownloadStage};
         let kiosk = self.kiosk.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let send = |a: Action| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(Msg::App(a)).await;
-                }
-            };
-            let OrderPlan {
-                lines,
+            let super::app::DownloadPlan {
+                company,
+                items,
                 method,
                 card,
                 entry,
                 pin,
-                offline,
+                then_prints,
             } = plan;
-            // The PIN pad's digits become a PIN that is sealed with the card at once.
             let pin = match pin {
                 Some(mut pad) => match pad.take_pin() {
                     Ok(pin) => Some(pin),
-                    Err(e) => return send(Action::OrderFailed(e.to_string())).await,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Msg::App(Action::DownloadFinished(DownloadResult::Failed(
+                                e.to_string(),
+                            ))))
+                            .await;
+                        return;
+                    }
                 },
                 None => None,
             };
-            let draft = Draft {
-                order_id: None,
-                lines,
+            let draft = DownloadDraft {
+                company,
+                items,
                 method,
                 card,
                 entry,
                 pin,
             };
-            let id = match kiosk.place_order(draft).await {
-                Ok(id) => id,
-                Err(e) => {
-                    tracing::error!("order not saved: {e}");
-                    return send(Action::OrderFailed(e.to_string())).await;
-                }
+            let progress_tx = tx.clone();
+            let progress = move |p: DownloadProgress| {
+                let w = match p {
+                    DownloadProgress::Fetching { done, total } => Writing::Fetching { done, total },
+                    DownloadProgress::Paying => Writing::Paying,
+                    DownloadProgress::Writing { done, total } => Writing::Writing { done, total },
+                    DownloadProgress::Finishing => Writing::Finishing,
+                };
+                let _ = progress_tx.try_send(Msg::App(Action::DownloadProgress(w)));
             };
-            if offline {
-                let total = kiosk.order_total(id);
-                if let Some(total) = total {
-                    if let Err(e) = kiosk.mark_stand_in(id, total).await {
-                        tracing::error!(order_id = %id, "cannot record the offline order: {e}");
-                    }
-                }
-            }
-            send(Action::OrderSaved(id)).await;
-            let answer = kiosk.wait_for_answer(id, Duration::from_secs(answer_timeout_secs));
-            tokio::pin!(answer);
-            let mut every = tokio::time::interval(Duration::from_millis(150));
-            loop {
-                tokio::select! {
-                    result = &mut answer => {
-                        match result {
-                            Ok(order) => send(Action::OrderAnswered(Box::new(order))).await,
-                            Err(_) => send(Action::OrderPending(id)).await,
+            let outcome = kiosk.buy_downloads(draft, &progress).await;
+            let failure = |e: WriteError| match e {
+                WriteError::CardGone => WriteFailure::CardGone,
+                WriteError::WriteProtected => WriteFailure::WriteProtected,
+                WriteError::Full { need } => WriteFailure::Full { need },
+                other => WriteFailure::Other(other.to_string()),
+            };
+            let (result, done) = match outcome {
+                Ok(DownloadOutcome::Done(record)) => {
+                    let (auth_code, written) = match &record.stage {
+                        DownloadStage::Done { auth_code, written }
+                        | DownloadStage::Written { auth_code, written } => {
+                            (auth_code.clone(), written.clone())
                         }
-                        break;
-                    }
-                    _ = every.tick() => {
-                        if let Some(p) = kiosk.progress(id) {
-                            send(Action::Progress(id, p)).await;
+                        other => {
+                            let why = format!("the purchase ended {other:?}");
+                            let _ = tx
+                                .send(Msg::App(Action::DownloadFinished(DownloadResult::Failed(
+                                    why,
+                                ))))
+                                .await;
+                            return;
                         }
-                    }
+                    };
+                    let items = written
+                        .iter()
+                        .filter_map(|w| {
+                            let item = record.items.iter().find(|i| i.id == w.item)?;
+                            Some(WrittenItem {
+                                title_ja: item.title.ja.clone(),
+                                title_en: item.title.en.clone(),
+                                price: item.price,
+                                code: w.code.clone(),
+                                licence: w.licence.clone(),
+                                card_path: w.card_path.clone(),
+                            })
+                        })
+                        .collect();
+                    (
+                        DownloadResult::Done(DownloadDone {
+                            order_id: record.order_id,
+                            auth_code,
+                            total: record.total,
+                            items,
+                        }),
+                        true,
+                    )
                 }
+                Ok(DownloadOutcome::Declined(_, code)) => (DownloadResult::Declined(code), false),
+                Ok(DownloadOutcome::Rejected(_, why)) => (DownloadResult::Rejected(why), false),
+                Ok(DownloadOutcome::WriteFailed(_, e)) => {
+                    (DownloadResult::WriteFailed(failure(e)), false)
+                }
+                Err(e) => (DownloadResult::Failed(e.to_string()), false),
+            };
+            let _ = tx.send(Msg::App(Action::DownloadFinished(result))).await;
+            if let (true, Some(prints)) = (done, then_prints) {
+                place_order(kiosk, tx, *prints, answer_timeout_secs);
             }
         });
     }
@@ -651,4 +785,80 @@ impl Runtime {
             let _ = std::fs::rename(&misc_from, &misc_to);
         }
     }
+}
+
+/// Places a prints order and reports its progress and answer to the loop.
+fn place_order(
+    kiosk: Arc<Kiosk>,
+    tx: mpsc::Sender<Msg>,
+    plan: OrderPlan,
+    answer_timeout_secs: u64,
+) {
+    tokio::spawn(async move {
+        let send = |a: Action| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(Msg::App(a)).await;
+            }
+        };
+        let OrderPlan {
+            lines,
+            method,
+            card,
+            entry,
+            pin,
+            offline,
+        } = plan;
+        // The PIN pad's digits become a PIN that is sealed with the card at once.
+        let pin = match pin {
+            Some(mut pad) => match pad.take_pin() {
+                Ok(pin) => Some(pin),
+                Err(e) => return send(Action::OrderFailed(e.to_string())).await,
+            },
+            None => None,
+        };
+        let draft = Draft {
+            order_id: None,
+            lines,
+            method,
+            card,
+            entry,
+            pin,
+        };
+        let id = match kiosk.place_order(draft).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("order not saved: {e}");
+                return send(Action::OrderFailed(e.to_string())).await;
+            }
+        };
+        if offline {
+            let total = kiosk.order_total(id);
+            if let Some(total) = total {
+                if let Err(e) = kiosk.mark_stand_in(id, total).await {
+                    tracing::error!(order_id = %id, "cannot record the offline order: {e}");
+                }
+            }
+        }
+        send(Action::OrderSaved(id)).await;
+        let answer = kiosk.wait_for_answer(id, Duration::from_secs(answer_timeout_secs));
+        tokio::pin!(answer);
+        let mut every = tokio::time::interval(Duration::from_millis(150));
+        loop {
+            tokio::select! {
+                result = &mut answer => {
+                    match result {
+                        Ok(order) => send(Action::OrderAnswered(Box::new(order))).await,
+                        Err(_) => send(Action::OrderPending(id)).await,
+                    }
+                    break;
+                }
+                _ = every.tick() => {
+                    if let Some(p) = kiosk.progress(id) {
+                        send(Action::Progress(id, p)).await;
+                    }
+                }
+            }
+        }
+    });
 }

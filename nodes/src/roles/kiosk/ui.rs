@@ -19,6 +19,8 @@ use super::receipt::{qr_modules, Outcome};
 use super::thumbs::{HalfBlocks, Thumb};
 use printmesh_protocol::messages::PaymentMethod;
 
+mod shop;
+
 mod theme {
     use ratatui::style::{Color, Modifier, Style};
 
@@ -68,9 +70,12 @@ fn step_of(screen: &Screen) -> Option<usize> {
         Screen::Select => Some(0),
         Screen::Sizes => Some(1),
         Screen::Total => Some(2),
-        Screen::Method | Screen::Card | Screen::Pin | Screen::Sending | Screen::Problem(_) => {
-            Some(3)
-        }
+        Screen::Method
+        | Screen::Card
+        | Screen::Pin
+        | Screen::Sending
+        | Screen::Writing
+        | Screen::Problem(_) => Some(3),
         Screen::Done | Screen::Receipt => Some(4),
         _ => None,
     }
@@ -125,6 +130,9 @@ impl Widget for Ui<'_> {
         render_header(app, header, buf);
         match &app.screen {
             Screen::Insert => render_insert(app, body, buf),
+            Screen::Start => shop::render_start(app, body, buf),
+            Screen::Shop => shop::render_shop(app, body, buf),
+            Screen::Writing => shop::render_writing(app, body, buf),
             Screen::Select => render_select(app, body, buf, self.preview),
             Screen::Sizes => render_sizes(app, body, buf),
             Screen::Total => render_total(app, body, buf),
@@ -147,7 +155,7 @@ impl Widget for Ui<'_> {
             Screen::Select => l.select_keys(),
             Screen::Sizes => l.sizes_keys(),
             Screen::Counter => l.counter_keys(),
-            Screen::Insert | Screen::Sending | Screen::Thanks => "",
+            Screen::Insert | Screen::Sending | Screen::Writing | Screen::Thanks => "",
             _ => l.footer_keys(),
         };
         let net = if app.online { l.online() } else { l.offline() };
@@ -189,6 +197,10 @@ fn notice_text(l: Lang, n: &Notice) -> (String, Style) {
         Notice::CounterNone => (l.counter_none().into(), warn),
         Notice::CounterCollected(id) => (format!("{} {id}", l.counter_collected()), ok),
         Notice::CounterFailed(why) => (why.clone(), bad),
+        Notice::OneCompanyAtATime => (l.one_company_at_a_time().into(), warn),
+        Notice::BasketFull(n) => (l.basket_full(*n), warn),
+        Notice::NoRoomOnCard(bytes) => (l.no_room_on_card(*bytes), warn),
+        Notice::PrintsNotPaid(why) => (l.prints_not_paid(why), bad),
     }
 }
 
@@ -909,6 +921,7 @@ fn render_problem(app: &App, problem: &Problem, area: Rect, buf: &mut Buffer) {
         Problem::Rejected(why) => (l.rejected_title(), why.clone()),
         Problem::Failed(why) => (l.failed_title(), why.clone()),
         Problem::PinLocked => (l.declined_title(), l.pin_locked().to_string()),
+        Problem::WriteFailed(f) => (l.write_failed_title(), l.write_failure(f)),
     };
     let [_, text, _, buttons, _] = Layout::vertical([
         Constraint::Fill(1),
@@ -930,11 +943,11 @@ fn render_problem(app: &App, problem: &Problem, area: Rect, buf: &mut Buffer) {
         buf,
     );
     let focus = match (problem, app.session.focus) {
-        (Problem::PinLocked, _) => Some(0),
+        (Problem::PinLocked | Problem::WriteFailed(_), _) => Some(0),
         (_, Focus::Body) => Some(0),
         (_, Focus::Button(b)) => Some(b),
     };
-    if matches!(problem, Problem::PinLocked) {
+    if matches!(problem, Problem::PinLocked | Problem::WriteFailed(_)) {
         render_buttons(&[l.done()], focus, buttons, buf);
     } else {
         render_buttons(
@@ -993,6 +1006,29 @@ fn render_done(app: &App, area: Rect, buf: &mut Buffer) {
                 "{}: {}",
                 l.pickup_at(),
                 app.cfg.store_name
+            )));
+        }
+        Outcome::Downloaded { auth_code } => {
+            lines.push(Line::from(Span::styled(
+                l.downloaded_title(),
+                Style::new().fg(theme::PICKED).bold(),
+            )));
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                format!("{} {auth_code}", l.auth_code()),
+                theme::muted(),
+            )));
+        }
+    }
+    if !r.downloads.is_empty() {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(l.on_your_card(), theme::title())));
+        for d in &r.downloads {
+            lines.push(Line::from(format!(
+                "{}  ·  {} {}",
+                d.title,
+                l.licence_code(),
+                d.code
             )));
         }
     }
