@@ -662,12 +662,13 @@ async fn demo(
         return Ok(true);
     }
     println!(
-        "printmesh demo: an acquirer, a courier, two labs, two intermediaries and kiosks in two stores on 127.0.0.1; state in {}",
+        "printmesh demo: an acquirer, a courier, two labs, two intermediaries, a content company and kiosks in two stores on 127.0.0.1; state in {}",
         data_dir.display()
     );
     let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Headless).await?;
     let (answered, approved) = run_orders(&net, orders).await?;
     println!("{answered} of {orders} orders answered");
+    println!("{}", printmesh_nodes::demo::run_download(&net).await?);
     let mut arrived = approved.len();
     if follow {
         arrived = follow_orders(&net, &approved, Duration::from_secs(120)).await;

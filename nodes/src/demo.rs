@@ -12,6 +12,13 @@
 //! itself (`auto_in_transit_secs`, `auto_deliver_secs`). So an order placed at the
 //! kiosk is printed, shipped, captured and delivered within a minute, and the counter
 //! (F9, staff PIN 2468) can hand it over.
+//!
+//! A content company ("printmesh Tunes") publishes a catalogue the project makes itself
+//! ([`crate::demo_catalogue`]: a synthesised tune, two pictures, a game's levels). Where
+//! dosfstools, fusefat and mtools are installed, the first kiosk's memory card is a
+//! FAT32 image with the fixture photos on it, mounted through fusefat, so downloads
+//! are written onto a real filesystem (F5 ejects it and puts it back); without them the
+//! card is a folder and the kiosk sells prints only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +78,50 @@ pub struct DemoNetwork {
     pub kiosks: Vec<(Node, Arc<Kiosk>)>,
     pub cards: Vec<TestCard>,
     pub media_dir: PathBuf,
+    /// The content company.
+    pub content: Node,
+    /// The first kiosk's memory card, a FAT32 image, when the FAT tools are here.
+    pub card: Option<Arc<std::sync::Mutex<crate::fatcard::FatCard>>>,
+}
+
+/// The demo content company's name.
+pub const CONTENT_COMPANY: &str = "printmesh Tunes";
+
+/// The first kiosk's memory card as a FAT32 image with the fixture card's files on
+/// it, mounted at `slot` (made once; a demo directory used again mounts it again).
+fn fat_card(
+    data_dir: &Path,
+    fixtures: &Path,
+    slot: &Path,
+) -> Result<crate::fatcard::FatCard, String> {
+    let image = data_dir.join("card.img");
+    let mut card = if image.exists() {
+        crate::fatcard::FatCard::create_from_existing(&image, slot)
+    } else {
+        let source = fixtures.join("memory-card");
+        let mut files = Vec::new();
+        let mut dirs = vec![source.clone()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir)
+                .map_err(|e| e.to_string())?
+                .flatten()
+            {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&source) {
+                    let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                    files.push((rel.to_string_lossy().replace('\\', "/"), bytes));
+                }
+            }
+        }
+        files.sort();
+        let files: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+        crate::fatcard::FatCard::create(&image, slot, 128, 0x2026_1205, "PRINTMESH", &files)?
+    };
+    card.mount(true)?;
+    Ok(card)
 }
 
 /// The demo's second lab, intermediary and store.
@@ -208,7 +259,19 @@ impl DemoNetwork {
         }
         let lab_names: Vec<String> = labs.iter().map(|l| l.config.name.clone()).collect();
 
-        let mut peers = vec![addr_of(&acquirer).await?];
+        // The content company, publishing the demo catalogue as it starts.
+        let catalogue = crate::demo_catalogue::write(&data_dir.join("content-files"))
+            .map_err(NodeError::Role)?;
+        let mut content_config = net.bare(Role::Content, CONTENT_COMPANY, "content", vec![]);
+        content_config.content = Some(crate::config::ContentConfig {
+            catalogue: Some(catalogue),
+        });
+        enrol(&net.dir, &mut content_config)?;
+        leave_config(&net, &content_config, "content");
+        let content = start_role(content_config).await?;
+        let content_addr = addr_of(&content).await?;
+
+        let mut peers = vec![addr_of(&acquirer).await?, content_addr.clone()];
         for lab in &labs {
             peers.push(addr_of(lab).await?);
         }
@@ -251,6 +314,9 @@ impl DemoNetwork {
         for im in &intermediaries {
             kiosk_peers.push(addr_of(im).await?);
         }
+        // Kiosks fetch downloads' bytes from the company.
+        kiosk_peers.push(content_addr.clone());
+        let mut card = None;
 
         let mut kiosks = Vec::new();
         let mut first_section = None;
@@ -277,17 +343,36 @@ impl DemoNetwork {
                     &data_dir.join("acquirer"),
                 ));
             }
+            if i == 0 {
+                // A real FAT32 card when the tools are here; else (the screen's) a
+                // folder, and no downloads.
+                let fat_slot = data_dir.join("card");
+                match fat_card(data_dir, fixtures, &fat_slot) {
+                    Ok(fat) => {
+                        if let Some(k) = config.kiosk.as_mut() {
+                            k.media_dir = Some(fat_slot.clone());
+                            k.media_device = Some(fat.image.clone());
+                        }
+                        card = Some(Arc::new(std::sync::Mutex::new(fat)));
+                    }
+                    Err(e) => tracing::warn!(
+                        "no FAT card for the demo ({e}): the kiosk sells prints only"
+                    ),
+                }
+            }
             if mode == DemoMode::Screen && i == 0 {
                 let io = |path: &Path| {
                     let path = path.display().to_string();
                     move |source| NodeError::DataDir { path, source }
                 };
                 let slot = data_dir.join("slot");
-                if !slot.join("DCIM").is_dir() {
+                if card.is_none() && !slot.join("DCIM").is_dir() {
                     copy_dir(&fixtures.join("memory-card"), &slot).map_err(io(&slot))?;
                 }
                 if let Some(k) = config.kiosk.as_mut() {
-                    k.media_dir = Some(slot);
+                    if card.is_none() {
+                        k.media_dir = Some(slot);
+                    }
                     k.chip_slot = Some(data_dir.join("chip"));
                     k.receipt_printer = Some(crate::roles::kiosk::receipt::PrinterConfig::File {
                         dir: data_dir.join("printer"),
@@ -341,6 +426,8 @@ impl DemoNetwork {
             kiosks,
             cards: load_cards(&cards_path)?,
             media_dir,
+            content,
+            card,
         })
     }
 
@@ -354,6 +441,7 @@ impl DemoNetwork {
                 .map(crate::roles::kiosk::app::DemoCard::from_test_card)
                 .collect(),
             card_shelf: self.data_dir.join("shelf"),
+            card: self.card.clone(),
         }
     }
 
@@ -369,6 +457,12 @@ impl DemoNetwork {
         }
         self.courier.shutdown().await;
         self.acquirer.shutdown().await;
+        self.content.shutdown().await;
+        if let Some(card) = &self.card {
+            if let Ok(mut c) = card.lock() {
+                c.eject();
+            }
+        }
     }
 }
 
@@ -556,4 +650,72 @@ pub async fn run_orders(
         }
     }
     Ok((answered, approved))
+}
+
+/// Buys two of the content company's items onto the first kiosk's FAT card with the
+/// first credit test card, as a customer at the screen would; returns what to print.
+pub async fn run_download(net: &DemoNetwork) -> Result<String, NodeError> {
+    use crate::roles::kiosk::downloads::{DownloadDraft, DownloadOutcome, DownloadStage};
+    if net.card.is_none() {
+        return Ok("downloads: no FAT card here (dosfstools, fusefat and mtools make one)".into());
+    }
+    let items: Vec<printmesh_protocol::content::ItemId> = ["dawn", "fuji"]
+        .iter()
+        .filter_map(|i| i.parse().ok())
+        .collect();
+    let Some(company) = net
+        .kiosk
+        .wait_for_items(&items, Duration::from_secs(30))
+        .await
+    else {
+        return Ok("downloads: the catalogue did not reach the kiosk".into());
+    };
+    let Some(card) = net.cards.iter().find(|c| c.kind == "credit") else {
+        return Err(NodeError::Role("no credit test card".into()));
+    };
+    let draft = DownloadDraft {
+        company,
+        items,
+        method: card.method(),
+        card: card.read().map_err(NodeError::Role)?,
+        entry: printmesh_protocol::seal::EntryMode::Swipe,
+        pin: None,
+    };
+    let outcome = net
+        .kiosk
+        .buy_downloads(draft, &|_| {})
+        .await
+        .map_err(|e| NodeError::Role(e.to_string()))?;
+    Ok(match outcome {
+        DownloadOutcome::Done(d) => {
+            let written = match &d.stage {
+                DownloadStage::Done { written, .. } | DownloadStage::Written { written, .. } => {
+                    written.clone()
+                }
+                _ => Vec::new(),
+            };
+            let titles: Vec<String> = d.items.iter().map(|i| i.title.en.clone()).collect();
+            let codes: Vec<String> = written
+                .iter()
+                .map(|w| format!("{} ({})", w.card_path, w.code))
+                .collect();
+            format!(
+                "download {}  {}  {}  written to card {:04X}-{:04X}: {}",
+                d.order_id,
+                titles.join(", "),
+                d.total,
+                d.card_serial >> 16,
+                d.card_serial & 0xFFFF,
+                codes.join(", ")
+            )
+        }
+        DownloadOutcome::Declined(id, code) => {
+            format!("download {id}  declined ({})", code.iso8583())
+        }
+        DownloadOutcome::Rejected(id, why) => format!("download {id}  not sold: {why}"),
+        DownloadOutcome::WriteFailed(id, e) => format!(
+            "download {}  not written: {e}",
+            id.map(|i| i.to_string()).unwrap_or_default()
+        ),
+    })
 }

@@ -102,6 +102,21 @@ impl FatCard {
         })
     }
 
+    /// A card image made before (not mounted).
+    pub fn create_from_existing(image: &Path, mnt: &Path) -> FatCard {
+        let _ = std::fs::create_dir_all(mnt);
+        FatCard {
+            image: image.to_path_buf(),
+            mnt: mnt.to_path_buf(),
+            fuse: None,
+        }
+    }
+
+    /// Whether it is mounted now.
+    pub fn is_mounted(&self) -> bool {
+        self.fuse.is_some()
+    }
+
     /// Mounts the card, read-write or read-only (a write-protected card), and waits
     /// until its root answers.
     pub fn mount(&mut self, rw: bool) -> Result<(), String> {

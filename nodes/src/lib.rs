@@ -11,6 +11,7 @@
 pub mod cards;
 pub mod config;
 pub mod demo;
+pub mod demo_catalogue;
 pub mod fatcard;
 pub mod node;
 pub mod report;

@@ -44,6 +44,8 @@ pub struct Demo {
     /// F5 takes the memory card out of the slot (into this directory) and puts it
     /// back.
     pub card_shelf: PathBuf,
+    /// The card, when it is a FAT image: F5 ejects it and mounts it again.
+    pub card: Option<Arc<std::sync::Mutex<crate::fatcard::FatCard>>>,
 }
 
 enum Msg {
@@ -764,6 +766,16 @@ impl Runtime {
         let (Some(demo), Some(slot)) = (&self.demo, &self.kiosk.config().media_dir) else {
             return;
         };
+        if let Some(card) = &demo.card {
+            if let Ok(mut card) = card.lock() {
+                if card.is_mounted() {
+                    card.eject();
+                } else if let Err(e) = card.mount(true) {
+                    tracing::warn!("the demo card: {e}");
+                }
+            }
+            return;
+        }
         let (from, to) = if media_present(slot) {
             (slot.join("DCIM"), demo.card_shelf.join("DCIM"))
         } else {
