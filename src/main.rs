@@ -645,6 +645,10 @@ async fn demo(
             bail!("the kiosk screen needs a terminal; use --headless to run the demo without it");
         }
         let net = DemoNetwork::start(&data_dir, &fixtures, DemoMode::Screen).await?;
+        // The first customer finds the downloads on sale.
+        if net.card.is_some() {
+            net.kiosk.wait_for_items(&[], Duration::from_secs(15)).await;
+        }
         let demo = net.screen_demo();
         let result = printmesh_nodes::roles::kiosk::run::run(
             net.kiosk_node.clone(),

@@ -158,6 +158,10 @@ pub async fn run(node: Node, kiosk: Arc<Kiosk>, demo: Option<Demo>) -> std::io::
         height: size.height,
     });
 
+    // What is on sale is known before the first card is looked at.
+    if cfg.media_device.is_some() {
+        app.update(Action::Catalogue(shop_items(&kiosk, &Default::default())));
+    }
     spawn_keys(tx.clone(), demo.is_some());
     spawn_clock(tx.clone());
     if let Some(dir) = cfg.media_dir.clone() {
@@ -378,68 +382,77 @@ fn spawn_network_watch(net_tx: mpsc::Sender<Msg>, client: crate::net::Client, ki
     });
 }
 
+/// The items on sale in the catalogues the kiosk holds, with the covers drawn so far.
+fn shop_items(
+    kiosk: &Kiosk,
+    covers: &std::collections::HashMap<printmesh_protocol::BlobId, super::thumbs::Thumb>,
+) -> Vec<super::app::ShopItem> {
+    let now = now_ms();
+    let mut items = Vec::new();
+    for c in kiosk.catalogues().all() {
+        for item in c.catalogue.items.iter().filter(|i| i.on_sale(now)) {
+            items.push(super::app::ShopItem {
+                company: c.signer.clone(),
+                company_name: c.catalogue.company.clone(),
+                cover: item.cover.and_then(|b| covers.get(&b).cloned()),
+                item: item.clone(),
+            });
+        }
+    }
+    items
+}
+
 /// What is on sale, from the catalogues the kiosk holds, with each cover fetched and
 /// drawn as photo previews are; sent when it changes.
 fn spawn_catalogue_feed(feed_tx: mpsc::Sender<Msg>, kiosk: Arc<Kiosk>) {
-    use super::app::ShopItem;
     use printmesh_formats::thumbs::{make_thumb, Source};
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3));
         let mut sent: Option<Vec<(Vec<u8>, u64, usize)>> = None;
-        let mut covers: std::collections::HashMap<
-            printmesh_protocol::BlobId,
-            super::thumbs::Thumb,
-        > = Default::default();
+        let mut covers = std::collections::HashMap::new();
         loop {
             every.tick().await;
-            let now = now_ms();
-            let catalogues = kiosk.catalogues().all();
-            let mut items = Vec::new();
-            for c in &catalogues {
-                for item in c.catalogue.items.iter().filter(|i| i.on_sale(now)) {
-                    let cover = match item.cover {
-                        Some(blob) if !covers.contains_key(&blob) => {
-                            if kiosk.ensure_cover(blob).await {
-                                let path = kiosk.download_cache().path(&blob);
-                                let thumb = tokio::task::spawn_blocking(move || {
-                                    make_thumb(Source::File(&path), 1, (96, 96)).ok()
-                                })
-                                .await
-                                .ok()
-                                .flatten();
-                                if let Some(t) = &thumb {
-                                    covers.insert(blob, t.clone());
-                                }
-                                thumb
-                            } else {
-                                None
-                            }
-                        }
-                        Some(blob) => covers.get(&blob).cloned(),
-                        None => None,
-                    };
-                    items.push(ShopItem {
-                        company: c.signer.clone(),
-                        company_name: c.catalogue.company.clone(),
-                        item: item.clone(),
-                        cover,
-                    });
+            let key = |covers: usize| -> Vec<(Vec<u8>, u64, usize)> {
+                kiosk
+                    .catalogues()
+                    .all()
+                    .iter()
+                    .map(|c| (c.signer.clone(), c.catalogue.version, covers))
+                    .collect()
+            };
+            // The items first (their covers as far as drawn), then the covers.
+            if sent.as_ref() != Some(&key(covers.len())) {
+                sent = Some(key(covers.len()));
+                let items = shop_items(&kiosk, &covers);
+                if feed_tx
+                    .send(Msg::App(Action::Catalogue(items)))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
-            let key: Vec<(Vec<u8>, u64, usize)> = catalogues
+            let wanted: Vec<printmesh_protocol::BlobId> = kiosk
+                .catalogues()
+                .all()
                 .iter()
-                .map(|c| (c.signer.clone(), c.catalogue.version, covers.len()))
+                .flat_map(|c| c.catalogue.items.iter().filter_map(|i| i.cover))
+                .filter(|b| !covers.contains_key(b))
                 .collect();
-            if sent.as_ref() == Some(&key) {
-                continue;
-            }
-            sent = Some(key);
-            if feed_tx
-                .send(Msg::App(Action::Catalogue(items)))
+            for blob in wanted {
+                if !kiosk.ensure_cover(blob).await {
+                    continue;
+                }
+                let path = kiosk.download_cache().path(&blob);
+                let thumb = tokio::task::spawn_blocking(move || {
+                    make_thumb(Source::File(&path), 1, (96, 96)).ok()
+                })
                 .await
-                .is_err()
-            {
-                break;
+                .ok()
+                .flatten();
+                if let Some(t) = thumb {
+                    covers.insert(blob, t);
+                }
             }
         }
     });

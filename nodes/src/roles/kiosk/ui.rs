@@ -1107,7 +1107,12 @@ fn render_receipt(app: &App, area: Rect, buf: &mut Buffer) {
         .block(block)
         .style(Style::new().fg(Color::Black).bg(Color::Rgb(245, 245, 240)))
         .render(paper, buf);
-    if let Some(qr) = qr_thumb(&r.order_id.to_string()) {
+    // The order's QR code to collect prints; for downloads alone, the first licence's.
+    let qr_data = match (r.lines.is_empty(), r.downloads.first()) {
+        (true, Some(d)) => d.licence.clone(),
+        _ => r.order_id.to_string(),
+    };
+    if let Some(qr) = qr_thumb(&qr_data) {
         let side = qr_area.width.min(qr_area.height * 2);
         let spot = qr_area.centered(
             Constraint::Length(side),
