@@ -218,6 +218,13 @@ enum AcquirerAction {
     },
     /// Print the acquirer's public sealing key (kiosks seal card data to it).
     Key,
+    /// Give a captured payment back before settlement (a refund, or a chargeback the
+    /// issuer raised): its download licences are revoked everywhere.
+    Refund {
+        order_id: String,
+        #[arg(long, default_value = "refunded at the customer's request")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -755,6 +762,8 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
                         .await
                     {
                         kiosk.sync_catalogues().await;
+                        // Refunds revoke licences: hear them before honouring any.
+                        kiosk.settle_events(Duration::from_secs(10)).await;
                     }
                     let result = kiosk.rewrite_licensed().await;
                     node.shutdown().await;
@@ -784,6 +793,14 @@ async fn run(cli: Cli, demo_dir: Option<PathBuf>) -> Result<bool> {
             match action {
                 None => printmesh_nodes::node::run_until_signal(config).await?,
                 Some(AcquirerAction::Report { date, csv }) => return report(&config, date, csv),
+                Some(AcquirerAction::Refund { order_id, reason }) => {
+                    let order_id: OrderId = order_id.parse()?;
+                    return admin(
+                        &config,
+                        &AdminRequest::role(&AcquirerCommand::Refund { order_id, reason }),
+                        "refund it",
+                    );
+                }
                 Some(AcquirerAction::Settle) => {
                     return admin(
                         &config,

@@ -38,6 +38,7 @@ fn catalogue(dir: &Path) -> PathBuf {
     let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 120]));
     img.save(dir.join("items/sky.jpg")).unwrap();
     std::fs::write(dir.join("items/big.bin"), pattern(40 * 1024 * 1024, 3)).unwrap();
+    std::fs::write(dir.join("items/rain.wav"), pattern(300_000, 5)).unwrap();
     let text = r#"
 [[item]]
 id = "dawn"
@@ -62,6 +63,18 @@ rights_holder = "printmesh"
 file = "items/sky.jpg"
 folder = "PICTURES/PRINTMSH"
 file_name = "SKY.JPG"
+
+[[item]]
+id = "rain"
+kind = "music"
+title_ja = "雨のワルツ"
+title_en = "Rain Waltz"
+title_kana = "あめのわるつ"
+price_minor = 250
+rights_holder = "printmesh"
+file = "items/rain.wav"
+folder = "MUSIC/PRINTMSH"
+file_name = "RAIN.WAV"
 
 [[item]]
 id = "big"
@@ -231,13 +244,36 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
     });
 
-    // 2. The customer deleted the tune at home; another kiosk (another store, nothing
-    //    cached) writes it again from the licence on the card, without a charge.
+    // 1b. A second purchase, refunded by the acquirer before settlement: its licence
+    //     is revoked (the `Refunded` event reaches every kiosk).
+    card.mount(true).unwrap();
+    let (ok, rain, text) = download(&kiosk_a, &["rain"]);
+    assert!(ok, "{text}");
+    let rain_order = rain["order_id"].as_str().unwrap().to_string();
+    let (ok, text) = run(&[
+        "acquirer",
+        "--config",
+        acquirer_cfg.to_str().unwrap(),
+        "refund",
+        &rain_order,
+        "--reason",
+        "the customer asked",
+    ]);
+    assert!(ok && text.contains("licences are revoked"), "{text}");
+    card.eject();
+    eventually("the refund off the books", || {
+        report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
+    });
+
+    // 2. The customer deleted the tunes at home; another kiosk (another store, nothing
+    //    cached) writes the paid one again from the licence on the card, without a
+    //    charge, and refuses the refunded one.
     card.delete("MUSIC/PRINTMSH/DAWN.WAV").unwrap();
+    card.delete("MUSIC/PRINTMSH/RAIN.WAV").unwrap();
     card.mount(true).unwrap();
     let kiosk_b = kiosk_config(d, &network, "store-b", "store-b", &card, &kiosk_peers);
     let (ok, text) = run(&["kiosk", "--config", kiosk_b.to_str().unwrap(), "rewrite"]);
-    assert!(ok, "{text}");
+    assert!(!ok, "a refused licence is reported: {text}");
     let list: Value =
         serde_json::from_str(text.lines().find(|l| l.starts_with('[')).unwrap()).unwrap();
     let outcome = |item: &str| {
@@ -249,8 +285,23 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
     };
     assert_eq!(outcome("dawn"), Some("rewritten".into()), "{list}");
     assert_eq!(outcome("sky"), Some("intact".into()), "{list}");
+    let revoked = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["file"].as_str().is_some_and(|f| f.contains("RAIN")))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(revoked["outcome"], "refused", "{list}");
+    assert!(
+        revoked["reason"].as_str().unwrap().contains("revoked"),
+        "{list}"
+    );
     card.eject();
     card.fsck().expect("clean after the rewrite");
+    assert!(
+        card.read("MUSIC/PRINTMSH/RAIN.WAV").is_none(),
+        "a revoked item is not written"
+    );
     assert_eq!(
         blake3::hash(&card.read("MUSIC/PRINTMSH/DAWN.WAV").unwrap()),
         blake3::hash(&dawn)
@@ -385,8 +436,9 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         }
     }
     card.mount(true).unwrap();
-    let (ok, text) = run(&["kiosk", "--config", kiosk_a.to_str().unwrap(), "rewrite"]);
-    assert!(ok, "{text}");
+    let (_, text) = run(&["kiosk", "--config", kiosk_a.to_str().unwrap(), "rewrite"]);
+    // (Only the refunded tune's licence is refused.)
+    assert_eq!(text.matches("\"refused\"").count(), 1, "{text}");
     card.eject();
     // Seen again, the leftover is gone and the filesystem is whole; the free-cluster
     // hint a pull can leave stale (whatever wrote the card) is all fsck may mention.

@@ -1408,7 +1408,7 @@ async fn a_node_that_was_away_catches_up_on_the_events_it_missed() {
     assert_eq!(intermediary.events.len(), 300);
     let page = intermediary
         .events
-        .page(0, u64::MAX, 1000, 1 << 24, 1000, |_| true)
+        .page(0, u64::MAX, 1000, 1 << 24, 1000, |_, _| true)
         .unwrap();
     assert_eq!(page.frames.len(), 300);
     let origin = lab.peer_id().to_bytes();

@@ -70,10 +70,13 @@ pub enum Step {
     Reschedule,
     /// The courier reports progress; the state stays.
     Track,
+    /// The acquirer refunded a captured payment (a download's licence is revoked);
+    /// the state stays.
+    Refund,
 }
 
 impl Step {
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 14] = [
         Step::Submit,
         Step::Authorise,
         Step::Decline,
@@ -87,6 +90,7 @@ impl Step {
         Step::Expire,
         Step::Reschedule,
         Step::Track,
+        Step::Refund,
     ];
 
     pub fn of(kind: &EventKind) -> Step {
@@ -104,6 +108,7 @@ impl Step {
             EventKind::Expired => Step::Expire,
             EventKind::Rescheduled { .. } => Step::Reschedule,
             EventKind::Tracking { .. } => Step::Track,
+            EventKind::Refunded => Step::Refund,
         }
     }
 }
@@ -137,6 +142,7 @@ pub fn transition(from: OrderState, step: Step) -> Result<OrderState, InvalidTra
         (S::Delivered, Step::Collect) => S::Collected,
         (S::Accepted | S::Printed | S::Shipped, Step::Reschedule) => from,
         (S::Shipped, Step::Track) => S::Shipped,
+        (S::Authorised | S::Shipped | S::Delivered | S::Collected, Step::Refund) => from,
         _ => return Err(InvalidTransition { from, step }),
     };
     Ok(to)
@@ -153,6 +159,7 @@ fn rank(step: Step) -> u8 {
         Step::Deliver => 5,
         Step::Collect => 6,
         Step::Void | Step::Expire => 7,
+        Step::Refund => 8,
     }
 }
 
@@ -209,6 +216,10 @@ mod tests {
         (S::Printed, Step::Reschedule, S::Printed),
         (S::Shipped, Step::Reschedule, S::Shipped),
         (S::Shipped, Step::Track, S::Shipped),
+        (S::Authorised, Step::Refund, S::Authorised),
+        (S::Shipped, Step::Refund, S::Shipped),
+        (S::Delivered, Step::Refund, S::Delivered),
+        (S::Collected, Step::Refund, S::Collected),
     ];
 
     #[test]

@@ -286,7 +286,7 @@ impl EventLog {
         max_events: usize,
         max_bytes: usize,
         max_scan: usize,
-        mut sees: impl FnMut(OrderId) -> bool,
+        mut sees: impl FnMut(OrderId, &[u8]) -> bool,
     ) -> Result<Page, EventError> {
         let mut page = Page {
             next: after,
@@ -314,7 +314,7 @@ impl EventLog {
                     continue;
                 }
             };
-            if sees(stored.order_id) {
+            if sees(stored.order_id, &stored.frame) {
                 // Room for the frame and its length prefix.
                 let needs = stored.frame.len() + 10;
                 if bytes + needs > max_bytes {
@@ -442,32 +442,38 @@ mod tests {
                 // The same event again is no new arrival.
                 assert!(!log.record_signed(&e, &f).unwrap());
             }
-            let all = log.page(0, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
+            let all = log
+                .page(0, u64::MAX, 100, 1 << 20, 100, |_, _| true)
+                .unwrap();
             assert_eq!((all.frames.len(), all.next, all.more), (5, 5, false));
             // Each frame is the event as signed.
             assert_eq!(verify_event(&all.frames[1]).unwrap(), signed(&key, 2, b).0);
             // Pages: by count, by scan (a viewer that sees only order b), by bytes.
-            let two = log.page(0, u64::MAX, 2, 1 << 20, 100, |_| true).unwrap();
+            let two = log.page(0, u64::MAX, 2, 1 << 20, 100, |_, _| true).unwrap();
             assert_eq!((two.frames.len(), two.next, two.more), (2, 2, true));
             let rest = log
-                .page(two.next, u64::MAX, 100, 1 << 20, 100, |_| true)
+                .page(two.next, u64::MAX, 100, 1 << 20, 100, |_, _| true)
                 .unwrap();
             assert_eq!((rest.frames.len(), rest.next, rest.more), (3, 5, false));
-            let only_b = log.page(0, u64::MAX, 100, 1 << 20, 3, |o| o == b).unwrap();
+            let only_b = log
+                .page(0, u64::MAX, 100, 1 << 20, 3, |o, _| o == b)
+                .unwrap();
             assert_eq!(
                 (only_b.frames.len(), only_b.next, only_b.more),
                 (1, 3, true)
             );
             let tight = log
-                .page(0, u64::MAX, 100, all.frames[0].len() + 10, 100, |_| true)
+                .page(0, u64::MAX, 100, all.frames[0].len() + 10, 100, |_, _| true)
                 .unwrap();
             assert_eq!((tight.frames.len(), tight.next, tight.more), (1, 1, true));
             // Up to a point (what is on disk): the rest waits.
             let durable = log.durable_arrival().unwrap();
             assert_eq!(durable, 5);
-            let upto = log.page(0, 3, 100, 1 << 20, 100, |_| true).unwrap();
+            let upto = log.page(0, 3, 100, 1 << 20, 100, |_, _| true).unwrap();
             assert_eq!((upto.frames.len(), upto.next, upto.more), (3, 3, false));
-            let none = log.page(5, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
+            let none = log
+                .page(5, u64::MAX, 100, 1 << 20, 100, |_, _| true)
+                .unwrap();
             assert_eq!(
                 none,
                 Page {
@@ -484,7 +490,9 @@ mod tests {
         assert_eq!(log.log_id(), log_id);
         let (e, f) = signed(&key, 6, a);
         assert!(log.record_signed(&e, &f).unwrap());
-        let page = log.page(5, u64::MAX, 100, 1 << 20, 100, |_| true).unwrap();
+        let page = log
+            .page(5, u64::MAX, 100, 1 << 20, 100, |_, _| true)
+            .unwrap();
         assert_eq!((page.frames.len(), page.next), (1, 6));
         // Another database is another log.
         let other = tempfile::tempdir().unwrap();

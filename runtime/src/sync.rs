@@ -104,9 +104,16 @@ pub fn answer(log: &EventLog, request: &SyncRequest, viewer: &Viewer) -> SyncRes
     };
     // A store's order is the store's if its intermediary said so (`Submitted`).
     let mut stores: HashMap<OrderId, bool> = HashMap::new();
-    let mut sees = |order: OrderId| match viewer {
+    let mut sees = |order: OrderId, frame: &[u8]| match viewer {
         Viewer::All => true,
         Viewer::Nothing => false,
+        // A refund is every kiosk's business: it revokes download licences any kiosk
+        // may be shown.
+        Viewer::Store(_)
+            if crate::events::peek_event(frame).is_some_and(|e| e.kind == EventKind::Refunded) =>
+        {
+            true
+        }
         Viewer::Store(store) => *stores.entry(order).or_insert_with(|| {
             log.events_for(order).is_ok_and(|events| {
                 events

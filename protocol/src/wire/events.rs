@@ -1,5 +1,8 @@
-//! Order events over gossipsub (`printmesh/order-events/2`), signed by their origin, and
+//! Order events over gossipsub (`printmesh/order-events/3`), signed by their origin, and
 //! the root's revocations (`printmesh/revocations/1`).
+//!
+//! Version 3 adds `Refunded`: the acquirer gave a captured payment back (a refund or a
+//! chargeback); a download's licences are revoked with it.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -10,7 +13,7 @@ use crate::ids::{AuthCode, OrderId, StoreId};
 use crate::money::Money;
 
 /// Gossipsub topic for order events.
-pub const TOPIC: &str = "printmesh/order-events/2";
+pub const TOPIC: &str = "printmesh/order-events/3";
 /// Gossipsub topic for the root's revocations (`membership::SignedRevocation`).
 pub const REVOCATIONS_TOPIC: &str = "printmesh/revocations/1";
 pub const MAX_BYTES: usize = 16 * 1024;
@@ -51,6 +54,9 @@ pub enum EventKind {
         stage: TrackingStage,
         courier: String,
     },
+    /// The acquirer gave a captured payment back (refund or chargeback): the order's
+    /// download licences no longer count, wherever they are shown.
+    Refunded,
 }
 
 /// A courier's tracking stages before delivery.
@@ -94,7 +100,8 @@ impl EventKind {
             EventKind::Authorised { .. }
             | EventKind::Declined { .. }
             | EventKind::Voided
-            | EventKind::Expired => Role::Acquirer,
+            | EventKind::Expired
+            | EventKind::Refunded => Role::Acquirer,
             EventKind::Accepted { .. }
             | EventKind::Rejected { .. }
             | EventKind::Printed

@@ -142,6 +142,9 @@ pub enum HoldState {
     Captured,
     Voided,
     Expired,
+    /// Captured, then given back (a refund or chargeback before settlement): never
+    /// settled; a download's licences are revoked (`Refunded` event).
+    Refunded,
 }
 
 /// The acquirer's record of one order's authorisation. Keyed by order id; its hold is
@@ -317,6 +320,11 @@ enum Job {
         reply: oneshot::Sender<AuthResponse>,
     },
     OpenBatch(Vec<u8>, oneshot::Sender<Result<BatchId, String>>),
+    Refund {
+        order_id: OrderId,
+        reason: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
     Pay(Box<PayJob>, oneshot::Sender<Result<Batch, String>>),
     MarkAdvised(BatchId, Money, oneshot::Sender<()>),
 }
@@ -340,6 +348,10 @@ enum Reply {
         Result<Batch, String>,
     ),
     Done(oneshot::Sender<()>),
+    Text(
+        oneshot::Sender<Result<String, String>>,
+        Result<String, String>,
+    ),
 }
 
 impl Reply {
@@ -350,6 +362,7 @@ impl Reply {
             Reply::Batch(tx, r) => drop(tx.send(r)),
             Reply::Paid(tx, r) => drop(tx.send(r)),
             Reply::Done(tx) => drop(tx.send(())),
+            Reply::Text(tx, r) => drop(tx.send(r)),
         }
     }
 
@@ -361,6 +374,7 @@ impl Reply {
             Reply::Batch(tx, _) => drop(tx.send(Err(why.to_string()))),
             Reply::Paid(tx, _) => drop(tx.send(Err(why.to_string()))),
             Reply::Done(tx) => drop(tx.send(())),
+            Reply::Text(tx, _) => drop(tx.send(Err(why.to_string()))),
         }
     }
 }
@@ -830,6 +844,11 @@ impl Acquirer {
                     Reply::Batch(tx, self.open_batch(&mut view, intermediary, now))
                 }
                 Job::Pay(job, tx) => Reply::Paid(tx, self.pay(&mut view, *job, now)),
+                Job::Refund {
+                    order_id,
+                    reason,
+                    reply,
+                } => Reply::Text(reply, self.refund(&mut view, order_id, &reason)),
                 Job::MarkAdvised(id, confirmed, tx) => {
                     if let Some(mut b) = view.batch(&id) {
                         b.advice_delivered = true;
@@ -1051,6 +1070,7 @@ impl Acquirer {
             (HoldState::Captured, _) => return closed(order_id, "already captured"),
             (HoldState::Voided, _) => return closed(order_id, "already voided"),
             (HoldState::Expired, _) => return closed(order_id, "the hold has expired"),
+            (HoldState::Refunded, _) => return closed(order_id, "captured, then refunded"),
         }
         let hold = TransferId::of(order_id, "hold");
         let op = match to {
@@ -1094,6 +1114,60 @@ impl Acquirer {
         }
         view.put_auth(record);
         done
+    }
+
+    /// Gives a captured, not yet settled payment back to the card (a refund, or a
+    /// chargeback the issuer raised before settlement): the ledger moves the amount
+    /// from what is due to merchants back to the card, the order is never settled, and
+    /// `Refunded` goes out (the intermediary takes it off its bill; kiosks stop
+    /// honouring the order's download licences). Asked again, the same answer.
+    fn refund(
+        &self,
+        view: &mut View<'_>,
+        order_id: OrderId,
+        reason: &str,
+    ) -> Result<String, String> {
+        let Some(mut record) = view.auth(order_id) else {
+            return Err(format!("no authorisation for order {order_id}"));
+        };
+        match (record.hold, record.settled) {
+            (HoldState::Refunded, _) => return Ok(format!("order {order_id} was refunded already")),
+            (HoldState::Captured, None) => {}
+            (HoldState::Captured, Some(batch)) => {
+                return Err(format!(
+                    "order {order_id} was settled in batch {batch}: a refund after settlement is taken from the next batch, which this acquirer does not do yet"
+                ))
+            }
+            (other, _) => {
+                return Err(format!(
+                    "order {order_id} is {other:?}, not captured: a hold is voided, not refunded"
+                ))
+            }
+        }
+        if record.kind == Some(CardKind::Point) {
+            return Err("point-card payments are not refunded here".into());
+        }
+        let Some(token) = record.token else {
+            return Err(format!("order {order_id} has no card on record"));
+        };
+        let op = Op::Transfer {
+            id: TransferId::of(order_id, "refund"),
+            debit: due_account(record.amount.currency()),
+            credit: card_account(&token),
+            amount: record.held,
+        };
+        if let Err(e) = view.ledger(&op, now_ms()) {
+            return Err(format!("the ledger refused the refund: {e}"));
+        }
+        record.hold = HoldState::Refunded;
+        let said = format!(
+            "order {order_id} refunded: {} back to {} {} ({reason}); its licences are revoked",
+            record.amount, record.brand, record.last4
+        );
+        view.put_auth(record);
+        view.events.push((order_id, EventKind::Refunded));
+        tracing::warn!("{said}");
+        Ok(said)
     }
 
     /// The hold's terms: when it lapses, and the last moment extensions can reach.
@@ -1512,6 +1586,15 @@ impl Acquirer {
     async fn on_admin(&self, command: AcquirerCommand) -> AdminResponse {
         match command {
             AcquirerCommand::Settle => AdminResponse::from_result(self.settle().await),
+            AcquirerCommand::Refund { order_id, reason } => AdminResponse::from_result(
+                self.ask(|reply| Job::Refund {
+                    order_id,
+                    reason,
+                    reply,
+                })
+                .await
+                .unwrap_or_else(|| Err("the acquirer is shutting down".into())),
+            ),
             AcquirerCommand::Report { date, csv } => {
                 AdminResponse::from_result(report(&self.node.db, date).map(|r| r.render(csv)))
             }
@@ -1524,6 +1607,9 @@ impl Acquirer {
 pub enum AcquirerCommand {
     /// Close a settlement batch with each intermediary.
     Settle,
+    /// Give a captured payment back before settlement (a refund or chargeback); a
+    /// download's licences are revoked with it.
+    Refund { order_id: OrderId, reason: String },
     /// The reconciliation report of a day.
     Report { date: chrono::NaiveDate, csv: bool },
 }
@@ -1612,6 +1698,7 @@ fn hold_state_reason(hold: HoldState) -> &'static str {
         HoldState::Captured => "already captured",
         HoldState::Voided => "already voided",
         HoldState::Expired => "the hold has expired",
+        HoldState::Refunded => "captured, then refunded",
     }
 }
 

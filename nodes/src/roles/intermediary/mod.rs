@@ -1111,6 +1111,10 @@ impl Intermediary {
             self.on_lab_rejected(&event, reason).await;
             return;
         }
+        if event.kind == EventKind::Refunded {
+            self.on_refunded(&event).await;
+            return;
+        }
         if event.kind != EventKind::Shipped {
             return;
         }
@@ -1161,6 +1165,31 @@ impl Intermediary {
     /// The lab that accepted a job found it cannot print it after all (an image that
     /// does not decode): the customer pays nothing, so the hold is released. Only the
     /// lab that has the job can say so, and only before it shipped.
+    /// The order's acquirer gave the payment back before settlement: the order leaves
+    /// the bill (the acquirer will not pay it), and nothing is paid on for it.
+    async fn on_refunded(&self, event: &OrderEvent) {
+        let order_id = event.order_id;
+        let _guard = self.locks.lock(order_id).await;
+        let Ok(Some(mut order)) = self.orders.get(order_id.to_bytes()) else {
+            return;
+        };
+        if order.acquirer.as_deref() != Some(event.origin.as_slice()) {
+            tracing::warn!(%order_id, "a refund from another acquirer than the order's: ignored");
+            return;
+        }
+        if order.settlement.is_some() || !matches!(order.capture, Capture::Captured { .. }) {
+            return;
+        }
+        order.capture = Capture::Refused {
+            at_ms: now_ms(),
+            reason: "refunded by the acquirer".into(),
+        };
+        match self.save(&mut order).await {
+            Ok(()) => tracing::info!(%order_id, "refunded: off the bill"),
+            Err(e) => tracing::error!(%order_id, "cannot record the refund: {e}"),
+        }
+    }
+
     async fn on_lab_rejected(&self, event: &OrderEvent, reason: &str) {
         let order_id = event.order_id;
         let _guard = self.locks.lock(order_id).await;

@@ -846,6 +846,21 @@ impl Kiosk {
                     format!("the licence was not signed by a kiosk of this network: {e}")
                 })?;
         }
+        // Revoked: the purchase was refunded (the acquirer's `Refunded`, gossiped and
+        // synced like every event, kept by every kiosk).
+        let refunded = self
+            .node
+            .events
+            .events_for(v.licence.order)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|e| e.kind == printmesh_protocol::messages::EventKind::Refunded);
+        if refunded {
+            return Err(format!(
+                "the licence was revoked: order {} was refunded",
+                v.licence.order
+            ));
+        }
         if v.licence.card_serial != card_serial {
             return Err(format!(
                 "the licence is for card {:04X}-{:04X}, not this one",
@@ -1022,6 +1037,27 @@ impl Kiosk {
             }
             self.sync_catalogues().await;
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Gives a kiosk just started time to hear what the network knows (refunds that
+    /// revoke licences among it): until the first catch-up with its peers is over,
+    /// that is, no event has arrived for a second (at most `timeout`).
+    pub async fn settle_events(&self, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = self.node.events.durable_arrival().unwrap_or(0);
+        let mut quiet_since = tokio::time::Instant::now();
+        // The first round with each peer starts within half a second of its hello.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        while tokio::time::Instant::now() < deadline {
+            let now = self.node.events.durable_arrival().unwrap_or(0);
+            if now != last {
+                last = now;
+                quiet_since = tokio::time::Instant::now();
+            } else if quiet_since.elapsed() >= std::time::Duration::from_secs(1) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 

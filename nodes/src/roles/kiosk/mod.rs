@@ -996,6 +996,11 @@ impl printmesh_runtime::role::Role for Kiosk {
     /// A kiosk sees only its own store's orders: events for orders it did not place
     /// (not in its outbox, not answered) are not kept.
     fn keeps(&self, event: &printmesh_protocol::messages::OrderEvent) -> bool {
+        // A refund, whatever the store: it revokes the order's download licences,
+        // which any kiosk may be shown.
+        if event.kind == EventKind::Refunded {
+            return true;
+        }
         let key = event.order_id.to_bytes();
         matches!(self.orders.contains(key), Ok(true))
             || matches!(self.outbox.contains(key), Ok(true))
