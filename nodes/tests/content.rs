@@ -380,3 +380,51 @@ fn only_an_enrolled_content_companys_catalogue_is_kept() {
         "a revoked company's catalogue is not used"
     );
 }
+
+/// A catalogue published while peers are connected reaches them by gossip at once,
+/// long before their next request for catalogues, and through a relay too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_catalogue_is_gossiped_through_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = TestNet::new(dir.path());
+    let mut c = net.bare(Role::Content, "Tunes", "content", vec![]);
+    c.content = Some(ContentConfig::default());
+    let content = net.start(c).await.unwrap();
+    let files = dir.path().join("files");
+    let (ok, said) = publish(&content, &write_catalogue(&files, 300, false));
+    assert!(ok, "{said}");
+    let addr = addr_of(&content).await.unwrap();
+    let mut i = net.config(Role::Intermediary, vec![addr]).unwrap();
+    i.data_dir = dir.path().join("intermediary");
+    let intermediary = net.start(i).await.unwrap();
+    ready(&intermediary, content.peer_id()).await;
+    // A lab connected to the intermediary only: it hears by relay.
+    let mut l = net
+        .config(Role::Lab, vec![addr_of(&intermediary).await.unwrap()])
+        .unwrap();
+    l.data_dir = dir.path().join("lab");
+    let lab = net.start(l).await.unwrap();
+    ready(&lab, intermediary.peer_id()).await;
+    let company = content.peer_id().to_bytes();
+    // Let the gossip mesh form (heartbeats of a second), then publish a new version.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, said) = publish(&content, &write_catalogue(&files, 350, false));
+    assert!(ok && said.contains("version 2"), "{said}");
+    let started = std::time::Instant::now();
+    while intermediary.catalogues.version_of(&company) != Some(2)
+        || lab.catalogues.version_of(&company) != Some(2)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not gossiped: the intermediary has {:?}, the lab {:?}",
+            intermediary.catalogues.version_of(&company),
+            lab.catalogues.version_of(&company)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Well before the next request for catalogues (every 20 s).
+    assert!(started.elapsed() < printmesh_runtime::catalogues::SYNC_EVERY / 2);
+    lab.shutdown().await;
+    intermediary.shutdown().await;
+    content.shutdown().await;
+}

@@ -110,6 +110,7 @@ async fn peer_saying(key: Keypair, hello: Hello, target: String) -> net::Client 
             psk: None,
             limits: Default::default(),
             known_events: None,
+            catalogues: None,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             peers: vec![target.parse().unwrap()],
             mdns: false,

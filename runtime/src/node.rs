@@ -346,6 +346,9 @@ pub struct Node {
     /// In an enrolled network, the membership gate: roles check what other nodes
     /// signed (a catalogue, a licence) with it.
     pub gate: Option<crate::membership::Gate>,
+    /// The content companies' catalogues this node keeps (checked; gossiped ones are
+    /// offered to them by the swarm loop, asked-for ones by the role).
+    pub catalogues: Arc<crate::catalogues::Catalogues>,
     /// The role's handlers in flight ([`MAX_CONCURRENT_HANDLERS`] permits).
     pub handlers: Arc<Semaphore>,
     /// Fired by [`Node::shutdown`]: the role's loops and its event queue stop.
@@ -480,6 +483,11 @@ pub async fn start_serving(
     }
     let sync_gate = gate.clone();
     let role_gate = gate.clone();
+    let catalogues = Arc::new(crate::catalogues::Catalogues::open(
+        &db,
+        &config.network,
+        gate.clone(),
+    )?);
     let hello = Hello {
         network: config.network.clone(),
         role: config.role,
@@ -497,6 +505,7 @@ pub async fn start_serving(
             psk,
             limits: config.limits,
             known_events: Some(events.clone()),
+            catalogues: Some(catalogues.clone()),
             listen: config.listen_addrs(),
             peers: config.peer_addrs(),
             mdns: config.mdns,
@@ -529,6 +538,7 @@ pub async fn start_serving(
             events,
             keypair,
             gate: role_gate,
+            catalogues,
             handlers: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
             stop: Arc::new(stop),
             stopping,

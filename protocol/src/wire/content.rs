@@ -19,6 +19,10 @@ use crate::content::{SignedCatalogue, CATALOGUE_MAX_BYTES};
 use crate::ids::BlobId;
 
 pub const ID: &str = "/printmesh/content/1";
+/// Gossipsub topic on which a content company announces each catalogue it publishes
+/// (a `content::SignedCatalogue` frame); every holder checks it before it is kept or
+/// passed on.
+pub const CATALOGUES_TOPIC: &str = "printmesh/catalogues/1";
 pub const FETCH_ID: &str = "/printmesh/fetch/1";
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Most catalogues in one answer.

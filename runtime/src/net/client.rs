@@ -68,6 +68,23 @@ impl Client {
         rx.await.map_err(|_| NetError::Shutdown)?
     }
 
+    /// Announces a catalogue (a `SignedCatalogue` frame) on the catalogues topic.
+    pub async fn publish_catalogue(&self, data: Vec<u8>) -> Result<(), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Run(Box::new(move |swarm, _| {
+            let topic = IdentTopic::new(printmesh_protocol::wire::content::CATALOGUES_TOPIC);
+            let result = swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic, data)
+                .map(|_| ())
+                .map_err(|e| NetError::Publish(e.to_string()));
+            let _ = tx.send(result);
+        })))
+        .await?;
+        rx.await.map_err(|_| NetError::Shutdown)?
+    }
+
     /// Publishes bytes on the order-events topic.
     pub async fn publish_event(&self, data: Vec<u8>) -> Result<(), NetError> {
         let (tx, rx) = oneshot::channel();

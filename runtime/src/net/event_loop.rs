@@ -21,6 +21,8 @@ pub struct NetConfig {
     pub limits: crate::config::LimitsConfig,
     /// The node's event log: a gossiped event it has already is not taken again.
     pub known_events: Option<std::sync::Arc<crate::events::EventLog>>,
+    /// The catalogues the node keeps: a gossiped catalogue is offered to them.
+    pub catalogues: Option<std::sync::Arc<crate::catalogues::Catalogues>>,
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
@@ -58,6 +60,7 @@ pub struct EventLoop {
     /// Budgets, strikes and cut-offs ([`Admission`]: verdicts without IO).
     admission: Admission,
     known_events: Option<std::sync::Arc<crate::events::EventLog>>,
+    catalogues: Option<std::sync::Arc<crate::catalogues::Catalogues>>,
     /// Sync answers being read now ([`MAX_SYNC_ANSWERS`]).
     sync_answers: std::sync::Arc<tokio::sync::Semaphore>,
     /// Whether this node was told its own certificate no longer counts.
@@ -232,7 +235,11 @@ pub fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
 
-    for topic in [proto::EVENTS_TOPIC, proto::REVOCATIONS_TOPIC] {
+    for topic in [
+        proto::EVENTS_TOPIC,
+        proto::REVOCATIONS_TOPIC,
+        wire::content::CATALOGUES_TOPIC,
+    ] {
         swarm
             .behaviour_mut()
             .gossipsub
@@ -270,6 +277,7 @@ pub fn build(
         admitted: HashMap::new(),
         admission: Admission::new(config.limits),
         known_events: config.known_events,
+        catalogues: config.catalogues,
         sync_answers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SYNC_ANSWERS)),
         own_problem: None,
         rejected: BoundedSet::default(),
@@ -419,12 +427,15 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
-                let acceptance =
-                    if message.topic == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash() {
-                        self.judge_revocation(propagation_source, &message.data)
-                    } else {
-                        self.judge_event(propagation_source, &message.data)
-                    };
+                let acceptance = if message.topic
+                    == IdentTopic::new(proto::REVOCATIONS_TOPIC).hash()
+                {
+                    self.judge_revocation(propagation_source, &message.data)
+                } else if message.topic == IdentTopic::new(wire::content::CATALOGUES_TOPIC).hash() {
+                    self.judge_catalogue(propagation_source, &message.data)
+                } else {
+                    self.judge_event(propagation_source, &message.data)
+                };
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -452,6 +463,36 @@ impl EventLoop {
                 tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
             }
             _ => {}
+        }
+    }
+
+    /// What becomes of a gossiped catalogue: a new one that checks is kept (by a node
+    /// that keeps catalogues) and passed on; one held already, or older, is not passed
+    /// on; one that does not check is rejected (logged once per reason).
+    fn judge_catalogue(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
+        use printmesh_protocol::content::{SignedCatalogue, CATALOGUE_MAX_BYTES};
+        let signed: SignedCatalogue = match codec::decode_frame(data, CATALOGUE_MAX_BYTES + 4096) {
+            Ok(s) => s,
+            Err(e) => {
+                self.strike(source, &format!("a catalogue that does not decode: {e}"));
+                return MessageAcceptance::Reject;
+            }
+        };
+        let verdict = match &self.catalogues {
+            Some(held) => held.offer(signed).map(|kept| kept.is_some()),
+            None => printmesh_protocol::content::verify_catalogue(&signed)
+                .map(|_| true)
+                .map_err(|e| e.to_string()),
+        };
+        match verdict {
+            Ok(true) => MessageAcceptance::Accept,
+            Ok(false) => MessageAcceptance::Ignore,
+            Err(e) => {
+                if self.rejected.insert(format!("{source} catalogue {e}")) {
+                    tracing::warn!(peer = %source, "gossiped catalogue refused: {e}");
+                }
+                MessageAcceptance::Reject
+            }
         }
     }
 

@@ -271,6 +271,18 @@ impl Content {
             .insert(b"current", &signed)
             .map_err(|e| e.to_string())?;
         self.node.db.flush().await.map_err(|e| e.to_string())?;
+        // Announced at once (peers that miss it ask for it).
+        match printmesh_protocol::codec::encode_frame(
+            &signed,
+            printmesh_protocol::content::CATALOGUE_MAX_BYTES + 4096,
+        ) {
+            Ok(frame) => {
+                if let Err(e) = self.node.client.publish_catalogue(frame).await {
+                    tracing::debug!("catalogue not gossiped now ({e}); peers ask for it");
+                }
+            }
+            Err(e) => tracing::error!("the catalogue cannot be gossiped: {e}"),
+        }
         let said = format!(
             "catalogue version {} published: {}",
             catalogue.version,

@@ -1,7 +1,7 @@
 //! Downloads at the intermediary (`/printmesh/download/1`, `/printmesh/content/1`).
 //!
 //! The intermediary keeps the content companies' catalogues (asked of every content
-//! company it is connected to, every [`catalogues::SYNC_EVERY`]; each checked) and
+//! company it is connected to, every `printmesh_runtime::catalogues::SYNC_EVERY`; each checked) and
 //! passes them on to kiosks. A purchase is an order like a print order, with the
 //! content company where a print order has its lab: checked line by line against the
 //! company's catalogue held here, authorised at the acquirer of the card's key (never
@@ -14,7 +14,6 @@ use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
 use printmesh_protocol::wire::download::{
     DownloadLine, DownloadRequest, DownloadResponse, SealedDownload, MAX_ITEMS,
 };
-use printmesh_runtime::catalogues;
 
 use super::*;
 
@@ -366,9 +365,4 @@ fn rejected(order_id: OrderId, reason: &str) -> DownloadResponse {
         order_id,
         reason: reason.to_string(),
     }
-}
-
-/// The catalogues an intermediary keeps, opened with its node's gate.
-pub(super) fn open_catalogues(node: &Node) -> Result<catalogues::Catalogues, StoreError> {
-    catalogues::Catalogues::open(&node.db, &node.config.network, node.gate.clone())
 }

@@ -150,8 +150,9 @@ pub struct Intermediary {
     /// Labs that failed to answer lately: failures in a row, passed over until.
     lab_health:
         std::sync::Mutex<std::collections::HashMap<PeerId, (u32, Option<std::time::Instant>)>>,
-    /// The content companies' catalogues, checked (downloads are priced from them).
-    catalogues: printmesh_runtime::catalogues::Catalogues,
+    /// The content companies' catalogues, checked (downloads are priced from them):
+    /// the node's.
+    catalogues: Arc<printmesh_runtime::catalogues::Catalogues>,
     /// Download orders: what was bought, from which company (order id → record).
     downloads: Tree<downloads::DownloadRecord>,
 }
@@ -1932,7 +1933,7 @@ impl printmesh_runtime::role::Role for Intermediary {
             routes: config.routes.clone(),
             acquirer_of_key: Default::default(),
             lab_health: Default::default(),
-            catalogues: downloads::open_catalogues(&node)?,
+            catalogues: node.catalogues.clone(),
             downloads: node.db.tree("downloads")?,
             node,
             locks: OrderLocks::default(),

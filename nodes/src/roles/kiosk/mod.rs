@@ -177,8 +177,8 @@ pub struct Kiosk {
     /// Orders whose cancel is on its way: order id → the order as it was sent, put
     /// back in the outbox if the cancel is refused.
     cancelling: Tree<OrderRequest>,
-    /// The content companies' catalogues this kiosk sells from, checked.
-    catalogues: printmesh_runtime::catalogues::Catalogues,
+    /// The content companies' catalogues this kiosk sells from, checked: the node's.
+    catalogues: Arc<printmesh_runtime::catalogues::Catalogues>,
     /// Downloads' bytes kept here (`<data_dir>/downloads`, within `download_cache_mb`).
     download_cache: Arc<crate::blobs::BlobStore>,
     /// Download purchases (order id → where each stands).
@@ -949,11 +949,7 @@ impl printmesh_runtime::role::Role for Kiosk {
             orders: node.db.tree("orders")?,
             stand_in: node.db.tree("stand_in")?,
             cancelling: node.db.tree("cancelling")?,
-            catalogues: printmesh_runtime::catalogues::Catalogues::open(
-                &node.db,
-                &node.config.network,
-                node.gate.clone(),
-            )?,
+            catalogues: node.catalogues.clone(),
             download_cache: crate::blobs::BlobStore::open(&node.config.data_dir.join("downloads"))
                 .map_err(|source| NodeError::DataDir {
                     path: node.config.data_dir.display().to_string(),
