@@ -625,6 +625,7 @@ async fn kiosk_download(
         card: data,
         entry,
         pin,
+        shown_total: None,
     };
     let progress = |p: printmesh_nodes::roles::kiosk::downloads::DownloadProgress| {
         tracing::debug!("{p:?}");

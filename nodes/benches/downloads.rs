@@ -76,6 +76,7 @@ async fn buy(kiosk: &Arc<Kiosk>, company: &[u8]) -> Duration {
         card: visa.read().unwrap(),
         entry: printmesh_protocol::seal::EntryMode::Swipe,
         pin: None,
+        shown_total: None,
     };
     let started = Instant::now();
     let outcome = kiosk.buy_downloads(draft, &|_| {}).await.unwrap();

@@ -680,6 +680,7 @@ pub async fn run_download(net: &DemoNetwork) -> Result<String, NodeError> {
         card: card.read().map_err(NodeError::Role)?,
         entry: printmesh_protocol::seal::EntryMode::Swipe,
         pin: None,
+        shown_total: None,
     };
     let outcome = net
         .kiosk

@@ -191,7 +191,7 @@ fn a_write_protected_card_and_a_full_card_are_refused_in_plain_words() {
     let big = tmp.path().join("big");
     std::fs::create_dir_all(&big).unwrap();
     let (source, blob) = download(&big, len);
-    assert!(!info.fits(len as u64));
+    assert!(!info.fits(&[len as u64]));
     let e = write_item(&job(&card, &source, blob, len as u64), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, WriteError::Full { .. }), "{e}");
     card.eject();

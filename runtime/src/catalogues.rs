@@ -30,6 +30,9 @@ pub struct Catalogues {
     checked: std::sync::RwLock<HashMap<Vec<u8>, VerifiedCatalogue>>,
     /// Refusals logged (each once; bounded).
     logged: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Held while a catalogue is compared with the one held and stored: a gossiped and
+    /// an asked-for copy arriving together cannot put an older version back.
+    offering: std::sync::Mutex<()>,
 }
 
 impl Catalogues {
@@ -42,6 +45,7 @@ impl Catalogues {
             tree: db.tree("catalogues")?,
             checked: Default::default(),
             logged: Default::default(),
+            offering: Default::default(),
         };
         let mut checked = HashMap::new();
         for entry in me.tree.entries() {
@@ -89,6 +93,7 @@ impl Catalogues {
     /// Returns its version if it was kept.
     pub fn offer(&self, signed: SignedCatalogue) -> Result<Option<u64>, String> {
         let v = self.check(&signed)?;
+        let _one_at_a_time = self.offering.lock().unwrap_or_else(|e| e.into_inner());
         let held = self.version_of(&v.signer);
         if held.is_some_and(|h| h >= v.catalogue.version) {
             return Ok(None);

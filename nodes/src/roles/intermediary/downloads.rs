@@ -331,7 +331,11 @@ impl Intermediary {
         {
             let _guard = self.locks.lock(order_id).await;
             let Some(mut order) = self.orders.get(order_id.to_bytes())? else {
-                return Ok(rejected(order_id, "no such download order here"));
+                // Another intermediary may have it: not final, the kiosk asks on.
+                return Ok(DownloadResponse::Unavailable {
+                    order_id,
+                    reason: "no such download order here".into(),
+                });
             };
             let Some(mut record) = self.downloads.get(order_id.to_bytes())? else {
                 return Ok(rejected(order_id, "this order id is a print order's"));
@@ -356,7 +360,12 @@ impl Intermediary {
             }
         }
         self.capture(order_id).await;
-        Ok(DownloadResponse::Captured { order_id })
+        // Captured, or due (tried again until confirmed); or, if the acquirer will
+        // not capture it, said so.
+        let order = self.orders.get(order_id.to_bytes())?;
+        Ok(order
+            .and_then(|o| self.download_answer(&o))
+            .unwrap_or(DownloadResponse::Captured { order_id }))
     }
 }
 

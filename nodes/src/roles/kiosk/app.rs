@@ -685,14 +685,26 @@ impl App {
             }
             Action::OrderAnswered(order) => self.on_answer(*order),
             Action::OrderPending(id) => self.on_pending(id),
-            Action::OrderFailed(why) => {
-                if self.screen == Screen::Sending {
-                    self.session.sending = None;
-                    self.session.card = None;
-                    self.go(Screen::Problem(Problem::Failed(why)));
+            Action::OrderFailed(why) if self.screen == Screen::Sending => {
+                // The basket's downloads are on the card and paid: their receipt, and
+                // the prints' failure said.
+                if let Some(done) = self.session.downloaded.clone() {
+                    self.session.picks.clear();
+                    let fx = self.finish_order(
+                        done.order_id,
+                        Outcome::Downloaded {
+                            auth_code: done.auth_code,
+                        },
+                    );
+                    self.notice = Some(Notice::PrintsNotPaid(why));
+                    return fx;
                 }
+                self.session.sending = None;
+                self.session.card = None;
+                self.go(Screen::Problem(Problem::Failed(why)));
                 Vec::new()
             }
+            Action::OrderFailed(_) => Vec::new(),
             Action::ReceiptPrinted(id, result) => {
                 if self.session.receipt.as_ref().map(|r| r.order_id) == Some(id) {
                     self.session.printing = match result {

@@ -75,6 +75,8 @@ pub struct CardInfo {
     pub label: String,
     /// Bytes free for files.
     pub free_bytes: u64,
+    /// The allocation unit: every file takes whole clusters.
+    pub cluster_bytes: u64,
 }
 
 impl CardInfo {
@@ -82,9 +84,23 @@ impl CardInfo {
         format!("{:04X}-{:04X}", self.serial >> 16, self.serial & 0xFFFF)
     }
 
-    /// Whether `bytes` more fit, with the headroom.
-    pub fn fits(&self, bytes: u64) -> bool {
-        bytes.saturating_add(HEADROOM_BYTES) <= self.free_bytes
+    /// What files of these sizes take on the card: each rounded up to whole clusters,
+    /// with a cluster for each one's licence file, and the headroom.
+    pub fn room_for(&self, sizes: &[u64]) -> u64 {
+        let cluster = self.cluster_bytes.max(512);
+        sizes
+            .iter()
+            .map(|s| {
+                s.div_ceil(cluster)
+                    .saturating_add(1)
+                    .saturating_mul(cluster)
+            })
+            .fold(HEADROOM_BYTES, u64::saturating_add)
+    }
+
+    /// Whether files of these sizes (and their licences) fit.
+    pub fn fits(&self, sizes: &[u64]) -> bool {
+        self.room_for(sizes) <= self.free_bytes
     }
 }
 
@@ -114,7 +130,79 @@ pub fn card_info(media_dir: &Path, device: &Path) -> Result<CardInfo, WriteError
         kind: volume.kind,
         label: volume.label,
         free_bytes,
+        cluster_bytes: u64::from(volume.cluster_bytes),
     })
+}
+
+/// The serial of the card in the device now (a card swapped mid-purchase shows here).
+pub fn serial_now(device: &Path) -> Result<u32, WriteError> {
+    let mut dev = File::open(device).map_err(|_| WriteError::CardGone)?;
+    Volume::read(&mut dev)
+        .map(|v| v.serial)
+        .map_err(|_| WriteError::CardGone)
+}
+
+/// Takes a file this kiosk wrote off the card again (an item of a purchase that was
+/// not paid after all), synced. Best effort: a card that is gone keeps it.
+pub fn remove_written(media_dir: &Path, card_path: &str) -> bool {
+    let path = card_path
+        .split('/')
+        .filter(|p| valid_card_name(p))
+        .fold(media_dir.to_path_buf(), |p, part| p.join(part));
+    if path == media_dir || !card_present(media_dir) {
+        return false;
+    }
+    let removed = fs::remove_file(&path).is_ok();
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    removed
+}
+
+/// Writes an item's licence beside it: `NAME.pmlicence`, or (another licence there
+/// already, an earlier purchase's) `NAME (2).pmlicence` …; the same licence again
+/// finds its own file. Returns the licence's path on the card.
+pub fn write_licence(
+    media_dir: &Path,
+    item_card_path: &str,
+    text: &str,
+) -> Result<String, WriteError> {
+    let mut item = media_dir.to_path_buf();
+    for part in item_card_path.split('/') {
+        if !valid_card_name(part) {
+            return Err(WriteError::BadPlace(item_card_path.to_string()));
+        }
+        item.push(part);
+    }
+    let dir = item.parent().unwrap_or(media_dir).to_path_buf();
+    let name = item
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    for n in 1..100u32 {
+        let file = if n == 1 {
+            format!("{name}{LICENCE_SUFFIX}")
+        } else {
+            format!("{name} ({n}){LICENCE_SUFFIX}")
+        };
+        let path = dir.join(&file);
+        match fs::read(&path) {
+            Ok(bytes) if bytes == text.as_bytes() => return Ok(rel(media_dir, &path)),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_small(&path, text.as_bytes(), media_dir)?;
+                return Ok(rel(media_dir, &path));
+            }
+            Err(e) => return Err(classify(e, media_dir)),
+        }
+    }
+    Err(WriteError::Io(format!("99 other licences beside {name}")))
+}
+
+fn rel(media_dir: &Path, path: &Path) -> String {
+    path.strip_prefix(media_dir)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default()
 }
 
 /// Sorts an IO error into what the customer is told. A card that is gone shows as
@@ -331,17 +419,10 @@ pub fn write_item(
         sync_dir(&dir);
     }
     progress(total, total);
+    let card_path = rel(media, &target);
     if let Some(licence) = job.licence {
-        let name = target
-            .file_name()
-            .map(|n| format!("{}{LICENCE_SUFFIX}", n.to_string_lossy()))
-            .unwrap_or_default();
-        write_small(&dir.join(name), licence.as_bytes(), media)?;
+        write_licence(media, &card_path, licence)?;
     }
-    let card_path = target
-        .strip_prefix(media)
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default();
     Ok(Written {
         card_path,
         already_there,

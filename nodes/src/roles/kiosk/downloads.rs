@@ -86,6 +86,9 @@ pub struct WrittenItem {
     pub licence: String,
     /// Its short code, for the receipt.
     pub code: String,
+    /// The same bytes were on the card already (nothing was written; nothing to take
+    /// off again).
+    pub already_there: bool,
 }
 
 /// A purchase as the kiosk keeps it. No card data beyond the last four digits.
@@ -104,6 +107,9 @@ pub struct KioskDownload {
     /// The acquirer key the card was sealed to (a release names it).
     pub key: KeyId,
     pub card_serial: u32,
+    /// The intermediary that authorised (its PeerId bytes): `Written` and `Failed`
+    /// go to it first, since it has the order.
+    pub via: Option<Vec<u8>>,
     pub stage: DownloadStage,
     pub updated_at_ms: i64,
 }
@@ -117,6 +123,9 @@ pub struct DownloadDraft {
     pub card: CardData,
     pub entry: EntryMode,
     pub pin: Option<Pin>,
+    /// The total the customer was shown: if the catalogue changed since (a new price),
+    /// nothing is charged and the customer chooses again.
+    pub shown_total: Option<Money>,
 }
 
 /// What the customer is told at the end.
@@ -264,7 +273,6 @@ impl Kiosk {
             {
                 Ok(bytes) => {
                     tracing::info!(item = %item.id, bytes, from = %peer.hello.name, "download fetched");
-                    self.trim_cache(&[item.blob]);
                     return Ok(());
                 }
                 Err(BlobError::NotFound(_)) => {}
@@ -389,13 +397,21 @@ impl Kiosk {
         &self,
         request: DownloadRequest,
         deadline: tokio::time::Instant,
-    ) -> Result<DownloadResponse, KioskError> {
+        prefer: Option<&[u8]>,
+    ) -> Result<(DownloadResponse, Vec<u8>), KioskError> {
         let order_id = request.order_id();
         let mut tries = 0u32;
         loop {
             let mut peers = self.node.client.peers_with_role(Role::Intermediary).await;
             peers.sort_by_key(|p| {
-                *blake3::hash(&[&order_id.to_bytes()[..], &p.peer.to_bytes()].concat()).as_bytes()
+                // The intermediary that has the order first, then the rest in a spread
+                // of their own.
+                let preferred = prefer.is_some_and(|b| b == p.peer.to_bytes().as_slice());
+                (
+                    !preferred,
+                    *blake3::hash(&[&order_id.to_bytes()[..], &p.peer.to_bytes()].concat())
+                        .as_bytes(),
+                )
             });
             let last = if peers.is_empty() {
                 "no intermediary is reachable".to_string()
@@ -411,7 +427,7 @@ impl Kiosk {
                         format!("{} answered about another order", peer.hello.name)
                     }
                     Ok(DownloadResponse::Unavailable { reason, .. }) => reason,
-                    Ok(answer) => return Ok(answer),
+                    Ok(answer) => return Ok((answer, peer.peer.to_bytes())),
                     Err(e) => e.to_string(),
                 }
             };
@@ -466,8 +482,9 @@ impl Kiosk {
             .card_info()
             .await
             .map_err(|e| KioskError::Order(e.to_string()))?;
-        let need: u64 = items.iter().map(|i| i.size).sum();
-        if !info.fits(need) {
+        let sizes: Vec<u64> = items.iter().map(|i| i.size).collect();
+        if !info.fits(&sizes) {
+            let need = info.room_for(&sizes);
             return Ok(DownloadOutcome::WriteFailed(
                 None,
                 WriteError::Full { need },
@@ -502,6 +519,9 @@ impl Kiosk {
             .await?;
             fetched_before += item.size;
         }
+        // Within the cache's bound, never dropping what this purchase needs.
+        let basket: Vec<BlobId> = items.iter().map(|i| i.blob).collect();
+        self.trim_cache(&basket);
         let mut total: Option<Money> = None;
         for item in &items {
             total = Some(match total {
@@ -512,6 +532,12 @@ impl Kiosk {
             });
         }
         let total = total.ok_or_else(|| KioskError::Order("no items".into()))?;
+        if draft.shown_total.is_some_and(|shown| shown != total) {
+            return Ok(DownloadOutcome::Rejected(
+                OrderId::from_bytes([0; 16]),
+                "the catalogue has changed since you chose: please choose again".into(),
+            ));
+        }
 
         // 2. Pay.
         progress(DownloadProgress::Paying);
@@ -550,6 +576,7 @@ impl Kiosk {
             card_brand: card.summary.brand,
             key: card.key_id,
             card_serial: info.serial,
+            via: None,
             stage: DownloadStage::Buying,
             updated_at_ms: now_ms(),
         };
@@ -575,8 +602,11 @@ impl Kiosk {
         });
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_secs(self.config.answer_timeout_secs);
-        let answer = match self.ask_download(buy, deadline).await {
-            Ok(answer) => answer,
+        let answer = match self.ask_download(buy, deadline, None).await {
+            Ok((answer, via)) => {
+                record.via = Some(via);
+                answer
+            }
             Err(e) => {
                 // No answer: the customer leaves with nothing; whatever was held is
                 // released (the release is sent until an intermediary confirms it).
@@ -596,10 +626,13 @@ impl Kiosk {
                 return Ok(DownloadOutcome::Declined(order_id, code));
             }
             DownloadResponse::Rejected { reason, .. } => {
-                record.stage = DownloadStage::Rejected {
+                // An earlier try may have been authorised elsewhere with its answer
+                // lost: a release is sent anyway (it changes nothing if none was).
+                record.stage = DownloadStage::Releasing {
                     reason: reason.clone(),
                 };
                 self.save_download_durably(&mut record).await?;
+                self.release(&mut record).await;
                 return Ok(DownloadOutcome::Rejected(order_id, reason));
             }
             other => {
@@ -617,47 +650,101 @@ impl Kiosk {
         };
         self.save_download_durably(&mut record).await?;
 
-        // 3. Write, with each licence beside its item.
-        let written = match self
+        // 3. Write (the licences only once the payment is captured).
+        let (written, failed) = self
             .write_all(&record, &media, &mut |done, total| {
                 progress(DownloadProgress::Writing { done, total })
             })
-            .await
-        {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::warn!(%order_id, "download write failed: {e}; the hold is released");
-                record.stage = DownloadStage::Releasing {
-                    reason: e.to_string(),
-                };
-                self.save_download_durably(&mut record).await?;
-                self.release(&mut record).await;
-                return Ok(DownloadOutcome::WriteFailed(Some(order_id), e));
-            }
-        };
+            .await;
+        if let Some(e) = failed {
+            tracing::warn!(%order_id, "download write failed: {e}; the hold is released");
+            // What was written of this unpaid purchase comes off the card again.
+            self.take_off(&media, &written).await;
+            record.stage = DownloadStage::Releasing {
+                reason: e.to_string(),
+            };
+            self.save_download_durably(&mut record).await?;
+            self.release(&mut record).await;
+            return Ok(DownloadOutcome::WriteFailed(Some(order_id), e));
+        }
         record.stage = DownloadStage::Written {
             auth_code: auth_code.clone(),
             written: written.clone(),
         };
         self.save_download_durably(&mut record).await?;
 
-        // 4. Capture.
+        // 4. Capture, then each licence beside its item.
         progress(DownloadProgress::Finishing);
         self.finish(&mut record).await;
+        match &record.stage {
+            DownloadStage::Done { written, .. } => {
+                for w in written {
+                    let (media, path, text) =
+                        (media.clone(), w.card_path.clone(), w.licence.clone());
+                    let put = tokio::task::spawn_blocking(move || {
+                        cardwrite::write_licence(&media, &path, &text)
+                    })
+                    .await;
+                    if !matches!(put, Ok(Ok(_))) {
+                        // Paid and on the card; the receipt carries the licence.
+                        tracing::warn!(%order_id, item = %w.item, "the licence file was not written: {put:?}");
+                    }
+                }
+            }
+            DownloadStage::Rejected { reason } => {
+                let reason = reason.clone();
+                self.take_off(&media, &written).await;
+                return Ok(DownloadOutcome::Rejected(order_id, reason));
+            }
+            _ => {}
+        }
         Ok(DownloadOutcome::Done(record))
     }
 
+    /// Takes the items this purchase wrote off the card (best effort).
+    async fn take_off(&self, media: &Path, written: &[WrittenItem]) {
+        for w in written.iter().filter(|w| !w.already_there) {
+            let (media, path) = (media.to_path_buf(), w.card_path.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || cardwrite::remove_written(&media, &path)).await;
+        }
+    }
+
     /// Writes every item of a purchase onto the card (blocking IO off the runtime).
+    /// Returns what was written, and what stopped it if something did.
     async fn write_all(
         &self,
         record: &KioskDownload,
         media: &Path,
         progress: &mut (dyn FnMut(u64, u64) + Send),
-    ) -> Result<Vec<WrittenItem>, WriteError> {
+    ) -> (Vec<WrittenItem>, Option<WriteError>) {
+        let mut out = Vec::with_capacity(record.items.len());
+        let failed = self
+            .write_each(record, media, progress, &mut out)
+            .await
+            .err();
+        (out, failed)
+    }
+
+    async fn write_each(
+        &self,
+        record: &KioskDownload,
+        media: &Path,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+        out: &mut Vec<WrittenItem>,
+    ) -> Result<(), WriteError> {
         let total: u64 = record.items.iter().map(|i| i.size.saturating_mul(2)).sum();
         let mut base = 0u64;
-        let mut out = Vec::with_capacity(record.items.len());
         for item in &record.items {
+            // The card the licences name, still: one swapped in meanwhile is refused.
+            if let Some(device) = self.config.media_device.clone() {
+                let serial = tokio::task::spawn_blocking(move || cardwrite::serial_now(&device))
+                    .await
+                    .map_err(|e| WriteError::Io(e.to_string()))??;
+                if serial != record.card_serial {
+                    return Err(WriteError::CardGone);
+                }
+            }
             let licence = self
                 .licence_for(record, item)
                 .map_err(|e| WriteError::Io(e.to_string()))?;
@@ -668,7 +755,6 @@ impl Kiosk {
             let media = media.to_path_buf();
             let source = self.download_cache.path(&item.blob);
             let job_item = item.clone();
-            let job_text = text.clone();
             let task = tokio::task::spawn_blocking(move || {
                 cardwrite::write_item(
                     &WriteJob {
@@ -678,7 +764,7 @@ impl Kiosk {
                         source: &source,
                         blob: job_item.blob,
                         size: job_item.size,
-                        licence: Some(&job_text),
+                        licence: None,
                     },
                     &mut |done, _| {
                         let _ = tx.send(done);
@@ -701,9 +787,10 @@ impl Kiosk {
                 card_path: written.card_path,
                 code: licence.code(),
                 licence: text,
+                already_there: written.already_there,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The licence of one item of a purchase, signed by this kiosk.
@@ -741,8 +828,11 @@ impl Kiosk {
             card_serial: record.card_serial,
         };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        match self.ask_download(request, deadline).await {
-            Ok(DownloadResponse::Captured { .. }) => {
+        match self
+            .ask_download(request, deadline, record.via.as_deref())
+            .await
+        {
+            Ok((DownloadResponse::Captured { .. }, _)) => {
                 if let DownloadStage::Written { auth_code, written } = &record.stage {
                     record.stage = DownloadStage::Done {
                         auth_code: auth_code.clone(),
@@ -754,8 +844,16 @@ impl Kiosk {
                 }
                 tracing::info!(%order_id, total = %record.total, "download sold");
             }
-            Ok(other) => {
-                tracing::error!(%order_id, "the intermediary did not capture a written download: {other:?}")
+            Ok((other, _)) => {
+                // Final and not captured (the hold lapsed or was released): the
+                // purchase ends unpaid; what it wrote comes off the card (the caller).
+                tracing::error!(%order_id, "the intermediary did not capture a written download: {other:?}");
+                record.stage = DownloadStage::Rejected {
+                    reason: format!("the payment could not be completed: {other:?}"),
+                };
+                if let Err(e) = self.save_download_durably(record).await {
+                    tracing::error!(%order_id, "cannot record it: {e}");
+                }
             }
             Err(e) => tracing::warn!(%order_id, "capture not confirmed yet: {e}"),
         }
@@ -774,19 +872,22 @@ impl Kiosk {
             reason: reason.clone(),
         };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        match self.ask_download(request, deadline).await {
-            Ok(DownloadResponse::Released { .. }) => {
+        match self
+            .ask_download(request, deadline, record.via.as_deref())
+            .await
+        {
+            Ok((DownloadResponse::Released { .. }, _)) => {
                 record.stage = DownloadStage::Released { reason };
                 if let Err(e) = self.save_download_durably(record).await {
                     tracing::error!(%order_id, "cannot record the release: {e}");
                 }
                 tracing::info!(%order_id, "download hold released: nothing charged");
             }
-            Ok(DownloadResponse::Declined { code, .. }) => {
+            Ok((DownloadResponse::Declined { code, .. }, _)) => {
                 record.stage = DownloadStage::Declined { code };
                 let _ = self.save_download_durably(record).await;
             }
-            Ok(other) => {
+            Ok((other, _)) => {
                 tracing::error!(%order_id, "the release was answered {other:?}")
             }
             Err(e) => tracing::warn!(%order_id, "release not confirmed yet: {e}"),

@@ -679,6 +679,7 @@ impl Runtime {
                 entry,
                 pin,
                 then_prints,
+                shown_total,
             } = plan;
             let pin = match pin {
                 Some(mut pad) => match pad.take_pin() {
@@ -701,6 +702,7 @@ impl Runtime {
                 card,
                 entry,
                 pin,
+                shown_total: Some(shown_total),
             };
             let progress_tx = tx.clone();
             let progress = move |p: DownloadProgress| {
@@ -712,7 +714,19 @@ impl Runtime {
                 };
                 let _ = progress_tx.try_send(Msg::App(Action::DownloadProgress(w)));
             };
-            let outcome = kiosk.buy_downloads(draft, &progress).await;
+            // In a task of its own: whatever becomes of it (a panic too), the screen
+            // hears how it ended.
+            let buyer = kiosk.clone();
+            let outcome = match tokio::spawn(
+                async move { buyer.buy_downloads(draft, &progress).await },
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => Err(crate::roles::kiosk::KioskError::Order(format!(
+                    "the purchase stopped: {e}"
+                ))),
+            };
             let failure = |e: WriteError| match e {
                 WriteError::CardGone => WriteFailure::CardGone,
                 WriteError::WriteProtected => WriteFailure::WriteProtected,

@@ -105,6 +105,9 @@ pub struct DownloadPlan {
     pub entry: EntryMode,
     pub pin: Option<PinPad>,
     pub then_prints: Option<Box<OrderPlan>>,
+    /// The downloads' total as the customer saw it (a catalogue changed since is not
+    /// charged).
+    pub shown_total: Money,
 }
 
 impl App {
@@ -405,6 +408,7 @@ impl App {
         } else {
             EntryMode::Swipe
         };
+        let shown_total = self.basket_total();
         self.session.writing = Some(Writing::Starting);
         self.session.prints_follow = then_prints.is_some();
         self.go(Screen::Writing);
@@ -416,6 +420,7 @@ impl App {
             entry,
             pin,
             then_prints,
+            shown_total,
         }))]
     }
 
