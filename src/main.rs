@@ -505,6 +505,21 @@ struct OrderArgs {
     timeout_secs: u64,
 }
 
+/// A test card by name, from the kiosk config's test-card file.
+fn test_card(config: &NodeConfig, name: &str) -> Result<printmesh_nodes::cards::TestCard> {
+    let cards_path = config
+        .kiosk
+        .as_ref()
+        .context("no [kiosk] section")?
+        .cards
+        .clone()
+        .context("the kiosk config names no test-card file (kiosk.cards)")?;
+    load_cards(&cards_path)?
+        .into_iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("no test card named {name:?} in {}", cards_path.display()))
+}
+
 async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
     let OrderArgs {
         card,
@@ -515,14 +530,7 @@ async fn kiosk_order(config: NodeConfig, args: OrderArgs) -> Result<bool> {
         timeout_secs,
     } = args;
     let kiosk_cfg = config.kiosk.clone().context("no [kiosk] section")?;
-    let cards_path = kiosk_cfg
-        .cards
-        .context("the kiosk config names no test-card file (kiosk.cards)")?;
-    let cards = load_cards(&cards_path)?;
-    let card = cards
-        .iter()
-        .find(|c| c.name == card)
-        .with_context(|| format!("no test card named {card:?} in {}", cards_path.display()))?;
+    let card = test_card(&config, &card)?;
     let media = kiosk_cfg
         .media_dir
         .context("the kiosk config names no media slot (kiosk.media_dir)")?;
@@ -578,15 +586,7 @@ async fn kiosk_download(
     timeout_secs: u64,
 ) -> Result<bool> {
     use printmesh_nodes::roles::kiosk::downloads::{outcome_json, DownloadDraft};
-    let kiosk_cfg = config.kiosk.clone().context("no [kiosk] section")?;
-    let cards_path = kiosk_cfg
-        .cards
-        .context("the kiosk config names no test-card file (kiosk.cards)")?;
-    let cards = load_cards(&cards_path)?;
-    let card = cards
-        .iter()
-        .find(|c| c.name == card)
-        .with_context(|| format!("no test card named {card:?} in {}", cards_path.display()))?;
+    let card = test_card(&config, &card)?;
     let method = match method.as_deref() {
         None => card.method(),
         Some(m) => printmesh_nodes::cards::parse_method(m)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{acquirer_config, acquirer_key_file, fixtures, run, write_config, NodeProc};
+use common::{acquirer_config, acquirer_key_file, fixtures, run, totals, write_config, NodeProc};
 use printmesh_nodes::fatcard::FatCard;
 use serde_json::Value;
 
@@ -134,25 +134,6 @@ fn download(kiosk: &Path, items: &[&str]) -> (bool, Value, String) {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
     (ok, json, text)
-}
-
-/// The `# totals` section of a CSV report: name → minor units.
-fn totals(csv: &str) -> BTreeMap<String, i64> {
-    let mut out = BTreeMap::new();
-    let mut in_totals = false;
-    for line in csv.lines() {
-        if line == "# totals" {
-            in_totals = true;
-            continue;
-        }
-        if in_totals && !line.starts_with("total,") {
-            let f: Vec<&str> = line.split(',').collect();
-            if f.len() == 3 {
-                out.insert(f[0].to_string(), f[2].parse().unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn report(role: &str, config: &Path) -> BTreeMap<String, i64> {

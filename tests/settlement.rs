@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     acquirer_config, files_below, inspect, intermediary_config, kiosk_config, lab_config, run,
-    NodeProc,
+    totals, NodeProc,
 };
 use serde_json::Value;
 
@@ -37,25 +37,6 @@ fn order(kiosk: &Path, card: &str, size: &str, extra: &[&str]) -> Value {
     let (ok, text) = run(&args);
     assert!(ok, "{text}");
     serde_json::from_str(text.lines().next().unwrap()).unwrap()
-}
-
-/// The `# totals` section of a CSV report: name → minor units.
-fn totals(csv: &str) -> BTreeMap<String, i64> {
-    let mut out = BTreeMap::new();
-    let mut in_totals = false;
-    for line in csv.lines() {
-        if line == "# totals" {
-            in_totals = true;
-            continue;
-        }
-        if in_totals && !line.starts_with("total,") {
-            let f: Vec<&str> = line.split(',').collect();
-            if f.len() == 3 {
-                out.insert(f[0].to_string(), f[2].parse().unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn report(role: &str, config: &Path, date: &str) -> String {

@@ -325,3 +325,22 @@ impl Drop for Tmux {
         let _ = self.tmux(&["kill-server"]);
     }
 }
+
+/// The `# totals` section of a CSV report: name → minor units.
+pub fn totals(csv: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut in_totals = false;
+    for line in csv.lines() {
+        if line == "# totals" {
+            in_totals = true;
+            continue;
+        }
+        if in_totals && !line.starts_with("total,") {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() == 3 {
+                out.insert(f[0].to_string(), f[2].parse().unwrap());
+            }
+        }
+    }
+    out
+}

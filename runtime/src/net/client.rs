@@ -70,30 +70,22 @@ impl Client {
 
     /// Announces a catalogue (a `SignedCatalogue` frame) on the catalogues topic.
     pub async fn publish_catalogue(&self, data: Vec<u8>) -> Result<(), NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Run(Box::new(move |swarm, _| {
-            let topic = IdentTopic::new(printmesh_protocol::wire::content::CATALOGUES_TOPIC);
-            let result = swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic, data)
-                .map(|_| ())
-                .map_err(|e| NetError::Publish(e.to_string()));
-            let _ = tx.send(result);
-        })))
-        .await?;
-        rx.await.map_err(|_| NetError::Shutdown)?
+        self.publish(printmesh_protocol::wire::content::CATALOGUES_TOPIC, data)
+            .await
     }
 
     /// Publishes bytes on the order-events topic.
     pub async fn publish_event(&self, data: Vec<u8>) -> Result<(), NetError> {
+        self.publish(proto::EVENTS_TOPIC, data).await
+    }
+
+    async fn publish(&self, topic: &'static str, data: Vec<u8>) -> Result<(), NetError> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Run(Box::new(move |swarm, _| {
-            let topic = IdentTopic::new(proto::EVENTS_TOPIC);
             let result = swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(topic, data)
+                .publish(IdentTopic::new(topic), data)
                 .map(|_| ())
                 .map_err(|e| NetError::Publish(e.to_string()));
             let _ = tx.send(result);

@@ -132,7 +132,7 @@ pub struct DownloadDraft {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DownloadOutcome {
     /// On the card, paid.
-    Done(KioskDownload),
+    Done(Box<KioskDownload>),
     Declined(OrderId, DeclineCode),
     /// Not sold (the catalogue changed, …): nothing charged.
     Rejected(OrderId, String),
@@ -698,7 +698,7 @@ impl Kiosk {
             }
             _ => {}
         }
-        Ok(DownloadOutcome::Done(record))
+        Ok(DownloadOutcome::Done(Box::new(record)))
     }
 
     /// Takes the items this purchase wrote off the card (best effort).
