@@ -22,7 +22,20 @@ use common::{acquirer_config, acquirer_key_file, fixtures, run, totals, write_co
 use printmesh_nodes::fatcard::FatCard;
 use serde_json::Value;
 
-const PHOTO: &[u8] = b"\xFF\xD8 a camera's photo \xFF\xD9";
+/// The fixture memory card's files (photos and the camera's DPOF order), as a card
+/// image takes them.
+fn fixture_card_files() -> Vec<(String, Vec<u8>)> {
+    let root = fixtures().join("memory-card");
+    let mut out = Vec::new();
+    for sub in ["DCIM/100PMESH", "MISC"] {
+        for e in std::fs::read_dir(root.join(sub)).unwrap().flatten() {
+            let name = format!("{sub}/{}", e.file_name().to_string_lossy());
+            out.push((name, std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -178,7 +191,17 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         &format!("[content]\ncatalogue = \"{}\"", catalogue_file.display()),
     );
     let content = NodeProc::start("content", &content_cfg, d);
-    let peers = [acquirer.addrs[0].clone(), content.addrs[0].clone()];
+    let lab_cfg = common::lab_config(
+        d,
+        &network,
+        r#"["mon", "tue", "wed", "thu", "fri", "sat", "sun"]"#,
+    );
+    let lab = NodeProc::start("lab", &lab_cfg, d);
+    let peers = [
+        acquirer.addrs[0].clone(),
+        content.addrs[0].clone(),
+        lab.addrs[0].clone(),
+    ];
     let intermediary_cfg = common::intermediary_config(d, &network, "/ip4/127.0.0.1/tcp/0", &peers);
     let intermediary = NodeProc::start("intermediary", &intermediary_cfg, d);
     let kiosk_peers = [intermediary.addrs[0].clone(), content.addrs[0].clone()];
@@ -189,7 +212,10 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         64,
         0xA1B2_C3D4,
         "PMCARD",
-        &[("DCIM/100PMESH/PMSH0001.JPG", PHOTO.to_vec())],
+        &fixture_card_files()
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.clone()))
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     card.mount(true).unwrap();
@@ -220,7 +246,13 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         String::from_utf8(licence).unwrap(),
         items[0]["licence"].as_str().unwrap()
     );
-    assert_eq!(card.read("DCIM/100PMESH/PMSH0001.JPG").unwrap(), PHOTO);
+    for (path, bytes) in fixture_card_files() {
+        assert_eq!(
+            card.read(&path).unwrap(),
+            bytes,
+            "the camera's {path} is untouched"
+        );
+    }
     eventually("the capture", || {
         report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
     });
@@ -463,8 +495,38 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
     assert!(!ok && text.contains("do not match"), "{text}");
     small.eject();
 
-    // 7. Settlement across four parties: the acquirer pays the intermediary, which
-    //    keeps its commission and pays the company its sales; the reports agree.
+    // 7. Prints from the same card's photos (the camera's DPOF picks: 3 L prints,
+    //    90 yen), printed and shipped by the lab, which captures them.
+    card.mount(true).unwrap();
+    let (ok, text) = run(&[
+        "kiosk",
+        "--config",
+        kiosk_a.to_str().unwrap(),
+        "order",
+        "--card",
+        "jcb-ok",
+        "--size",
+        "L",
+    ]);
+    card.eject();
+    assert!(ok, "{text}");
+    let prints: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(prints["outcome"], "approved", "{prints}");
+    let (ok, text) = run(&[
+        "lab",
+        "--config",
+        lab_cfg.to_str().unwrap(),
+        "ship",
+        prints["order_id"].as_str().unwrap(),
+    ]);
+    assert!(ok && text.contains("shipped"), "{text}");
+    eventually("the prints' capture", || {
+        report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&590)
+    });
+
+    // 8. Settlement across four kinds of party: the acquirer pays the intermediary,
+    //    which keeps its commission (20 %) and pays the lab its print fees and the
+    //    company its sales; the four reports agree to the yen.
     let (ok, text) = run(&[
         "acquirer",
         "--config",
@@ -472,15 +534,19 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         "settle",
     ]);
     assert!(ok, "{text}");
-    eventually("the company's payment", || {
+    eventually("the company's and the lab's payments", || {
         report("content", &content_cfg).get("download sales received") == Some(&400)
+            && report("lab", &lab_cfg).get("print fees received") == Some(&72)
     });
     let acq = report("acquirer", &acquirer_cfg);
     let im = report("intermediary", &intermediary_cfg);
     let co = report("content", &content_cfg);
-    assert_eq!(acq["paid to intermediaries"], 500, "{acq:?}");
-    assert_eq!(im["received from the acquirer"], 500, "{im:?}");
-    assert_eq!(im["commission kept"], 100);
+    let lb = report("lab", &lab_cfg);
+    assert_eq!(acq["paid to intermediaries"], 590, "{acq:?}");
+    assert_eq!(im["received from the acquirer"], 590, "{im:?}");
+    assert_eq!(im["commission kept"], 118);
+    assert_eq!(im["print fees to labs"], 72);
+    assert_eq!(lb["print fees received"], im["print fees to labs"]);
     assert_eq!(
         im["commission kept"]
             + im["download sales to content companies"]
@@ -493,7 +559,9 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
     );
     assert_eq!(im["download sales not yet paid"], 0);
     assert_eq!(acq["captured not yet settled"], 0);
+    assert_eq!(im["print fees not yet paid"], 0);
     drop(intermediary);
+    drop(lab);
     drop(content);
     drop(acquirer);
 }
