@@ -517,6 +517,42 @@ pub async fn send_blob_cut(
 
 pub use printmesh_protocol::wire::blob::takes_blobs;
 
+/// Who may open a stream of a raw-stream protocol: a peer that said hello, in a role
+/// `may` allows. A refusal is logged once per peer and reason (bounded).
+#[derive(Default)]
+pub(crate) struct StreamGate {
+    refused: HashSet<(PeerId, String)>,
+}
+
+impl StreamGate {
+    /// Why `peer`'s stream is refused, if it is.
+    pub(crate) async fn refusal(
+        &mut self,
+        client: &crate::net::Client,
+        peer: PeerId,
+        what: &str,
+        may: impl Fn(Role) -> Result<(), String>,
+    ) -> Option<String> {
+        let from = client
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.hello.role);
+        let why = match from {
+            None => "it has not said hello".to_string(),
+            Some(from) => may(from).err()?,
+        };
+        if self.refused.len() >= 1024 {
+            self.refused.clear();
+        }
+        if self.refused.insert((peer, why.clone())) {
+            tracing::warn!(%peer, "{what} refused: {why}");
+        }
+        Some(why)
+    }
+}
+
 /// Accepts pushed blobs from peers of our network (they said hello, in a role that
 /// sends this node photos, see [`takes_blobs`]) until the node stops, at most
 /// [`MAX_CONCURRENT_RECEIVES`] at once. A failed transfer is logged; it never stops
@@ -531,29 +567,20 @@ pub async fn serve_blobs(client: crate::net::Client, store: Arc<BlobStore>, role
         }
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECEIVES));
-    // Peers refused, each logged once (bounded).
-    let mut refused: HashSet<(PeerId, String)> = HashSet::new();
+    let mut gate = StreamGate::default();
     while let Some((peer, mut stream)) = incoming.next().await {
-        let from = client
-            .peers()
-            .await
-            .into_iter()
-            .find(|p| p.peer == peer)
-            .map(|p| p.hello.role);
-        let why = match from {
-            None => "it has not said hello".to_string(),
-            Some(from) if !takes_blobs(from, role) => {
-                format!("a {role} takes no photos from a {from}")
+        let may = |from: Role| {
+            if takes_blobs(from, role) {
+                Ok(())
+            } else {
+                Err(format!("a {role} takes no photos from a {from}"))
             }
-            Some(_) => String::new(),
         };
-        if !why.is_empty() {
-            if refused.len() >= 1024 {
-                refused.clear();
-            }
-            if refused.insert((peer, why.clone())) {
-                tracing::warn!(%peer, "blob stream refused: {why}");
-            }
+        if gate
+            .refusal(&client, peer, "blob stream", may)
+            .await
+            .is_some()
+        {
             continue;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {

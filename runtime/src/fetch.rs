@@ -4,7 +4,6 @@
 //! blob store's partial file, so a cut transfer resumes there, and stores the blob only
 //! once its BLAKE3 matches what the signed catalogue says.
 
-use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use printmesh_protocol::wire::content::{
 use printmesh_protocol::BlobId;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt, AsyncWriteExt as _};
 
-use crate::blobs::{timed, BlobError, BlobStore, Receiving, CHUNK_BYTES, IO_TIMEOUT};
+use crate::blobs::{timed, BlobError, BlobStore, Receiving, StreamGate, CHUNK_BYTES, IO_TIMEOUT};
 use crate::net::{read_frame, write_frame};
 
 /// Most fetches a node serves at once.
@@ -191,31 +190,20 @@ pub async fn serve_fetch(client: crate::net::Client, store: Arc<BlobStore>, role
         }
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SERVES));
-    let mut refused: HashSet<(PeerId, String)> = HashSet::new();
-    while let Some((peer, mut stream)) = incoming.next().await {
-        let from = client
-            .peers()
-            .await
-            .into_iter()
-            .find(|p| p.peer == peer)
-            .map(|p| p.hello.role);
-        let why = match from {
-            None => "it has not said hello".to_string(),
-            Some(from) if !may_fetch(from, role) => {
-                format!("a {from} fetches nothing from a {role}")
+    let mut gate = StreamGate::default();
+    while let Some((peer, stream)) = incoming.next().await {
+        let may = |from: Role| {
+            if may_fetch(from, role) {
+                Ok(())
+            } else {
+                Err(format!("a {from} fetches nothing from a {role}"))
             }
-            Some(_) => String::new(),
         };
-        if !why.is_empty() {
-            if refused.len() >= 1024 {
-                refused.clear();
-            }
-            if refused.insert((peer, why.clone())) {
-                tracing::warn!(%peer, "fetch refused: {why}");
-            }
+        if let Some(why) = gate.refusal(&client, peer, "fetch", may).await {
             tokio::spawn(refuse(stream, why));
             continue;
         }
+        let mut stream = stream;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tokio::spawn(refuse(stream, "busy: too many fetches at once".into()));
             continue;

@@ -895,6 +895,17 @@ fn render_sending(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Line::from(Span::styled(l.sending_title(), theme::title())))
         .alignment(Alignment::Center)
         .render(head, buf);
+    progress_gauge(ratio, gauge, buf);
+    Paragraph::new(stage)
+        .alignment(Alignment::Center)
+        .render(stage_row, buf);
+    Paragraph::new(Line::from(Span::styled(l.please_wait(), theme::muted())))
+        .alignment(Alignment::Center)
+        .render(wait, buf);
+}
+
+/// A progress bar, 60 columns wide in the middle of `area`.
+fn progress_gauge(ratio: f64, area: Rect, buf: &mut Buffer) {
     Gauge::default()
         .block(
             Block::bordered()
@@ -903,13 +914,7 @@ fn render_sending(app: &App, area: Rect, buf: &mut Buffer) {
         )
         .gauge_style(Style::new().fg(theme::ACCENT))
         .ratio(ratio.clamp(0.0, 1.0))
-        .render(gauge.centered_horizontally(Constraint::Length(60)), buf);
-    Paragraph::new(stage)
-        .alignment(Alignment::Center)
-        .render(stage_row, buf);
-    Paragraph::new(Line::from(Span::styled(l.please_wait(), theme::muted())))
-        .alignment(Alignment::Center)
-        .render(wait, buf);
+        .render(area.centered_horizontally(Constraint::Length(60)), buf);
 }
 
 // ---------------------------------------------------------------------- problems

@@ -6,7 +6,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Gauge, Paragraph, Widget};
+use ratatui::widgets::{Block, BorderType, Paragraph, Widget};
 
 use super::{centred, focus_index, render_buttons, theme, title};
 use crate::roles::kiosk::app::{App, Writing, TABS};
@@ -222,15 +222,7 @@ pub(super) fn render_writing(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Line::from(Span::styled(l.writing_title(), theme::title())))
         .alignment(Alignment::Center)
         .render(head, buf);
-    Gauge::default()
-        .block(
-            Block::bordered()
-                .border_type(BorderType::Rounded)
-                .border_style(theme::muted()),
-        )
-        .gauge_style(Style::new().fg(theme::ACCENT))
-        .ratio(ratio.clamp(0.0, 1.0))
-        .render(gauge.centered_horizontally(Constraint::Length(60)), buf);
+    super::progress_gauge(ratio, gauge, buf);
     Paragraph::new(l.writing_stage(&writing))
         .alignment(Alignment::Center)
         .render(stage, buf);
