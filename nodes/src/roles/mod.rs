@@ -22,6 +22,74 @@ use printmesh_runtime::store::{Db, StoreError};
 use crate::config::NodeConfig;
 use crate::report::Report;
 
+/// Who is paid by an intermediary at settlement (`SettleRequest::LabPayment`).
+pub struct Payee {
+    /// "the lab", "the content company": who could not record it.
+    pub the: &'static str,
+    /// "a lab", "a content company": who is paid nothing else.
+    pub a: &'static str,
+    /// "print fees", "download sales": what it is paid.
+    pub paid: &'static str,
+}
+
+/// A payee's answer to a payment: only a connected intermediary pays; `record` stores
+/// each order's part once (a payment sent again is counted as before and changes
+/// nothing) and returns what the payment pays in all, which is the answer.
+pub async fn answer_payment<F, Fut>(
+    client: &crate::net::Client,
+    inbound: crate::net::Inbound<crate::net::SettleProto>,
+    payee: Payee,
+    record: F,
+) where
+    F: FnOnce(
+        libp2p::PeerId,
+        printmesh_protocol::messages::BatchId,
+        Vec<printmesh_protocol::messages::SettleLine>,
+        printmesh_protocol::money::Money,
+    ) -> Fut,
+    Fut: std::future::Future<Output = Result<printmesh_protocol::money::Money, StoreError>>,
+{
+    use printmesh_protocol::messages::{SettleRequest, SettleResponse};
+    let (peer, request, responder) = inbound.into_parts();
+    let from_intermediary = client
+        .peers_with_role(Role::Intermediary)
+        .await
+        .iter()
+        .any(|p| p.peer == peer);
+    let response = match request {
+        SettleRequest::LabPayment {
+            batch,
+            lines,
+            total,
+        } if from_intermediary => match record(peer, batch, lines, total).await {
+            Ok(received) => {
+                tracing::info!(%batch, %total, %received, "{} received", payee.paid);
+                SettleResponse::Received {
+                    batch,
+                    total: received,
+                }
+            }
+            Err(e) => {
+                tracing::error!(%batch, "cannot record the payment: {e}");
+                SettleResponse::Refused {
+                    batch,
+                    reason: format!("{} could not record the payment; send it again", payee.the),
+                }
+            }
+        },
+        SettleRequest::BillPlease { batch }
+        | SettleRequest::Payment { batch, .. }
+        | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
+            batch,
+            reason: format!(
+                "{} is paid its {} by an intermediary, nothing else",
+                payee.a, payee.paid
+            ),
+        },
+    };
+    responder.respond(response);
+}
+
 /// One async lock per order id, so concurrent duplicates of a request run one after
 /// the other and the second sees the first's answer. Entries are dropped when no
 /// request holds them.

@@ -727,7 +727,8 @@ impl Acquirer {
 
     /// Sends every event the authorisations imply that a crash kept from going out
     /// (the books are stored before their events are): `Authorised` or `Declined`,
-    /// then `Voided` or `Expired` — the lab stops a job whose payment is gone on them.
+    /// then `Voided`, `Expired` or `Refunded` — the lab stops a job whose payment is
+    /// gone on them; kiosks stop honouring a refunded order's licences.
     pub async fn resend_events(&self) -> usize {
         let horizon = now_ms().saturating_sub(printmesh_runtime::events::RESEND_WINDOW_MS);
         let mut sent = 0;
@@ -749,6 +750,9 @@ impl Acquirer {
             match r.hold {
                 HoldState::Voided => kinds.push(EventKind::Voided),
                 HoldState::Expired => kinds.push(EventKind::Expired),
+                // A refund revokes licences and takes the order off a bill: it must
+                // reach the network even if the acquirer stopped before it went out.
+                HoldState::Refunded => kinds.push(EventKind::Refunded),
                 _ => {}
             }
             for kind in kinds {

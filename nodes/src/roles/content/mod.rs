@@ -21,9 +21,7 @@ use printmesh_protocol::content::{
     sign_catalogue, verify_catalogue, Catalogue, Item, ItemKind, Names, SignedCatalogue,
     MAX_COVER_BYTES,
 };
-use printmesh_protocol::messages::{
-    proto, BatchId, Role, SettleLine, SettleRequest, SettleResponse,
-};
+use printmesh_protocol::messages::{proto, BatchId, Role, SettleLine};
 use printmesh_protocol::money::{Currency, Money};
 use printmesh_protocol::wire::content::{ContentRequest, ContentResponse};
 use printmesh_protocol::OrderId;
@@ -322,52 +320,22 @@ impl Content {
 
     /// An intermediary pays the company its prices, less its commission.
     async fn on_settle(&self, inbound: Inbound<SettleProto>) {
-        let (peer, request, responder) = inbound.into_parts();
-        let from_intermediary = self
-            .node
-            .client
-            .peers_with_role(Role::Intermediary)
-            .await
-            .iter()
-            .any(|p| p.peer == peer);
-        let response = match request {
-            SettleRequest::LabPayment {
-                batch,
-                lines,
-                total,
-            } if from_intermediary => {
-                let _guard = self.lock.lock().await;
-                match self
-                    .record_payment(peer.to_bytes(), batch, &lines, total)
-                    .await
-                {
-                    Ok(received) => {
-                        tracing::info!(%batch, %total, %received, "download sales paid");
-                        SettleResponse::Received {
-                            batch,
-                            total: received,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(%batch, "cannot record the payment: {e}");
-                        SettleResponse::Refused {
-                            batch,
-                            reason:
-                                "the content company could not record the payment; send it again"
-                                    .into(),
-                        }
-                    }
-                }
-            }
-            SettleRequest::BillPlease { batch }
-            | SettleRequest::Payment { batch, .. }
-            | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
-                batch,
-                reason: "a content company is paid its sales by an intermediary, nothing else"
-                    .into(),
-            },
+        let payee = crate::roles::Payee {
+            the: "the content company",
+            a: "a content company",
+            paid: "download sales",
         };
-        responder.respond(response);
+        crate::roles::answer_payment(
+            &self.node.client,
+            inbound,
+            payee,
+            |peer, batch, lines, total| async move {
+                let _guard = self.lock.lock().await;
+                self.record_payment(peer.to_bytes(), batch, &lines, total)
+                    .await
+            },
+        )
+        .await
     }
 
     /// Records what a payment pays, each order once (a payment sent again is counted as

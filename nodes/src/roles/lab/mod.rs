@@ -23,7 +23,7 @@ use libp2p::PeerId;
 use printmesh_protocol::capacity::{CapacityModel, Promise};
 use printmesh_protocol::messages::{
     proto, BatchId, EventKind, HoldTerms, OrderLine, Parcel, PrintJob, PrintRequest, PrintResponse,
-    Role, SettleLine, SettleRequest, SettleResponse, ShipRequest, ShipResponse,
+    Role, SettleLine, ShipRequest, ShipResponse,
 };
 use printmesh_protocol::money::Money;
 use printmesh_protocol::{OrderId, StoreId};
@@ -1134,46 +1134,21 @@ impl Lab {
 
     /// The intermediary pays print fees.
     async fn on_settle(&self, inbound: Inbound<SettleProto>) {
-        let (peer, request, responder) = inbound.into_parts();
-        let from_intermediary = self
-            .node
-            .client
-            .peers_with_role(Role::Intermediary)
-            .await
-            .iter()
-            .any(|p| p.peer == peer);
-        let response = match request {
-            SettleRequest::LabPayment {
-                batch,
-                lines,
-                total,
-            } if from_intermediary => {
-                let _guard = self.lock.lock().await;
-                match self.lab_payment(peer, batch, &lines, total).await {
-                    Ok(received) => {
-                        tracing::info!(%batch, %total, %received, "print fees received");
-                        SettleResponse::Received {
-                            batch,
-                            total: received,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(%batch, "cannot record the payment: {e}");
-                        SettleResponse::Refused {
-                            batch,
-                            reason: "the lab could not record the payment; send it again".into(),
-                        }
-                    }
-                }
-            }
-            SettleRequest::BillPlease { batch }
-            | SettleRequest::Payment { batch, .. }
-            | SettleRequest::LabPayment { batch, .. } => SettleResponse::Refused {
-                batch,
-                reason: "a lab is paid its print fees by an intermediary, nothing else".into(),
-            },
+        let payee = crate::roles::Payee {
+            the: "the lab",
+            a: "a lab",
+            paid: "print fees",
         };
-        responder.respond(response);
+        crate::roles::answer_payment(
+            &self.node.client,
+            inbound,
+            payee,
+            |peer, batch, lines, total| async move {
+                let _guard = self.lock.lock().await;
+                self.lab_payment(peer, batch, &lines, total).await
+            },
+        )
+        .await
     }
 
     /// Records print fees paid by `payer`, for its own jobs only, in one write. A
