@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use printmesh_protocol::content::{verify_catalogue, SignedCatalogue, VerifiedCatalogue};
+use printmesh_protocol::membership::Certificate;
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::wire::content::{ContentRequest, ContentResponse, MAX_CATALOGUES};
 
@@ -21,13 +22,21 @@ use crate::store::{Db, StoreError, Tree};
 /// How often a holder asks its peers for newer catalogues.
 pub const SYNC_EVERY: Duration = Duration::from_secs(20);
 
+/// A catalogue held, and the certificate its signature was admitted with.
+#[derive(Clone)]
+struct Held {
+    catalogue: VerifiedCatalogue,
+    certificate: Option<Certificate>,
+}
+
 pub struct Catalogues {
     network: String,
     gate: Option<Gate>,
     /// signer PeerId bytes → its newest catalogue, as signed.
     tree: Tree<SignedCatalogue>,
-    /// The same, checked, in memory.
-    checked: std::sync::RwLock<HashMap<Vec<u8>, VerifiedCatalogue>>,
+    /// The same, checked, in memory, with the company's certificate as checked then
+    /// (only its expiry and revocation are looked at again).
+    checked: std::sync::RwLock<HashMap<Vec<u8>, Held>>,
     /// Refusals logged (each once; bounded).
     logged: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while a catalogue is compared with the one held and stored: a gossiped and
@@ -50,9 +59,9 @@ impl Catalogues {
         let mut checked = HashMap::new();
         for entry in me.tree.entries() {
             let (key, signed) = entry?;
-            match me.check(&signed) {
-                Ok(v) => {
-                    checked.insert(key, v);
+            match me.admit(&signed) {
+                Ok(held) => {
+                    checked.insert(key, held);
                 }
                 Err(e) => tracing::warn!("a stored catalogue is not used: {e}"),
             }
@@ -63,6 +72,10 @@ impl Catalogues {
 
     /// Checks a signed catalogue (see the module's doc).
     pub fn check(&self, signed: &SignedCatalogue) -> Result<VerifiedCatalogue, String> {
+        self.admit(signed).map(|held| held.catalogue)
+    }
+
+    fn admit(&self, signed: &SignedCatalogue) -> Result<Held, String> {
         let v = verify_catalogue(signed).map_err(|e| format!("a catalogue: {e}"))?;
         if v.catalogue.network != self.network {
             return Err(format!(
@@ -70,6 +83,7 @@ impl Catalogues {
                 v.catalogue.network
             ));
         }
+        let mut certificate = None;
         if let Some(gate) = &self.gate {
             let cert = gate
                 .admit_signer(&v.signer, v.certificate.as_deref(), Role::Content)
@@ -85,17 +99,36 @@ impl Catalogues {
                     v.catalogue.company, cert.name
                 ));
             }
+            certificate = Some(cert);
         }
-        Ok(v)
+        Ok(Held {
+            catalogue: v,
+            certificate,
+        })
+    }
+
+    /// Whether a held catalogue's company still counts: its certificate unexpired and
+    /// unrevoked (its signature was checked when the catalogue was taken).
+    fn still_good(&self, signer: &[u8], held: &Held) -> bool {
+        match (&self.gate, &held.certificate) {
+            (None, _) => true,
+            (Some(gate), Some(cert)) => {
+                PeerId::from_bytes(signer).is_ok_and(|peer| gate.check(cert, peer).is_ok())
+            }
+            (Some(_), None) => false,
+        }
     }
 
     /// Keeps a catalogue if it checks and is newer than the one held of its company.
     /// Returns its version if it was kept.
     pub fn offer(&self, signed: SignedCatalogue) -> Result<Option<u64>, String> {
-        let v = self.check(&signed)?;
+        let held = self.admit(&signed)?;
+        let v = &held.catalogue;
         let _one_at_a_time = self.offering.lock().unwrap_or_else(|e| e.into_inner());
-        let held = self.version_of(&v.signer);
-        if held.is_some_and(|h| h >= v.catalogue.version) {
+        if self
+            .version_of(&v.signer)
+            .is_some_and(|h| h >= v.catalogue.version)
+        {
             return Ok(None);
         }
         self.tree
@@ -103,10 +136,11 @@ impl Catalogues {
             .map_err(|e| e.to_string())?;
         let version = v.catalogue.version;
         tracing::info!(company = %v.catalogue.company, version, items = v.catalogue.items.len(), "catalogue kept");
+        let signer = v.signer.clone();
         self.checked
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(v.signer.clone(), v);
+            .insert(signer, held);
         Ok(Some(version))
     }
 
@@ -115,7 +149,7 @@ impl Catalogues {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(signer)
-            .map(|v| v.catalogue.version)
+            .map(|h| h.catalogue.catalogue.version)
     }
 
     /// (signer, version) of every catalogue held: what a sync request names.
@@ -125,7 +159,7 @@ impl Catalogues {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(k, v)| (k.clone(), v.catalogue.version))
+            .map(|(k, h)| (k.clone(), h.catalogue.catalogue.version))
             .collect();
         out.sort();
         out
@@ -134,21 +168,13 @@ impl Catalogues {
     /// Every catalogue held, checked (a company's certificate that lapsed since is
     /// left out).
     pub fn all(&self) -> Vec<VerifiedCatalogue> {
-        let list: Vec<VerifiedCatalogue> = self
+        let mut out: Vec<VerifiedCatalogue> = self
             .checked
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut out: Vec<VerifiedCatalogue> = list
-            .into_iter()
-            .filter(|v| match &self.gate {
-                Some(g) => g
-                    .admit_signer(&v.signer, v.certificate.as_deref(), Role::Content)
-                    .is_ok(),
-                None => true,
-            })
+            .iter()
+            .filter(|(signer, held)| self.still_good(signer, held))
+            .map(|(_, held)| held.catalogue.clone())
             .collect();
         out.sort_by(|a, b| a.catalogue.company.cmp(&b.catalogue.company));
         out
@@ -156,7 +182,11 @@ impl Catalogues {
 
     /// One company's catalogue, if held and still good.
     pub fn of(&self, signer: &[u8]) -> Option<VerifiedCatalogue> {
-        self.all().into_iter().find(|v| v.signer == signer)
+        let checked = self.checked.read().unwrap_or_else(|e| e.into_inner());
+        checked
+            .get(signer)
+            .filter(|held| self.still_good(signer, held))
+            .map(|held| held.catalogue.clone())
     }
 
     /// The catalogues newer than `known` names, as signed (at most
