@@ -228,8 +228,10 @@ impl Intermediary {
             None => {
                 // A catalogue newer than the one held (or none held yet) is asked for
                 // before a purchase is refused for it.
-                if self.download_refusal(&b).is_some() {
+                let mut refusal = self.download_refusal(&b);
+                if refusal.is_some() {
                     self.sync_catalogues().await;
+                    refusal = self.download_refusal(&b);
                 }
                 let company_name = self
                     .catalogues
@@ -266,7 +268,7 @@ impl Intermediary {
                         written_at_ms: None,
                     },
                 )?;
-                if let Some(reason) = self.download_refusal(&b) {
+                if let Some(reason) = refusal {
                     if reason == MALFORMED_SUMMARY {
                         order.card_last4 = "????".into();
                     }
