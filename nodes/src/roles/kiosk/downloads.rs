@@ -248,78 +248,90 @@ impl Kiosk {
         item: &Item,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<(), KioskError> {
-        if self.download_cache.has(&item.blob) {
-            progress(item.size, item.size);
-            self.touch(&item.blob);
-            return Ok(());
-        }
-        // Just started, or a link just dropped: a content company may be a moment away.
-        self.wait_for_sources(std::time::Duration::from_secs(5))
-            .await;
-        let mut sources = self.node.client.peers_with_role(Role::Content).await;
-        sources.extend(self.node.client.peers_with_role(Role::Intermediary).await);
-        let mut last = String::from("no content company is reachable");
-        let mut control = self.node.client.stream_control();
-        for peer in sources {
-            match printmesh_runtime::fetch::fetch_blob(
-                &mut control,
-                &self.download_cache,
-                peer.peer,
-                item.blob,
-                item.size,
-                progress,
-            )
+        self.ensure_blob(item.blob, item.size, progress)
             .await
-            {
-                Ok(bytes) => {
-                    tracing::info!(item = %item.id, bytes, from = %peer.hello.name, "download fetched");
-                    return Ok(());
-                }
-                Err(BlobError::NotFound(_)) => {}
-                // A peer that serves no fetches says least; bytes that do not match say
-                // most.
-                Err(BlobError::Open { .. }) if last != "no content company is reachable" => {}
-                Err(e @ BlobError::HashMismatch(_)) => {
-                    tracing::error!(item = %item.id, from = %peer.hello.name, "{e}");
-                    last = format!(
-                        "the bytes from {} do not match the catalogue",
-                        peer.hello.name
-                    );
-                }
-                Err(e) if !last.contains("do not match") => last = e.to_string(),
-                Err(_) => {}
-            }
-        }
-        Err(KioskError::Order(format!(
-            "{} cannot be had now: {last}",
-            item.title.en
-        )))
+            .map_err(|e| KioskError::Order(format!("{} cannot be had now: {e}", item.title.en)))
     }
 
-    /// Makes sure an item's cover is here (fetched from a content company if not, at
-    /// most [`MAX_COVER_BYTES`](printmesh_protocol::content::MAX_COVER_BYTES), checked
-    /// against its hash). Whether it is.
-    pub async fn ensure_cover(&self, blob: BlobId) -> bool {
-        if self.download_cache.has(&blob) {
-            return true;
+    /// [`Kiosk::ensure_cached`] of a blob known by its hash and length (a licence's).
+    pub async fn ensure_blob(
+        &self,
+        blob: BlobId,
+        len: u64,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<(), String> {
+        if !self.download_cache.has(&blob) {
+            // Just started, or a link just dropped: a company may be a moment away.
+            self.wait_for_sources(std::time::Duration::from_secs(5))
+                .await;
         }
+        self.fetch_to_cache(blob, Some(len), len, progress).await
+    }
+
+    /// Makes sure an item's cover is here (at most
+    /// [`MAX_COVER_BYTES`](printmesh_protocol::content::MAX_COVER_BYTES), its length
+    /// not in the catalogue, checked against its hash). Whether it is.
+    pub async fn ensure_cover(&self, blob: BlobId) -> bool {
+        let max = printmesh_protocol::content::MAX_COVER_BYTES;
+        self.fetch_to_cache(blob, None, max, &mut |_, _| {})
+            .await
+            .is_ok()
+    }
+
+    /// A blob into the download cache (kept there as just used), from the content
+    /// companies connected, then the intermediaries: `len` bytes when known, at most
+    /// `max`. What stopped it: bytes that do not match say most, a peer that serves no
+    /// fetches least.
+    async fn fetch_to_cache(
+        &self,
+        blob: BlobId,
+        len: Option<u64>,
+        max: u64,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<(), String> {
+        if self.download_cache.has(&blob) {
+            let have = self.download_cache.len_of(&blob).unwrap_or(0);
+            progress(have, have);
+            self.touch(&blob);
+            return Ok(());
+        }
+        let mut sources = self.node.client.peers_with_role(Role::Content).await;
+        sources.extend(self.node.client.peers_with_role(Role::Intermediary).await);
+        let (mut mismatch, mut other) = (None, None);
         let mut control = self.node.client.stream_control();
-        for peer in self.node.client.peers_with_role(Role::Content).await {
+        for peer in sources {
             let fetched = printmesh_runtime::fetch::fetch_blob_within(
                 &mut control,
                 &self.download_cache,
                 peer.peer,
                 blob,
-                None,
-                printmesh_protocol::content::MAX_COVER_BYTES,
-                &mut |_, _| {},
+                len,
+                max,
+                progress,
             )
             .await;
-            if fetched.is_ok() {
-                return true;
+            match fetched {
+                Ok(bytes) => {
+                    tracing::info!(blob = %blob.short(), bytes, from = %peer.hello.name, "download fetched");
+                    return Ok(());
+                }
+                Err(BlobError::NotFound(_)) => {}
+                Err(e @ BlobError::HashMismatch(_)) => {
+                    tracing::error!(blob = %blob.short(), from = %peer.hello.name, "{e}");
+                    mismatch = Some(format!(
+                        "the bytes from {} do not match the catalogue",
+                        peer.hello.name
+                    ));
+                }
+                Err(e @ BlobError::Open { .. }) => {
+                    other.get_or_insert(e.to_string());
+                }
+                Err(e) => other = Some(e.to_string()),
             }
         }
-        false
+        Err(mismatch
+            .or(other)
+            .unwrap_or_else(|| "no content company is reachable".into()))
     }
 
     /// Marks a cached blob as just used (the cache drops the least recently used).
@@ -1018,44 +1030,23 @@ impl Kiosk {
             Err(e) => return refused(e),
         };
         let l = &v.licence;
-        let item = Item {
-            id: l.item.clone(),
-            kind: printmesh_protocol::content::ItemKind::Music,
-            title: printmesh_protocol::content::Names {
-                ja: l.item.to_string(),
-                en: l.item.to_string(),
-                kana: String::new(),
-            },
-            artist: printmesh_protocol::content::Names {
-                ja: String::new(),
-                en: String::new(),
-                kana: String::new(),
-            },
-            blob: l.blob,
-            size: l.size,
-            price: l.price,
-            rights_holder: String::new(),
-            cover: None,
-            valid_from_ms: 0,
-            valid_until_ms: i64::MAX,
-            folder: l.folder.clone(),
-            file_name: l.file_name.clone(),
-        };
-        if let Err(e) = self.ensure_cached(&item, &mut |_, _| {}).await {
-            return refused(e.to_string());
+        if let Err(e) = self.ensure_blob(l.blob, l.size, &mut |_, _| {}).await {
+            return refused(format!("{} cannot be had now: {e}", l.item));
         }
         let media = media.to_path_buf();
         let source = self.download_cache.path(&l.blob);
         let text = text.to_string();
+        let (folder, file_name, blob, size) =
+            (l.folder.clone(), l.file_name.clone(), l.blob, l.size);
         let written = tokio::task::spawn_blocking(move || {
             cardwrite::write_item(
                 &WriteJob {
                     media_dir: &media,
-                    folder: &item.folder,
-                    file_name: &item.file_name,
+                    folder: &folder,
+                    file_name: &file_name,
                     source: &source,
-                    blob: item.blob,
-                    size: item.size,
+                    blob,
+                    size,
                     licence: Some(&text),
                 },
                 &mut |_, _| {},
