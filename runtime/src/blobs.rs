@@ -141,6 +141,24 @@ impl BlobStore {
             .unwrap_or(0)
     }
 
+    /// The partial file of `blob`, cut to `from` bytes (what was kept of an earlier
+    /// transfer), ready to take the bytes after them.
+    pub(crate) async fn open_partial(
+        &self,
+        blob: &BlobId,
+        from: u64,
+    ) -> Result<tokio::fs::File, BlobError> {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(self.partial_path(blob))
+            .await?;
+        file.set_len(from).await?;
+        file.seek(io::SeekFrom::Start(from)).await?;
+        Ok(file)
+    }
+
     /// Moves a fully written file into place if its hash is `blob`; otherwise deletes it.
     pub(crate) async fn commit(&self, blob: &BlobId, written: &Path) -> Result<(), BlobError> {
         if hash_file(written).await? != *blob {
@@ -258,6 +276,52 @@ impl BlobStore {
         out.sort();
         out
     }
+}
+
+/// Reads the bytes `have..len` of a transfer off `stream` into `file` (a partial file
+/// opened at `have`), then syncs what arrived, so the next transfer resumes after it
+/// whatever happened. Returns how far it got and, if the peer stopped early, went
+/// quiet or failed, what cut it. `progress(have)` after each chunk.
+pub(crate) async fn read_into<S>(
+    stream: &mut S,
+    mut file: tokio::fs::File,
+    mut have: u64,
+    len: u64,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<(u64, Option<BlobError>), BlobError>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut cut = None;
+    while have < len {
+        let want = (len - have).min(CHUNK_BYTES as u64) as usize;
+        let chunk = buf.get_mut(..want).ok_or(BlobError::Timeout)?;
+        match tokio::time::timeout(IO_TIMEOUT, stream.read(chunk)).await {
+            Ok(Ok(0)) => {
+                cut = Some(BlobError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer stopped sending early",
+                )));
+                break;
+            }
+            Ok(Ok(n)) => {
+                file.write_all(chunk.get(..n).unwrap_or_default()).await?;
+                have += n as u64;
+                progress(have);
+            }
+            Ok(Err(e)) => {
+                cut = Some(BlobError::Io(e));
+                break;
+            }
+            Err(_) => {
+                cut = Some(BlobError::Timeout);
+                break;
+            }
+        }
+    }
+    file.sync_data().await?;
+    Ok((have, cut))
 }
 
 pub(crate) async fn timed<T>(
@@ -401,14 +465,7 @@ where
             Err(e) => return Err(e),
         }
     }
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&partial)
-        .await?;
-    file.set_len(offset).await?;
-    file.seek(io::SeekFrom::Start(offset)).await?;
+    let file = store.open_partial(&blob, offset).await?;
     timed(write_frame(
         stream,
         &BlobReply::SendFrom { offset },
@@ -416,39 +473,9 @@ where
     ))
     .await?;
 
-    let mut remaining = offer.len - offset;
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut cut = None;
-    while remaining > 0 {
-        let want = remaining.min(CHUNK_BYTES as u64) as usize;
-        let chunk = buf.get_mut(..want).ok_or(BlobError::Timeout)?;
-        match tokio::time::timeout(IO_TIMEOUT, stream.read(chunk)).await {
-            Ok(Ok(0)) => {
-                cut = Some(BlobError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "sender stopped early",
-                )));
-                break;
-            }
-            Ok(Ok(n)) => {
-                file.write_all(chunk.get(..n).unwrap_or_default()).await?;
-                remaining -= n as u64;
-            }
-            Ok(Err(e)) => {
-                cut = Some(BlobError::Io(e));
-                break;
-            }
-            Err(_) => {
-                cut = Some(BlobError::Timeout);
-                break;
-            }
-        }
-    }
-    // Keep what arrived, durably, so the next offer resumes after it.
-    file.sync_data().await?;
-    drop(file);
+    let (kept, cut) = read_into(stream, file, offset, offer.len, &mut |_| {}).await?;
     if let Some(e) = cut {
-        tracing::info!(blob = %blob.short(), kept = offer.len - remaining, "blob transfer cut; partial kept for resume");
+        tracing::info!(blob = %blob.short(), kept, "blob transfer cut; partial kept for resume");
         return Err(e);
     }
     let verdict = match store.commit(&blob, &partial).await {

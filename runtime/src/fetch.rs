@@ -7,16 +7,18 @@
 use std::io;
 use std::sync::Arc;
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use printmesh_protocol::messages::Role;
 use printmesh_protocol::wire::content::{
     may_fetch, FetchReply, FetchRequest, FETCH_CONTROL_MAX_BYTES, FETCH_ID,
 };
 use printmesh_protocol::BlobId;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt};
 
-use crate::blobs::{timed, BlobError, BlobStore, Receiving, StreamGate, CHUNK_BYTES, IO_TIMEOUT};
+use crate::blobs::{
+    read_into, timed, BlobError, BlobStore, Receiving, StreamGate, CHUNK_BYTES, IO_TIMEOUT,
+};
 use crate::net::{read_frame, write_frame};
 
 /// Most fetches a node serves at once.
@@ -128,46 +130,8 @@ async fn receive_rest(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<u64, BlobError> {
     let partial = store.partial_path(&blob);
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&partial)
-        .await?;
-    file.set_len(offset).await?;
-    file.seek(io::SeekFrom::Start(offset)).await?;
-    let mut have = offset;
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut cut = None;
-    while have < len {
-        let want = (len - have).min(CHUNK_BYTES as u64) as usize;
-        let chunk = buf.get_mut(..want).ok_or(BlobError::Timeout)?;
-        match tokio::time::timeout(IO_TIMEOUT, stream.read(chunk)).await {
-            Ok(Ok(0)) => {
-                cut = Some(BlobError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer stopped sending early",
-                )));
-                break;
-            }
-            Ok(Ok(n)) => {
-                file.write_all(chunk.get(..n).unwrap_or_default()).await?;
-                have += n as u64;
-                progress(have, len);
-            }
-            Ok(Err(e)) => {
-                cut = Some(BlobError::Io(e));
-                break;
-            }
-            Err(_) => {
-                cut = Some(BlobError::Timeout);
-                break;
-            }
-        }
-    }
-    // Keep what arrived, durably, so the next fetch resumes after it.
-    file.sync_data().await?;
-    drop(file);
+    let file = store.open_partial(&blob, offset).await?;
+    let (have, cut) = read_into(stream, file, offset, len, &mut |have| progress(have, len)).await?;
     let _ = stream.close().await;
     if let Some(e) = cut {
         tracing::info!(blob = %blob.short(), kept = have, "fetch cut; partial kept for resume");
