@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{acquirer_config, acquirer_key_file, fixtures, run, totals, write_config, NodeProc};
+use common::{
+    acquirer_config, acquirer_key_file, eventually, fixtures, run, totals, write_config, NodeProc,
+};
 use printmesh_nodes::fatcard::FatCard;
 use serde_json::Value;
 
@@ -149,27 +151,10 @@ fn download(kiosk: &Path, items: &[&str]) -> (bool, Value, String) {
     (ok, json, text)
 }
 
+/// A role's report of today, its totals.
 fn report(role: &str, config: &Path) -> BTreeMap<String, i64> {
     let date = chrono::Utc::now().date_naive().to_string();
-    let (ok, text) = run(&[
-        role,
-        "--config",
-        config.to_str().unwrap(),
-        "report",
-        "--date",
-        &date,
-        "--csv",
-    ]);
-    assert!(ok, "{role} report: {text}");
-    totals(&text)
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    totals(&common::report_csv(role, config, &date))
 }
 
 #[test]
@@ -253,7 +238,7 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
             "the camera's {path} is untouched"
         );
     }
-    eventually("the capture", || {
+    eventually("the capture", d, || {
         report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
     });
 
@@ -274,7 +259,7 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
     ]);
     assert!(ok && text.contains("licences are revoked"), "{text}");
     card.eject();
-    eventually("the refund off the books", || {
+    eventually("the refund off the books", d, || {
         report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&500)
     });
 
@@ -520,7 +505,7 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         prints["order_id"].as_str().unwrap(),
     ]);
     assert!(ok && text.contains("shipped"), "{text}");
-    eventually("the prints' capture", || {
+    eventually("the prints' capture", d, || {
         report("acquirer", &acquirer_cfg).get("captured not yet settled") == Some(&590)
     });
 
@@ -534,7 +519,7 @@ fn downloads_are_written_honoured_refused_and_settled_across_four_parties() {
         "settle",
     ]);
     assert!(ok, "{text}");
-    eventually("the company's and the lab's payments", || {
+    eventually("the company's and the lab's payments", d, || {
         report("content", &content_cfg).get("download sales received") == Some(&400)
             && report("lab", &lab_cfg).get("print fees received") == Some(&72)
     });

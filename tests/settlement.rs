@@ -14,11 +14,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    acquirer_config, files_below, inspect, intermediary_config, kiosk_config, lab_config, run,
-    totals, NodeProc,
+    acquirer_config, eventually, files_below, inspect, intermediary_config, kiosk_config,
+    lab_config, run, totals, NodeProc,
 };
 use serde_json::Value;
 
@@ -39,36 +39,7 @@ fn order(kiosk: &Path, card: &str, size: &str, extra: &[&str]) -> Value {
     serde_json::from_str(text.lines().next().unwrap()).unwrap()
 }
 
-fn report(role: &str, config: &Path, date: &str) -> String {
-    let (ok, text) = run(&[
-        role,
-        "--config",
-        config.to_str().unwrap(),
-        "report",
-        "--date",
-        date,
-        "--csv",
-    ]);
-    assert!(ok, "{role} report: {text}");
-    text
-}
-
-/// Polls `check` until it holds (or fails the test after 30 s, with the nodes' logs).
-fn eventually(what: &str, logs: &Path, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        if Instant::now() > deadline {
-            let mut text = String::new();
-            for role in ["acquirer", "intermediary", "lab"] {
-                let log =
-                    std::fs::read_to_string(logs.join(format!("{role}.log"))).unwrap_or_default();
-                text.push_str(&format!("--- {role}\n{log}"));
-            }
-            panic!("gave up waiting for {what}\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::report_csv as report;
 
 #[test]
 fn three_parties_settle_and_their_reports_agree() {

@@ -344,3 +344,36 @@ pub fn totals(csv: &str) -> std::collections::BTreeMap<String, i64> {
     }
     out
 }
+
+/// `printmesh ROLE --config FILE report --date DATE --csv`, which must succeed.
+pub fn report_csv(role: &str, config: &Path, date: &str) -> String {
+    let (ok, text) = run(&[
+        role,
+        "--config",
+        config.to_str().unwrap(),
+        "report",
+        "--date",
+        date,
+        "--csv",
+    ]);
+    assert!(ok, "{role} report: {text}");
+    text
+}
+
+/// Polls `check` until it holds, or fails the test after 30 s with the logs of the
+/// nodes started in `logs` (`NodeProc` writes `<role>.log` there).
+pub fn eventually(what: &str, logs: &Path, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        if Instant::now() > deadline {
+            let mut text = String::new();
+            for role in ["acquirer", "intermediary", "lab", "content"] {
+                if let Ok(log) = std::fs::read_to_string(logs.join(format!("{role}.log"))) {
+                    text.push_str(&format!("--- {role}\n{log}"));
+                }
+            }
+            panic!("gave up waiting for {what}\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
