@@ -428,3 +428,47 @@ async fn a_published_catalogue_is_gossiped_through_the_network() {
     intermediary.shutdown().await;
     content.shutdown().await;
 }
+
+/// Publishing the same files again (every start, with `[content] catalogue`) does not
+/// read them again: a file of the same length and modification time is taken to be
+/// the one stored (as make and rsync do); a file that changed is read and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_file_is_not_read_again_and_a_changed_one_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = TestNet::new(dir.path());
+    let mut c = net.bare(Role::Content, "Tunes", "content", vec![]);
+    c.content = Some(ContentConfig::default());
+    let content = net.start(c).await.unwrap();
+    let files = dir.path().join("files");
+    let catalogue = write_catalogue(&files, 300, false);
+    let (ok, said) = publish(&content, &catalogue);
+    assert!(ok && said.contains("version 1"), "{said}");
+    // Other bytes of the same length, the file's time put back: taken as unchanged.
+    let tune = files.join("items/dawn.wav");
+    let when = std::fs::metadata(&tune).unwrap().modified().unwrap();
+    let mut other = tune_bytes();
+    other[0] ^= 0xFF;
+    std::fs::write(&tune, &other).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tune)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let (ok, said) = publish(&content, &catalogue);
+    assert!(ok && said.contains("unchanged"), "{said}");
+    // Touched: read again, and published as changed.
+    std::fs::File::options()
+        .write(true)
+        .open(&tune)
+        .unwrap()
+        .set_modified(when + Duration::from_secs(1))
+        .unwrap();
+    let (ok, said) = publish(&content, &catalogue);
+    assert!(ok && said.contains("version 2") && said.contains("changed: dawn"), "{said}");
+    content.shutdown().await;
+}
+
+fn tune_bytes() -> Vec<u8> {
+    tune(3 * 1024 * 1024 + 17)
+}

@@ -138,6 +138,10 @@ pub struct Content {
     catalogue: Tree<SignedCatalogue>,
     /// order id → what was paid for it.
     payouts: Tree<Payout>,
+    /// An item file's absolute path → (its length, modification time in ns, its blob)
+    /// when it was last put in the store: publishing the same files again (every start,
+    /// with `[content] catalogue`) does not read every byte again.
+    imported: Tree<(u64, u128, printmesh_protocol::BlobId)>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -150,6 +154,33 @@ impl Content {
         verify_catalogue(&signed)
             .map(|v| Some(v.catalogue))
             .map_err(|e| format!("the stored catalogue does not check: {e}"))
+    }
+
+    /// An item's file into the blob store, unless the same file (length and
+    /// modification time) is there already from an earlier publication.
+    async fn import(&self, source: &Path) -> Result<(printmesh_protocol::BlobId, u64), String> {
+        let meta = std::fs::metadata(source).map_err(|e| e.to_string())?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let key = source.to_string_lossy().as_bytes().to_vec();
+        if let Some((len, at, blob)) = self.imported.get(&key).map_err(|e| e.to_string())? {
+            if len == meta.len() && at == mtime && self.node.blobs.len_of(&blob) == Some(len) {
+                return Ok((blob, len));
+            }
+        }
+        let (blob, len) = self
+            .node
+            .blobs
+            .import_large(source)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.imported
+            .insert(&key, &(len, mtime, blob))
+            .map_err(|e| e.to_string())?;
+        Ok((blob, len))
     }
 
     /// Reads a catalogue file, stores every item's bytes, and publishes the result at
@@ -178,9 +209,7 @@ impl Content {
             let bad = |what: String| format!("{}: item {}: {what}", path.display(), entry.id);
             let source = at(&entry.file);
             let (blob, size) = self
-                .node
-                .blobs
-                .import_large(&source)
+                .import(&source)
                 .await
                 .map_err(|e| bad(format!("{}: {e}", source.display())))?;
             let cover = match &entry.cover {
@@ -428,6 +457,7 @@ impl printmesh_runtime::role::Role for Content {
         Ok(Arc::new(Content {
             catalogue: node.db.tree("catalogue")?,
             payouts: node.db.tree("payouts")?,
+            imported: node.db.tree("imported")?,
             node,
             config,
             lock: tokio::sync::Mutex::new(()),
