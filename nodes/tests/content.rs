@@ -465,7 +465,10 @@ async fn an_unchanged_file_is_not_read_again_and_a_changed_one_is() {
         .set_modified(when + Duration::from_secs(1))
         .unwrap();
     let (ok, said) = publish(&content, &catalogue);
-    assert!(ok && said.contains("version 2") && said.contains("changed: dawn"), "{said}");
+    assert!(
+        ok && said.contains("version 2") && said.contains("changed: dawn"),
+        "{said}"
+    );
     content.shutdown().await;
 }
 
